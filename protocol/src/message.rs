@@ -1,0 +1,646 @@
+//! Bodies carried inside signed envelopes.
+//!
+//! Field order is the wire format (bincode writes fields in declaration order): append new fields
+//! only in a new kind, never reorder. Every clinical value carries its unit in its name.
+
+use crate::codec;
+use crate::error::{CodecError, DecodeError, EncodeError};
+use crate::limits;
+use crate::wire;
+use serde::{Deserialize, Serialize};
+
+/// Clinical urgency of a consultation request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Priority {
+    /// Immediately life-threatening (suspected STEMI): read within minutes.
+    Stat,
+    /// Read within the half hour.
+    Urgent,
+    /// Read within the day.
+    Routine,
+}
+
+impl Priority {
+    /// Lower-case name, as in the HTTP API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Stat => "stat",
+            Priority::Urgent => "urgent",
+            Priority::Routine => "routine",
+        }
+    }
+
+    /// Parses a lower-case name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "stat" => Priority::Stat,
+            "urgent" => Priority::Urgent,
+            "routine" => Priority::Routine,
+            _ => return None,
+        })
+    }
+
+    /// Rank for sorting, most urgent first.
+    pub fn rank(self) -> u8 {
+        self as u8
+    }
+
+    /// The spool lane of a study of this priority.
+    pub fn lane(self) -> Lane {
+        match self {
+            Priority::Stat => Lane::Stat,
+            Priority::Urgent => Lane::Urgent,
+            Priority::Routine => Lane::Routine,
+        }
+    }
+}
+
+/// Spool and link priority lane: earlier variants are sent first (design.md, "Spool and the link").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Lane {
+    /// STAT studies.
+    Stat,
+    /// Urgent studies.
+    Urgent,
+    /// Monitoring streams and small control messages (receipts, device output).
+    Stream,
+    /// Routine studies.
+    Routine,
+    /// Bulk transfers (images, original cart files).
+    Bulk,
+}
+
+impl Lane {
+    /// All lanes, in sending order.
+    pub const ALL: [Lane; 5] = [
+        Lane::Stat,
+        Lane::Urgent,
+        Lane::Stream,
+        Lane::Routine,
+        Lane::Bulk,
+    ];
+
+    /// Index into [`Lane::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Compressed samples of one lead (see [`codec`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncodedSamples {
+    /// Number of samples encoded.
+    pub count: u32,
+    /// The compressed bit stream.
+    pub data: Vec<u8>,
+}
+
+/// One lead's samples.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeadSamples {
+    /// Lead name, e.g. "II", "V5" (see [`crate::lead`]).
+    pub lead: String,
+    /// Compressed integer samples; multiply by the resolution (nV per LSB) for voltage.
+    pub samples: EncodedSamples,
+}
+
+impl LeadSamples {
+    /// Compresses `samples` for `lead`.
+    pub fn encode(lead: &str, samples: &[i32]) -> Self {
+        Self {
+            lead: lead.to_string(),
+            samples: codec::encode(samples),
+        }
+    }
+
+    /// Decompresses the samples, refusing more than [`limits::SAMPLES_PER_LEAD_MAX`].
+    pub fn decode(&self) -> Result<Vec<i32>, CodecError> {
+        codec::decode(&self.samples, limits::SAMPLES_PER_LEAD_MAX)
+    }
+}
+
+/// A block of a continuous monitoring stream (default 1 s).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamChunk {
+    /// Stream number on the device (one device may run several).
+    pub stream_id: u32,
+    /// Sampling rate in Hz.
+    pub sample_rate_hz: u32,
+    /// Resolution in nanovolts per least significant bit.
+    pub resolution_nv: u32,
+    /// Index of this chunk's first sample since the stream started (sample-exact gap detection).
+    pub first_sample: u64,
+    /// Device time of the first sample, Unix ms.
+    pub start_time_ms: i64,
+    /// Samples per lead, all of equal count.
+    pub leads: Vec<LeadSamples>,
+}
+
+/// Administrative sex as recorded by the cart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Sex {
+    /// Female.
+    Female,
+    /// Male.
+    Male,
+    /// Not recorded.
+    Unknown,
+}
+
+/// A calendar date (birth dates): no time zone, no time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Date {
+    /// Year, e.g. 1958.
+    pub year: u16,
+    /// Month 1-12.
+    pub month: u8,
+    /// Day 1-31.
+    pub day: u8,
+}
+
+impl Date {
+    /// Builds a date, checking month and day ranges (including leap years).
+    pub fn new(year: u16, month: u8, day: u8) -> Option<Self> {
+        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+        let days = match month {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if leap => 29,
+            2 => 28,
+            _ => return None,
+        };
+        (day >= 1 && day <= days).then_some(Self { year, month, day })
+    }
+
+    /// Parses `YYYY-MM-DD`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut it = s.split('-');
+        let (y, m, d) = (it.next()?, it.next()?, it.next()?);
+        if it.next().is_some() || y.len() != 4 || m.len() != 2 || d.len() != 2 {
+            return None;
+        }
+        Self::new(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)
+    }
+}
+
+impl std::fmt::Display for Date {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
+/// The patient, as entered at the cart. Names are UTF-8 (converted from GBK at the edge if needed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Patient {
+    /// Clinic's patient id (e.g. outpatient number).
+    pub id: String,
+    /// Full name, e.g. "张伟".
+    pub name: String,
+    /// Sex.
+    pub sex: Sex,
+    /// Birth date, if recorded.
+    pub birth_date: Option<Date>,
+}
+
+/// A resting ECG recorded at a clinic, asking for consultation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Study {
+    /// Unique id, made by the agent (`{device}-{first seq}`), stable across resends.
+    pub study_uid: String,
+    /// The patient.
+    pub patient: Patient,
+    /// The clinic's question to the specialist (free text, any language).
+    pub question: String,
+    /// Urgency.
+    pub priority: Priority,
+    /// Acquisition start on the device clock, Unix ms.
+    pub acquired_at_ms: i64,
+    /// Sampling rate in Hz.
+    pub sample_rate_hz: u32,
+    /// Resolution in nanovolts per least significant bit.
+    pub resolution_nv: u32,
+    /// Cart model and firmware as the cart reported them.
+    pub device_model: String,
+    /// Samples per lead, all of equal count.
+    pub leads: Vec<LeadSamples>,
+}
+
+impl Study {
+    /// Encodes the whole study (before splitting into parts).
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        wire::encode("study", self, limits::STUDY_MAX)
+    }
+
+    /// Decodes an assembled study.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        wire::decode::<Self, { limits::STUDY_MAX }>("study", bytes)
+    }
+
+    /// Splits the encoded study into parts that each fit an MQTT packet.
+    pub fn split(&self) -> Result<Vec<StudyPart>, EncodeError> {
+        let bytes = self.encode()?;
+        let digest = sha256(&bytes);
+        let count = bytes.len().div_ceil(limits::STUDY_PART_PAYLOAD).max(1) as u32;
+        Ok((0..count)
+            .map(|i| {
+                let start = i as usize * limits::STUDY_PART_PAYLOAD;
+                let end = (start + limits::STUDY_PART_PAYLOAD).min(bytes.len());
+                StudyPart {
+                    study_uid: self.study_uid.clone(),
+                    priority: self.priority,
+                    index: i,
+                    count,
+                    total_len: bytes.len() as u32,
+                    digest_sha256: digest,
+                    bytes: bytes[start..end].to_vec(),
+                }
+            })
+            .collect())
+    }
+}
+
+/// Joining study parts failed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AssembleError {
+    /// Parts disagree on the study's length, digest or count, or an index is out of range.
+    #[error("study parts are inconsistent: {0}")]
+    Inconsistent(&'static str),
+    /// The joined bytes do not match the digest every part carries.
+    #[error("assembled study does not match its SHA-256")]
+    Digest,
+    /// The joined bytes do not decode as a study.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// Joins parts (in any order, exactly one per index) back into a study.
+pub fn assemble(parts: &[StudyPart]) -> Result<Study, AssembleError> {
+    let first = parts
+        .first()
+        .ok_or(AssembleError::Inconsistent("no parts"))?;
+    if parts.len() != first.count as usize {
+        return Err(AssembleError::Inconsistent("part count"));
+    }
+    let mut ordered: Vec<Option<&StudyPart>> = vec![None; parts.len()];
+    for p in parts {
+        if p.count != first.count
+            || p.total_len != first.total_len
+            || p.digest_sha256 != first.digest_sha256
+        {
+            return Err(AssembleError::Inconsistent("parts disagree"));
+        }
+        let slot = ordered
+            .get_mut(p.index as usize)
+            .ok_or(AssembleError::Inconsistent("index"))?;
+        if slot.replace(p).is_some() {
+            return Err(AssembleError::Inconsistent("duplicate index"));
+        }
+    }
+    if first.total_len as usize > limits::STUDY_MAX {
+        return Err(AssembleError::Inconsistent("total length over limit"));
+    }
+    let mut bytes = Vec::with_capacity(first.total_len as usize);
+    for p in ordered.into_iter().flatten() {
+        bytes.extend_from_slice(&p.bytes);
+    }
+    if bytes.len() != first.total_len as usize || sha256(&bytes) != first.digest_sha256 {
+        return Err(AssembleError::Digest);
+    }
+    let study = Study::decode(&bytes)?;
+    if study.study_uid != first.study_uid {
+        return Err(AssembleError::Inconsistent("study uid"));
+    }
+    Ok(study)
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
+    out
+}
+
+/// One part of an encoded study; each part is its own signed envelope with its own seq.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StudyPart {
+    /// The study this part belongs to.
+    pub study_uid: String,
+    /// The study's priority (so the hub can queue before decoding the whole study).
+    pub priority: Priority,
+    /// Zero-based index of this part.
+    pub index: u32,
+    /// Number of parts.
+    pub count: u32,
+    /// Length of the whole encoded study in bytes.
+    pub total_len: u32,
+    /// SHA-256 of the whole encoded study.
+    pub digest_sha256: [u8; 32],
+    /// This part's slice of the encoded study.
+    pub bytes: Vec<u8>,
+}
+
+/// A line of text the device printed (measurements, interpretation, alarms).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceOutput {
+    /// Which serial port it came from (config name).
+    pub port: String,
+    /// The line, converted to UTF-8 from the port's encoding.
+    pub line: String,
+    /// Agent time the line was complete, Unix ms.
+    pub received_at_ms: i64,
+}
+
+/// The agent confirms that a report reached the clinic and was stored there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportReceipt {
+    /// The report.
+    pub report_id: String,
+    /// The study it answers.
+    pub study_uid: String,
+    /// Agent time the report was stored, Unix ms.
+    pub stored_at_ms: i64,
+}
+
+/// What the agent's link is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LinkState {
+    /// Just connected (birth message).
+    Online,
+    /// Periodic heartbeat.
+    Heartbeat,
+    /// The broker's last will: the agent is gone.
+    Offline,
+}
+
+/// Agent status, published on the status topic (not spooled: only the latest matters).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Link state.
+    pub state: LinkState,
+    /// Agent version.
+    pub agent_version: String,
+    /// Envelopes waiting in the spool for the hub's ack.
+    pub spool_entries: u64,
+    /// Bytes waiting in the spool.
+    pub spool_bytes: u64,
+    /// Free-form detail (e.g. "serial /dev/ttyUSB0 disconnected").
+    pub detail: String,
+}
+
+/// An inclusive range of sequence numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeqRange {
+    /// First seq.
+    pub first: u64,
+    /// Last seq (inclusive).
+    pub last: u64,
+}
+
+/// The hub confirms that it durably stored these sequence numbers of one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The device whose envelopes were stored.
+    pub device_id: String,
+    /// Stored ranges.
+    pub ranges: Vec<SeqRange>,
+}
+
+impl Ack {
+    /// Builds an ack from seqs in any order, merging consecutive ones into ranges.
+    pub fn from_seqs(device_id: &str, seqs: &[u64]) -> Self {
+        let mut sorted = seqs.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut ranges: Vec<SeqRange> = Vec::new();
+        for s in sorted {
+            match ranges.last_mut() {
+                Some(r) if r.last + 1 == s => r.last = s,
+                _ => ranges.push(SeqRange { first: s, last: s }),
+            }
+        }
+        Self {
+            device_id: device_id.to_string(),
+            ranges,
+        }
+    }
+
+    /// True if `seq` is in one of the ranges.
+    pub fn contains(&self, seq: u64) -> bool {
+        self.ranges.iter().any(|r| r.first <= seq && seq <= r.last)
+    }
+}
+
+/// A specialist's signed diagnosis, sent back to the clinic that asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// Unique report id, made by the hub.
+    pub report_id: String,
+    /// The study it answers.
+    pub study_uid: String,
+    /// Patient name, repeated so the printed report stands alone.
+    pub patient_name: String,
+    /// The specialist's id at the hub.
+    pub specialist_id: String,
+    /// The specialist's display name.
+    pub specialist_name: String,
+    /// Findings (measurements, description).
+    pub findings: String,
+    /// Conclusion (diagnosis).
+    pub conclusion: String,
+    /// Hub time the report was signed, Unix ms.
+    pub reported_at_ms: i64,
+}
+
+/// Every body kind, decoded. The kind number on the wire is [`Payload::kind`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// Kind 1.
+    StreamChunk(StreamChunk),
+    /// Kind 2.
+    StudyPart(StudyPart),
+    /// Kind 3.
+    DeviceOutput(DeviceOutput),
+    /// Kind 4.
+    ReportReceipt(ReportReceipt),
+    /// Kind 5.
+    Status(Status),
+    /// Kind 6.
+    Ack(Ack),
+    /// Kind 7.
+    Report(Report),
+}
+
+/// Kind numbers. Numbers are never reused; new kinds get new numbers (design.md keeps the
+/// enum open for blob chunks, manifests, key rotation).
+pub mod kind {
+    /// [`super::StreamChunk`].
+    pub const STREAM_CHUNK: u16 = 1;
+    /// [`super::StudyPart`].
+    pub const STUDY_PART: u16 = 2;
+    /// [`super::DeviceOutput`].
+    pub const DEVICE_OUTPUT: u16 = 3;
+    /// [`super::ReportReceipt`].
+    pub const REPORT_RECEIPT: u16 = 4;
+    /// [`super::Status`].
+    pub const STATUS: u16 = 5;
+    /// [`super::Ack`].
+    pub const ACK: u16 = 6;
+    /// [`super::Report`].
+    pub const REPORT: u16 = 7;
+}
+
+impl Payload {
+    /// The kind number.
+    pub fn kind(&self) -> u16 {
+        match self {
+            Payload::StreamChunk(_) => kind::STREAM_CHUNK,
+            Payload::StudyPart(_) => kind::STUDY_PART,
+            Payload::DeviceOutput(_) => kind::DEVICE_OUTPUT,
+            Payload::ReportReceipt(_) => kind::REPORT_RECEIPT,
+            Payload::Status(_) => kind::STATUS,
+            Payload::Ack(_) => kind::ACK,
+            Payload::Report(_) => kind::REPORT,
+        }
+    }
+
+    /// The kind's name.
+    pub fn kind_name(kind: u16) -> Option<&'static str> {
+        Some(match kind {
+            kind::STREAM_CHUNK => "stream chunk",
+            kind::STUDY_PART => "study part",
+            kind::DEVICE_OUTPUT => "device output",
+            kind::REPORT_RECEIPT => "report receipt",
+            kind::STATUS => "status",
+            kind::ACK => "ack",
+            kind::REPORT => "report",
+            _ => return None,
+        })
+    }
+
+    /// Encodes the body, refusing bodies over the kind's limit.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        match self {
+            Payload::StreamChunk(b) => wire::encode("stream chunk", b, limits::STREAM_CHUNK_MAX),
+            Payload::StudyPart(b) => wire::encode("study part", b, limits::STUDY_PART_MAX),
+            Payload::DeviceOutput(b) => wire::encode("device output", b, limits::DEVICE_OUTPUT_MAX),
+            Payload::ReportReceipt(b) => wire::encode("report receipt", b, limits::RECEIPT_MAX),
+            Payload::Status(b) => wire::encode("status", b, limits::STATUS_MAX),
+            Payload::Ack(b) => wire::encode("ack", b, limits::ACK_MAX),
+            Payload::Report(b) => wire::encode("report", b, limits::REPORT_MAX),
+        }
+    }
+
+    /// Decodes a body of `kind` with that kind's byte limit. `None` for unknown kinds.
+    pub fn decode(kind: u16, body: &[u8]) -> Option<Result<Self, DecodeError>> {
+        use wire::decode;
+        Some(match kind {
+            kind::STREAM_CHUNK => decode::<_, { limits::STREAM_CHUNK_MAX }>("stream chunk", body)
+                .map(Payload::StreamChunk),
+            kind::STUDY_PART => {
+                decode::<_, { limits::STUDY_PART_MAX }>("study part", body).map(Payload::StudyPart)
+            }
+            kind::DEVICE_OUTPUT => {
+                decode::<_, { limits::DEVICE_OUTPUT_MAX }>("device output", body)
+                    .map(Payload::DeviceOutput)
+            }
+            kind::REPORT_RECEIPT => decode::<_, { limits::RECEIPT_MAX }>("report receipt", body)
+                .map(Payload::ReportReceipt),
+            kind::STATUS => {
+                decode::<_, { limits::STATUS_MAX }>("status", body).map(Payload::Status)
+            }
+            kind::ACK => decode::<_, { limits::ACK_MAX }>("ack", body).map(Payload::Ack),
+            kind::REPORT => {
+                decode::<_, { limits::REPORT_MAX }>("report", body).map(Payload::Report)
+            }
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn study(n: usize) -> Study {
+        Study {
+            study_uid: "cart-1-42".into(),
+            patient: Patient {
+                id: "MZ0001".into(),
+                name: "张伟".into(),
+                sex: Sex::Male,
+                birth_date: Date::new(1958, 2, 28),
+            },
+            question: "胸痛2小时，请排除急性心梗".into(),
+            priority: Priority::Stat,
+            acquired_at_ms: 1_700_000_000_000,
+            sample_rate_hz: 500,
+            resolution_nv: 1000,
+            device_model: "sim".into(),
+            leads: crate::lead::STANDARD_12
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let s: Vec<i32> = (0..n)
+                        .map(|k| ((k * 7919 + i * 104729) % 4001) as i32 - 2000)
+                        .collect();
+                    LeadSamples::encode(l, &s)
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn study_splits_into_parts_and_reassembles_in_any_order() {
+        let s = study(20_000);
+        let mut parts = s.split().expect("split");
+        assert!(parts.len() > 1, "a large study needs several parts");
+        for p in &parts {
+            assert!(
+                Payload::StudyPart(p.clone()).encode().expect("fits").len()
+                    <= limits::STUDY_PART_MAX
+            );
+        }
+        parts.reverse();
+        assert_eq!(assemble(&parts).expect("assemble"), s);
+    }
+
+    #[test]
+    fn assembly_refuses_missing_tampered_and_duplicate_parts() {
+        let parts = study(20_000).split().expect("split");
+        assert!(assemble(&parts[1..]).is_err());
+        let mut bad = parts.clone();
+        bad[0].bytes[10] ^= 1;
+        assert_eq!(assemble(&bad).err(), Some(AssembleError::Digest));
+        let mut dup = parts.clone();
+        dup[1] = dup[0].clone();
+        assert!(matches!(
+            assemble(&dup),
+            Err(AssembleError::Inconsistent(_))
+        ));
+    }
+
+    #[test]
+    fn ack_merges_seqs_into_ranges() {
+        let a = Ack::from_seqs("d", &[5, 3, 4, 9, 10, 4, 1]);
+        assert_eq!(
+            a.ranges,
+            vec![
+                SeqRange { first: 1, last: 1 },
+                SeqRange { first: 3, last: 5 },
+                SeqRange { first: 9, last: 10 }
+            ]
+        );
+        assert!(a.contains(4) && !a.contains(2) && a.contains(10));
+    }
+
+    #[test]
+    fn dates_are_checked() {
+        assert!(Date::new(2024, 2, 29).is_some());
+        assert!(Date::new(2023, 2, 29).is_none());
+        assert_eq!(
+            Date::parse("1958-02-28").map(|d| d.to_string()),
+            Some("1958-02-28".into())
+        );
+        assert!(Date::parse("1958-2-28").is_none());
+    }
+}
