@@ -1,1 +1,29 @@
+//! The Yilian clinic agent: reads ECG carts over serial, signs what they produce, spools it to
+//! disk and streams it to the county hub over MQTT; receives and keeps the hub's reports.
+//!
+//! # Layout
+//! - [`config`]: the TOML configuration.
+//! - [`driver`]: sans-I/O device decoders ([`driver::ylf`] framing, [`driver::text`] lines).
+//! - [`serial`]: the port task (open, read, reopen).
+//! - [`assemble`]: frames → studies and stream chunks.
+//! - [`spool`]: the durable spool and seq leases.
+//! - [`uplink`]: sealing, publishing, acks, reports and receipts.
+//! - [`reports`]: received reports on disk.
+//! - [`formats`]: readers of recording files (WFDB).
+//! - [`run`]: wiring and shutdown.
 
+pub mod assemble;
+pub mod clock;
+pub mod config;
+pub mod driver;
+pub mod formats;
+pub mod reports;
+pub mod run;
+pub mod serial;
+pub mod spool;
+pub mod stats;
+pub mod uplink;
+
+pub use config::AgentConfig;
+pub use run::run;
+pub use stats::AgentStats;

@@ -1,8 +1,10 @@
 //! The Yilian serial framing ("YLF/1") for ECG front ends and carts that stream to the agent.
 //!
 //! # Wire format
-//! Each frame is COBS-encoded and followed by a single `0x00` delimiter, so a receiver that
-//! starts mid-stream or sees line noise resynchronises at the next `0x00`. Decoded, a frame is:
+//! Each frame is COBS-encoded and sent between two `0x00` delimiters (`00 ‹COBS› 00`), so a
+//! receiver that starts mid-stream or sees line noise resynchronises at the next `0x00`, and
+//! noise just before a frame cannot merge into it. Empty frames between back-to-back
+//! delimiters are ignored. Decoded, a frame is:
 //!
 //! | bytes | field |
 //! | --- | --- |
@@ -125,7 +127,7 @@ impl Frame {
     }
 }
 
-/// Encodes a frame for the wire: COBS bytes followed by the `0x00` delimiter.
+/// Encodes a frame for the wire: `0x00`, the COBS bytes, `0x00`.
 ///
 /// # Errors
 /// [`FrameError::TooLong`] if the frame exceeds [`MAX_FRAME`] (send fewer samples per frame).
@@ -202,7 +204,9 @@ pub fn encode(link_seq: u16, frame: &Frame) -> Result<Vec<u8>, FrameError> {
             limit: MAX_FRAME,
         });
     }
-    let mut out = cobs::encode_vec(&b);
+    let mut out = Vec::with_capacity(b.len() + b.len() / 254 + 3);
+    out.push(0);
+    out.extend(cobs::encode_vec(&b));
     out.push(0);
     Ok(out)
 }
@@ -454,7 +458,7 @@ mod tests {
     }
 
     fn strip(encoded: &[u8]) -> &[u8] {
-        &encoded[..encoded.len() - 1]
+        &encoded[1..encoded.len() - 1]
     }
 
     #[test]
@@ -498,7 +502,7 @@ mod tests {
     #[test]
     fn a_flipped_bit_never_decodes() {
         let enc = encode(1, &start()).expect("encode");
-        for i in 0..enc.len() - 1 {
+        for i in 1..enc.len() - 1 {
             for bit in 0..8 {
                 let mut e = enc.clone();
                 e[i] ^= 1 << bit;

@@ -205,7 +205,8 @@ pub struct Patient {
 /// A resting ECG recorded at a clinic, asking for consultation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Study {
-    /// Unique id, made by the agent (`{device}-{first seq}`), stable across resends.
+    /// Unique id, made by the agent (`{device}-{acquired_at_ms}-{cart study number}`), so the
+    /// same recording resent by the cart maps to the same study.
     pub study_uid: String,
     /// The patient.
     pub patient: Patient,
@@ -223,6 +224,8 @@ pub struct Study {
     pub device_model: String,
     /// Samples per lead, all of equal count.
     pub leads: Vec<LeadSamples>,
+    /// Problems the agent or the cart noticed (e.g. a lead reported invalid), shown to the reader.
+    pub warnings: Vec<String>,
 }
 
 impl Study {
@@ -586,6 +589,7 @@ mod tests {
                     LeadSamples::encode(l, &s)
                 })
                 .collect(),
+            warnings: vec![],
         }
     }
 

@@ -221,3 +221,32 @@ mod tests {
         assert_eq!(fleet_topic("stable").expect("slug"), "yl/v1/fleet/stable");
     }
 }
+
+/// Parses a broker address `mqtt://host:port` (port defaults to 1883) into host and port.
+pub fn broker_addr(url: &str) -> Result<(String, u16), TopicError> {
+    let bad = || TopicError::BadShape(truncate(url));
+    let rest = url.strip_prefix("mqtt://").ok_or_else(bad)?;
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad())?),
+        None => (rest, 1883),
+    };
+    if host.is_empty() || host.contains('/') {
+        return Err(bad());
+    }
+    Ok((host.trim_start_matches('[').trim_end_matches(']').to_string(), port))
+}
+
+#[cfg(test)]
+mod broker_tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls_parse() {
+        assert_eq!(broker_addr("mqtt://127.0.0.1:1884").expect("url"), ("127.0.0.1".into(), 1884));
+        assert_eq!(broker_addr("mqtt://hub.county").expect("url"), ("hub.county".into(), 1883));
+        assert!(broker_addr("http://x:1").is_err());
+        assert!(broker_addr("mqtt://x:notaport").is_err());
+        assert!(broker_addr("mqtt://").is_err());
+    }
+}

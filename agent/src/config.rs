@@ -1,0 +1,172 @@
+//! Agent configuration (TOML). See `agent/agent.example.toml` for every field with comments.
+
+use crate::driver::DriverKind;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The agent's configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Site (clinic) id, a short slug.
+    pub site: String,
+    /// Device id, a short slug; also the MQTT client id.
+    pub device: String,
+    /// The device's private key (PKCS#8 file from `yilian-agent keygen`).
+    pub key: PathBuf,
+    /// The hub's public key (hex file); reports and acks must be signed by it.
+    pub hub_public_key: PathBuf,
+    /// Broker address, `mqtt://host:port`.
+    #[serde(default = "default_broker")]
+    pub broker: String,
+    /// Spool folder: envelopes wait here until the hub acks them.
+    pub spool_dir: PathBuf,
+    /// Where received reports are kept (one `.json` and one `.txt` each).
+    pub reports_dir: PathBuf,
+    /// Length of a monitoring stream chunk in ms.
+    #[serde(default = "default_chunk_ms")]
+    pub chunk_ms: u32,
+    /// Resend an envelope if its ack has not come within this many seconds.
+    #[serde(default = "default_ack_timeout")]
+    pub ack_timeout_secs: u64,
+    /// Heartbeat interval on the status topic, in seconds.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_secs: u64,
+    /// Envelopes published and not yet acked, at most.
+    #[serde(default = "default_window")]
+    pub window: usize,
+    /// Serial ports to read.
+    #[serde(default)]
+    pub serial: Vec<SerialConfig>,
+}
+
+/// One serial port.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialConfig {
+    /// A name for logs and device output (e.g. "cart").
+    pub name: String,
+    /// Device path; prefer a stable link such as `/dev/serial/by-id/...`.
+    pub path: PathBuf,
+    /// Baud rate.
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    /// Which driver decodes the bytes.
+    pub driver: DriverKind,
+    /// Text encoding for the text driver: `utf-8`, `gbk`, `gb18030`, ...
+    #[serde(default = "default_encoding")]
+    pub encoding: String,
+}
+
+fn default_broker() -> String {
+    "mqtt://127.0.0.1:1883".into()
+}
+fn default_chunk_ms() -> u32 {
+    1000
+}
+fn default_ack_timeout() -> u64 {
+    20
+}
+fn default_heartbeat() -> u64 {
+    30
+}
+fn default_window() -> usize {
+    32
+}
+fn default_baud() -> u32 {
+    115_200
+}
+fn default_encoding() -> String {
+    "utf-8".into()
+}
+
+/// The configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or has unknown fields.
+    #[error("{path}: {source}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is not acceptable.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// Field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl AgentConfig {
+    /// Reads and checks a config file; relative paths are taken relative to its folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let mut cfg: Self =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut cfg.key, &mut cfg.hub_public_key, &mut cfg.spool_dir, &mut cfg.reports_dir] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks ids, encodings and numbers.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &str, reason: String| ConfigError::Invalid { field: field.into(), reason };
+        yilian_protocol::topic::Topic::new(&self.site, &self.device, yilian_protocol::topic::Channel::Up)
+            .map_err(|e| invalid("site/device", e.to_string()))?;
+        yilian_protocol::topic::broker_addr(&self.broker).map_err(|e| invalid("broker", e.to_string()))?;
+        if self.chunk_ms == 0 || self.chunk_ms > 10_000 {
+            return Err(invalid("chunk_ms", "must be 1..=10000".into()));
+        }
+        if self.window == 0 {
+            return Err(invalid("window", "must be at least 1".into()));
+        }
+        for s in &self.serial {
+            if encoding_rs::Encoding::for_label(s.encoding.as_bytes()).is_none() {
+                return Err(invalid(&format!("serial.{}.encoding", s.name), format!("unknown encoding {:?}", s.encoding)));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.example.toml");
+        let cfg = AgentConfig::load(&path).expect("example config is valid");
+        assert_eq!(cfg.serial.len(), 2);
+        assert!(cfg.spool_dir.is_absolute());
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_ids_are_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("a.toml");
+        std::fs::write(&p, "site='s'\ndevice='d'\nkey='k'\nhub_public_key='h'\nspool_dir='s'\nreports_dir='r'\ncolour='blue'\n")
+            .expect("write");
+        assert!(matches!(AgentConfig::load(&p), Err(ConfigError::Parse { .. })));
+        std::fs::write(&p, "site='a/b'\ndevice='d'\nkey='k'\nhub_public_key='h'\nspool_dir='s'\nreports_dir='r'\n").expect("write");
+        assert!(matches!(AgentConfig::load(&p), Err(ConfigError::Invalid { .. })));
+    }
+}

@@ -1,0 +1,213 @@
+//! Wires the agent together: serial ports → drivers → assembler → uplink (spool + MQTT).
+
+use crate::assemble::{Assembled, Assembler};
+use crate::config::AgentConfig;
+use crate::driver::DeviceEvent;
+use crate::reports::ReportStore;
+use crate::serial::{self, PortEvent};
+use crate::spool::{Spool, SpoolError};
+use crate::stats::AgentStats;
+use crate::uplink::{self, Outgoing, UplinkConfig};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+use yilian_protocol::KeyError;
+use yilian_protocol::keys::{PublicKey, SigningKey};
+use yilian_protocol::message::{DeviceOutput, Lane, Payload};
+
+/// The agent could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A key file could not be read.
+    #[error("reading key {path}: {source}")]
+    KeyFile {
+        /// File.
+        path: std::path::PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A key file's content is not a key.
+    #[error("key {path}: {source}")]
+    Key {
+        /// File.
+        path: std::path::PathBuf,
+        /// Cause.
+        source: KeyError,
+    },
+    /// The spool could not be opened.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+/// Loads the device key and the pinned hub key named in the config.
+pub fn load_keys(cfg: &AgentConfig) -> Result<(SigningKey, PublicKey), StartError> {
+    let pk8 = std::fs::read(&cfg.key).map_err(|source| StartError::KeyFile { path: cfg.key.clone(), source })?;
+    let key = SigningKey::from_pkcs8(&pk8).map_err(|source| StartError::Key { path: cfg.key.clone(), source })?;
+    let hub_text = std::fs::read_to_string(&cfg.hub_public_key)
+        .map_err(|source| StartError::KeyFile { path: cfg.hub_public_key.clone(), source })?;
+    let hub = PublicKey::from_hex(&hub_text).map_err(|source| StartError::Key { path: cfg.hub_public_key.clone(), source })?;
+    Ok((key, hub))
+}
+
+/// Runs the agent until `shutdown` fires; on the way out every assembled body is spooled.
+pub async fn run(cfg: AgentConfig, stats: Arc<AgentStats>, shutdown: CancellationToken) -> Result<(), StartError> {
+    cfg.validate()?;
+    let (key, hub_key) = load_keys(&cfg)?;
+    let (spool, report) = Spool::open(&cfg.spool_dir)?;
+    if !report.quarantined.is_empty() {
+        error!(files = ?report.quarantined, "damaged spool files moved to quarantine");
+    }
+    info!(
+        site = %cfg.site, device = %cfg.device, key_id = %key.key_id(), pending = report.pending,
+        next_seq = spool.next_seq(), "agent starting"
+    );
+    let (host, port) = yilian_protocol::topic::broker_addr(&cfg.broker)
+        .map_err(|e| crate::config::ConfigError::Invalid { field: "broker".into(), reason: e.to_string() })?;
+    let uplink_cfg = UplinkConfig {
+        site: cfg.site.clone(),
+        device: cfg.device.clone(),
+        host,
+        port,
+        ack_timeout: Duration::from_secs(cfg.ack_timeout_secs.max(1)),
+        heartbeat: Duration::from_secs(cfg.heartbeat_secs.max(1)),
+        window: cfg.window,
+    };
+    let tracker = TaskTracker::new();
+    let (out_tx, out_rx) = mpsc::channel::<Outgoing>(256);
+    let (port_tx, port_rx) = mpsc::channel::<PortEvent>(1024);
+    let ports_token = CancellationToken::new();
+    for port in &cfg.serial {
+        tracker.spawn(serial::run_port(port.clone(), port_tx.clone(), stats.clone(), ports_token.clone()));
+    }
+    drop(port_tx);
+    let assembler = tokio::spawn(assemble_loop(cfg.device.clone(), cfg.chunk_ms, port_rx, out_tx, stats.clone()));
+    let uplink = tokio::spawn(uplink::run(
+        uplink_cfg,
+        Arc::new(key),
+        hub_key,
+        spool,
+        ReportStore::new(&cfg.reports_dir),
+        out_rx,
+        stats,
+        shutdown.clone(),
+    ));
+    shutdown.cancelled().await;
+    // Stop reading ports first, so the assembler flushes and the uplink spools everything.
+    ports_token.cancel();
+    tracker.close();
+    tracker.wait().await;
+    let _ = assembler.await;
+    let _ = uplink.await;
+    info!("agent stopped");
+    Ok(())
+}
+
+async fn assemble_loop(
+    device: String,
+    chunk_ms: u32,
+    mut rx: mpsc::Receiver<PortEvent>,
+    tx: mpsc::Sender<Outgoing>,
+    stats: Arc<AgentStats>,
+) {
+    let mut assemblers: HashMap<String, Assembler> = HashMap::new();
+    while let Some(ev) = rx.recv().await {
+        let (port, out) = match ev {
+            PortEvent::Device(port, DeviceEvent::Frame(f)) => {
+                let a = assemblers.entry(port.clone()).or_insert_with(|| Assembler::new(&device, chunk_ms));
+                let out = a.handle(f);
+                (port, out)
+            }
+            PortEvent::Device(port, DeviceEvent::Text(line)) => {
+                let o = Outgoing {
+                    lane: Lane::Stream,
+                    payload: Payload::DeviceOutput(DeviceOutput { port, line, received_at_ms: crate::clock::now_ms() }),
+                };
+                if tx.send(o).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            PortEvent::Device(_, _) => continue,
+            PortEvent::Closed(port) => {
+                let out = assemblers.get_mut(&port).map(Assembler::flush_streams).unwrap_or_default();
+                (port, out)
+            }
+        };
+        for item in out {
+            let outgoing = match item {
+                Assembled::Study(study) => {
+                    let samples: u64 = study.leads.iter().map(|l| u64::from(l.samples.count)).sum();
+                    match study.split() {
+                        Ok(parts) => {
+                            info!(%port, study = %study.study_uid, priority = study.priority.as_str(), parts = parts.len(), "study assembled");
+                            AgentStats::add(&stats.studies, 1);
+                            AgentStats::add(&stats.samples, samples);
+                            let lane = study.priority.lane();
+                            parts.into_iter().map(|p| Outgoing { lane, payload: Payload::StudyPart(p) }).collect()
+                        }
+                        Err(e) => {
+                            error!(%port, study = %study.study_uid, error = %e, "study too large to send");
+                            AgentStats::add(&stats.problems, 1);
+                            vec![]
+                        }
+                    }
+                }
+                Assembled::Chunk(chunk) => {
+                    AgentStats::add(&stats.chunks, 1);
+                    AgentStats::add(&stats.samples, chunk.leads.iter().map(|l| u64::from(l.samples.count)).sum());
+                    vec![Outgoing { lane: Lane::Stream, payload: Payload::StreamChunk(chunk) }]
+                }
+                Assembled::Problem(p) => {
+                    warn!(%port, problem = %p, "cart data problem");
+                    AgentStats::add(&stats.problems, 1);
+                    vec![]
+                }
+            };
+            for o in outgoing {
+                if tx.send(o).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    // Ports are closed: flush what remains of every stream.
+    for a in assemblers.values_mut() {
+        for item in a.flush_streams() {
+            if let Assembled::Chunk(chunk) = item {
+                AgentStats::add(&stats.chunks, 1);
+                AgentStats::add(&stats.samples, chunk.leads.iter().map(|l| u64::from(l.samples.count)).sum());
+                let _ = tx.send(Outgoing { lane: Lane::Stream, payload: Payload::StreamChunk(chunk) }).await;
+            }
+        }
+    }
+}
+
+/// Writes a new device key: `{prefix}.pk8` (owner-only) and `{prefix}.pub` (hex).
+pub fn keygen(prefix: &std::path::Path) -> Result<(std::path::PathBuf, std::path::PathBuf), std::io::Error> {
+    let key = SigningKey::generate().map_err(std::io::Error::other)?;
+    let pk8 = prefix.with_extension("pk8");
+    let public = prefix.with_extension("pub");
+    if let Some(dir) = pk8.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_private(&pk8, key.pkcs8())?;
+    std::fs::write(&public, format!("{}\n", key.public_key().to_hex()))?;
+    Ok((pk8, public))
+}
+
+/// Writes a private key file readable only by its owner, refusing to overwrite one.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
