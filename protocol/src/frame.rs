@@ -492,8 +492,8 @@ mod tests {
             let enc = encode(i as u16, &f).expect("encode");
             assert_eq!(
                 enc.iter().filter(|b| **b == 0).count(),
-                1,
-                "only the delimiter is zero"
+                2,
+                "only the delimiters are zero"
             );
             assert_eq!(decode(strip(&enc)).expect("decode"), (i as u16, f));
         }
