@@ -1,1 +1,24 @@
+//! The Yilian county hub: verifies and stores what clinic agents send, queues consultation
+//! requests by urgency, serves the specialists' API, and returns signed reports to clinics.
+//!
+//! # Layout
+//! - [`broker`]: the embedded rumqttd broker.
+//! - [`ingest`]: verification, idempotent storage, acks, device status.
+//! - [`publish`]: signed acks and reports out.
+//! - [`store`]: SQLite, owned by one thread.
+//! - [`queue`]: claim and report rules.
+//! - [`http`]: the JSON API.
+//! - [`keys`]: the hub's signing key.
+//! - [`run`]: wiring and shutdown.
 
+pub mod broker;
+pub mod clock;
+pub mod http;
+pub mod ingest;
+pub mod keys;
+pub mod publish;
+pub mod queue;
+pub mod run;
+pub mod store;
+
+pub use run::{BrokerMode, HubConfig, run};

@@ -1,1 +1,130 @@
-fn main() {}
+//! `yilian-hub`: the county hub's command line.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use yilian_hub::store::Db;
+use yilian_hub::{BrokerMode, HubConfig};
+use yilian_protocol::keys::PublicKey;
+
+#[derive(Parser)]
+#[command(name = "yilian-hub", version, about = "Yilian county hub: verify, store, queue, report")]
+struct Cli {
+    /// Data folder (database, hub key).
+    #[arg(long, global = true, default_value = "yilian-data", env = "YILIAN_DATA")]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub.
+    Run {
+        /// Use an external broker (mqtt://host:port) instead of the embedded one.
+        #[arg(long)]
+        broker: Option<String>,
+        /// Listen address of the embedded broker.
+        #[arg(long, default_value = "0.0.0.0:1883")]
+        mqtt_listen: SocketAddr,
+        /// Listen address of the HTTP API.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: SocketAddr,
+        /// Minutes a specialist's claim lasts.
+        #[arg(long, default_value_t = 15)]
+        claim_minutes: u64,
+    },
+    /// Enrol a device with its public key (hex file from `yilian-agent keygen`).
+    Enroll {
+        /// Site (clinic) id.
+        #[arg(long)]
+        site: String,
+        /// Device id.
+        #[arg(long)]
+        device: String,
+        /// The device's `.pub` file.
+        #[arg(long)]
+        public_key: PathBuf,
+        /// Replace a different key already enrolled for this device.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Manage specialists.
+    Specialist {
+        #[command(subcommand)]
+        command: SpecialistCommand,
+    },
+    /// Print the hub's public key (give `hub.pub` to every agent).
+    Key,
+}
+
+#[derive(Subcommand)]
+enum SpecialistCommand {
+    /// Add a specialist (or issue a new token) and print the API token once.
+    Add {
+        /// Id, e.g. "li.na".
+        #[arg(long)]
+        id: String,
+        /// Display name, e.g. "李娜".
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn now_ms() -> i64 {
+    yilian_hub::clock::now_ms()
+}
+
+fn open_db(data: &std::path::Path) -> anyhow::Result<Db> {
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    Ok(Db::open(&data.join("yilian.db"))?)
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rumqttd=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { broker, mqtt_listen, http, claim_minutes } => {
+            let mode = broker.map_or(BrokerMode::Embedded(mqtt_listen), BrokerMode::External);
+            let mut cfg = HubConfig::new(cli.data, mode);
+            cfg.claim_ttl = Duration::from_secs(claim_minutes.max(1) * 60);
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(http).await.with_context(|| format!("binding {http}"))?;
+                let shutdown = tokio_util::sync::CancellationToken::new();
+                let s = shutdown.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::signal::ctrl_c().await;
+                    s.cancel();
+                });
+                yilian_hub::run(cfg, listener, shutdown).await?;
+                anyhow::Ok(())
+            })
+        }
+        Command::Enroll { site, device, public_key, replace } => {
+            yilian_protocol::topic::Topic::new(&site, &device, yilian_protocol::topic::Channel::Up)?;
+            let text = std::fs::read_to_string(&public_key).with_context(|| format!("reading {}", public_key.display()))?;
+            let key = PublicKey::from_hex(&text).with_context(|| format!("{}", public_key.display()))?;
+            open_db(&cli.data)?.enroll(&site, &device, &key, replace, now_ms())?;
+            println!("enrolled {device} at {site}, key id {}", key.id());
+            Ok(())
+        }
+        Command::Specialist { command: SpecialistCommand::Add { id, name } } => {
+            let token = yilian_hub::http::auth::new_token().map_err(|_| anyhow::anyhow!("random generator failed"))?;
+            open_db(&cli.data)?.add_specialist(&id, &name, &yilian_hub::http::auth::token_hash(&token))?;
+            println!("specialist {id} ({name}) token (shown once):\n{token}");
+            Ok(())
+        }
+        Command::Key => {
+            let key = yilian_hub::keys::load_or_create(&cli.data)?;
+            println!("{}\n{}", yilian_hub::keys::public_key_path(&cli.data).display(), key.public_key().to_hex());
+            Ok(())
+        }
+    }
+}

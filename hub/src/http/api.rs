@@ -1,0 +1,210 @@
+//! JSON API under `/api`.
+//!
+//! | method | path | what |
+//! | --- | --- | --- |
+//! | GET | `/api/health` | liveness (no auth) |
+//! | GET | `/api/stats` | counts, rejects per reason |
+//! | GET | `/api/queue` | unreported studies, most urgent then longest waiting |
+//! | GET | `/api/studies` | recent studies, any state |
+//! | GET | `/api/studies/{uid}` | one study with samples (raw and µV) and its report |
+//! | POST | `/api/studies/{uid}/claim` | claim for the caller |
+//! | POST | `/api/studies/{uid}/release` | release the caller's claim |
+//! | POST | `/api/studies/{uid}/report` | `{findings, conclusion}`: sign and send to the clinic |
+//! | GET | `/api/devices` | enrolled devices and their status |
+//! | GET | `/api/devices/{device}/streams` | monitoring streams, with gaps |
+//! | GET | `/api/devices/{device}/streams/{stream}/samples?from=&count=` | stream samples |
+
+use super::AppState;
+use super::auth::Specialist;
+use crate::clock::now_ms;
+use crate::queue::ClaimError;
+use crate::store::StoreError;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tracing::info;
+
+/// An API error with its HTTP status.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    }
+}
+
+impl From<ClaimError> for ApiError {
+    fn from(e: ClaimError) -> Self {
+        let status = match e {
+            ClaimError::NotFound => StatusCode::NOT_FOUND,
+            _ => StatusCode::CONFLICT,
+        };
+        Self(status, e.to_string())
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+async fn call<R: Send + 'static>(
+    s: &AppState,
+    f: impl FnOnce(&mut crate::store::Db) -> Result<R, StoreError> + Send + 'static,
+) -> Result<R, ApiError> {
+    Ok(s.store.call(f).await??)
+}
+
+/// The `/api` routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/health", get(|| async { Json(json!({ "ok": true })) }))
+        .route("/api/stats", get(stats))
+        .route("/api/queue", get(queue))
+        .route("/api/studies", get(studies))
+        .route("/api/studies/{uid}", get(study))
+        .route("/api/studies/{uid}/claim", post(claim))
+        .route("/api/studies/{uid}/release", post(release))
+        .route("/api/studies/{uid}/report", post(report))
+        .route("/api/devices", get(devices))
+        .route("/api/devices/{device}/streams", get(streams))
+        .route("/api/devices/{device}/streams/{stream}/samples", get(stream_samples))
+}
+
+async fn stats(State(s): State<AppState>, _who: Specialist) -> Result<Json<serde_json::Value>, ApiError> {
+    let counts = call(&s, |db| db.counts(now_ms())).await?;
+    let rejects = s.rejects.snapshot();
+    Ok(Json(json!({
+        "studies": counts,
+        "rejected": rejects,
+        "rejected_total": rejects.values().sum::<u64>(),
+    })))
+}
+
+async fn queue(State(s): State<AppState>, _who: Specialist) -> ApiResult<Vec<crate::store::StudyRow>> {
+    Ok(Json(call(&s, |db| db.queue(now_ms())).await?))
+}
+
+async fn studies(State(s): State<AppState>, _who: Specialist) -> ApiResult<Vec<crate::store::StudyRow>> {
+    Ok(Json(call(&s, |db| db.studies(now_ms(), 500)).await?))
+}
+
+/// One lead of a study, as the viewer needs it.
+#[derive(Serialize)]
+struct LeadView {
+    name: String,
+    /// Stored integers.
+    samples: Vec<i32>,
+    /// Microvolts (`samples × resolution_nv / 1000`).
+    samples_uv: Vec<f64>,
+}
+
+async fn study(State(s): State<AppState>, who: Specialist, Path(uid): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let u = uid.clone();
+    let found = call(&s, move |db| db.study(&u, now_ms())).await?;
+    let Some((row, body)) = found else { return Err(ApiError(StatusCode::NOT_FOUND, "no such study".into())) };
+    let mut leads = Vec::with_capacity(body.leads.len());
+    for l in &body.leads {
+        let samples = l.decode().map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("lead {}: {e}", l.lead)))?;
+        let scale = f64::from(body.resolution_nv) / 1000.0;
+        let samples_uv = samples.iter().map(|v| f64::from(*v) * scale).collect();
+        leads.push(LeadView { name: l.lead.clone(), samples, samples_uv });
+    }
+    info!(specialist = %who.id, study = %uid, "study viewed");
+    Ok(Json(json!({
+        "study": row,
+        "device_model": body.device_model,
+        "warnings": body.warnings,
+        "leads": leads,
+    })))
+}
+
+async fn claim(State(s): State<AppState>, who: Specialist, Path(uid): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let (u, id, ttl) = (uid.clone(), who.id.clone(), s.claim_ttl_ms);
+    let expires = call(&s, move |db| db.claim(&u, &id, now_ms(), ttl)).await??;
+    info!(specialist = %who.id, study = %uid, "claimed");
+    Ok(Json(json!({ "study_uid": uid, "claimed_by": who.id, "claim_expires_ms": expires })))
+}
+
+async fn release(State(s): State<AppState>, who: Specialist, Path(uid): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let (u, id) = (uid.clone(), who.id.clone());
+    call(&s, move |db| db.release(&u, &id, now_ms())).await??;
+    Ok(Json(json!({ "study_uid": uid, "released": true })))
+}
+
+/// A specialist's report form.
+#[derive(Deserialize)]
+struct ReportForm {
+    findings: String,
+    conclusion: String,
+}
+
+const TEXT_MAX: usize = 16 * 1024;
+
+async fn report(
+    State(s): State<AppState>,
+    who: Specialist,
+    Path(uid): Path<String>,
+    Json(form): Json<ReportForm>,
+) -> Result<(StatusCode, Json<crate::store::ReportRow>), ApiError> {
+    if form.conclusion.trim().is_empty() {
+        return Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, "conclusion is required".into()));
+    }
+    if form.findings.len() > TEXT_MAX || form.conclusion.len() > TEXT_MAX {
+        return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("findings and conclusion are limited to {TEXT_MAX} bytes each")));
+    }
+    let publisher = s.publisher.clone();
+    let (u, id, name) = (uid.clone(), who.id.clone(), who.name.clone());
+    let row = call(&s, move |db| {
+        db.create_report(&u, &id, &name, &form.findings, &form.conclusion, now_ms(), |r, seq, site, device| {
+            publisher.seal_report(r, seq, site, device)
+        })
+    })
+    .await??;
+    info!(specialist = %who.id, study = %uid, report = %row.report_id, "report signed");
+    if s.publisher.publish_report(&row.site_id, &row.device_id, row.envelope.clone()) {
+        let rid = row.report_id.clone();
+        call(&s, move |db| db.mark_published(&rid, now_ms())).await?;
+    }
+    Ok((StatusCode::CREATED, Json(row)))
+}
+
+async fn devices(State(s): State<AppState>, _who: Specialist) -> ApiResult<Vec<crate::store::DeviceRow>> {
+    Ok(Json(call(&s, |db| db.devices()).await?))
+}
+
+async fn streams(State(s): State<AppState>, _who: Specialist, Path(device): Path<String>) -> ApiResult<Vec<crate::store::StreamSummary>> {
+    Ok(Json(call(&s, move |db| db.streams(&device)).await?))
+}
+
+/// Query of `/samples`.
+#[derive(Deserialize)]
+struct Range {
+    from: i64,
+    count: i64,
+}
+
+async fn stream_samples(
+    State(s): State<AppState>,
+    _who: Specialist,
+    Path((device, stream)): Path<(String, i64)>,
+    Query(r): Query<Range>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if r.count <= 0 || r.count > 600_000 || r.from < 0 {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "count must be 1..=600000 and from >= 0".into()));
+    }
+    let leads = call(&s, move |db| db.stream_samples(&device, stream, r.from, r.count)).await?;
+    let leads: Vec<_> = leads
+        .into_iter()
+        .map(|(name, res, samples)| json!({ "name": name, "resolution_nv": res, "samples": samples }))
+        .collect();
+    Ok(Json(json!({ "from": r.from, "leads": leads })))
+}

@@ -1,0 +1,50 @@
+//! Specialist authentication: `Authorization: Bearer <token>`; the store keeps only SHA-256.
+
+use super::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+
+/// An authenticated specialist.
+#[derive(Debug, Clone)]
+pub struct Specialist {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// SHA-256 (hex) of a token, as stored.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A new random API token (32 bytes, hex).
+pub fn new_token() -> Result<String, ring::error::Unspecified> {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 32];
+    ring::rand::SystemRandom::new().fill(&mut b)?;
+    Ok(hex::encode(b))
+}
+
+impl FromRequestParts<AppState> for Specialist {
+    type Rejection = (StatusCode, &'static str);
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or((StatusCode::UNAUTHORIZED, "missing bearer token"))?;
+        let hash = token_hash(token);
+        match state.store.call(move |db| db.specialist_by_token(&hash)).await {
+            Ok(Ok(Some((id, name)))) => Ok(Specialist { id, name }),
+            Ok(Ok(None)) => Err((StatusCode::UNAUTHORIZED, "unknown token")),
+            _ => Err((StatusCode::SERVICE_UNAVAILABLE, "store unavailable")),
+        }
+    }
+}

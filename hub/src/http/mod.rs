@@ -1,0 +1,28 @@
+//! The hub's HTTP server: the JSON API the console and tools use.
+
+pub mod api;
+pub mod auth;
+
+use crate::ingest::Rejects;
+use crate::publish::Publisher;
+use crate::store::Store;
+use axum::Router;
+use std::sync::Arc;
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Store,
+    /// Signs and publishes reports.
+    pub publisher: Publisher,
+    /// Rejected-message counters.
+    pub rejects: Arc<Rejects>,
+    /// How long a claim lasts, ms.
+    pub claim_ttl_ms: i64,
+}
+
+/// The router with every route.
+pub fn router(state: AppState) -> Router {
+    api::routes().with_state(state)
+}

@@ -1,0 +1,220 @@
+//! Verifies every uplink message, stores it idempotently, acks what is stored, and tracks device
+//! status. Nothing reaches the store without a [`Verified`] envelope.
+
+use crate::clock::now_ms;
+use crate::publish::Publisher;
+use crate::store::{Incoming, Store, Stored};
+use rumqttc::Publish;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+use yilian_protocol::envelope::{Envelope, Verified};
+use yilian_protocol::keys::PublicKey;
+use yilian_protocol::message::{LinkState, Payload};
+use yilian_protocol::topic::{Channel, Topic};
+use yilian_protocol::{DecodeError, VerifyError};
+
+/// Rejected messages counted per reason.
+#[derive(Debug, Default)]
+pub struct Rejects(Mutex<BTreeMap<&'static str, u64>>);
+
+impl Rejects {
+    fn count(&self, reason: &'static str) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(reason).or_default() += 1;
+    }
+
+    /// A snapshot of the counts.
+    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Total rejected.
+    pub fn total(&self) -> u64 {
+        self.snapshot().values().sum()
+    }
+}
+
+/// The reason label of a verification failure.
+pub fn reason_of(e: &VerifyError) -> &'static str {
+    match e {
+        VerifyError::UnknownAlgorithm(_) => "unknown algorithm",
+        VerifyError::WrongKey { .. } => "wrong key",
+        VerifyError::BadSignature => "bad signature",
+        VerifyError::DeviceMismatch { .. } => "device mismatch",
+        VerifyError::FromTheFuture { .. } => "from the future",
+        VerifyError::UnknownKind(_) => "unknown kind",
+        VerifyError::WrongChannel { .. } => "wrong channel",
+        VerifyError::Body(DecodeError::TooLarge { .. }) => "oversized body",
+        VerifyError::Body(_) => "malformed body",
+        _ => "invalid",
+    }
+}
+
+/// The ingest task's state.
+pub struct Ingest {
+    store: Store,
+    publisher: Publisher,
+    rejects: Arc<Rejects>,
+    keys: HashMap<String, (String, PublicKey)>,
+}
+
+enum Checked {
+    Up(Incoming, Publish),
+    Status(String, Verified<Payload>, Publish),
+    Rejected(Publish),
+}
+
+impl Ingest {
+    /// An ingest stage over `store`, acking and republishing through `publisher`.
+    pub fn new(store: Store, publisher: Publisher, rejects: Arc<Rejects>) -> Self {
+        Self { store, publisher, rejects, keys: HashMap::new() }
+    }
+
+    fn reject(&self, p: &Publish, reason: &'static str, detail: &str) {
+        warn!(topic = %p.topic, reason, detail, bytes = p.payload.len(), "message rejected");
+        self.rejects.count(reason);
+    }
+
+    async fn key_of(&mut self, device: &str) -> Option<(String, PublicKey)> {
+        if let Some(k) = self.keys.get(device) {
+            return Some(k.clone());
+        }
+        let d = device.to_string();
+        let found = self.store.call(move |db| db.device_key(&d)).await.ok()?.ok()??;
+        self.keys.insert(device.to_string(), found.clone());
+        Some(found)
+    }
+
+    async fn check(&mut self, p: Publish) -> Checked {
+        let topic = match Topic::parse(&p.topic) {
+            Ok(t) if t.channel().is_uplink() => t,
+            Ok(_) | Err(_) => {
+                self.reject(&p, "bad topic", "");
+                return Checked::Rejected(p);
+            }
+        };
+        let env = match Envelope::decode(&p.payload) {
+            Ok(e) => e,
+            Err(e) => {
+                let reason = if matches!(e, DecodeError::TooLarge { .. }) { "oversized envelope" } else { "malformed envelope" };
+                self.reject(&p, reason, &e.to_string());
+                return Checked::Rejected(p);
+            }
+        };
+        let Some((site, key)) = self.key_of(topic.device()).await else {
+            self.reject(&p, "unknown device", topic.device());
+            return Checked::Rejected(p);
+        };
+        if site != topic.site() {
+            self.reject(&p, "wrong site", &format!("{} is enrolled at {site}", topic.device()));
+            return Checked::Rejected(p);
+        }
+        let verified = match env.verify(&key, &topic, now_ms()) {
+            Ok(v) => v,
+            Err(e) => {
+                self.reject(&p, reason_of(&e), &e.to_string());
+                return Checked::Rejected(p);
+            }
+        };
+        match topic.channel() {
+            Channel::Status => Checked::Status(topic.device().to_string(), verified, p),
+            _ => Checked::Up(Incoming { site, verified, envelope: p.payload.to_vec() }, p),
+        }
+    }
+
+    async fn on_status(&mut self, device: String, v: Verified<Payload>) {
+        let Payload::Status(s) = v.payload() else { return };
+        let (state, at) = (s.state, v.header().created_at_ms);
+        let (d, s2) = (device.clone(), s.clone());
+        if let Err(e) = self.store.call(move |db| db.update_status(&d, &s2, at)).await.and_then(|r| r) {
+            warn!(error = %e, "cannot record device status");
+        }
+        if state == LinkState::Online {
+            info!(device, spool = s.spool_entries, "device online");
+            // The broker may have lost queued reports (rumqttd keeps sessions in memory only).
+            self.publisher.republish_reports(&self.store, Some(device)).await;
+        } else if state == LinkState::Offline {
+            info!(device, "device offline");
+        }
+    }
+
+    /// Handles a batch of publishes: verify each, store the good ones in one transaction, ack.
+    pub async fn handle_batch(&mut self, batch: Vec<Publish>) {
+        let mut incoming = Vec::new();
+        let mut publishes = Vec::new();
+        for p in batch {
+            match self.check(p).await {
+                Checked::Up(i, p) => {
+                    incoming.push(i);
+                    publishes.push(p);
+                }
+                Checked::Status(device, v, p) => {
+                    self.on_status(device, v).await;
+                    self.publisher.ack_mqtt(&p);
+                }
+                Checked::Rejected(p) => self.publisher.ack_mqtt(&p),
+            }
+        }
+        if incoming.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        let (result, incoming) = match self
+            .store
+            .call(move |db| {
+                let r = db.ingest(&incoming, now);
+                (r, incoming)
+            })
+            .await
+        {
+            Ok(x) => x,
+            Err(e) => {
+                // No PUBACK either: the broker and the agent will both send it again.
+                warn!(error = %e, "store unavailable; batch not acked");
+                return;
+            }
+        };
+        let outcomes = match result {
+            Ok(o) => o,
+            Err(e) => {
+                warn!(error = %e, "store commit failed; batch not acked");
+                return;
+            }
+        };
+        let mut acks: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
+        for (item, outcome) in incoming.iter().zip(outcomes) {
+            let h = item.verified.header();
+            match outcome {
+                Stored::New | Stored::Duplicate => {
+                    debug!(device = %h.device_id, seq = h.seq, dup = matches!(outcome, Stored::Duplicate), "stored");
+                    acks.entry((item.site.clone(), h.device_id.clone())).or_default().push(h.seq);
+                }
+                Stored::Rejected(reason) => {
+                    warn!(device = %h.device_id, seq = h.seq, %reason, "message rejected by the store");
+                    self.rejects.count(if reason.starts_with("seq reused") { "seq reused" } else { "inconsistent body" });
+                }
+            }
+        }
+        for ((site, device), seqs) in acks {
+            self.publisher.ack_stored(&site, &device, &seqs);
+        }
+        for p in &publishes {
+            self.publisher.ack_mqtt(p);
+        }
+    }
+}
+
+/// Runs ingest over publishes from the MQTT poll task, in batches of what is already waiting.
+pub async fn run(mut ingest: Ingest, mut rx: mpsc::Receiver<Publish>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        ingest.handle_batch(batch).await;
+    }
+}

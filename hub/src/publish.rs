@@ -1,0 +1,90 @@
+//! Everything the hub sends: signed acks and reports, and MQTT-level acks of what it received.
+
+use crate::clock::now_ms;
+use crate::store::Store;
+use rumqttc::{AsyncClient, Publish, QoS};
+use std::sync::Arc;
+use tracing::{info, warn};
+use yilian_protocol::envelope::{Header, seal};
+use yilian_protocol::keys::SigningKey;
+use yilian_protocol::message::{Ack, Lane, Payload, Report};
+use yilian_protocol::topic::{Channel, Topic};
+
+/// Signs and publishes on behalf of the hub.
+#[derive(Clone)]
+pub struct Publisher {
+    client: AsyncClient,
+    key: Arc<SigningKey>,
+    hub_id: String,
+}
+
+impl Publisher {
+    /// A publisher signing with `key` as `hub_id`.
+    pub fn new(client: AsyncClient, key: Arc<SigningKey>, hub_id: &str) -> Self {
+        Self { client, key, hub_id: hub_id.to_string() }
+    }
+
+    /// The MQTT client.
+    pub fn client(&self) -> &AsyncClient {
+        &self.client
+    }
+
+    /// Seals a report for a device's report topic (used inside the store transaction).
+    pub fn seal_report(&self, report: &Report, hub_seq: u64, site: &str, device: &str) -> Result<Vec<u8>, String> {
+        let topic = Topic::new(site, device, Channel::Report).map_err(|e| e.to_string())?;
+        let header = Header::new(&self.key, &self.hub_id, hub_seq, now_ms(), Lane::Stat);
+        seal(&self.key, header, &topic, &Payload::Report(report.clone())).map_err(|e| e.to_string())
+    }
+
+    /// Publishes a sealed report.
+    pub fn publish_report(&self, site: &str, device: &str, envelope: Vec<u8>) -> bool {
+        let Ok(topic) = Topic::new(site, device, Channel::Report) else { return false };
+        match self.client.try_publish(topic.to_string(), QoS::AtLeastOnce, false, envelope) {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(error = %e, %topic, "report not published now; it will be republished");
+                false
+            }
+        }
+    }
+
+    /// Republishes every report the clinic has not confirmed (for one device or all).
+    pub async fn republish_reports(&self, store: &Store, device: Option<String>) {
+        let rows = match store.call(move |db| db.unreceipted_reports(device.as_deref())).await {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(e)) | Err(e) => {
+                warn!(error = %e, "cannot list unconfirmed reports");
+                return;
+            }
+        };
+        for r in rows {
+            if self.publish_report(&r.site_id, &r.device_id, r.envelope.clone()) {
+                info!(report = %r.report_id, device = %r.device_id, "report (re)published");
+                let id = r.report_id.clone();
+                let _ = store.call(move |db| db.mark_published(&id, now_ms())).await;
+            }
+        }
+    }
+
+    /// Sends the signed application ack of stored seqs to a device.
+    pub fn ack_stored(&self, site: &str, device: &str, seqs: &[u64]) {
+        let Ok(topic) = Topic::new(site, device, Channel::Ack) else { return };
+        let ack = Payload::Ack(Ack::from_seqs(device, seqs));
+        let header = Header::new(&self.key, &self.hub_id, 0, now_ms(), Lane::Stream);
+        match seal(&self.key, header, &topic, &ack) {
+            Ok(bytes) => {
+                if let Err(e) = self.client.try_publish(topic.to_string(), QoS::AtLeastOnce, false, bytes) {
+                    warn!(error = %e, %topic, "ack not sent; the agent will resend and be acked then");
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot seal ack"),
+        }
+    }
+
+    /// MQTT-level ack (PUBACK) of a received publish: sent only after its outcome is durable.
+    pub fn ack_mqtt(&self, p: &Publish) {
+        if let Err(e) = self.client.try_ack(p) {
+            warn!(error = %e, "PUBACK not sent; the broker will redeliver");
+        }
+    }
+}

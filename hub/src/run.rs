@@ -1,0 +1,167 @@
+//! Wires the hub together: broker, MQTT client, ingest, store, HTTP.
+
+use crate::broker;
+use crate::http::{self, AppState};
+use crate::ingest::{self, Ingest, Rejects};
+use crate::keys;
+use crate::publish::Publisher;
+use crate::store::Store;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use yilian_protocol::limits::MQTT_MAX_PACKET;
+use yilian_protocol::topic::{STATUS_FILTER, UP_FILTER, broker_addr};
+
+/// Where the hub's broker is.
+#[derive(Debug, Clone)]
+pub enum BrokerMode {
+    /// Run rumqttd in this process, listening here.
+    Embedded(SocketAddr),
+    /// Use an external broker (Mosquitto, EMQX): `mqtt://host:port`.
+    External(String),
+}
+
+/// Hub settings.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Data folder: `yilian.db`, `hub.pk8`, `hub.pub`.
+    pub data_dir: PathBuf,
+    /// Broker.
+    pub broker: BrokerMode,
+    /// How long a specialist's claim lasts.
+    pub claim_ttl: Duration,
+    /// MQTT client id of this hub process.
+    pub client_id: String,
+    /// The signer id in the hub's envelopes.
+    pub hub_id: String,
+}
+
+impl HubConfig {
+    /// Defaults for a data folder and broker.
+    pub fn new(data_dir: PathBuf, broker: BrokerMode) -> Self {
+        Self {
+            data_dir,
+            broker,
+            claim_ttl: Duration::from_secs(15 * 60),
+            client_id: "yilian-hub".into(),
+            hub_id: "hub".into(),
+        }
+    }
+
+    /// The database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("yilian.db")
+    }
+}
+
+/// The hub could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubError {
+    /// Hub key trouble.
+    #[error(transparent)]
+    Key(#[from] keys::HubKeyError),
+    /// Store trouble.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Embedded broker trouble.
+    #[error(transparent)]
+    Broker(#[from] broker::BrokerError),
+    /// Bad broker URL.
+    #[error("broker url: {0}")]
+    BrokerUrl(#[from] yilian_protocol::TopicError),
+    /// I/O (data folder, HTTP server).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Runs the hub until `shutdown`, serving HTTP on `http`.
+pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: CancellationToken) -> Result<(), HubError> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| HubError::Io { what: "creating the data folder", source })?;
+    let key = Arc::new(keys::load_or_create(&cfg.data_dir)?);
+    let store = Store::open(&cfg.db_path())?;
+    let (host, port) = match &cfg.broker {
+        BrokerMode::Embedded(addr) => {
+            let addr = *addr;
+            tokio::task::spawn_blocking(move || broker::start_embedded(addr))
+                .await
+                .map_err(|e| HubError::Io { what: "starting the broker", source: std::io::Error::other(e) })??;
+            info!(%addr, "embedded MQTT broker listening");
+            (addr.ip().to_string(), addr.port())
+        }
+        BrokerMode::External(url) => broker_addr(url)?,
+    };
+    let mut opts = MqttOptions::new(cfg.client_id.clone(), host.clone(), port);
+    opts.set_keep_alive(Duration::from_secs(15));
+    opts.set_clean_session(false);
+    opts.set_manual_acks(true);
+    opts.set_max_packet_size(MQTT_MAX_PACKET, MQTT_MAX_PACKET);
+    opts.set_inflight(1000);
+    opts.set_request_channel_capacity(10_000);
+    let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
+    let publisher = Publisher::new(client.clone(), key.clone(), &cfg.hub_id);
+    let rejects = Arc::new(Rejects::default());
+    let (tx, rx) = mpsc::channel(4096);
+    let ingest_task = tokio::spawn(ingest::run(Ingest::new(store.clone(), publisher.clone(), rejects.clone()), rx));
+    let poll_token = shutdown.child_token();
+    let (poll_store, poll_pub) = (store.clone(), publisher.clone());
+    let poll_task = tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let ev = tokio::select! {
+                _ = poll_token.cancelled() => return,
+                ev = eventloop.poll() => ev,
+            };
+            match ev {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    info!(broker = %format!("{host}:{port}"), "hub connected to broker");
+                    backoff = Duration::from_millis(200);
+                    for f in [UP_FILTER, STATUS_FILTER] {
+                        if let Err(e) = poll_pub_subscribe(&poll_pub, f) {
+                            warn!(error = %e, filter = f, "subscribe failed");
+                        }
+                    }
+                    let (s, p) = (poll_store.clone(), poll_pub.clone());
+                    tokio::spawn(async move { p.republish_reports(&s, None).await });
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if tx.send(p).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "broker connection lost; retrying");
+                    tokio::select! {
+                        _ = poll_token.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    });
+    let state = AppState { store, publisher, rejects, claim_ttl_ms: cfg.claim_ttl.as_millis() as i64 };
+    let addr = http.local_addr().map_err(|source| HubError::Io { what: "http listener", source })?;
+    info!(%addr, data = %cfg.data_dir.display(), key_id = %key.key_id(), "hub HTTP API listening");
+    let served = axum::serve(http, http::router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    let _ = poll_task.await;
+    let _ = ingest_task.await;
+    let _ = client.try_disconnect();
+    info!("hub stopped");
+    served.map_err(|source| HubError::Io { what: "http server", source })
+}
+
+fn poll_pub_subscribe(p: &Publisher, filter: &str) -> Result<(), rumqttc::ClientError> {
+    p.client().try_subscribe(filter, QoS::AtLeastOnce)
+}

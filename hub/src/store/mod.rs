@@ -1,0 +1,867 @@
+//! The hub's durable store: SQLite in WAL mode, owned by one thread.
+//!
+//! Callers send closures to the owner thread with [`Store::call`] and await the answer, so the
+//! connection is never shared and no lock is held across an `.await` (mini-redis `db.rs`).
+
+pub mod schema;
+
+use crate::queue::{self, ClaimError, ClaimState};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+use std::path::Path;
+use tokio::sync::oneshot;
+use tracing::{error, warn};
+use yilian_protocol::envelope::{Envelope, Verified};
+use yilian_protocol::keys::PublicKey;
+use yilian_protocol::message::{self, Payload, Priority, Report, Sex, Study, StudyPart};
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite said no.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The owner thread is gone (the hub is stopping).
+    #[error("store is closed")]
+    Closed,
+    /// A device is already enrolled with another key.
+    #[error("device {0} is already enrolled with another key (use --replace to rotate it)")]
+    AlreadyEnrolled(String),
+    /// Stored data that should decode does not.
+    #[error("stored data is damaged: {0}")]
+    Damaged(String),
+}
+
+type Job = Box<dyn FnOnce(&mut Db) + Send>;
+
+/// Handle to the store's owner thread. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    tx: std::sync::mpsc::Sender<Job>,
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path` and starts its owner thread.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut db = Db::open(path)?;
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("yilian-store".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job(&mut db);
+                }
+            })
+            .map_err(|e| StoreError::Damaged(format!("cannot start store thread: {e}")))?;
+        Ok(Self { tx })
+    }
+
+    /// Runs `f` on the owner thread and returns its result.
+    pub async fn call<R: Send + 'static>(&self, f: impl FnOnce(&mut Db) -> R + Send + 'static) -> Result<R, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Box::new(move |db| {
+                let _ = tx.send(f(db));
+            }))
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)
+    }
+}
+
+/// The connection and the operations on it (synchronous; used on the owner thread).
+pub struct Db {
+    conn: Connection,
+}
+
+/// What happened to one uplink envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Newly stored.
+    New,
+    /// Already stored with the same content: ack again, store nothing.
+    Duplicate,
+    /// Refused; nothing stored.
+    Rejected(String),
+}
+
+/// One verified uplink envelope to store.
+#[derive(Debug)]
+pub struct Incoming {
+    /// Site from the topic.
+    pub site: String,
+    /// The verified envelope.
+    pub verified: Verified<Payload>,
+    /// The envelope's wire bytes.
+    pub envelope: Vec<u8>,
+}
+
+/// An enrolled device.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceRow {
+    /// Device id.
+    pub device_id: String,
+    /// Site id.
+    pub site_id: String,
+    /// Key id (hex).
+    pub key_id: String,
+    /// Last status: online, heartbeat, offline, or unknown.
+    pub state: String,
+    /// Time of the last status, hub clock... as the agent signed it (Unix ms).
+    pub status_at_ms: Option<i64>,
+    /// Envelopes waiting in the agent's spool at its last status.
+    pub spool_entries: Option<i64>,
+    /// Agent version.
+    pub agent_version: Option<String>,
+    /// Status detail (last problem).
+    pub detail: Option<String>,
+    /// Highest seq stored.
+    pub last_seq: Option<i64>,
+    /// Envelopes stored.
+    pub messages: i64,
+}
+
+/// A study in the consultation queue or history.
+#[derive(Debug, Clone, Serialize)]
+pub struct StudyRow {
+    /// Study id.
+    pub study_uid: String,
+    /// Site.
+    pub site_id: String,
+    /// Device.
+    pub device_id: String,
+    /// Patient id.
+    pub patient_id: String,
+    /// Patient name.
+    pub patient_name: String,
+    /// "female", "male" or "unknown".
+    pub sex: String,
+    /// YYYY-MM-DD.
+    pub birth_date: Option<String>,
+    /// Clinic's question.
+    pub question: String,
+    /// "stat", "urgent" or "routine".
+    pub priority: String,
+    /// Acquisition time (device clock), Unix ms.
+    pub acquired_at_ms: i64,
+    /// Arrival at the hub (hub clock), Unix ms.
+    pub received_at_ms: i64,
+    /// Sampling rate, Hz.
+    pub sample_rate_hz: i64,
+    /// nV per LSB.
+    pub resolution_nv: i64,
+    /// Lead names.
+    pub leads: Vec<String>,
+    /// Samples per lead.
+    pub samples_per_lead: i64,
+    /// Specialist holding the claim.
+    pub claimed_by: Option<String>,
+    /// Claim expiry, Unix ms.
+    pub claim_expires_ms: Option<i64>,
+    /// Report id, once reported.
+    pub report_id: Option<String>,
+    /// When reported.
+    pub reported_at_ms: Option<i64>,
+    /// When the clinic confirmed receipt of the report.
+    pub delivered_at_ms: Option<i64>,
+    /// "queued", "claimed", "reported" or "delivered".
+    pub state: String,
+}
+
+/// A report as the hub keeps it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportRow {
+    /// Report id.
+    pub report_id: String,
+    /// Study.
+    pub study_uid: String,
+    /// Device to deliver to.
+    pub device_id: String,
+    /// Site.
+    pub site_id: String,
+    /// Specialist.
+    pub specialist_id: String,
+    /// Findings.
+    pub findings: String,
+    /// Conclusion.
+    pub conclusion: String,
+    /// Signed, Unix ms.
+    pub reported_at_ms: i64,
+    /// Last published, Unix ms.
+    pub published_at_ms: Option<i64>,
+    /// Receipt from the clinic, Unix ms.
+    pub receipt_at_ms: Option<i64>,
+    /// Signed envelope (not serialised).
+    #[serde(skip)]
+    pub envelope: Vec<u8>,
+}
+
+/// A continuous range of stored stream samples.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StreamRun {
+    /// First sample index.
+    pub first_sample: i64,
+    /// One past the last sample index.
+    pub end_sample: i64,
+}
+
+/// What the hub holds of one stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamSummary {
+    /// Stream id on the device.
+    pub stream_id: i64,
+    /// Sampling rate, Hz.
+    pub sample_rate_hz: i64,
+    /// Leads.
+    pub leads: i64,
+    /// Chunks stored.
+    pub chunks: i64,
+    /// Samples per lead stored.
+    pub samples_per_lead: i64,
+    /// Continuous runs; more than one means there are gaps between them.
+    pub runs: Vec<StreamRun>,
+}
+
+/// Hub-wide counts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counts {
+    /// Studies waiting (not claimed).
+    pub queued: i64,
+    /// Studies claimed, not reported.
+    pub claimed: i64,
+    /// Reported, receipt pending.
+    pub reported: i64,
+    /// Report receipt confirmed by the clinic.
+    pub delivered: i64,
+    /// All studies.
+    pub studies: i64,
+    /// Samples stored (all leads, studies and streams).
+    pub samples_received: i64,
+    /// Stream chunks stored.
+    pub chunks: i64,
+    /// Envelopes stored.
+    pub messages: i64,
+    /// Duplicate envelopes acked again.
+    pub duplicates: i64,
+    /// Device output lines.
+    pub device_output: i64,
+}
+
+fn sex_str(s: Sex) -> &'static str {
+    match s {
+        Sex::Female => "female",
+        Sex::Male => "male",
+        Sex::Unknown => "unknown",
+    }
+}
+
+fn priority_of(rank: i64) -> &'static str {
+    match rank {
+        0 => Priority::Stat.as_str(),
+        1 => Priority::Urgent.as_str(),
+        _ => Priority::Routine.as_str(),
+    }
+}
+
+const STUDY_COLUMNS: &str = "study_uid, site_id, device_id, patient_id, patient_name, sex, birth_date, question, priority, \
+     acquired_at_ms, received_at_ms, sample_rate_hz, resolution_nv, leads, samples_per_lead, claimed_by, \
+     claim_expires_ms, report_id, reported_at_ms, delivered_at_ms";
+
+fn study_row(r: &rusqlite::Row<'_>, now_ms: i64) -> rusqlite::Result<StudyRow> {
+    let leads: String = r.get(13)?;
+    let claimed_by: Option<String> = r.get(15)?;
+    let claim_expires_ms: Option<i64> = r.get(16)?;
+    let reported_at_ms: Option<i64> = r.get(18)?;
+    let delivered_at_ms: Option<i64> = r.get(19)?;
+    let claim = queue::claim_state(claimed_by.as_deref(), claim_expires_ms, now_ms);
+    let state = if delivered_at_ms.is_some() {
+        "delivered"
+    } else if reported_at_ms.is_some() {
+        "reported"
+    } else if matches!(claim, ClaimState::Held { .. }) {
+        "claimed"
+    } else {
+        "queued"
+    };
+    let (claimed_by, claim_expires_ms) = match claim {
+        ClaimState::Held { .. } => (claimed_by, claim_expires_ms),
+        ClaimState::Free => (None, None),
+    };
+    Ok(StudyRow {
+        study_uid: r.get(0)?,
+        site_id: r.get(1)?,
+        device_id: r.get(2)?,
+        patient_id: r.get(3)?,
+        patient_name: r.get(4)?,
+        sex: r.get(5)?,
+        birth_date: r.get(6)?,
+        question: r.get(7)?,
+        priority: priority_of(r.get(8)?).to_string(),
+        acquired_at_ms: r.get(9)?,
+        received_at_ms: r.get(10)?,
+        sample_rate_hz: r.get(11)?,
+        resolution_nv: r.get(12)?,
+        leads: serde_json::from_str(&leads).unwrap_or_default(),
+        samples_per_lead: r.get(14)?,
+        claimed_by,
+        claim_expires_ms,
+        report_id: r.get(17)?,
+        reported_at_ms,
+        delivered_at_ms,
+        state: state.to_string(),
+    })
+}
+
+impl Db {
+    /// Opens the database, sets WAL and full fsync on commit, and migrates.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // WAL with synchronous=FULL: a commit is on disk when it returns, because the hub acks
+        // right after it and the agent then deletes its copy.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut db = Self { conn };
+        db.migrate()?;
+        Ok(db)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, m) in schema::MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(m)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    fn bump(tx: &Transaction<'_>, name: &str, by: i64) -> rusqlite::Result<i64> {
+        tx.query_row(
+            "INSERT INTO counters (name, value) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET value = value + ?2 RETURNING value",
+            params![name, by],
+            |r| r.get(0),
+        )
+    }
+
+    fn counter(&self, name: &str) -> rusqlite::Result<i64> {
+        Ok(self.conn.query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| r.get(0)).optional()?.unwrap_or(0))
+    }
+
+    /// Enrols a device. Re-enrolling with the same key is a no-op; another key needs `replace`.
+    pub fn enroll(&mut self, site: &str, device: &str, key: &PublicKey, replace: bool, now_ms: i64) -> Result<(), StoreError> {
+        let existing: Option<String> =
+            self.conn.query_row("SELECT public_key FROM devices WHERE device_id = ?1", [device], |r| r.get(0)).optional()?;
+        if let Some(k) = existing
+            && k != key.to_hex()
+            && !replace
+        {
+            return Err(StoreError::AlreadyEnrolled(device.to_string()));
+        }
+        self.conn.execute(
+            "INSERT INTO devices (device_id, site_id, public_key, key_id, enrolled_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(device_id) DO UPDATE SET site_id = ?2, public_key = ?3, key_id = ?4, enrolled_at_ms = ?5",
+            params![device, site, key.to_hex(), key.id().to_string(), now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// The enrolled site and key of a device.
+    pub fn device_key(&self, device: &str) -> Result<Option<(String, PublicKey)>, StoreError> {
+        let row: Option<(String, String)> = self
+            .conn
+            .query_row("SELECT site_id, public_key FROM devices WHERE device_id = ?1", [device], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        row.map(|(site, hex)| {
+            PublicKey::from_hex(&hex).map(|k| (site, k)).map_err(|_| StoreError::Damaged(format!("key of device {device}")))
+        })
+        .transpose()
+    }
+
+    /// Stores a batch of verified envelopes in one transaction.
+    pub fn ingest(&mut self, batch: &[Incoming], now_ms: i64) -> Result<Vec<Stored>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut out = Vec::with_capacity(batch.len());
+        for item in batch {
+            out.push(Self::ingest_one(&tx, item, now_ms)?);
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn ingest_one(tx: &Transaction<'_>, item: &Incoming, now_ms: i64) -> Result<Stored, StoreError> {
+        let h = item.verified.header();
+        let device = h.device_id.as_str();
+        let seq = i64::try_from(h.seq).map_err(|_| StoreError::Damaged("seq over i64".into()))?;
+        let existing: Option<Vec<u8>> = tx
+            .query_row("SELECT digest FROM messages WHERE device_id = ?1 AND seq = ?2", params![device, seq], |r| r.get(0))
+            .optional()?;
+        if let Some(d) = existing {
+            if d == item.verified.digest() {
+                Self::bump(tx, "duplicates", 1)?;
+                return Ok(Stored::Duplicate);
+            }
+            return Ok(Stored::Rejected("seq reused with different content".into()));
+        }
+        // Validate the kind-specific effect first, so a refused body stores nothing.
+        match item.verified.payload() {
+            Payload::StudyPart(p) => {
+                if let Some(reason) = Self::check_part(tx, device, p)? {
+                    return Ok(Stored::Rejected(reason));
+                }
+            }
+            Payload::StreamChunk(c) => {
+                let per_lead = c.leads.first().map_or(0, |l| l.samples.count);
+                if c.leads.iter().any(|l| l.samples.count != per_lead) || c.leads.len() > yilian_protocol::limits::LEADS_MAX {
+                    return Ok(Stored::Rejected("stream chunk leads differ in length".into()));
+                }
+            }
+            _ => {}
+        }
+        tx.execute(
+            "INSERT INTO messages (device_id, seq, kind, digest, created_at_ms, received_at_ms, envelope)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![device, seq, h.kind, item.verified.digest().to_vec(), h.created_at_ms, now_ms, item.envelope],
+        )?;
+        Self::bump(tx, "messages", 1)?;
+        match item.verified.payload() {
+            Payload::StudyPart(p) => Self::store_part(tx, &item.site, device, seq, p, now_ms)?,
+            Payload::StreamChunk(c) => {
+                let per_lead = c.leads.first().map_or(0, |l| l.samples.count);
+                tx.execute(
+                    "INSERT INTO stream_chunks (device_id, seq, stream_id, first_sample, samples_per_lead, leads, sample_rate_hz, start_time_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![device, seq, c.stream_id, c.first_sample as i64, per_lead, c.leads.len() as i64, c.sample_rate_hz, c.start_time_ms],
+                )?;
+                Self::bump(tx, "chunks", 1)?;
+                Self::bump(tx, "samples_received", i64::from(per_lead) * c.leads.len() as i64)?;
+            }
+            Payload::DeviceOutput(o) => {
+                tx.execute(
+                    "INSERT INTO device_output (device_id, seq, port, line, received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![device, seq, o.port, o.line, now_ms],
+                )?;
+                Self::bump(tx, "device_output", 1)?;
+            }
+            Payload::ReportReceipt(r) => {
+                // Only the device the report went to can confirm it.
+                let n = tx.execute(
+                    "UPDATE reports SET receipt_at_ms = COALESCE(receipt_at_ms, ?1) WHERE report_id = ?2 AND device_id = ?3",
+                    params![now_ms, r.report_id, device],
+                )?;
+                if n == 1 {
+                    tx.execute(
+                        "UPDATE studies SET delivered_at_ms = COALESCE(delivered_at_ms, ?1) WHERE report_id = ?2",
+                        params![now_ms, r.report_id],
+                    )?;
+                } else {
+                    warn!(device, report = %r.report_id, "receipt for a report this device was not sent");
+                }
+            }
+            Payload::Status(_) | Payload::Ack(_) | Payload::Report(_) => {}
+        }
+        Ok(Stored::New)
+    }
+
+    fn check_part(tx: &Transaction<'_>, device: &str, p: &StudyPart) -> Result<Option<String>, StoreError> {
+        if p.count == 0 || p.index >= p.count || p.count > yilian_protocol::limits::STUDY_PARTS_MAX {
+            return Ok(Some(format!("study part {} of {} is out of range", p.index, p.count)));
+        }
+        let owner: Option<(String, i64)> = tx
+            .query_row("SELECT device_id, count FROM study_parts WHERE study_uid = ?1 LIMIT 1", [&p.study_uid], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        if let Some((owner, count)) = owner {
+            if owner != device {
+                return Ok(Some("study uid belongs to another device".into()));
+            }
+            if count != i64::from(p.count) {
+                return Ok(Some("study part count differs from earlier parts".into()));
+            }
+        }
+        Ok(None)
+    }
+
+    fn store_part(tx: &Transaction<'_>, site: &str, device: &str, seq: i64, p: &StudyPart, now_ms: i64) -> Result<(), StoreError> {
+        let part = yilian_protocol::wire::encode("study part", p, yilian_protocol::limits::STUDY_PART_MAX)
+            .map_err(|e| StoreError::Damaged(e.to_string()))?;
+        // The same part may come again under a new seq (the cart resent the study): keep the first.
+        tx.execute(
+            "INSERT OR IGNORE INTO study_parts (study_uid, idx, count, device_id, seq, part) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![p.study_uid, p.index, p.count, device, seq, part],
+        )?;
+        let have: i64 = tx.query_row("SELECT COUNT(*) FROM study_parts WHERE study_uid = ?1", [&p.study_uid], |r| r.get(0))?;
+        let exists: bool = tx.query_row("SELECT COUNT(*) FROM studies WHERE study_uid = ?1", [&p.study_uid], |r| r.get::<_, i64>(0))? > 0;
+        if have < i64::from(p.count) || exists {
+            return Ok(());
+        }
+        let mut stmt = tx.prepare("SELECT part FROM study_parts WHERE study_uid = ?1 ORDER BY idx")?;
+        let parts: Vec<StudyPart> = stmt
+            .query_map([&p.study_uid], |r| r.get::<_, Vec<u8>>(0))?
+            .filter_map(Result::ok)
+            .filter_map(|b| {
+                yilian_protocol::wire::decode::<StudyPart, { yilian_protocol::limits::STUDY_PART_MAX }>("study part", &b).ok()
+            })
+            .collect();
+        let study = match message::assemble(&parts) {
+            Ok(s) => s,
+            Err(e) => {
+                error!(study = %p.study_uid, device, error = %e, "study parts do not assemble; study not queued");
+                return Ok(());
+            }
+        };
+        Self::insert_study(tx, site, device, &study, now_ms)
+    }
+
+    fn insert_study(tx: &Transaction<'_>, site: &str, device: &str, s: &Study, now_ms: i64) -> Result<(), StoreError> {
+        let per_lead = s.leads.first().map_or(0, |l| l.samples.count);
+        let leads: Vec<&str> = s.leads.iter().map(|l| l.lead.as_str()).collect();
+        let body = s.encode().map_err(|e| StoreError::Damaged(e.to_string()))?;
+        tx.execute(
+            &format!(
+                "INSERT INTO studies (study_uid, device_id, site_id, patient_id, patient_name, sex, birth_date, question,
+                 priority, acquired_at_ms, received_at_ms, sample_rate_hz, resolution_nv, leads, samples_per_lead, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+            ),
+            params![
+                s.study_uid,
+                device,
+                site,
+                s.patient.id,
+                s.patient.name,
+                sex_str(s.patient.sex),
+                s.patient.birth_date.map(|d| d.to_string()),
+                s.question,
+                s.priority.rank(),
+                s.acquired_at_ms,
+                now_ms,
+                s.sample_rate_hz,
+                s.resolution_nv,
+                serde_json::to_string(&leads).unwrap_or_default(),
+                per_lead,
+                body
+            ],
+        )?;
+        Self::bump(tx, "samples_received", i64::from(per_lead) * s.leads.len() as i64)?;
+        Ok(())
+    }
+
+    /// Studies not yet reported: most urgent first, then longest waiting.
+    pub fn queue(&self, now_ms: i64) -> Result<Vec<StudyRow>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {STUDY_COLUMNS} FROM studies WHERE reported_at_ms IS NULL ORDER BY priority, received_at_ms, study_uid"
+        ))?;
+        let rows = stmt.query_map([], |r| study_row(r, now_ms))?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Every study, newest first, at most `limit`.
+    pub fn studies(&self, now_ms: i64, limit: i64) -> Result<Vec<StudyRow>, StoreError> {
+        let mut stmt =
+            self.conn.prepare(&format!("SELECT {STUDY_COLUMNS} FROM studies ORDER BY received_at_ms DESC LIMIT ?1"))?;
+        let rows = stmt.query_map([limit], |r| study_row(r, now_ms))?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// One study's row and its decoded body.
+    pub fn study(&self, uid: &str, now_ms: i64) -> Result<Option<(StudyRow, Study)>, StoreError> {
+        let row: Option<(StudyRow, Vec<u8>)> = self
+            .conn
+            .query_row(&format!("SELECT {STUDY_COLUMNS}, body FROM studies WHERE study_uid = ?1"), [uid], |r| {
+                Ok((study_row(r, now_ms)?, r.get(20)?))
+            })
+            .optional()?;
+        row.map(|(row, body)| Study::decode(&body).map(|s| (row, s)).map_err(|e| StoreError::Damaged(e.to_string())))
+            .transpose()
+    }
+
+    fn claim_of(&self, uid: &str) -> Result<Option<(Option<String>, Option<i64>, bool)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT claimed_by, claim_expires_ms, reported_at_ms IS NOT NULL FROM studies WHERE study_uid = ?1",
+                [uid],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?)
+    }
+
+    /// Claims a study for `who` until `now + ttl`.
+    pub fn claim(&mut self, uid: &str, who: &str, now_ms: i64, ttl_ms: i64) -> Result<Result<i64, ClaimError>, StoreError> {
+        let Some((by, until, reported)) = self.claim_of(uid)? else { return Ok(Err(ClaimError::NotFound)) };
+        if let Err(e) = queue::can_claim(by.as_deref(), until, reported, who, now_ms) {
+            return Ok(Err(e));
+        }
+        let expires = now_ms + ttl_ms;
+        self.conn.execute(
+            "UPDATE studies SET claimed_by = ?1, claim_expires_ms = ?2 WHERE study_uid = ?3",
+            params![who, expires, uid],
+        )?;
+        Ok(Ok(expires))
+    }
+
+    /// Releases `who`'s claim.
+    pub fn release(&mut self, uid: &str, who: &str, now_ms: i64) -> Result<Result<(), ClaimError>, StoreError> {
+        let Some((by, until, reported)) = self.claim_of(uid)? else { return Ok(Err(ClaimError::NotFound)) };
+        if let Err(e) = queue::can_release(by.as_deref(), until, reported, who, now_ms) {
+            return Ok(Err(e));
+        }
+        self.conn
+            .execute("UPDATE studies SET claimed_by = NULL, claim_expires_ms = NULL WHERE study_uid = ?1", [uid])?;
+        Ok(Ok(()))
+    }
+
+    /// Records a report, signing it with `sign(report, hub seq)` inside the same transaction.
+    pub fn create_report(
+        &mut self,
+        uid: &str,
+        who: &str,
+        who_name: &str,
+        findings: &str,
+        conclusion: &str,
+        now_ms: i64,
+        sign: impl FnOnce(&Report, u64, &str, &str) -> Result<Vec<u8>, String>,
+    ) -> Result<Result<ReportRow, ClaimError>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let row: Option<(Option<String>, Option<i64>, bool, String, String, String)> = tx
+            .query_row(
+                "SELECT claimed_by, claim_expires_ms, reported_at_ms IS NOT NULL, device_id, site_id, patient_name
+                 FROM studies WHERE study_uid = ?1",
+                [uid],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            )
+            .optional()?;
+        let Some((by, until, reported, device, site, patient_name)) = row else { return Ok(Err(ClaimError::NotFound)) };
+        if let Err(e) = queue::can_report(by.as_deref(), until, reported, who, now_ms) {
+            return Ok(Err(e));
+        }
+        let n = Self::bump(&tx, "reports", 1)?;
+        let hub_seq = Self::bump(&tx, "hub_seq", 1)?;
+        let report = Report {
+            report_id: format!("R{n:06}"),
+            study_uid: uid.to_string(),
+            patient_name,
+            specialist_id: who.to_string(),
+            specialist_name: who_name.to_string(),
+            findings: findings.to_string(),
+            conclusion: conclusion.to_string(),
+            reported_at_ms: now_ms,
+        };
+        let envelope = sign(&report, hub_seq as u64, &site, &device).map_err(StoreError::Damaged)?;
+        tx.execute(
+            "INSERT INTO reports (report_id, study_uid, device_id, site_id, specialist_id, findings, conclusion, reported_at_ms, envelope)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![report.report_id, uid, device, site, who, findings, conclusion, now_ms, envelope],
+        )?;
+        tx.execute(
+            "UPDATE studies SET report_id = ?1, reported_at_ms = ?2, claimed_by = ?3, claim_expires_ms = NULL WHERE study_uid = ?4",
+            params![report.report_id, now_ms, who, uid],
+        )?;
+        tx.commit()?;
+        Ok(Ok(ReportRow {
+            report_id: report.report_id,
+            study_uid: uid.to_string(),
+            device_id: device,
+            site_id: site,
+            specialist_id: who.to_string(),
+            findings: findings.to_string(),
+            conclusion: conclusion.to_string(),
+            reported_at_ms: now_ms,
+            published_at_ms: None,
+            receipt_at_ms: None,
+            envelope,
+        }))
+    }
+
+    /// Notes that a report was (re)published.
+    pub fn mark_published(&mut self, report_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.conn.execute("UPDATE reports SET published_at_ms = ?1 WHERE report_id = ?2", params![now_ms, report_id])?;
+        Ok(())
+    }
+
+    /// Reports whose receipt has not come, for one device or all.
+    pub fn unreceipted_reports(&self, device: Option<&str>) -> Result<Vec<ReportRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT report_id, study_uid, device_id, site_id, specialist_id, findings, conclusion, reported_at_ms,
+                    published_at_ms, receipt_at_ms, envelope
+             FROM reports WHERE receipt_at_ms IS NULL AND (?1 IS NULL OR device_id = ?1) ORDER BY reported_at_ms",
+        )?;
+        let rows = stmt
+            .query_map([device], |r| {
+                Ok(ReportRow {
+                    report_id: r.get(0)?,
+                    study_uid: r.get(1)?,
+                    device_id: r.get(2)?,
+                    site_id: r.get(3)?,
+                    specialist_id: r.get(4)?,
+                    findings: r.get(5)?,
+                    conclusion: r.get(6)?,
+                    reported_at_ms: r.get(7)?,
+                    published_at_ms: r.get(8)?,
+                    receipt_at_ms: r.get(9)?,
+                    envelope: r.get(10)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Adds (or replaces) a specialist with the SHA-256 (hex) of their API token.
+    pub fn add_specialist(&mut self, id: &str, name: &str, token_sha256: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO specialists (specialist_id, name, token_sha256) VALUES (?1, ?2, ?3)
+             ON CONFLICT(specialist_id) DO UPDATE SET name = ?2, token_sha256 = ?3",
+            params![id, name, token_sha256],
+        )?;
+        Ok(())
+    }
+
+    /// The specialist (id, name) holding a token hash.
+    pub fn specialist_by_token(&self, token_sha256: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT specialist_id, name FROM specialists WHERE token_sha256 = ?1", [token_sha256], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?)
+    }
+
+    /// Records a device's latest status (older statuses than the stored one are ignored).
+    pub fn update_status(&mut self, device: &str, s: &message::Status, at_ms: i64) -> Result<(), StoreError> {
+        let state = match s.state {
+            message::LinkState::Online => "online",
+            message::LinkState::Heartbeat => "online",
+            message::LinkState::Offline => "offline",
+        };
+        self.conn.execute(
+            "INSERT INTO device_status (device_id, state, status_at_ms, spool_entries, agent_version, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(device_id) DO UPDATE SET state = ?2, status_at_ms = ?3, spool_entries = ?4, agent_version = ?5, detail = ?6
+             WHERE ?3 >= device_status.status_at_ms",
+            params![device, state, at_ms, s.spool_entries as i64, s.agent_version, s.detail],
+        )?;
+        Ok(())
+    }
+
+    /// Enrolled devices with their status.
+    pub fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT d.device_id, d.site_id, d.key_id, COALESCE(s.state, 'unknown'), s.status_at_ms, s.spool_entries,
+                    s.agent_version, s.detail,
+                    (SELECT MAX(seq) FROM messages m WHERE m.device_id = d.device_id),
+                    (SELECT COUNT(*) FROM messages m WHERE m.device_id = d.device_id)
+             FROM devices d LEFT JOIN device_status s ON s.device_id = d.device_id ORDER BY d.site_id, d.device_id",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(DeviceRow {
+                    device_id: r.get(0)?,
+                    site_id: r.get(1)?,
+                    key_id: r.get(2)?,
+                    state: r.get(3)?,
+                    status_at_ms: r.get(4)?,
+                    spool_entries: r.get(5)?,
+                    agent_version: r.get(6)?,
+                    detail: r.get(7)?,
+                    last_seq: r.get(8)?,
+                    messages: r.get(9)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Hub-wide counts.
+    pub fn counts(&self, now_ms: i64) -> Result<Counts, StoreError> {
+        let (studies, reported, delivered, claimed): (i64, i64, i64, i64) = self.conn.query_row(
+            "SELECT COUNT(*),
+                    COALESCE(SUM(reported_at_ms IS NOT NULL AND delivered_at_ms IS NULL), 0),
+                    COALESCE(SUM(delivered_at_ms IS NOT NULL), 0),
+                    COALESCE(SUM(reported_at_ms IS NULL AND claimed_by IS NOT NULL AND claim_expires_ms > ?1), 0)
+             FROM studies",
+            [now_ms],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+        Ok(Counts {
+            queued: studies - reported - delivered - claimed,
+            claimed,
+            reported,
+            delivered,
+            studies,
+            samples_received: self.counter("samples_received")?,
+            chunks: self.counter("chunks")?,
+            messages: self.counter("messages")?,
+            duplicates: self.counter("duplicates")?,
+            device_output: self.counter("device_output")?,
+        })
+    }
+
+    /// Streams of a device with their continuous runs (gaps are the spaces between runs).
+    pub fn streams(&self, device: &str) -> Result<Vec<StreamSummary>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT stream_id, first_sample, samples_per_lead, leads, sample_rate_hz FROM stream_chunks
+             WHERE device_id = ?1 ORDER BY stream_id, first_sample",
+        )?;
+        let mut out: Vec<StreamSummary> = Vec::new();
+        let rows = stmt.query_map([device], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?))
+        })?;
+        for row in rows {
+            let (stream_id, first, n, leads, rate) = row?;
+            if out.last().is_none_or(|s| s.stream_id != stream_id) {
+                out.push(StreamSummary { stream_id, sample_rate_hz: rate, leads, chunks: 0, samples_per_lead: 0, runs: vec![] });
+            }
+            let Some(s) = out.last_mut() else { continue };
+            s.chunks += 1;
+            s.samples_per_lead += n;
+            match s.runs.last_mut() {
+                Some(run) if run.end_sample == first => run.end_sample = first + n,
+                _ => s.runs.push(StreamRun { first_sample: first, end_sample: first + n }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Decoded samples per lead of a stream, `[from, from + count)`; missing samples are absent
+    /// (the caller sees a shorter result and the runs say where the gaps are).
+    pub fn stream_samples(
+        &self,
+        device: &str,
+        stream_id: i64,
+        from: i64,
+        count: i64,
+    ) -> Result<Vec<(String, u32, Vec<i32>)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT m.envelope FROM stream_chunks c JOIN messages m ON m.device_id = c.device_id AND m.seq = c.seq
+             WHERE c.device_id = ?1 AND c.stream_id = ?2 AND c.first_sample + c.samples_per_lead > ?3 AND c.first_sample < ?4
+             ORDER BY c.first_sample",
+        )?;
+        let envs: Vec<Vec<u8>> =
+            stmt.query_map(params![device, stream_id, from, from + count], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        let mut leads: Vec<(String, u32, Vec<i32>)> = Vec::new();
+        for bytes in envs {
+            let env = Envelope::decode(&bytes).map_err(|e| StoreError::Damaged(e.to_string()))?;
+            let Some(Ok(Payload::StreamChunk(c))) = Payload::decode(env.header.kind, &env.body) else {
+                return Err(StoreError::Damaged("stored stream chunk does not decode".into()));
+            };
+            for (i, l) in c.leads.iter().enumerate() {
+                let samples = l.decode().map_err(|e| StoreError::Damaged(e.to_string()))?;
+                let start = c.first_sample as i64;
+                if leads.len() <= i {
+                    leads.push((l.lead.clone(), c.resolution_nv, Vec::new()));
+                }
+                for (k, v) in samples.into_iter().enumerate() {
+                    let idx = start + k as i64;
+                    if idx >= from && idx < from + count {
+                        leads[i].2.push(v);
+                    }
+                }
+            }
+        }
+        Ok(leads)
+    }
+}

@@ -1,0 +1,106 @@
+//! The SQLite schema. Applied on open; `user_version` records which migrations ran.
+
+/// Migrations in order; index + 1 is the `user_version` after each.
+pub const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE devices (
+    device_id      TEXT PRIMARY KEY,
+    site_id        TEXT NOT NULL,
+    public_key     TEXT NOT NULL,
+    key_id         TEXT NOT NULL,
+    enrolled_at_ms INTEGER NOT NULL
+);
+-- Every accepted uplink envelope, exactly as signed: the evidence record, and the dedupe key.
+CREATE TABLE messages (
+    device_id      TEXT NOT NULL,
+    seq            INTEGER NOT NULL,
+    kind           INTEGER NOT NULL,
+    digest         BLOB NOT NULL,
+    created_at_ms  INTEGER NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    envelope       BLOB NOT NULL,
+    PRIMARY KEY (device_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE study_parts (
+    study_uid  TEXT NOT NULL,
+    idx        INTEGER NOT NULL,
+    count      INTEGER NOT NULL,
+    device_id  TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    part       BLOB NOT NULL,
+    PRIMARY KEY (study_uid, idx)
+);
+CREATE TABLE studies (
+    study_uid        TEXT PRIMARY KEY,
+    device_id        TEXT NOT NULL,
+    site_id          TEXT NOT NULL,
+    patient_id       TEXT NOT NULL,
+    patient_name     TEXT NOT NULL,
+    sex              TEXT NOT NULL,
+    birth_date       TEXT,
+    question         TEXT NOT NULL,
+    priority         INTEGER NOT NULL,
+    acquired_at_ms   INTEGER NOT NULL,
+    received_at_ms   INTEGER NOT NULL,
+    sample_rate_hz   INTEGER NOT NULL,
+    resolution_nv    INTEGER NOT NULL,
+    leads            TEXT NOT NULL,
+    samples_per_lead INTEGER NOT NULL,
+    body             BLOB NOT NULL,
+    claimed_by       TEXT,
+    claim_expires_ms INTEGER,
+    report_id        TEXT,
+    reported_at_ms   INTEGER,
+    delivered_at_ms  INTEGER
+);
+CREATE INDEX studies_queue ON studies (reported_at_ms, priority, received_at_ms);
+CREATE TABLE stream_chunks (
+    device_id        TEXT NOT NULL,
+    seq              INTEGER NOT NULL,
+    stream_id        INTEGER NOT NULL,
+    first_sample     INTEGER NOT NULL,
+    samples_per_lead INTEGER NOT NULL,
+    leads            INTEGER NOT NULL,
+    sample_rate_hz   INTEGER NOT NULL,
+    start_time_ms    INTEGER NOT NULL,
+    PRIMARY KEY (device_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX stream_chunks_order ON stream_chunks (device_id, stream_id, first_sample);
+CREATE TABLE device_output (
+    device_id      TEXT NOT NULL,
+    seq            INTEGER NOT NULL,
+    port           TEXT NOT NULL,
+    line           TEXT NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (device_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE reports (
+    report_id       TEXT PRIMARY KEY,
+    study_uid       TEXT NOT NULL UNIQUE,
+    device_id       TEXT NOT NULL,
+    site_id         TEXT NOT NULL,
+    specialist_id   TEXT NOT NULL,
+    findings        TEXT NOT NULL,
+    conclusion      TEXT NOT NULL,
+    reported_at_ms  INTEGER NOT NULL,
+    envelope        BLOB NOT NULL,
+    published_at_ms INTEGER,
+    receipt_at_ms   INTEGER
+);
+CREATE TABLE specialists (
+    specialist_id TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    token_sha256  TEXT NOT NULL UNIQUE
+);
+CREATE TABLE device_status (
+    device_id      TEXT PRIMARY KEY,
+    state          TEXT NOT NULL,
+    status_at_ms   INTEGER NOT NULL,
+    spool_entries  INTEGER NOT NULL,
+    agent_version  TEXT NOT NULL,
+    detail         TEXT NOT NULL
+);
+CREATE TABLE counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"#];
