@@ -1,0 +1,289 @@
+//! A county in one process: a hub and any number of clinics, each clinic an agent reading a
+//! simulated cart over a real pseudo-terminal. Used by `examples/county.rs` and `tests/`.
+
+use crate::client::Api;
+use crate::sim::{Cart, Pty};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use yilian_agent::config::{AgentConfig, SerialConfig};
+use yilian_agent::driver::DriverKind;
+use yilian_agent::{AgentStats, stats};
+use yilian_hub::broker;
+use yilian_hub::store::Db;
+use yilian_hub::{BrokerMode, HubConfig};
+use yilian_protocol::keys::{PublicKey, SigningKey};
+
+/// Which broker a hub uses.
+#[derive(Debug, Clone)]
+pub enum Broker {
+    /// rumqttd inside the hub process, on a free loopback port.
+    Embedded,
+    /// An external broker at `mqtt://host:port`.
+    External(String),
+}
+
+/// The external broker named by `$YILIAN_TEST_MQTT_URL` (e.g. Mosquitto), if any.
+///
+/// # Errors
+/// The variable is set but nothing accepts connections there: a test must not silently fall
+/// back to the embedded broker and pass.
+pub fn external_test_broker() -> anyhow::Result<Option<String>> {
+    let url = match std::env::var("YILIAN_TEST_MQTT_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => return Ok(None),
+    };
+    let (host, port) = yilian_protocol::topic::broker_addr(&url)?;
+    std::net::TcpStream::connect((host.as_str(), port))
+        .with_context(|| format!("YILIAN_TEST_MQTT_URL={url} is set but the broker is unreachable"))?;
+    Ok(Some(url))
+}
+
+/// The broker the tests should use: the external one if `$YILIAN_TEST_MQTT_URL` is set.
+pub fn test_broker() -> anyhow::Result<Broker> {
+    Ok(external_test_broker()?.map_or(Broker::Embedded, Broker::External))
+}
+
+/// Every broker the tests should cover: embedded, plus the external one if set.
+pub fn test_brokers() -> anyhow::Result<Vec<Broker>> {
+    let mut v = vec![Broker::Embedded];
+    v.extend(external_test_broker()?.map(Broker::External));
+    Ok(v)
+}
+
+/// Starts a standalone embedded broker on a free port and returns its URL (for tests that
+/// restart the hub while the broker stays up).
+pub fn standalone_broker() -> anyhow::Result<String> {
+    let port = broker::free_port()?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    broker::start_embedded(addr)?;
+    Ok(format!("mqtt://{addr}"))
+}
+
+/// Waits until `check` returns `Some`, polling every 50 ms, or fails after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A running hub.
+pub struct HubHandle {
+    /// HTTP API address.
+    pub http: SocketAddr,
+    /// API client with the demo specialist's token.
+    pub api: Api,
+    /// The demo specialist's token.
+    pub token: String,
+    /// Data folder.
+    pub data_dir: PathBuf,
+    /// Broker URL agents connect to.
+    pub broker_url: String,
+    /// The hub's public key (agents pin it).
+    pub hub_key: PublicKey,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), yilian_hub::run::HubError>>,
+}
+
+impl HubHandle {
+    /// Starts a hub with its data in `data_dir`, adding specialist `demo` (演示医师).
+    pub async fn start(data_dir: &Path, broker: Broker) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir)?;
+        let key = yilian_hub::keys::load_or_create(data_dir)?;
+        let token = yilian_hub::http::auth::new_token().map_err(|_| anyhow::anyhow!("rng"))?;
+        let cfg_probe = HubConfig::new(data_dir.to_path_buf(), BrokerMode::External(String::new()));
+        Db::open(&cfg_probe.db_path())?.add_specialist("demo", "演示医师", &yilian_hub::http::auth::token_hash(&token))?;
+        let (mode, broker_url) = match broker {
+            Broker::Embedded => {
+                let addr: SocketAddr = ([127, 0, 0, 1], broker::free_port()?).into();
+                (BrokerMode::Embedded(addr), format!("mqtt://{addr}"))
+            }
+            Broker::External(url) => (BrokerMode::External(url.clone()), url),
+        };
+        let mut cfg = HubConfig::new(data_dir.to_path_buf(), mode);
+        cfg.claim_ttl = Duration::from_secs(600);
+        // One MQTT session per hub data folder, stable across restarts of that hub, distinct
+        // from other hubs sharing an external test broker.
+        cfg.client_id = format!("yilian-hub-{}", &hex_digest(data_dir.to_string_lossy().as_bytes())[..12]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let http = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(yilian_hub::run(cfg, listener, shutdown.clone()));
+        let api = Api::new(http, &token);
+        let probe = api.clone();
+        wait_for("the hub's HTTP API", Duration::from_secs(20), || {
+            let p = probe.clone();
+            async move { p.stats().await.ok() }
+        })
+        .await?;
+        Ok(Self { http, api, token, data_dir: data_dir.to_path_buf(), broker_url, hub_key: key.public_key(), shutdown, task })
+    }
+
+    /// Enrols a device directly in the hub's database (what `yilian-hub enroll` does).
+    pub fn enroll(&self, site: &str, device: &str, key: &PublicKey) -> anyhow::Result<()> {
+        Db::open(&self.data_dir.join("yilian.db"))?.enroll(site, device, key, false, yilian_hub::clock::now_ms())?;
+        Ok(())
+    }
+
+    /// Adds a specialist and returns their API token.
+    pub fn add_specialist(&self, id: &str, name: &str) -> anyhow::Result<String> {
+        let token = yilian_hub::http::auth::new_token().map_err(|_| anyhow::anyhow!("rng"))?;
+        Db::open(&self.data_dir.join("yilian.db"))?.add_specialist(id, name, &yilian_hub::http::auth::token_hash(&token))?;
+        Ok(token)
+    }
+
+    /// Stops the hub and waits for it.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await.context("hub task")??;
+        Ok(())
+    }
+}
+
+/// A clinic: an agent, its folder, and the simulated cart on its serial port.
+pub struct Clinic {
+    /// Site id.
+    pub site: String,
+    /// Device id.
+    pub device: String,
+    /// The clinic's folder (keys, spool, reports, config).
+    pub dir: PathBuf,
+    /// Agent counters.
+    pub stats: Arc<AgentStats>,
+    /// The pty standing in for the cable.
+    pub pty: Pty,
+    /// The simulated cart.
+    pub cart: Arc<Mutex<Cart>>,
+    /// The agent's configuration.
+    pub config: AgentConfig,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<Result<(), yilian_agent::run::StartError>>>,
+}
+
+impl Clinic {
+    /// Creates the clinic's folder, key and pty, enrols it at `hub`, and starts its agent.
+    pub async fn start(root: &Path, site: &str, device: &str, hub: &HubHandle) -> anyhow::Result<Self> {
+        let dir = root.join(site);
+        std::fs::create_dir_all(dir.join("keys"))?;
+        let key = SigningKey::generate()?;
+        let key_path = dir.join("keys").join(format!("{device}.pk8"));
+        if !key_path.exists() {
+            yilian_agent::run::write_private(&key_path, key.pkcs8())?;
+        }
+        let key = SigningKey::from_pkcs8(&std::fs::read(&key_path)?)?;
+        std::fs::write(dir.join("keys/hub.pub"), format!("{}\n", hub.hub_key.to_hex()))?;
+        hub.enroll(site, device, &key.public_key())?;
+        let pty = Pty::open()?;
+        let config = AgentConfig {
+            site: site.into(),
+            device: device.into(),
+            key: key_path,
+            hub_public_key: dir.join("keys/hub.pub"),
+            broker: hub.broker_url.clone(),
+            spool_dir: dir.join("spool"),
+            reports_dir: dir.join("reports"),
+            chunk_ms: 1000,
+            ack_timeout_secs: 10,
+            heartbeat_secs: 5,
+            window: 32,
+            serial: vec![SerialConfig {
+                name: "cart".into(),
+                path: pty.path().to_path_buf(),
+                baud: 115_200,
+                driver: DriverKind::Ylf,
+                encoding: "utf-8".into(),
+            }],
+        };
+        std::fs::write(dir.join("agent.toml"), toml_string(&config)?)?;
+        let cart = Arc::new(Mutex::new(Cart::new(&pty)?));
+        let mut clinic = Self {
+            site: site.into(),
+            device: device.into(),
+            dir,
+            stats: Arc::new(AgentStats::default()),
+            pty,
+            cart,
+            config,
+            shutdown: CancellationToken::new(),
+            task: None,
+        };
+        clinic.start_agent().await?;
+        Ok(clinic)
+    }
+
+    /// (Re)starts the agent with fresh counters, and waits until it has opened its port.
+    pub async fn start_agent(&mut self) -> anyhow::Result<()> {
+        self.stats = Arc::new(AgentStats::default());
+        self.shutdown = CancellationToken::new();
+        self.task = Some(tokio::spawn(yilian_agent::run(self.config.clone(), self.stats.clone(), self.shutdown.clone())));
+        let s = self.stats.clone();
+        wait_for("the agent to open its serial port", Duration::from_secs(20), || {
+            let s = s.clone();
+            async move { (AgentStats::get(&s.port_opens) > 0).then_some(()) }
+        })
+        .await
+    }
+
+    /// Stops the agent (it spools what it has assembled) and waits for it.
+    pub async fn stop_agent(&mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        if let Some(t) = self.task.take() {
+            t.await.context("agent task")??;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` with the cart on a blocking thread (pty writes may block).
+    pub async fn cart<R: Send + 'static>(&self, f: impl FnOnce(&mut Cart) -> R + Send + 'static) -> R {
+        let cart = self.cart.clone();
+        let join = tokio::task::spawn_blocking(move || {
+            let mut c = cart.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&mut c)
+        });
+        match join.await {
+            Ok(r) => r,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// Envelopes waiting in the agent's spool.
+    pub fn spool_entries(&self) -> u64 {
+        AgentStats::get(&self.stats.spool_entries)
+    }
+
+    /// Waits until the agent's spool is empty (everything acked by the hub).
+    pub async fn wait_drained(&self, timeout: Duration) -> anyhow::Result<()> {
+        let s = self.stats.clone();
+        wait_for(&format!("{}'s spool to drain", self.device), timeout, || {
+            let s = s.clone();
+            async move { (AgentStats::get(&s.spool_entries) == 0 && AgentStats::get(&s.acked) > 0).then_some(()) }
+        })
+        .await
+    }
+}
+
+fn hex_digest(bytes: &[u8]) -> String {
+    yilian_hub::http::auth::token_hash(&String::from_utf8_lossy(bytes))
+}
+
+fn toml_string(cfg: &AgentConfig) -> anyhow::Result<String> {
+    Ok(format!("# Written by the Yilian county harness.\n{}", toml::to_string(cfg)?))
+}
+
+/// Counters re-exported for callers that read agent stats.
+pub use stats::AgentStats as Stats;

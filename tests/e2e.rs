@@ -1,0 +1,363 @@
+//! End-to-end tests across the real parts: a pseudo-terminal cart, the agent, an MQTT broker
+//! (embedded rumqttd, and Mosquitto when `YILIAN_TEST_MQTT_URL` is set), the hub and SQLite.
+//!
+//! The tests run one at a time: they share the machine's two cores and, with Mosquitto, one
+//! broker whose topics every hub subscribes to.
+
+use anyhow::Context;
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+use serde_json::Value;
+use std::time::Duration;
+use yilian::county::{self, Broker, Clinic, HubHandle, wait_for};
+use yilian::records;
+use yilian::sim;
+use yilian_agent::AgentStats;
+use yilian_protocol::envelope::{Header, seal};
+use yilian_protocol::keys::SigningKey;
+use yilian_protocol::message::{DeviceOutput, Lane, Payload};
+use yilian_protocol::topic::{Channel, Topic};
+use yilian_protocol::{limits, wire};
+
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+const WAIT: Duration = Duration::from_secs(60);
+
+fn now_ms() -> i64 {
+    yilian_hub::clock::now_ms()
+}
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,rumqttd=error".into()))
+        .with_test_writer()
+        .try_init();
+}
+
+async fn study_row(api: &yilian::client::Api, uid: &str) -> Option<Value> {
+    api.studies().await.ok()?.into_iter().find(|s| s["study_uid"] == uid)
+}
+
+fn ints(v: &Value) -> Vec<i32> {
+    v.as_array().map(|a| a.iter().filter_map(Value::as_i64).map(|x| x as i32).collect()).unwrap_or_default()
+}
+
+/// Study over the pty → agent → broker → hub store → queue → claim → report → agent → receipt.
+async fn full_path(broker: Broker, tag: &str) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let hub = HubHandle::start(&tmp.path().join("hub"), broker).await?;
+    let (site, device) = (format!("xiangzhen-{tag}"), format!("cart-{tag}"));
+    let clinic = Clinic::start(&tmp.path().join("clinics"), &site, &device, &hub).await?;
+    let rec = records::ptb_12_lead()?;
+    let visit = sim::demo_visit(0);
+    let acquired = now_ms();
+    let (id, sent) = clinic
+        .cart(move |c| -> anyhow::Result<_> {
+            c.hello()?;
+            c.study(&rec, 1234, 10_000, &visit, acquired)
+        })
+        .await?;
+    let uid = format!("{device}-{acquired}-{id}");
+
+    let api = hub.api.clone();
+    let row = wait_for("the study in the queue", WAIT, || {
+        let (api, uid) = (api.clone(), uid.clone());
+        async move { api.queue().await.ok()?.into_iter().find(|s| s["study_uid"] == uid) }
+    })
+    .await?;
+    assert_eq!(row["priority"], "stat");
+    assert_eq!(row["patient_name"], "张伟");
+    assert_eq!(row["site_id"], site.as_str());
+    assert_eq!(row["state"], "queued");
+    assert_eq!(row["sample_rate_hz"], 1000);
+    assert_eq!(row["samples_per_lead"], 10_000);
+    assert!(row["question"].as_str().unwrap_or_default().contains("急性心梗"));
+
+    // Sample-exact: what the hub decodes is what the cart sent.
+    let detail = api.study(&uid).await?;
+    let leads = detail["leads"].as_array().context("leads")?;
+    let names: Vec<&str> = leads.iter().filter_map(|l| l["name"].as_str()).collect();
+    assert_eq!(names, ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]);
+    for (lead, sent) in leads.iter().zip(&sent) {
+        let expected: Vec<i32> = sent.iter().map(|v| i32::from(*v)).collect();
+        assert_eq!(ints(&lead["samples"]), expected, "lead {}", lead["name"]);
+        // 500 nV per LSB: the µV values are exactly half the integers.
+        let uv = lead["samples_uv"].as_array().context("uv")?;
+        assert_eq!(uv[17].as_f64(), Some(f64::from(expected[17]) * 0.5));
+    }
+
+    // A claim is exclusive.
+    api.claim(&uid).await?;
+    let other = api.with_token(&hub.add_specialist("wang", "王医生")?);
+    let (status, _) = other.post_raw(&format!("/api/studies/{uid}/claim"), &serde_json::json!({})).await?;
+    assert_eq!(status, 409, "a study claimed by one specialist cannot be claimed by another");
+    let (status, _) = api.with_token("not-a-token").get_raw("/api/queue").await?;
+    assert_eq!(status, 401);
+
+    let report = api.report(&uid, "窦性心律，心率约75次/分。", "未见急性ST段抬高。").await?;
+    let report_id = report["report_id"].as_str().context("report id")?.to_string();
+
+    let stats = clinic.stats.clone();
+    wait_for("the agent to store the report", WAIT, || {
+        let s = stats.clone();
+        async move { (AgentStats::get(&s.reports) >= 1).then_some(()) }
+    })
+    .await?;
+    let text = std::fs::read_to_string(clinic.dir.join("reports").join(format!("{report_id}.txt")))?;
+    assert!(text.contains("张伟") && text.contains("未见急性ST段抬高"), "{text}");
+
+    let delivered = wait_for("the hub to see the receipt", WAIT, || {
+        let (api, uid) = (api.clone(), uid.clone());
+        async move { study_row(&api, &uid).await.filter(|r| r["state"] == "delivered") }
+    })
+    .await?;
+    assert_eq!(delivered["report_id"], report_id.as_str());
+    assert!(api.queue().await?.iter().all(|s| s["study_uid"] != uid), "a reported study leaves the queue");
+
+    clinic.wait_drained(WAIT).await?;
+    let devices = api.devices().await?;
+    let me = devices.iter().find(|d| d["device_id"] == device.as_str()).context("device listed")?;
+    assert_eq!(me["state"], "online");
+    let mut clinic = clinic;
+    clinic.stop_agent().await?;
+    hub.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_study_travels_from_the_cart_to_the_specialist_and_the_report_comes_back() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    init_logs();
+    for (i, broker) in county::test_brokers()?.into_iter().enumerate() {
+        let tag = format!("fp{i}");
+        full_path(broker.clone(), &tag).await.with_context(|| format!("full path over {broker:?}"))?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garbage_and_truncated_frames_on_the_serial_line_lose_no_good_data() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    init_logs();
+    let tmp = tempfile::tempdir()?;
+    let hub = HubHandle::start(&tmp.path().join("hub"), county::test_broker()?).await?;
+    let mut clinic = Clinic::start(&tmp.path().join("clinics"), "xz-noise", "cart-noise", &hub).await?;
+    let rec = records::ptb_12_lead()?;
+    let acquired = now_ms();
+    let (id, sent) = clinic
+        .cart(move |c| -> anyhow::Result<_> {
+            c.garbage(b"\xff\xfe AT+RESET\r\n random line noise \x01\x02\x03")?;
+            // A frame cut off halfway, as when a cable is jiggled.
+            let partial = yilian_protocol::frame::encode(9, &yilian_protocol::frame::Frame::Hello {
+                model: "half".into(),
+                firmware: "x".into(),
+            })?;
+            c.garbage(&partial[..partial.len() / 2])?;
+            let r = c.study(&rec, 0, 5_000, &sim::demo_visit(4), acquired)?;
+            c.garbage(&[0x55; 9000])?; // an over-long "frame" with no delimiter
+            c.garbage(&[0])?;
+            Ok(r)
+        })
+        .await?;
+    let uid = format!("cart-noise-{acquired}-{id}");
+    let api = hub.api.clone();
+    wait_for("the study", WAIT, || {
+        let (api, uid) = (api.clone(), uid.clone());
+        async move { study_row(&api, &uid).await }
+    })
+    .await?;
+    let detail = api.study(&uid).await?;
+    for (lead, sent) in detail["leads"].as_array().context("leads")?.iter().zip(&sent) {
+        assert_eq!(ints(&lead["samples"]), sent.iter().map(|v| i32::from(*v)).collect::<Vec<_>>());
+    }
+    let stats = clinic.stats.clone();
+    wait_for("the agent to count the skipped bytes", WAIT, || {
+        let s = stats.clone();
+        async move { (AgentStats::get(&s.bytes_skipped) >= 9000).then_some(()) }
+    })
+    .await?;
+    assert_eq!(api.studies().await?.len(), 1, "garbage produced no study");
+    clinic.wait_drained(WAIT).await?;
+    clinic.stop_agent().await?;
+    hub.stop().await
+}
+
+/// A raw MQTT client playing an attacker or a confused device.
+async fn raw_client(broker_url: &str, id: &str) -> anyhow::Result<AsyncClient> {
+    let (host, port) = yilian_protocol::topic::broker_addr(broker_url)?;
+    let mut o = MqttOptions::new(id, host, port);
+    o.set_max_packet_size(limits::MQTT_MAX_PACKET, limits::MQTT_MAX_PACKET);
+    let (client, mut ev) = AsyncClient::new(o, 64);
+    tokio::spawn(async move { while ev.poll().await.is_ok() {} });
+    Ok(client)
+}
+
+fn output(line: &str) -> Payload {
+    Payload::DeviceOutput(DeviceOutput { port: "cart".into(), line: line.into(), received_at_ms: now_ms() })
+}
+
+/// Signs bytes exactly as the protocol documents, bypassing `seal`'s size checks.
+fn sign_raw(key: &SigningKey, topic: &Topic, header: &Header, body: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+    let header_bytes = wire::encode("header", header, limits::HEADER_MAX)?;
+    let mut m = b"yilian/v1/up\0".to_vec();
+    m.extend_from_slice(topic.to_string().as_bytes());
+    m.push(0);
+    m.extend_from_slice(&header_bytes);
+    m.extend_from_slice(&body);
+    let signature = key.sign(&m);
+    let env = yilian_protocol::envelope::Envelope { header: header.clone(), body, signature };
+    Ok(wire::encode("envelope", &env, usize::MAX)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_messages_are_rejected_with_their_reason_and_change_nothing() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    init_logs();
+    let tmp = tempfile::tempdir()?;
+    let hub = HubHandle::start(&tmp.path().join("hub"), county::test_broker()?).await?;
+    let key = SigningKey::generate()?;
+    hub.enroll("xz-h", "cart-h", &key.public_key())?;
+    let api = hub.api.clone();
+    let topic = Topic::new("xz-h", "cart-h", Channel::Up)?;
+    let mallory = raw_client(&hub.broker_url, "mallory-h").await?;
+    let send = |t: &Topic, bytes: Vec<u8>| {
+        let (m, t) = (mallory.clone(), t.to_string());
+        async move { m.publish(t, QoS::AtLeastOnce, false, bytes).await }
+    };
+    let base = api.stats().await?;
+    let messages_before = base["studies"]["messages"].as_i64().unwrap_or(0);
+
+    // A good message first, so there is something that must not change.
+    let good = seal(&key, Header::new(&key, "cart-h", 1, now_ms(), Lane::Stream), &topic, &output("HR 72 心率"))?;
+    send(&topic, good.clone()).await?;
+    wait_for("the good message", WAIT, || {
+        let api = api.clone();
+        async move {
+            let s = api.stats().await.ok()?;
+            (s["studies"]["messages"].as_i64()? == messages_before + 1).then_some(())
+        }
+    })
+    .await?;
+
+    // Forged: signed by another key in the device's name.
+    let forger = SigningKey::generate()?;
+    send(&topic, seal(&forger, Header::new(&forger, "cart-h", 2, now_ms(), Lane::Stream), &topic, &output("forged"))?).await?;
+    // Tampered: right key id, body changed after signing.
+    let mut env = yilian_protocol::envelope::Envelope::decode(&seal(
+        &key,
+        Header::new(&key, "cart-h", 3, now_ms(), Lane::Stream),
+        &topic,
+        &output("original"),
+    )?)?;
+    let last = env.body.len() - 20;
+    env.body[last] ^= 1;
+    send(&topic, wire::encode("envelope", &env, usize::MAX)?).await?;
+    // Replayed: the same envelope again is a duplicate (acked, stored once) ...
+    send(&topic, good.clone()).await?;
+    // ... and the same seq with other content is refused.
+    send(&topic, seal(&key, Header::new(&key, "cart-h", 1, now_ms(), Lane::Stream), &topic, &output("other"))?).await?;
+    // Unknown device.
+    let stranger_topic = Topic::new("xz-h", "cart-x", Channel::Up)?;
+    send(&stranger_topic, seal(&forger, Header::new(&forger, "cart-x", 1, now_ms(), Lane::Stream), &stranger_topic, &output("hi"))?)
+        .await?;
+    // Enrolled device on another site's topic.
+    let wrong_site = Topic::new("xz-other", "cart-h", Channel::Up)?;
+    send(&wrong_site, seal(&key, Header::new(&key, "cart-h", 5, now_ms(), Lane::Stream), &wrong_site, &output("x"))?).await?;
+    // Oversized body for its kind, validly signed.
+    let big = Payload::DeviceOutput(DeviceOutput { port: "p".into(), line: "x".repeat(limits::DEVICE_OUTPUT_MAX + 10), received_at_ms: 0 });
+    let mut h = Header::new(&key, "cart-h", 6, now_ms(), Lane::Stream);
+    h.kind = big.kind();
+    let body = wire::encode("body", &match big { Payload::DeviceOutput(d) => d, _ => unreachable!() }, usize::MAX)?;
+    send(&topic, sign_raw(&key, &topic, &h, body)?).await?;
+    // Malformed bincode.
+    send(&topic, vec![0xff; 40]).await?;
+    send(&topic, good[..good.len() / 2].to_vec()).await?;
+
+    let expected = [
+        ("wrong key", 1),
+        ("bad signature", 1),
+        ("seq reused", 1),
+        ("unknown device", 1),
+        ("wrong site", 1),
+        ("oversized body", 1),
+        ("malformed envelope", 2),
+    ];
+    let stats = wait_for("every hostile message to be counted", WAIT, || {
+        let (api, base) = (api.clone(), base.clone());
+        async move {
+            let s = api.stats().await.ok()?;
+            expected.iter().all(|(reason, n)| {
+                let before = base["rejected"][reason].as_u64().unwrap_or(0);
+                s["rejected"][reason].as_u64().unwrap_or(0) >= before + n
+            })
+            .then_some(s)
+        }
+    })
+    .await?;
+    for (reason, n) in expected {
+        let before = base["rejected"][reason].as_u64().unwrap_or(0);
+        assert_eq!(stats["rejected"][reason].as_u64().unwrap_or(0), before + n, "{reason}");
+    }
+    assert_eq!(stats["studies"]["messages"].as_i64(), Some(messages_before + 1), "only the good message is stored");
+    assert!(stats["studies"]["duplicates"].as_i64().unwrap_or(0) >= 1, "the replay was recognised as a duplicate");
+    hub.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_hub_restarts_while_the_agent_streams_and_nothing_is_lost_or_duplicated() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    init_logs();
+    let tmp = tempfile::tempdir()?;
+    // The broker outlives the hub here (rumqttd cannot be stopped inside one process).
+    let broker = match county::external_test_broker()? {
+        Some(url) => url,
+        None => county::standalone_broker()?,
+    };
+    let hub_dir = tmp.path().join("hub");
+    let hub = HubHandle::start(&hub_dir, Broker::External(broker.clone())).await?;
+    let mut clinic = Clinic::start(&tmp.path().join("clinics"), "xz-r", "cart-r", &hub).await?;
+    let rec = records::mitdb("100")?;
+    let per_frame = 36usize; // 100 ms at 360 Hz
+    let mut next = 0u64;
+    let t0 = now_ms();
+    let send_for = async |frames: usize, next: &mut u64, clinic: &Clinic| -> anyhow::Result<()> {
+        for _ in 0..frames {
+            let (r, first) = (rec.clone(), *next);
+            clinic.cart(move |c| c.stream(0, &r, first, per_frame, t0 + first as i64 * 1000 / 360)).await?;
+            *next += per_frame as u64;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    };
+    send_for(40, &mut next, &clinic).await?;
+    hub.stop().await?;
+    send_for(60, &mut next, &clinic).await?; // spooled while the hub is down
+    let waiting = clinic.spool_entries();
+    assert!(waiting >= 5, "with the hub down nothing is acked, so the spool holds the chunks ({waiting})");
+    let hub = HubHandle::start(&hub_dir, Broker::External(broker)).await?;
+    send_for(40, &mut next, &clinic).await?;
+    clinic.stop_agent().await?; // flushes the last partial chunk into the spool
+    clinic.start_agent().await?;
+    wait_for("the spool to drain", WAIT, || {
+        let s = clinic.stats.clone();
+        async move { (AgentStats::get(&s.spool_entries) == 0).then_some(()) }
+    })
+    .await?;
+    let streams = wait_for("all samples at the hub", WAIT, || {
+        let api = hub.api.clone();
+        async move {
+            let s = api.streams("cart-r").await.ok()?;
+            (s.first()?["samples_per_lead"].as_u64()? == next).then_some(s)
+        }
+    })
+    .await?;
+    let runs = streams[0]["runs"].as_array().context("runs")?;
+    assert_eq!(runs.len(), 1, "one continuous run, no gap: {runs:?}");
+    assert_eq!((runs[0]["first_sample"].as_u64(), runs[0]["end_sample"].as_u64()), (Some(0), Some(next)));
+    let got = hub.api.stream_samples("cart-r", 0, 0, next).await?;
+    for (lead, (_, src)) in got.iter().zip(&rec.leads) {
+        let expected: Vec<i32> = (0..next as usize).map(|i| i32::from(src[i])).collect();
+        assert_eq!(lead, &expected);
+    }
+    let stats = hub.api.stats().await?;
+    assert_eq!(stats["studies"]["samples_received"].as_u64(), Some(next * 2), "each sample stored exactly once");
+    clinic.stop_agent().await?;
+    hub.stop().await
+}
