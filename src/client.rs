@@ -24,14 +24,27 @@ impl Api {
 
     /// GET a path; returns the HTTP status and JSON body.
     pub async fn get_raw(&self, path: &str) -> anyhow::Result<(u16, Value)> {
-        let r = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.context(path.to_string())?;
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .context(path.to_string())?;
         let status = r.status().as_u16();
         Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
 
     /// POST JSON; returns the HTTP status and JSON body.
     pub async fn post_raw(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
-        let r = self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(body).send().await.context(path.to_string())?;
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .context(path.to_string())?;
         let status = r.status().as_u16();
         Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
@@ -90,14 +103,29 @@ impl Api {
     }
 
     /// Samples per lead of a stream range.
-    pub async fn stream_samples(&self, device: &str, stream: u32, from: u64, count: u64) -> anyhow::Result<Vec<Vec<i32>>> {
+    pub async fn stream_samples(
+        &self,
+        device: &str,
+        stream: u32,
+        from: u64,
+        count: u64,
+    ) -> anyhow::Result<Vec<Vec<i32>>> {
         let v = self
-            .ok(self.get_raw(&format!("/api/devices/{device}/streams/{stream}/samples?from={from}&count={count}")).await, "samples")
+            .ok(
+                self.get_raw(&format!("/api/devices/{device}/streams/{stream}/samples?from={from}&count={count}"))
+                    .await,
+                "samples",
+            )
             .await?;
         let leads = v["leads"].as_array().cloned().unwrap_or_default();
         Ok(leads
             .iter()
-            .map(|l| l["samples"].as_array().map(|a| a.iter().filter_map(|x| x.as_i64()).map(|x| x as i32).collect()).unwrap_or_default())
+            .map(|l| {
+                l["samples"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|x| x.as_i64()).map(|x| x as i32).collect())
+                    .unwrap_or_default()
+            })
             .collect())
     }
 }

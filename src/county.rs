@@ -107,7 +107,11 @@ impl HubHandle {
         let key = yilian_hub::keys::load_or_create(data_dir)?;
         let token = yilian_hub::http::auth::new_token().map_err(|_| anyhow::anyhow!("rng"))?;
         let cfg_probe = HubConfig::new(data_dir.to_path_buf(), BrokerMode::External(String::new()));
-        Db::open(&cfg_probe.db_path())?.add_specialist("demo", "演示医师", &yilian_hub::http::auth::token_hash(&token))?;
+        Db::open(&cfg_probe.db_path())?.add_specialist(
+            "demo",
+            "演示医师",
+            &yilian_hub::http::auth::token_hash(&token),
+        )?;
         let (mode, broker_url) = match broker {
             Broker::Embedded => {
                 let addr: SocketAddr = ([127, 0, 0, 1], broker::free_port()?).into();
@@ -131,7 +135,16 @@ impl HubHandle {
             async move { p.stats().await.ok() }
         })
         .await?;
-        Ok(Self { http, api, token, data_dir: data_dir.to_path_buf(), broker_url, hub_key: key.public_key(), shutdown, task })
+        Ok(Self {
+            http,
+            api,
+            token,
+            data_dir: data_dir.to_path_buf(),
+            broker_url,
+            hub_key: key.public_key(),
+            shutdown,
+            task,
+        })
     }
 
     /// Enrols a device directly in the hub's database (what `yilian-hub enroll` does).
@@ -143,7 +156,11 @@ impl HubHandle {
     /// Adds a specialist and returns their API token.
     pub fn add_specialist(&self, id: &str, name: &str) -> anyhow::Result<String> {
         let token = yilian_hub::http::auth::new_token().map_err(|_| anyhow::anyhow!("rng"))?;
-        Db::open(&self.data_dir.join("yilian.db"))?.add_specialist(id, name, &yilian_hub::http::auth::token_hash(&token))?;
+        Db::open(&self.data_dir.join("yilian.db"))?.add_specialist(
+            id,
+            name,
+            &yilian_hub::http::auth::token_hash(&token),
+        )?;
         Ok(token)
     }
 
@@ -230,7 +247,8 @@ impl Clinic {
     pub async fn start_agent(&mut self) -> anyhow::Result<()> {
         self.stats = Arc::new(AgentStats::default());
         self.shutdown = CancellationToken::new();
-        self.task = Some(tokio::spawn(yilian_agent::run(self.config.clone(), self.stats.clone(), self.shutdown.clone())));
+        self.task =
+            Some(tokio::spawn(yilian_agent::run(self.config.clone(), self.stats.clone(), self.shutdown.clone())));
         let s = self.stats.clone();
         wait_for("the agent to open its serial port", Duration::from_secs(20), || {
             let s = s.clone();
@@ -245,6 +263,29 @@ impl Clinic {
         if let Some(t) = self.task.take() {
             t.await.context("agent task")??;
         }
+        Ok(())
+    }
+
+    /// Stops the agent and clears its retained status on the broker, so that later hubs sharing
+    /// the broker (tests) do not see a device they never enrolled.
+    pub async fn shutdown(mut self, broker_url: &str) -> anyhow::Result<()> {
+        self.stop_agent().await?;
+        let topic =
+            yilian_protocol::topic::Topic::new(&self.site, &self.device, yilian_protocol::topic::Channel::Status)?;
+        let (host, port) = yilian_protocol::topic::broker_addr(broker_url)?;
+        let (client, mut ev) =
+            rumqttc::AsyncClient::new(rumqttc::MqttOptions::new(format!("{}-cleanup", self.device), host, port), 8);
+        client.publish(topic.to_string(), rumqttc::QoS::AtLeastOnce, true, Vec::new()).await?;
+        client.disconnect().await?;
+        // Drive the connection until the publish is acknowledged and the disconnect sent.
+        let drive = async {
+            while let Ok(e) = ev.poll().await {
+                if matches!(e, rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), drive).await;
         Ok(())
     }
 

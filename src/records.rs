@@ -62,12 +62,17 @@ pub fn load_wfdb(dir: &Path, record: &str) -> anyhow::Result<Recording> {
     let mut leads = Vec::new();
     let mut resolution = None;
     for (s, samples) in header.signals.iter().zip(by_signal) {
-        let Some(code) = lead_code(&s.description) else { continue };
-        let Some(res) = s.resolution_nv() else { continue };
+        let Some(code) = lead_code(&s.description) else {
+            continue;
+        };
+        let Some(res) = s.resolution_nv() else {
+            continue;
+        };
         if *resolution.get_or_insert(res) != res {
             continue; // a cart sends one resolution for all leads
         }
-        let v: Vec<i16> = samples.iter().map(|x| (x - s.baseline).clamp(i16::MIN.into(), i16::MAX.into()) as i16).collect();
+        let v: Vec<i16> =
+            samples.iter().map(|x| (x - s.baseline).clamp(i16::MIN.into(), i16::MAX.into()) as i16).collect();
         leads.push((code, v));
     }
     let Some(resolution_nv) = resolution else { bail!("{record}: no ECG lead with a whole-nV resolution") };

@@ -83,7 +83,7 @@ pub fn demo_visit(n: usize) -> Visit {
     Visit {
         patient_id: format!("MZ{:06}", 1000 + n),
         name: NAMES[n % NAMES.len()].to_string(),
-        sex: if n % 2 == 0 { Sex::Male } else { Sex::Female },
+        sex: if n.is_multiple_of(2) { Sex::Male } else { Sex::Female },
         birth_date: Date::new(1940 + (n % 50) as u16, 1 + (n % 12) as u8, 1 + (n % 28) as u8),
         question: question.to_string(),
         priority,
@@ -101,7 +101,12 @@ pub struct Cart {
 impl Cart {
     /// A cart writing to `pty`.
     pub fn new(pty: &Pty) -> anyhow::Result<Self> {
-        Ok(Self { out: pty.master.try_clone().context("cloning pty master")?, link_seq: 0, next_study_id: 1, counts: CartCounts::default() })
+        Ok(Self {
+            out: pty.master.try_clone().context("cloning pty master")?,
+            link_seq: 0,
+            next_study_id: 1,
+            counts: CartCounts::default(),
+        })
     }
 
     /// What has been written so far.
@@ -171,7 +176,14 @@ impl Cart {
     }
 
     /// Sends `count` samples per lead of a monitoring stream starting at stream index `first`.
-    pub fn stream(&mut self, stream_id: u8, rec: &Recording, first: u64, count: usize, time_ms: i64) -> anyhow::Result<()> {
+    pub fn stream(
+        &mut self,
+        stream_id: u8,
+        rec: &Recording,
+        first: u64,
+        count: usize,
+        time_ms: i64,
+    ) -> anyhow::Result<()> {
         let len = rec.len() as u64;
         let samples = (0..count as u64)
             .flat_map(|i| rec.leads.iter().map(move |(_, s)| s[((first + i) % len) as usize]))

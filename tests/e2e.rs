@@ -27,7 +27,7 @@ fn now_ms() -> i64 {
 
 fn init_logs() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,rumqttd=error".into()))
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,rumqttd=off".into()))
         .with_test_writer()
         .try_init();
 }
@@ -116,8 +116,7 @@ async fn full_path(broker: Broker, tag: &str) -> anyhow::Result<()> {
     let devices = api.devices().await?;
     let me = devices.iter().find(|d| d["device_id"] == device.as_str()).context("device listed")?;
     assert_eq!(me["state"], "online");
-    let mut clinic = clinic;
-    clinic.stop_agent().await?;
+    clinic.shutdown(&hub.broker_url).await?;
     hub.stop().await
 }
 
@@ -138,17 +137,17 @@ async fn garbage_and_truncated_frames_on_the_serial_line_lose_no_good_data() -> 
     init_logs();
     let tmp = tempfile::tempdir()?;
     let hub = HubHandle::start(&tmp.path().join("hub"), county::test_broker()?).await?;
-    let mut clinic = Clinic::start(&tmp.path().join("clinics"), "xz-noise", "cart-noise", &hub).await?;
+    let clinic = Clinic::start(&tmp.path().join("clinics"), "xz-noise", "cart-noise", &hub).await?;
     let rec = records::ptb_12_lead()?;
     let acquired = now_ms();
     let (id, sent) = clinic
         .cart(move |c| -> anyhow::Result<_> {
             c.garbage(b"\xff\xfe AT+RESET\r\n random line noise \x01\x02\x03")?;
             // A frame cut off halfway, as when a cable is jiggled.
-            let partial = yilian_protocol::frame::encode(9, &yilian_protocol::frame::Frame::Hello {
-                model: "half".into(),
-                firmware: "x".into(),
-            })?;
+            let partial = yilian_protocol::frame::encode(
+                9,
+                &yilian_protocol::frame::Frame::Hello { model: "half".into(), firmware: "x".into() },
+            )?;
             c.garbage(&partial[..partial.len() / 2])?;
             let r = c.study(&rec, 0, 5_000, &sim::demo_visit(4), acquired)?;
             c.garbage(&[0x55; 9000])?; // an over-long "frame" with no delimiter
@@ -175,7 +174,7 @@ async fn garbage_and_truncated_frames_on_the_serial_line_lose_no_good_data() -> 
     .await?;
     assert_eq!(api.studies().await?.len(), 1, "garbage produced no study");
     clinic.wait_drained(WAIT).await?;
-    clinic.stop_agent().await?;
+    clinic.shutdown(&hub.broker_url).await?;
     hub.stop().await
 }
 
@@ -221,7 +220,16 @@ async fn hostile_messages_are_rejected_with_their_reason_and_change_nothing() ->
         let (m, t) = (mallory.clone(), t.to_string());
         async move { m.publish(t, QoS::AtLeastOnce, false, bytes).await }
     };
-    let base = api.stats().await?;
+    // Let anything already on the broker for this hub (retained statuses) arrive first.
+    let mut base = api.stats().await?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let again = api.stats().await?;
+        if again == base {
+            break;
+        }
+        base = again;
+    }
     let messages_before = base["studies"]["messages"].as_i64().unwrap_or(0);
 
     // A good message first, so there is something that must not change.
@@ -238,7 +246,8 @@ async fn hostile_messages_are_rejected_with_their_reason_and_change_nothing() ->
 
     // Forged: signed by another key in the device's name.
     let forger = SigningKey::generate()?;
-    send(&topic, seal(&forger, Header::new(&forger, "cart-h", 2, now_ms(), Lane::Stream), &topic, &output("forged"))?).await?;
+    send(&topic, seal(&forger, Header::new(&forger, "cart-h", 2, now_ms(), Lane::Stream), &topic, &output("forged"))?)
+        .await?;
     // Tampered: right key id, body changed after signing.
     let mut env = yilian_protocol::envelope::Envelope::decode(&seal(
         &key,
@@ -255,16 +264,31 @@ async fn hostile_messages_are_rejected_with_their_reason_and_change_nothing() ->
     send(&topic, seal(&key, Header::new(&key, "cart-h", 1, now_ms(), Lane::Stream), &topic, &output("other"))?).await?;
     // Unknown device.
     let stranger_topic = Topic::new("xz-h", "cart-x", Channel::Up)?;
-    send(&stranger_topic, seal(&forger, Header::new(&forger, "cart-x", 1, now_ms(), Lane::Stream), &stranger_topic, &output("hi"))?)
-        .await?;
+    send(
+        &stranger_topic,
+        seal(&forger, Header::new(&forger, "cart-x", 1, now_ms(), Lane::Stream), &stranger_topic, &output("hi"))?,
+    )
+    .await?;
     // Enrolled device on another site's topic.
     let wrong_site = Topic::new("xz-other", "cart-h", Channel::Up)?;
-    send(&wrong_site, seal(&key, Header::new(&key, "cart-h", 5, now_ms(), Lane::Stream), &wrong_site, &output("x"))?).await?;
+    send(&wrong_site, seal(&key, Header::new(&key, "cart-h", 5, now_ms(), Lane::Stream), &wrong_site, &output("x"))?)
+        .await?;
     // Oversized body for its kind, validly signed.
-    let big = Payload::DeviceOutput(DeviceOutput { port: "p".into(), line: "x".repeat(limits::DEVICE_OUTPUT_MAX + 10), received_at_ms: 0 });
+    let big = Payload::DeviceOutput(DeviceOutput {
+        port: "p".into(),
+        line: "x".repeat(limits::DEVICE_OUTPUT_MAX + 10),
+        received_at_ms: 0,
+    });
     let mut h = Header::new(&key, "cart-h", 6, now_ms(), Lane::Stream);
     h.kind = big.kind();
-    let body = wire::encode("body", &match big { Payload::DeviceOutput(d) => d, _ => unreachable!() }, usize::MAX)?;
+    let body = wire::encode(
+        "body",
+        &match big {
+            Payload::DeviceOutput(d) => d,
+            _ => unreachable!(),
+        },
+        usize::MAX,
+    )?;
     send(&topic, sign_raw(&key, &topic, &h, body)?).await?;
     // Malformed bincode.
     send(&topic, vec![0xff; 40]).await?;
@@ -283,11 +307,13 @@ async fn hostile_messages_are_rejected_with_their_reason_and_change_nothing() ->
         let (api, base) = (api.clone(), base.clone());
         async move {
             let s = api.stats().await.ok()?;
-            expected.iter().all(|(reason, n)| {
-                let before = base["rejected"][reason].as_u64().unwrap_or(0);
-                s["rejected"][reason].as_u64().unwrap_or(0) >= before + n
-            })
-            .then_some(s)
+            expected
+                .iter()
+                .all(|(reason, n)| {
+                    let before = base["rejected"][reason].as_u64().unwrap_or(0);
+                    s["rejected"][reason].as_u64().unwrap_or(0) >= before + n
+                })
+                .then_some(s)
         }
     })
     .await?;
@@ -358,6 +384,6 @@ async fn the_hub_restarts_while_the_agent_streams_and_nothing_is_lost_or_duplica
     }
     let stats = hub.api.stats().await?;
     assert_eq!(stats["studies"]["samples_received"].as_u64(), Some(next * 2), "each sample stored exactly once");
-    clinic.stop_agent().await?;
+    clinic.shutdown(&hub.broker_url).await?;
     hub.stop().await
 }

@@ -49,7 +49,12 @@ impl PendingChunk {
             resolution_nv: self.resolution_nv,
             first_sample: self.first_sample,
             start_time_ms: self.start_time_ms,
-            leads: self.leads.iter().zip(&self.samples).map(|(code, s)| LeadSamples::encode(&lead_name(*code), s)).collect(),
+            leads: self
+                .leads
+                .iter()
+                .zip(&self.samples)
+                .map(|(code, s)| LeadSamples::encode(&lead_name(*code), s))
+                .collect(),
         }
     }
 }
@@ -90,7 +95,8 @@ impl Assembler {
             Frame::StudyStart(start) => {
                 let id = start.study_id;
                 let leads = start.leads.len();
-                let previous = self.studies.insert(id, PendingStudy { start, samples: vec![Vec::new(); leads], broken: None });
+                let previous =
+                    self.studies.insert(id, PendingStudy { start, samples: vec![Vec::new(); leads], broken: None });
                 match previous {
                     Some(p) => vec![Assembled::Problem(format!(
                         "study {id} restarted by the cart after {} samples per lead; the earlier attempt is discarded",
@@ -99,7 +105,9 @@ impl Assembler {
                     None => vec![],
                 }
             }
-            Frame::StudySamples { study_id, first_sample, samples } => self.study_samples(study_id, first_sample, &samples),
+            Frame::StudySamples { study_id, first_sample, samples } => {
+                self.study_samples(study_id, first_sample, &samples)
+            }
             Frame::StudyEnd { study_id, samples_per_lead } => self.study_end(study_id, samples_per_lead),
             Frame::StreamSamples(s) => self.stream(s),
         }
@@ -110,8 +118,10 @@ impl Assembler {
             return vec![Assembled::Problem(format!("samples for study {study_id} without its start frame; dropped"))];
         };
         let leads = p.samples.len();
-        if leads == 0 || samples.len() % leads != 0 {
-            p.broken.get_or_insert_with(|| format!("a frame of {} samples does not divide into {leads} leads", samples.len()));
+        if leads == 0 || !samples.len().is_multiple_of(leads) {
+            p.broken.get_or_insert_with(|| {
+                format!("a frame of {} samples does not divide into {leads} leads", samples.len())
+            });
             return vec![];
         }
         let have = p.samples[0].len() as u32;
@@ -138,7 +148,9 @@ impl Assembler {
             ))];
         }
         if let Some(why) = p.broken {
-            return vec![Assembled::Problem(format!("study {study_id} incomplete: {why}; not sent, please record again"))];
+            return vec![Assembled::Problem(format!(
+                "study {study_id} incomplete: {why}; not sent, please record again"
+            ))];
         }
         let s = p.start;
         let study = Study {
@@ -285,10 +297,8 @@ mod tests {
         let mut a = Assembler::new("d", 1000);
         let mut out = a.handle(stream(0, 2));
         out.extend(a.handle(stream(10, 4)));
-        let firsts: Vec<u64> = out
-            .iter()
-            .filter_map(|c| if let Assembled::Chunk(c) = c { Some(c.first_sample) } else { None })
-            .collect();
+        let firsts: Vec<u64> =
+            out.iter().filter_map(|c| if let Assembled::Chunk(c) = c { Some(c.first_sample) } else { None }).collect();
         assert_eq!(firsts, vec![0, 10]);
     }
 }

@@ -114,8 +114,8 @@ impl AgentConfig {
     /// Reads and checks a config file; relative paths are taken relative to its folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let mut cfg: Self =
-            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })?;
+        let mut cfg: Self = toml::from_str(&text)
+            .map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [&mut cfg.key, &mut cfg.hub_public_key, &mut cfg.spool_dir, &mut cfg.reports_dir] {
             if p.is_relative() {
@@ -140,7 +140,10 @@ impl AgentConfig {
         }
         for s in &self.serial {
             if encoding_rs::Encoding::for_label(s.encoding.as_bytes()).is_none() {
-                return Err(invalid(&format!("serial.{}.encoding", s.name), format!("unknown encoding {:?}", s.encoding)));
+                return Err(invalid(
+                    &format!("serial.{}.encoding", s.name),
+                    format!("unknown encoding {:?}", s.encoding),
+                ));
             }
         }
         Ok(())
@@ -163,10 +166,14 @@ mod tests {
     fn unknown_fields_and_bad_ids_are_refused() {
         let dir = tempfile::tempdir().expect("tmp");
         let p = dir.path().join("a.toml");
-        std::fs::write(&p, "site='s'\ndevice='d'\nkey='k'\nhub_public_key='h'\nspool_dir='s'\nreports_dir='r'\ncolour='blue'\n")
-            .expect("write");
+        std::fs::write(
+            &p,
+            "site='s'\ndevice='d'\nkey='k'\nhub_public_key='h'\nspool_dir='s'\nreports_dir='r'\ncolour='blue'\n",
+        )
+        .expect("write");
         assert!(matches!(AgentConfig::load(&p), Err(ConfigError::Parse { .. })));
-        std::fs::write(&p, "site='a/b'\ndevice='d'\nkey='k'\nhub_public_key='h'\nspool_dir='s'\nreports_dir='r'\n").expect("write");
+        std::fs::write(&p, "site='a/b'\ndevice='d'\nkey='k'\nhub_public_key='h'\nspool_dir='s'\nreports_dir='r'\n")
+            .expect("write");
         assert!(matches!(AgentConfig::load(&p), Err(ConfigError::Invalid { .. })));
     }
 }

@@ -36,7 +36,12 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Keygen { out } => {
             let (pk8, public) = yilian_agent::run::keygen(&out)?;
-            println!("private key: {}\npublic key:  {}\nenrol with:  yilian-hub enroll --site SITE --device DEVICE --public-key {}", pk8.display(), public.display(), public.display());
+            println!(
+                "private key: {}\npublic key:  {}\nenrol with:  yilian-hub enroll --site SITE --device DEVICE --public-key {}",
+                pk8.display(),
+                public.display(),
+                public.display()
+            );
             Ok(())
         }
         Command::Run { config } => {

@@ -77,7 +77,11 @@ impl ReportStore {
 
     /// File stem for a report id: ids come from the hub, but never trust them as paths.
     fn stem(report_id: &str) -> String {
-        report_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).take(64).collect()
+        report_id
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .take(64)
+            .collect()
     }
 
     /// Path of the JSON file of a report.
@@ -123,6 +127,9 @@ mod tests {
         let p = store.store(&r, b"env").expect("store");
         assert_eq!(p.parent(), Some(dir.path()), "id cannot escape the folder");
         let txt = fs::read_to_string(p.with_extension("txt")).expect("txt");
-        assert!(txt.contains("张伟") && txt.contains("正常心电图") && txt.contains("1970-01-01 08:00:00 (UTC+8)"), "{txt}");
+        assert!(
+            txt.contains("张伟") && txt.contains("正常心电图") && txt.contains("1970-01-01 08:00:00 (UTC+8)"),
+            "{txt}"
+        );
     }
 }

@@ -53,7 +53,8 @@ pub fn load_keys(cfg: &AgentConfig) -> Result<(SigningKey, PublicKey), StartErro
     let key = SigningKey::from_pkcs8(&pk8).map_err(|source| StartError::Key { path: cfg.key.clone(), source })?;
     let hub_text = std::fs::read_to_string(&cfg.hub_public_key)
         .map_err(|source| StartError::KeyFile { path: cfg.hub_public_key.clone(), source })?;
-    let hub = PublicKey::from_hex(&hub_text).map_err(|source| StartError::Key { path: cfg.hub_public_key.clone(), source })?;
+    let hub = PublicKey::from_hex(&hub_text)
+        .map_err(|source| StartError::Key { path: cfg.hub_public_key.clone(), source })?;
     Ok((key, hub))
 }
 
@@ -97,7 +98,6 @@ pub async fn run(cfg: AgentConfig, stats: Arc<AgentStats>, shutdown: Cancellatio
         ReportStore::new(&cfg.reports_dir),
         out_rx,
         stats,
-        shutdown.clone(),
     ));
     shutdown.cancelled().await;
     // Stop reading ports first, so the assembler flushes and the uplink spools everything.

@@ -22,7 +22,12 @@ pub enum PortEvent {
 }
 
 /// Reads one port until `shutdown`.
-pub async fn run_port(cfg: SerialConfig, tx: mpsc::Sender<PortEvent>, stats: Arc<AgentStats>, shutdown: CancellationToken) {
+pub async fn run_port(
+    cfg: SerialConfig,
+    tx: mpsc::Sender<PortEvent>,
+    stats: Arc<AgentStats>,
+    shutdown: CancellationToken,
+) {
     let encoding = encoding_rs::Encoding::for_label(cfg.encoding.as_bytes()).unwrap_or(encoding_rs::UTF_8);
     let mut driver = new_driver(cfg.driver, encoding);
     let mut backoff = Duration::from_millis(100);

@@ -127,7 +127,8 @@ impl Spool {
             lanes: HashMap::new(),
             bytes: 0,
         };
-        let entries = fs::read_dir(&queue_dir).map_err(|source| SpoolError::Open { path: queue_dir.clone(), source })?;
+        let entries =
+            fs::read_dir(&queue_dir).map_err(|source| SpoolError::Open { path: queue_dir.clone(), source })?;
         let mut max_seq = None;
         for entry in entries {
             let entry = entry.map_err(|source| SpoolError::Open { path: queue_dir.clone(), source })?;
@@ -139,9 +140,8 @@ impl Spool {
                 continue;
             }
             let bytes = fs::read(&path).map_err(|source| SpoolError::Read { path: path.clone(), source })?;
-            let parsed = parse_name(&name).filter(|(_, seq)| {
-                Envelope::decode(&bytes).is_ok_and(|e| e.header.seq == *seq)
-            });
+            let parsed =
+                parse_name(&name).filter(|(_, seq)| Envelope::decode(&bytes).is_ok_and(|e| e.header.seq == *seq));
             let Some((lane, seq)) = parsed else {
                 let corrupt = dir.join("corrupt");
                 fs::create_dir_all(&corrupt).map_err(|source| SpoolError::Open { path: corrupt.clone(), source })?;
@@ -162,7 +162,9 @@ impl Spool {
                 content: s.chars().take(40).collect(),
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 1,
-            Err(source) => return Err(SpoolError::Lease { path: lease_path, source }),
+            Err(source) => {
+                return Err(SpoolError::Lease { path: lease_path, source });
+            }
         };
         // Resume past the whole previous lease: some of it may have been used before a crash.
         spool.next_seq = leased.max(max_seq.map_or(0, |s| s + 1)).max(1);
@@ -219,7 +221,9 @@ impl Spool {
 
     /// Removes an acked envelope; false if it was not (or no longer) spooled.
     pub fn remove(&mut self, seq: u64) -> Result<bool, SpoolError> {
-        let Some(lane) = self.lanes.get(&seq).copied() else { return Ok(false) };
+        let Some(lane) = self.lanes.get(&seq).copied() else {
+            return Ok(false);
+        };
         let path = self.path_of(lane, seq);
         match fs::remove_file(&path) {
             Ok(()) => {}
@@ -235,7 +239,9 @@ impl Spool {
 
     /// Reads a spooled envelope.
     pub fn read(&self, seq: u64) -> Result<Option<Vec<u8>>, SpoolError> {
-        let Some(lane) = self.lanes.get(&seq).copied() else { return Ok(None) };
+        let Some(lane) = self.lanes.get(&seq).copied() else {
+            return Ok(None);
+        };
         let path = self.path_of(lane, seq);
         fs::read(&path).map(Some).map_err(|source| SpoolError::Read { path, source })
     }
@@ -281,7 +287,8 @@ mod tests {
 
     fn envelope(key: &SigningKey, seq: u64, lane: Lane) -> Vec<u8> {
         let topic = Topic::new("s", "d", Channel::Up).expect("topic");
-        let body = Payload::DeviceOutput(DeviceOutput { port: "p".into(), line: format!("line {seq}"), received_at_ms: 0 });
+        let body =
+            Payload::DeviceOutput(DeviceOutput { port: "p".into(), line: format!("line {seq}"), received_at_ms: 0 });
         seal(key, Header::new(key, "d", seq, 0, lane), &topic, &body).expect("seal")
     }
 
@@ -296,7 +303,10 @@ mod tests {
             s.append(lane, seq, &envelope(&key, seq, lane)).expect("append");
         }
         let order: Vec<_> = s.pending().collect();
-        assert_eq!(order, vec![(Lane::Stat, 3), (Lane::Stream, 2), (Lane::Stream, 4), (Lane::Routine, 1), (Lane::Bulk, 5)]);
+        assert_eq!(
+            order,
+            vec![(Lane::Stat, 3), (Lane::Stream, 2), (Lane::Stream, 4), (Lane::Routine, 1), (Lane::Bulk, 5)]
+        );
         assert!(s.remove(2).expect("remove"));
         assert!(!s.remove(2).expect("remove twice"));
         drop(s);

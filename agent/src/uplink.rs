@@ -138,8 +138,7 @@ async fn poll_loop(mut eventloop: EventLoop, tx: mpsc::Sender<LinkEvent>, shutdo
     }
 }
 
-/// Runs the uplink until `rx` closes (every producer stopped) or `shutdown` fires and the queue
-/// is drained into the spool.
+/// Runs the uplink until `rx` closes: every producer has stopped and what they sent is spooled.
 pub async fn run(
     cfg: UplinkConfig,
     key: Arc<SigningKey>,
@@ -148,7 +147,6 @@ pub async fn run(
     reports: ReportStore,
     mut rx: mpsc::Receiver<Outgoing>,
     stats: Arc<AgentStats>,
-    shutdown: CancellationToken,
 ) {
     let up = match Topic::new(&cfg.site, &cfg.device, Channel::Up) {
         Ok(t) => t,
@@ -210,7 +208,6 @@ pub async fn run(
     poll_token.cancel();
     let _ = poller.await;
     info!(pending = lock(&u.spool).len(), "uplink stopped; unacked envelopes stay in the spool");
-    let _ = shutdown;
 }
 
 impl Uplink {
@@ -387,7 +384,9 @@ impl Uplink {
                     None => self.problem("report task failed".into()),
                 }
             }
-            other => warn!(kind = ?std::mem::discriminant(other), "unexpected message kind from the hub ignored"),
+            other => {
+                warn!(kind = ?std::mem::discriminant(other), "unexpected message kind from the hub ignored")
+            }
         }
     }
 }

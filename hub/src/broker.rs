@@ -31,13 +31,8 @@ pub fn config(listen: SocketAddr) -> Config {
         external_auth: None,
         dynamic_filters: true,
     };
-    let server = ServerSettings {
-        name: "yilian-v4".into(),
-        listen,
-        tls: None,
-        next_connection_delay_ms: 1,
-        connections,
-    };
+    let server =
+        ServerSettings { name: "yilian-v4".into(), listen, tls: None, next_connection_delay_ms: 1, connections };
     Config {
         id: 0,
         router: RouterConfig {
@@ -55,8 +50,18 @@ pub fn config(listen: SocketAddr) -> Config {
     }
 }
 
-/// Starts the broker on its own thread and waits until it accepts TCP connections.
+fn port_taken(addr: SocketAddr) -> bool {
+    std::net::TcpListener::bind(addr).is_err()
+}
+
+/// Starts the broker on its own thread and waits until it has bound its port.
+///
+/// Readiness is seen by trying to bind the port ourselves rather than by connecting: a bare TCP
+/// probe makes rumqttd log an error for the aborted MQTT handshake.
 pub fn start_embedded(listen: SocketAddr) -> Result<(), BrokerError> {
+    if port_taken(listen) {
+        return Err(BrokerError { addr: listen, waited_ms: 0 });
+    }
     let cfg = config(listen);
     std::thread::Builder::new()
         .name("yilian-broker".into())
@@ -70,7 +75,7 @@ pub fn start_embedded(listen: SocketAddr) -> Result<(), BrokerError> {
     let started = Instant::now();
     let limit = Duration::from_secs(10);
     while started.elapsed() < limit {
-        if std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_ok() {
+        if port_taken(listen) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(20));

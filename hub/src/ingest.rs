@@ -60,6 +60,7 @@ pub struct Ingest {
 }
 
 enum Checked {
+    Ignored(Publish),
     Up(Incoming, Publish),
     Status(String, Verified<Payload>, Publish),
     Rejected(Publish),
@@ -94,10 +95,17 @@ impl Ingest {
                 return Checked::Rejected(p);
             }
         };
+        if topic.channel() == Channel::Status && p.payload.is_empty() {
+            // An empty retained publish is how MQTT clears a retained message (an operator
+            // removing a decommissioned cart's last status): nothing to verify or store.
+            debug!(topic = %p.topic, "retained status cleared");
+            return Checked::Ignored(p);
+        }
         let env = match Envelope::decode(&p.payload) {
             Ok(e) => e,
             Err(e) => {
-                let reason = if matches!(e, DecodeError::TooLarge { .. }) { "oversized envelope" } else { "malformed envelope" };
+                let reason =
+                    if matches!(e, DecodeError::TooLarge { .. }) { "oversized envelope" } else { "malformed envelope" };
                 self.reject(&p, reason, &e.to_string());
                 return Checked::Rejected(p);
             }
@@ -124,7 +132,9 @@ impl Ingest {
     }
 
     async fn on_status(&mut self, device: String, v: Verified<Payload>) {
-        let Payload::Status(s) = v.payload() else { return };
+        let Payload::Status(s) = v.payload() else {
+            return;
+        };
         let (state, at) = (s.state, v.header().created_at_ms);
         let (d, s2) = (device.clone(), s.clone());
         if let Err(e) = self.store.call(move |db| db.update_status(&d, &s2, at)).await.and_then(|r| r) {
@@ -153,7 +163,7 @@ impl Ingest {
                     self.on_status(device, v).await;
                     self.publisher.ack_mqtt(&p);
                 }
-                Checked::Rejected(p) => self.publisher.ack_mqtt(&p),
+                Checked::Rejected(p) | Checked::Ignored(p) => self.publisher.ack_mqtt(&p),
             }
         }
         if incoming.is_empty() {
@@ -192,7 +202,11 @@ impl Ingest {
                 }
                 Stored::Rejected(reason) => {
                     warn!(device = %h.device_id, seq = h.seq, %reason, "message rejected by the store");
-                    self.rejects.count(if reason.starts_with("seq reused") { "seq reused" } else { "inconsistent body" });
+                    self.rejects.count(if reason.starts_with("seq reused") {
+                        "seq reused"
+                    } else {
+                        "inconsistent body"
+                    });
                 }
             }
         }

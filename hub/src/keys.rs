@@ -37,7 +37,9 @@ pub fn load_or_create(data_dir: &Path) -> Result<SigningKey, HubKeyError> {
         move |source| HubKeyError::Io { path, source }
     };
     let key = match std::fs::read(&path) {
-        Ok(bytes) => SigningKey::from_pkcs8(&bytes).map_err(|source| HubKeyError::Key { path: path.clone(), source })?,
+        Ok(bytes) => {
+            SigningKey::from_pkcs8(&bytes).map_err(|source| HubKeyError::Key { path: path.clone(), source })?
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
             let key = SigningKey::generate().map_err(|source| HubKeyError::Key { path: path.clone(), source })?;

@@ -83,9 +83,11 @@ fn open_db(data: &std::path::Path) -> anyhow::Result<Db> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // rumqttd logs every ordinary client disconnect at ERROR; the hub logs device connections
+    // itself, so the broker is quiet unless RUST_LOG asks for it.
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rumqttd=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rumqttd=off".into()),
         )
         .init();
     let cli = Cli::parse();
@@ -109,7 +111,8 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Enroll { site, device, public_key, replace } => {
             yilian_protocol::topic::Topic::new(&site, &device, yilian_protocol::topic::Channel::Up)?;
-            let text = std::fs::read_to_string(&public_key).with_context(|| format!("reading {}", public_key.display()))?;
+            let text =
+                std::fs::read_to_string(&public_key).with_context(|| format!("reading {}", public_key.display()))?;
             let key = PublicKey::from_hex(&text).with_context(|| format!("{}", public_key.display()))?;
             open_db(&cli.data)?.enroll(&site, &device, &key, replace, now_ms())?;
             println!("enrolled {device} at {site}, key id {}", key.id());

@@ -38,7 +38,9 @@ impl Publisher {
 
     /// Publishes a sealed report.
     pub fn publish_report(&self, site: &str, device: &str, envelope: Vec<u8>) -> bool {
-        let Ok(topic) = Topic::new(site, device, Channel::Report) else { return false };
+        let Ok(topic) = Topic::new(site, device, Channel::Report) else {
+            return false;
+        };
         match self.client.try_publish(topic.to_string(), QoS::AtLeastOnce, false, envelope) {
             Ok(()) => true,
             Err(e) => {
@@ -68,7 +70,9 @@ impl Publisher {
 
     /// Sends the signed application ack of stored seqs to a device.
     pub fn ack_stored(&self, site: &str, device: &str, seqs: &[u64]) {
-        let Ok(topic) = Topic::new(site, device, Channel::Ack) else { return };
+        let Ok(topic) = Topic::new(site, device, Channel::Ack) else {
+            return;
+        };
         let ack = Payload::Ack(Ack::from_seqs(device, seqs));
         let header = Header::new(&self.key, &self.hub_id, 0, now_ms(), Lane::Stream);
         match seal(&self.key, header, &topic, &ack) {

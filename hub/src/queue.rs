@@ -49,18 +49,32 @@ pub fn claim_state(by: Option<&str>, until_ms: Option<i64>, now_ms: i64) -> Clai
 
 /// `who` may claim if the study is unreported and not held by someone else (re-claiming
 /// extends one's own claim).
-pub fn can_claim(by: Option<&str>, until: Option<i64>, reported: bool, who: &str, now_ms: i64) -> Result<(), ClaimError> {
+pub fn can_claim(
+    by: Option<&str>,
+    until: Option<i64>,
+    reported: bool,
+    who: &str,
+    now_ms: i64,
+) -> Result<(), ClaimError> {
     if reported {
         return Err(ClaimError::AlreadyReported);
     }
     match claim_state(by, until, now_ms) {
-        ClaimState::Held { by, until_ms } if by != who => Err(ClaimError::ClaimedByOther { by: by.to_string(), until_ms }),
+        ClaimState::Held { by, until_ms } if by != who => {
+            Err(ClaimError::ClaimedByOther { by: by.to_string(), until_ms })
+        }
         _ => Ok(()),
     }
 }
 
 /// Only the holder may release a live claim.
-pub fn can_release(by: Option<&str>, until: Option<i64>, reported: bool, who: &str, now_ms: i64) -> Result<(), ClaimError> {
+pub fn can_release(
+    by: Option<&str>,
+    until: Option<i64>,
+    reported: bool,
+    who: &str,
+    now_ms: i64,
+) -> Result<(), ClaimError> {
     if reported {
         return Err(ClaimError::AlreadyReported);
     }
@@ -71,7 +85,13 @@ pub fn can_release(by: Option<&str>, until: Option<i64>, reported: bool, who: &s
 }
 
 /// `who` may report an unreported study nobody else holds.
-pub fn can_report(by: Option<&str>, until: Option<i64>, reported: bool, who: &str, now_ms: i64) -> Result<(), ClaimError> {
+pub fn can_report(
+    by: Option<&str>,
+    until: Option<i64>,
+    reported: bool,
+    who: &str,
+    now_ms: i64,
+) -> Result<(), ClaimError> {
     can_claim(by, until, reported, who, now_ms)
 }
 
@@ -88,7 +108,10 @@ mod tests {
         );
         assert!(can_claim(Some("wang"), Some(100), false, "wang", 50).is_ok(), "own claim can be extended");
         assert!(can_claim(Some("wang"), Some(100), false, "li", 100).is_ok(), "expired claim is free");
-        assert_eq!(can_report(Some("wang"), Some(100), false, "li", 50).err(), Some(ClaimError::ClaimedByOther { by: "wang".into(), until_ms: 100 }));
+        assert_eq!(
+            can_report(Some("wang"), Some(100), false, "li", 50).err(),
+            Some(ClaimError::ClaimedByOther { by: "wang".into(), until_ms: 100 })
+        );
     }
 
     #[test]

@@ -87,7 +87,8 @@ pub enum HubError {
 
 /// Runs the hub until `shutdown`, serving HTTP on `http`.
 pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: CancellationToken) -> Result<(), HubError> {
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| HubError::Io { what: "creating the data folder", source })?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|source| HubError::Io { what: "creating the data folder", source })?;
     let key = Arc::new(keys::load_or_create(&cfg.data_dir)?);
     let store = Store::open(&cfg.db_path())?;
     let (host, port) = match &cfg.broker {
@@ -154,7 +155,8 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     let state = AppState { store, publisher, rejects, claim_ttl_ms: cfg.claim_ttl.as_millis() as i64 };
     let addr = http.local_addr().map_err(|source| HubError::Io { what: "http listener", source })?;
     info!(%addr, data = %cfg.data_dir.display(), key_id = %key.key_id(), "hub HTTP API listening");
-    let served = axum::serve(http, http::router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    let served =
+        axum::serve(http, http::router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
     let _ = poll_task.await;
     let _ = ingest_task.await;
     let _ = client.try_disconnect();

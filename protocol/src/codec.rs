@@ -55,11 +55,7 @@ fn rice_cost(residuals: &[u64], k: u32) -> u64 {
         .iter()
         .map(|&u| {
             let q = u >> k;
-            if q < ESCAPE {
-                q + 1 + u64::from(k)
-            } else {
-                ESCAPE + u64::from(RAW_BITS)
-            }
+            if q < ESCAPE { q + 1 + u64::from(k) } else { ESCAPE + u64::from(RAW_BITS) }
         })
         .sum()
 }
@@ -70,10 +66,7 @@ fn best_k(residuals: &[u64]) -> (u64, u32) {
     let guess = 64 - mean.leading_zeros();
     let lo = guess.saturating_sub(2);
     let hi = (guess + 1).min(MAX_K);
-    (lo..=hi)
-        .map(|k| (rice_cost(residuals, k), k))
-        .min()
-        .unwrap_or((0, 0))
+    (lo..=hi).map(|k| (rice_cost(residuals, k), k)).min().unwrap_or((0, 0))
 }
 
 struct BitWriter {
@@ -141,11 +134,7 @@ impl BitReader<'_> {
 
 /// Compresses `samples` losslessly.
 pub fn encode(samples: &[i32]) -> EncodedSamples {
-    let mut w = BitWriter {
-        out: Vec::with_capacity(samples.len()),
-        acc: 0,
-        bits: 0,
-    };
+    let mut w = BitWriter { out: Vec::with_capacity(samples.len()), acc: 0, bits: 0 };
     let mut hist = [0i64; 3];
     let mut residuals = [[0u64; BLOCK]; 4];
     for block in samples.chunks(BLOCK) {
@@ -158,10 +147,8 @@ pub fn encode(samples: &[i32]) -> EncodedSamples {
             }
         }
         let n = block.len();
-        let (order, (_, k)) = (0..4)
-            .map(|o| (o, best_k(&residuals[o][..n])))
-            .min_by_key(|(_, (cost, _))| *cost)
-            .unwrap_or((0, (0, 0)));
+        let (order, (_, k)) =
+            (0..4).map(|o| (o, best_k(&residuals[o][..n]))).min_by_key(|(_, (cost, _))| *cost).unwrap_or((0, (0, 0)));
         w.put(order as u64, 2);
         w.put(u64::from(k), 6);
         for &u in &residuals[order][..n] {
@@ -179,45 +166,29 @@ pub fn encode(samples: &[i32]) -> EncodedSamples {
             push_history(&mut hist, i64::from(x));
         }
     }
-    EncodedSamples {
-        count: samples.len() as u32,
-        data: w.finish(),
-    }
+    EncodedSamples { count: samples.len() as u32, data: w.finish() }
 }
 
 /// Decompresses, refusing more than `max_samples` and any malformed or trailing data.
 pub fn decode(enc: &EncodedSamples, max_samples: u32) -> Result<Vec<i32>, CodecError> {
     let count = enc.count;
     if count > max_samples {
-        return Err(CodecError::TooManySamples {
-            count,
-            limit: max_samples,
-        });
+        return Err(CodecError::TooManySamples { count, limit: max_samples });
     }
     // Every sample takes at least one bit: a tiny input cannot make us allocate a huge vector.
     if u64::from(count) > enc.data.len() as u64 * 8 {
         return Err(CodecError::Truncated { decoded: 0, count });
     }
-    let mut r = BitReader {
-        data: &enc.data,
-        pos: 0,
-    };
+    let mut r = BitReader { data: &enc.data, pos: 0 };
     let mut out = Vec::with_capacity(count as usize);
     let mut hist = [0i64; 3];
-    let truncated = |decoded: usize| CodecError::Truncated {
-        decoded: decoded as u32,
-        count,
-    };
+    let truncated = |decoded: usize| CodecError::Truncated { decoded: decoded as u32, count };
     while out.len() < count as usize {
         let index = out.len() as u32;
         let order = r.take(2).ok_or_else(|| truncated(out.len()))? as u32;
         let k = r.take(6).ok_or_else(|| truncated(out.len()))? as u32;
         if k > MAX_K {
-            return Err(CodecError::BadBlockHeader {
-                index,
-                field: "rice parameter",
-                value: k,
-            });
+            return Err(CodecError::BadBlockHeader { index, field: "rice parameter", value: k });
         }
         let n = (count as usize - out.len()).min(BLOCK);
         for _ in 0..n {
@@ -231,18 +202,14 @@ pub fn decode(enc: &EncodedSamples, max_samples: u32) -> Result<Vec<i32>, CodecE
                 r.take(RAW_BITS).ok_or_else(|| truncated(out.len()))?
             };
             let x = predict(order, &hist) + unzigzag(u);
-            let sample = i32::try_from(x).map_err(|_| CodecError::Overflow {
-                index: out.len() as u32,
-            })?;
+            let sample = i32::try_from(x).map_err(|_| CodecError::Overflow { index: out.len() as u32 })?;
             out.push(sample);
             push_history(&mut hist, x);
         }
     }
     let used = r.pos.div_ceil(8);
     if used < enc.data.len() {
-        return Err(CodecError::TrailingData {
-            extra: enc.data.len() - used,
-        });
+        return Err(CodecError::TrailingData { extra: enc.data.len() - used });
     }
     Ok(out)
 }
@@ -258,9 +225,7 @@ mod tests {
             vec![],
             vec![0],
             vec![i32::MIN, i32::MAX, i32::MIN, i32::MAX, 0, i32::MIN],
-            (0..1000)
-                .map(|i| if i % 2 == 0 { i32::MAX } else { i32::MIN })
-                .collect(),
+            (0..1000).map(|i| if i % 2 == 0 { i32::MAX } else { i32::MIN }).collect(),
             vec![7; 1000],
         ];
         for c in cases {
@@ -271,42 +236,23 @@ mod tests {
 
     #[test]
     fn smooth_signal_compresses_well() {
-        let s: Vec<i32> = (0..5000)
-            .map(|i| (1000.0 * (i as f64 / 40.0).sin()) as i32)
-            .collect();
+        let s: Vec<i32> = (0..5000).map(|i| (1000.0 * (i as f64 / 40.0).sin()) as i32).collect();
         let e = encode(&s);
-        assert!(
-            e.data.len() < s.len() * 2 / 4,
-            "{} bytes for {} samples",
-            e.data.len(),
-            s.len()
-        );
+        assert!(e.data.len() < s.len() * 2 / 4, "{} bytes for {} samples", e.data.len(), s.len());
     }
 
     #[test]
     fn malformed_input_is_a_typed_error() {
         let e = encode(&(0..500).map(|i| i * 3 % 17).collect::<Vec<_>>());
-        assert!(matches!(
-            decode(&e, 10),
-            Err(CodecError::TooManySamples { .. })
-        ));
+        assert!(matches!(decode(&e, 10), Err(CodecError::TooManySamples { .. })));
         for cut in 0..e.data.len() {
-            let t = EncodedSamples {
-                count: e.count,
-                data: e.data[..cut].to_vec(),
-            };
+            let t = EncodedSamples { count: e.count, data: e.data[..cut].to_vec() };
             assert!(decode(&t, u32::MAX).is_err(), "cut {cut}");
         }
         let mut extra = e.clone();
         extra.data.push(0);
-        assert!(matches!(
-            decode(&extra, u32::MAX),
-            Err(CodecError::TrailingData { extra: 1 })
-        ));
-        let huge = EncodedSamples {
-            count: u32::MAX,
-            data: vec![0xff; 4],
-        };
+        assert!(matches!(decode(&extra, u32::MAX), Err(CodecError::TrailingData { extra: 1 })));
+        let huge = EncodedSamples { count: u32::MAX, data: vec![0xff; 4] };
         assert!(decode(&huge, u32::MAX).is_err());
     }
 

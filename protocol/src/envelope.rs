@@ -47,13 +47,7 @@ pub struct Header {
 
 impl Header {
     /// A header for `key`'s signer; `kind` is filled in by [`seal`].
-    pub fn new(
-        key: &SigningKey,
-        device_id: &str,
-        seq: u64,
-        created_at_ms: i64,
-        lane: Lane,
-    ) -> Self {
+    pub fn new(key: &SigningKey, device_id: &str, seq: u64, created_at_ms: i64, lane: Lane) -> Self {
         Self {
             alg: ALG_ED25519,
             device_id: device_id.to_string(),
@@ -108,11 +102,7 @@ impl<T> Verified<T> {
 }
 
 fn domain(channel: Channel) -> &'static [u8] {
-    if channel.is_uplink() {
-        DOMAIN_UP
-    } else {
-        DOMAIN_DOWN
-    }
+    if channel.is_uplink() { DOMAIN_UP } else { DOMAIN_DOWN }
 }
 
 fn signed_message(topic: &Topic, header_bytes: &[u8], body: &[u8]) -> Vec<u8> {
@@ -131,10 +121,7 @@ fn signed_message(topic: &Topic, header_bytes: &[u8], body: &[u8]) -> Vec<u8> {
 fn channel_allows(channel: Channel, kind: u16) -> bool {
     use crate::message::kind as k;
     match channel {
-        Channel::Up => matches!(
-            kind,
-            k::STREAM_CHUNK | k::STUDY_PART | k::DEVICE_OUTPUT | k::REPORT_RECEIPT
-        ),
+        Channel::Up => matches!(kind, k::STREAM_CHUNK | k::STUDY_PART | k::DEVICE_OUTPUT | k::REPORT_RECEIPT),
         Channel::Status => kind == k::STATUS,
         Channel::Ack => kind == k::ACK,
         Channel::Report => kind == k::REPORT,
@@ -146,12 +133,7 @@ fn channel_allows(channel: Channel, kind: u16) -> bool {
 /// # Errors
 /// The body or the whole envelope is over its size limit, or the kind may not travel on the
 /// topic's channel.
-pub fn seal(
-    key: &SigningKey,
-    mut header: Header,
-    topic: &Topic,
-    payload: &Payload,
-) -> Result<Vec<u8>, EncodeError> {
+pub fn seal(key: &SigningKey, mut header: Header, topic: &Topic, payload: &Payload) -> Result<Vec<u8>, EncodeError> {
     header.kind = payload.kind();
     header.key_id = key.key_id();
     if !channel_allows(topic.channel(), header.kind) {
@@ -163,15 +145,7 @@ pub fn seal(
     let body = payload.encode()?;
     let header_bytes = wire::encode("envelope header", &header, limits::HEADER_MAX)?;
     let signature = key.sign(&signed_message(topic, &header_bytes, &body));
-    wire::encode(
-        "envelope",
-        &Envelope {
-            header,
-            body,
-            signature,
-        },
-        limits::ENVELOPE_MAX,
-    )
+    wire::encode("envelope", &Envelope { header, body, signature }, limits::ENVELOPE_MAX)
 }
 
 impl Envelope {
@@ -184,21 +158,13 @@ impl Envelope {
     ///
     /// `now_ms` is the receiver's clock (Unix ms). For uplink channels the header's device must
     /// be the topic's device.
-    pub fn verify(
-        &self,
-        key: &PublicKey,
-        topic: &Topic,
-        now_ms: i64,
-    ) -> Result<Verified<Payload>, VerifyError> {
+    pub fn verify(&self, key: &PublicKey, topic: &Topic, now_ms: i64) -> Result<Verified<Payload>, VerifyError> {
         let h = &self.header;
         if h.alg != ALG_ED25519 {
             return Err(VerifyError::UnknownAlgorithm(h.alg));
         }
         if h.key_id != key.id() {
-            return Err(VerifyError::WrongKey {
-                got: h.key_id.to_string(),
-                expected: key.id().to_string(),
-            });
+            return Err(VerifyError::WrongKey { got: h.key_id.to_string(), expected: key.id().to_string() });
         }
         if topic.channel().is_uplink() && h.device_id != topic.device() {
             return Err(VerifyError::DeviceMismatch {
@@ -206,40 +172,25 @@ impl Envelope {
                 topic: topic.device().to_string(),
             });
         }
-        let header_bytes =
-            wire::encode("envelope header", h, limits::HEADER_MAX).map_err(|_| {
-                VerifyError::Body(DecodeError::Malformed {
-                    what: "envelope header",
-                    reason: "too large".into(),
-                })
-            })?;
+        let header_bytes = wire::encode("envelope header", h, limits::HEADER_MAX).map_err(|_| {
+            VerifyError::Body(DecodeError::Malformed { what: "envelope header", reason: "too large".into() })
+        })?;
         let message = signed_message(topic, &header_bytes, &self.body);
         if !key.verify(&message, &self.signature) {
             return Err(VerifyError::BadSignature);
         }
         let ahead_ms = h.created_at_ms.saturating_sub(now_ms);
         if ahead_ms > limits::MAX_FUTURE_SKEW_MS {
-            return Err(VerifyError::FromTheFuture {
-                created_at_ms: h.created_at_ms,
-                ahead_ms,
-            });
+            return Err(VerifyError::FromTheFuture { created_at_ms: h.created_at_ms, ahead_ms });
         }
         let name = Payload::kind_name(h.kind).ok_or(VerifyError::UnknownKind(h.kind))?;
         if !channel_allows(topic.channel(), h.kind) {
-            return Err(VerifyError::WrongChannel {
-                kind: name,
-                channel: topic.channel().as_str(),
-            });
+            return Err(VerifyError::WrongChannel { kind: name, channel: topic.channel().as_str() });
         }
-        let payload =
-            Payload::decode(h.kind, &self.body).ok_or(VerifyError::UnknownKind(h.kind))??;
+        let payload = Payload::decode(h.kind, &self.body).ok_or(VerifyError::UnknownKind(h.kind))??;
         let mut digest = [0u8; 32];
         digest.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &message).as_ref());
-        Ok(Verified {
-            header: h.clone(),
-            payload,
-            digest,
-        })
+        Ok(Verified { header: h.clone(), payload, digest })
     }
 }
 
@@ -252,20 +203,12 @@ mod tests {
 
     fn output() -> Payload {
         Payload::DeviceOutput(DeviceOutput {
-            port: "cart".into(),
-            line: "HR 72 bpm 心率".into(),
-            received_at_ms: NOW,
+            port: "cart".into(), line: "HR 72 bpm 心率".into(), received_at_ms: NOW
         })
     }
 
     fn sealed(key: &SigningKey, topic: &Topic, seq: u64) -> Vec<u8> {
-        seal(
-            key,
-            Header::new(key, topic.device(), seq, NOW, Lane::Stream),
-            topic,
-            &output(),
-        )
-        .expect("seal")
+        seal(key, Header::new(key, topic.device(), seq, NOW, Lane::Stream), topic, &output()).expect("seal")
     }
 
     #[test]
@@ -284,16 +227,10 @@ mod tests {
         let topic = Topic::new("s1", "d1", Channel::Up).expect("topic");
         let env = Envelope::decode(&sealed(&key, &topic, 3)).expect("decode");
         let other = Topic::new("s1", "d2", Channel::Up).expect("topic");
-        assert!(matches!(
-            env.verify(&key.public_key(), &other, NOW),
-            Err(VerifyError::DeviceMismatch { .. })
-        ));
+        assert!(matches!(env.verify(&key.public_key(), &other, NOW), Err(VerifyError::DeviceMismatch { .. })));
         // Same device id, other site: the signature covers the topic.
         let other_site = Topic::new("s2", "d1", Channel::Up).expect("topic");
-        assert_eq!(
-            env.verify(&key.public_key(), &other_site, NOW).err(),
-            Some(VerifyError::BadSignature)
-        );
+        assert_eq!(env.verify(&key.public_key(), &other_site, NOW).err(), Some(VerifyError::BadSignature));
     }
 
     #[test]
@@ -302,23 +239,14 @@ mod tests {
         let forger = SigningKey::generate().expect("key");
         let topic = Topic::new("s1", "d1", Channel::Up).expect("topic");
         let env = Envelope::decode(&sealed(&forger, &topic, 1)).expect("decode");
-        assert!(matches!(
-            env.verify(&key.public_key(), &topic, NOW),
-            Err(VerifyError::WrongKey { .. })
-        ));
+        assert!(matches!(env.verify(&key.public_key(), &topic, NOW), Err(VerifyError::WrongKey { .. })));
         let mut env = Envelope::decode(&sealed(&key, &topic, 1)).expect("decode");
         env.header.seq = 2;
-        assert_eq!(
-            env.verify(&key.public_key(), &topic, NOW).err(),
-            Some(VerifyError::BadSignature)
-        );
+        assert_eq!(env.verify(&key.public_key(), &topic, NOW).err(), Some(VerifyError::BadSignature));
         let mut env = Envelope::decode(&sealed(&key, &topic, 1)).expect("decode");
         env.header.key_id = key.key_id();
         env.header.alg = 9;
-        assert_eq!(
-            env.verify(&key.public_key(), &topic, NOW).err(),
-            Some(VerifyError::UnknownAlgorithm(9))
-        );
+        assert_eq!(env.verify(&key.public_key(), &topic, NOW).err(), Some(VerifyError::UnknownAlgorithm(9)));
     }
 
     #[test]
@@ -332,28 +260,10 @@ mod tests {
             spool_bytes: 0,
             detail: String::new(),
         });
-        assert!(
-            seal(
-                &key,
-                Header::new(&key, "d1", 1, NOW, Lane::Stream),
-                &up,
-                &status
-            )
-            .is_err()
-        );
-        let far = Header::new(
-            &key,
-            "d1",
-            1,
-            NOW + limits::MAX_FUTURE_SKEW_MS + 1,
-            Lane::Stream,
-        );
-        let env =
-            Envelope::decode(&seal(&key, far, &up, &output()).expect("seal")).expect("decode");
-        assert!(matches!(
-            env.verify(&key.public_key(), &up, NOW),
-            Err(VerifyError::FromTheFuture { .. })
-        ));
+        assert!(seal(&key, Header::new(&key, "d1", 1, NOW, Lane::Stream), &up, &status).is_err());
+        let far = Header::new(&key, "d1", 1, NOW + limits::MAX_FUTURE_SKEW_MS + 1, Lane::Stream);
+        let env = Envelope::decode(&seal(&key, far, &up, &output()).expect("seal")).expect("decode");
+        assert!(matches!(env.verify(&key.public_key(), &up, NOW), Err(VerifyError::FromTheFuture { .. })));
     }
 
     #[test]
@@ -365,9 +275,6 @@ mod tests {
             assert!(Envelope::decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
         let big = vec![0u8; limits::ENVELOPE_MAX + 1];
-        assert!(matches!(
-            Envelope::decode(&big),
-            Err(DecodeError::TooLarge { .. })
-        ));
+        assert!(matches!(Envelope::decode(&big), Err(DecodeError::TooLarge { .. })));
     }
 }

@@ -153,11 +153,7 @@ pub fn encode(link_seq: u16, frame: &Frame) -> Result<Vec<u8>, FrameError> {
                 Sex::Male => 1,
                 Sex::Female => 2,
             });
-            let d = s.birth_date.unwrap_or(Date {
-                year: 0,
-                month: 0,
-                day: 0,
-            });
+            let d = s.birth_date.unwrap_or(Date { year: 0, month: 0, day: 0 });
             b.extend_from_slice(&d.year.to_le_bytes());
             b.push(d.month);
             b.push(d.day);
@@ -165,11 +161,7 @@ pub fn encode(link_seq: u16, frame: &Frame) -> Result<Vec<u8>, FrameError> {
             b.extend_from_slice(&(q.len() as u16).to_le_bytes());
             b.extend_from_slice(q.as_bytes());
         }
-        Frame::StudySamples {
-            study_id,
-            first_sample,
-            samples,
-        } => {
+        Frame::StudySamples { study_id, first_sample, samples } => {
             b.extend_from_slice(&study_id.to_le_bytes());
             b.extend_from_slice(&first_sample.to_le_bytes());
             // The count per lead is implied by the StudyStart's lead count; we send the total
@@ -177,10 +169,7 @@ pub fn encode(link_seq: u16, frame: &Frame) -> Result<Vec<u8>, FrameError> {
             b.extend_from_slice(&(samples.len().min(u16::MAX as usize) as u16).to_le_bytes());
             put_samples(&mut b, samples);
         }
-        Frame::StudyEnd {
-            study_id,
-            samples_per_lead,
-        } => {
+        Frame::StudyEnd { study_id, samples_per_lead } => {
             b.extend_from_slice(&study_id.to_le_bytes());
             b.extend_from_slice(&samples_per_lead.to_le_bytes());
         }
@@ -199,10 +188,7 @@ pub fn encode(link_seq: u16, frame: &Frame) -> Result<Vec<u8>, FrameError> {
     let crc = CRC.checksum(&b);
     b.extend_from_slice(&crc.to_le_bytes());
     if b.len() > MAX_FRAME {
-        return Err(FrameError::TooLong {
-            len: b.len(),
-            limit: MAX_FRAME,
-        });
+        return Err(FrameError::TooLong { len: b.len(), limit: MAX_FRAME });
     }
     let mut out = Vec::with_capacity(b.len() + b.len() / 254 + 3);
     out.push(0);
@@ -216,10 +202,7 @@ pub fn encode(link_seq: u16, frame: &Frame) -> Result<Vec<u8>, FrameError> {
 /// Returns the link sequence number and the frame. Nothing is returned unless the CRC matches.
 pub fn decode(encoded: &[u8]) -> Result<(u16, Frame), FrameError> {
     if encoded.len() > MAX_ENCODED {
-        return Err(FrameError::TooLong {
-            len: encoded.len(),
-            limit: MAX_ENCODED,
-        });
+        return Err(FrameError::TooLong { len: encoded.len(), limit: MAX_ENCODED });
     }
     let raw = cobs::decode_vec(encoded).map_err(|_| FrameError::Cobs)?;
     if raw.len() < 8 {
@@ -236,15 +219,9 @@ pub fn decode(encoded: &[u8]) -> Result<(u16, Frame), FrameError> {
     }
     let frame_type = body[1];
     let link_seq = u16::from_le_bytes([body[2], body[3]]);
-    let mut r = Reader {
-        b: &body[4..],
-        frame_type,
-    };
+    let mut r = Reader { b: &body[4..], frame_type };
     let frame = match frame_type {
-        0x01 => Frame::Hello {
-            model: r.str8()?,
-            firmware: r.str8()?,
-        },
+        0x01 => Frame::Hello { model: r.str8()?, firmware: r.str8()? },
         0x10 => {
             let study_id = r.u32()?;
             let priority = match r.u8()? {
@@ -294,16 +271,9 @@ pub fn decode(encoded: &[u8]) -> Result<(u16, Frame), FrameError> {
             let study_id = r.u32()?;
             let first_sample = r.u32()?;
             let total = r.u16()? as usize;
-            Frame::StudySamples {
-                study_id,
-                first_sample,
-                samples: r.samples(total)?,
-            }
+            Frame::StudySamples { study_id, first_sample, samples: r.samples(total)? }
         }
-        0x12 => Frame::StudyEnd {
-            study_id: r.u32()?,
-            samples_per_lead: r.u32()?,
-        },
+        0x12 => Frame::StudyEnd { study_id: r.u32()?, samples_per_lead: r.u32()? },
         0x20 => {
             let stream_id = r.u8()?;
             let sample_rate_hz = r.u16()?;
@@ -370,10 +340,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn err(&self, reason: &'static str) -> FrameError {
-        FrameError::Payload {
-            frame_type: self.frame_type,
-            reason,
-        }
+        FrameError::Payload { frame_type: self.frame_type, reason }
     }
 
     fn bytes(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
@@ -409,9 +376,7 @@ impl<'a> Reader<'a> {
 
     fn utf8(&mut self, n: usize) -> Result<String, FrameError> {
         let bytes = self.bytes(n)?;
-        std::str::from_utf8(bytes)
-            .map(str::to_string)
-            .map_err(|_| self.err("text is not UTF-8"))
+        std::str::from_utf8(bytes).map(str::to_string).map_err(|_| self.err("text is not UTF-8"))
     }
 
     fn str8(&mut self) -> Result<String, FrameError> {
@@ -429,10 +394,7 @@ impl<'a> Reader<'a> {
 
     fn samples(&mut self, n: usize) -> Result<Vec<i16>, FrameError> {
         let bytes = self.bytes(n * 2)?;
-        Ok(bytes
-            .chunks_exact(2)
-            .map(|c| i16::from_le_bytes([c[0], c[1]]))
-            .collect())
+        Ok(bytes.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect())
     }
 }
 
@@ -464,20 +426,10 @@ mod tests {
     #[test]
     fn every_frame_type_round_trips() {
         let frames = vec![
-            Frame::Hello {
-                model: "YL-SIM".into(),
-                firmware: "1.0".into(),
-            },
+            Frame::Hello { model: "YL-SIM".into(), firmware: "1.0".into() },
             start(),
-            Frame::StudySamples {
-                study_id: 9,
-                first_sample: 0,
-                samples: vec![0, -1, i16::MAX, i16::MIN, 5, 6],
-            },
-            Frame::StudyEnd {
-                study_id: 9,
-                samples_per_lead: 2,
-            },
+            Frame::StudySamples { study_id: 9, first_sample: 0, samples: vec![0, -1, i16::MAX, i16::MIN, 5, 6] },
+            Frame::StudyEnd { study_id: 9, samples_per_lead: 2 },
             Frame::StreamSamples(StreamSamples {
                 stream_id: 1,
                 sample_rate_hz: 360,
@@ -490,11 +442,7 @@ mod tests {
         ];
         for (i, f) in frames.into_iter().enumerate() {
             let enc = encode(i as u16, &f).expect("encode");
-            assert_eq!(
-                enc.iter().filter(|b| **b == 0).count(),
-                2,
-                "only the delimiters are zero"
-            );
+            assert_eq!(enc.iter().filter(|b| **b == 0).count(), 2, "only the delimiters are zero");
             assert_eq!(decode(strip(&enc)).expect("decode"), (i as u16, f));
         }
     }
@@ -513,16 +461,9 @@ mod tests {
 
     #[test]
     fn oversized_frames_are_refused() {
-        let f = Frame::StudySamples {
-            study_id: 1,
-            first_sample: 0,
-            samples: vec![1; 5000],
-        };
+        let f = Frame::StudySamples { study_id: 1, first_sample: 0, samples: vec![1; 5000] };
         assert!(matches!(encode(0, &f), Err(FrameError::TooLong { .. })));
-        assert!(matches!(
-            decode(&vec![1u8; MAX_ENCODED + 1]),
-            Err(FrameError::TooLong { .. })
-        ));
+        assert!(matches!(decode(&vec![1u8; MAX_ENCODED + 1]), Err(FrameError::TooLong { .. })));
     }
 
     proptest! {

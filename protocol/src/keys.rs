@@ -52,9 +52,7 @@ impl PublicKey {
 
     /// Checks an Ed25519 signature over `message`.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        UnparsedPublicKey::new(&ED25519, &self.0)
-            .verify(message, signature)
-            .is_ok()
+        UnparsedPublicKey::new(&ED25519, &self.0).verify(message, signature).is_ok()
     }
 }
 
@@ -73,19 +71,14 @@ pub struct SigningKey {
 impl SigningKey {
     /// Generates a new key from the system's random generator.
     pub fn generate() -> Result<Self, KeyError> {
-        let doc =
-            Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|_| KeyError::Rng)?;
+        let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|_| KeyError::Rng)?;
         Self::from_pkcs8(doc.as_ref())
     }
 
     /// Loads a key from a PKCS#8 document (the content of a `.pk8` file).
     pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, KeyError> {
-        let pair =
-            Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(|_| KeyError::BadPkcs8)?;
-        Ok(Self {
-            pair,
-            pkcs8: pkcs8.to_vec(),
-        })
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(|_| KeyError::BadPkcs8)?;
+        Ok(Self { pair, pkcs8: pkcs8.to_vec() })
     }
 
     /// The PKCS#8 document, to be written to a `.pk8` file readable only by its owner.
@@ -127,10 +120,7 @@ mod tests {
         let again = SigningKey::from_pkcs8(key.pkcs8()).expect("pkcs8");
         assert_eq!(key.public_key(), again.public_key());
         let hex = key.public_key().to_hex();
-        assert_eq!(
-            PublicKey::from_hex(&format!(" {hex}\n")).expect("hex"),
-            key.public_key()
-        );
+        assert_eq!(PublicKey::from_hex(&format!(" {hex}\n")).expect("hex"), key.public_key());
         let sig = key.sign(b"hello");
         assert!(key.public_key().verify(b"hello", &sig));
         assert!(!key.public_key().verify(b"hellO", &sig));
@@ -138,17 +128,8 @@ mod tests {
 
     #[test]
     fn garbage_keys_are_typed_errors() {
-        assert_eq!(
-            SigningKey::from_pkcs8(b"nope").err(),
-            Some(KeyError::BadPkcs8)
-        );
-        assert_eq!(
-            PublicKey::from_hex("abcd").err(),
-            Some(KeyError::BadPublicKey)
-        );
-        assert_eq!(
-            PublicKey::from_hex(&"zz".repeat(32)).err(),
-            Some(KeyError::BadPublicKey)
-        );
+        assert_eq!(SigningKey::from_pkcs8(b"nope").err(), Some(KeyError::BadPkcs8));
+        assert_eq!(PublicKey::from_hex("abcd").err(), Some(KeyError::BadPublicKey));
+        assert_eq!(PublicKey::from_hex(&"zz".repeat(32)).err(), Some(KeyError::BadPublicKey));
     }
 }

@@ -20,9 +20,7 @@ const LEADS: &[(u8, &str)] = &[
 ];
 
 /// The standard 12 leads in display order.
-pub const STANDARD_12: [&str; 12] = [
-    "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
-];
+pub const STANDARD_12: [&str; 12] = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"];
 
 /// The canonical name of an SCP-ECG lead code.
 pub fn name_of(code: u8) -> Option<&'static str> {
@@ -31,10 +29,7 @@ pub fn name_of(code: u8) -> Option<&'static str> {
 
 /// The SCP-ECG code of a lead name (case-insensitive: "AVR", "avr" and "aVR" all match).
 pub fn code_of(name: &str) -> Option<u8> {
-    LEADS
-        .iter()
-        .find(|(_, n)| n.eq_ignore_ascii_case(name))
-        .map(|(c, _)| *c)
+    LEADS.iter().find(|(_, n)| n.eq_ignore_ascii_case(name)).map(|(c, _)| *c)
 }
 
 #[cfg(test)]

@@ -49,6 +49,4 @@ pub mod message;
 pub mod topic;
 pub mod wire;
 
-pub use error::{
-    CodecError, DecodeError, EncodeError, FrameError, KeyError, TopicError, VerifyError,
-};
+pub use error::{CodecError, DecodeError, EncodeError, FrameError, KeyError, TopicError, VerifyError};

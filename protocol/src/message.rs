@@ -72,13 +72,7 @@ pub enum Lane {
 
 impl Lane {
     /// All lanes, in sending order.
-    pub const ALL: [Lane; 5] = [
-        Lane::Stat,
-        Lane::Urgent,
-        Lane::Stream,
-        Lane::Routine,
-        Lane::Bulk,
-    ];
+    pub const ALL: [Lane; 5] = [Lane::Stat, Lane::Urgent, Lane::Stream, Lane::Routine, Lane::Bulk];
 
     /// Index into [`Lane::ALL`].
     pub fn index(self) -> usize {
@@ -107,10 +101,7 @@ pub struct LeadSamples {
 impl LeadSamples {
     /// Compresses `samples` for `lead`.
     pub fn encode(lead: &str, samples: &[i32]) -> Self {
-        Self {
-            lead: lead.to_string(),
-            samples: codec::encode(samples),
-        }
+        Self { lead: lead.to_string(), samples: codec::encode(samples) }
     }
 
     /// Decompresses the samples, refusing more than [`limits::SAMPLES_PER_LEAD_MAX`].
@@ -161,7 +152,7 @@ pub struct Date {
 impl Date {
     /// Builds a date, checking month and day ranges (including leap years).
     pub fn new(year: u16, month: u8, day: u8) -> Option<Self> {
-        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+        let leap = (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
         let days = match month {
             1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
             4 | 6 | 9 | 11 => 30,
@@ -279,23 +270,16 @@ pub enum AssembleError {
 
 /// Joins parts (in any order, exactly one per index) back into a study.
 pub fn assemble(parts: &[StudyPart]) -> Result<Study, AssembleError> {
-    let first = parts
-        .first()
-        .ok_or(AssembleError::Inconsistent("no parts"))?;
+    let first = parts.first().ok_or(AssembleError::Inconsistent("no parts"))?;
     if parts.len() != first.count as usize {
         return Err(AssembleError::Inconsistent("part count"));
     }
     let mut ordered: Vec<Option<&StudyPart>> = vec![None; parts.len()];
     for p in parts {
-        if p.count != first.count
-            || p.total_len != first.total_len
-            || p.digest_sha256 != first.digest_sha256
-        {
+        if p.count != first.count || p.total_len != first.total_len || p.digest_sha256 != first.digest_sha256 {
             return Err(AssembleError::Inconsistent("parts disagree"));
         }
-        let slot = ordered
-            .get_mut(p.index as usize)
-            .ok_or(AssembleError::Inconsistent("index"))?;
+        let slot = ordered.get_mut(p.index as usize).ok_or(AssembleError::Inconsistent("index"))?;
         if slot.replace(p).is_some() {
             return Err(AssembleError::Inconsistent("duplicate index"));
         }
@@ -421,10 +405,7 @@ impl Ack {
                 _ => ranges.push(SeqRange { first: s, last: s }),
             }
         }
-        Self {
-            device_id: device_id.to_string(),
-            ranges,
-        }
+        Self { device_id: device_id.to_string(), ranges }
     }
 
     /// True if `seq` is in one of the ranges.
@@ -537,24 +518,19 @@ impl Payload {
     pub fn decode(kind: u16, body: &[u8]) -> Option<Result<Self, DecodeError>> {
         use wire::decode;
         Some(match kind {
-            kind::STREAM_CHUNK => decode::<_, { limits::STREAM_CHUNK_MAX }>("stream chunk", body)
-                .map(Payload::StreamChunk),
-            kind::STUDY_PART => {
-                decode::<_, { limits::STUDY_PART_MAX }>("study part", body).map(Payload::StudyPart)
+            kind::STREAM_CHUNK => {
+                decode::<_, { limits::STREAM_CHUNK_MAX }>("stream chunk", body).map(Payload::StreamChunk)
             }
+            kind::STUDY_PART => decode::<_, { limits::STUDY_PART_MAX }>("study part", body).map(Payload::StudyPart),
             kind::DEVICE_OUTPUT => {
-                decode::<_, { limits::DEVICE_OUTPUT_MAX }>("device output", body)
-                    .map(Payload::DeviceOutput)
+                decode::<_, { limits::DEVICE_OUTPUT_MAX }>("device output", body).map(Payload::DeviceOutput)
             }
-            kind::REPORT_RECEIPT => decode::<_, { limits::RECEIPT_MAX }>("report receipt", body)
-                .map(Payload::ReportReceipt),
-            kind::STATUS => {
-                decode::<_, { limits::STATUS_MAX }>("status", body).map(Payload::Status)
+            kind::REPORT_RECEIPT => {
+                decode::<_, { limits::RECEIPT_MAX }>("report receipt", body).map(Payload::ReportReceipt)
             }
+            kind::STATUS => decode::<_, { limits::STATUS_MAX }>("status", body).map(Payload::Status),
             kind::ACK => decode::<_, { limits::ACK_MAX }>("ack", body).map(Payload::Ack),
-            kind::REPORT => {
-                decode::<_, { limits::REPORT_MAX }>("report", body).map(Payload::Report)
-            }
+            kind::REPORT => decode::<_, { limits::REPORT_MAX }>("report", body).map(Payload::Report),
             _ => return None,
         })
     }
@@ -583,9 +559,7 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, l)| {
-                    let s: Vec<i32> = (0..n)
-                        .map(|k| ((k * 7919 + i * 104729) % 4001) as i32 - 2000)
-                        .collect();
+                    let s: Vec<i32> = (0..n).map(|k| ((k * 7919 + i * 104729) % 4001) as i32 - 2000).collect();
                     LeadSamples::encode(l, &s)
                 })
                 .collect(),
@@ -599,10 +573,7 @@ mod tests {
         let mut parts = s.split().expect("split");
         assert!(parts.len() > 1, "a large study needs several parts");
         for p in &parts {
-            assert!(
-                Payload::StudyPart(p.clone()).encode().expect("fits").len()
-                    <= limits::STUDY_PART_MAX
-            );
+            assert!(Payload::StudyPart(p.clone()).encode().expect("fits").len() <= limits::STUDY_PART_MAX);
         }
         parts.reverse();
         assert_eq!(assemble(&parts).expect("assemble"), s);
@@ -617,10 +588,7 @@ mod tests {
         assert_eq!(assemble(&bad).err(), Some(AssembleError::Digest));
         let mut dup = parts.clone();
         dup[1] = dup[0].clone();
-        assert!(matches!(
-            assemble(&dup),
-            Err(AssembleError::Inconsistent(_))
-        ));
+        assert!(matches!(assemble(&dup), Err(AssembleError::Inconsistent(_))));
     }
 
     #[test]
@@ -628,11 +596,7 @@ mod tests {
         let a = Ack::from_seqs("d", &[5, 3, 4, 9, 10, 4, 1]);
         assert_eq!(
             a.ranges,
-            vec![
-                SeqRange { first: 1, last: 1 },
-                SeqRange { first: 3, last: 5 },
-                SeqRange { first: 9, last: 10 }
-            ]
+            vec![SeqRange { first: 1, last: 1 }, SeqRange { first: 3, last: 5 }, SeqRange { first: 9, last: 10 }]
         );
         assert!(a.contains(4) && !a.contains(2) && a.contains(10));
     }
@@ -641,10 +605,7 @@ mod tests {
     fn dates_are_checked() {
         assert!(Date::new(2024, 2, 29).is_some());
         assert!(Date::new(2023, 2, 29).is_none());
-        assert_eq!(
-            Date::parse("1958-02-28").map(|d| d.to_string()),
-            Some("1958-02-28".into())
-        );
+        assert_eq!(Date::parse("1958-02-28").map(|d| d.to_string()), Some("1958-02-28".into()));
         assert!(Date::parse("1958-2-28").is_none());
     }
 }

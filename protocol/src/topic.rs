@@ -71,23 +71,15 @@ impl Topic {
         if site == RESERVED_SITE {
             return Err(TopicError::Reserved(site.to_string()));
         }
-        Ok(Self {
-            site: site.to_string(),
-            device: device.to_string(),
-            channel,
-        })
+        Ok(Self { site: site.to_string(), device: device.to_string(), channel })
     }
 
     /// Parses a topic string received from the broker.
     pub fn parse(topic: &str) -> Result<Self, TopicError> {
         let shape = || TopicError::BadShape(truncate(topic));
-        let rest = topic
-            .strip_prefix(PREFIX)
-            .and_then(|r| r.strip_prefix('/'))
-            .ok_or_else(shape)?;
+        let rest = topic.strip_prefix(PREFIX).and_then(|r| r.strip_prefix('/')).ok_or_else(shape)?;
         let mut parts = rest.split('/');
-        let (Some(site), Some(device), Some(channel), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(site), Some(device), Some(channel), None) = (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(shape());
         };
@@ -112,22 +104,13 @@ impl Topic {
 
     /// The same device's topic on another channel.
     pub fn with_channel(&self, channel: Channel) -> Self {
-        Self {
-            channel,
-            ..self.clone()
-        }
+        Self { channel, ..self.clone() }
     }
 }
 
 impl fmt::Display for Topic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{PREFIX}/{}/{}/{}",
-            self.site,
-            self.device,
-            self.channel.as_str()
-        )
+        write!(f, "{PREFIX}/{}/{}/{}", self.site, self.device, self.channel.as_str())
     }
 }
 
@@ -141,18 +124,9 @@ pub fn fleet_topic(group: &str) -> Result<String, TopicError> {
 pub fn check_slug(what: &'static str, id: &str) -> Result<(), TopicError> {
     let ok = !id.is_empty()
         && id.len() <= 32
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         && id.as_bytes()[0].is_ascii_alphanumeric();
-    if ok {
-        Ok(())
-    } else {
-        Err(TopicError::BadId {
-            what,
-            id: truncate(id),
-        })
-    }
+    if ok { Ok(()) } else { Err(TopicError::BadId { what, id: truncate(id) }) }
 }
 
 fn truncate(s: &str) -> String {
@@ -175,47 +149,16 @@ mod tests {
 
     #[test]
     fn rejects_ids_that_are_not_slugs() {
-        for bad in [
-            "",
-            "a/b",
-            "+",
-            "#",
-            "-lead",
-            "a b",
-            "卫生院",
-            &"x".repeat(33),
-        ] {
-            assert!(
-                matches!(
-                    Topic::new(bad, "d", Channel::Up),
-                    Err(TopicError::BadId { .. })
-                ),
-                "{bad:?}"
-            );
-            assert!(
-                matches!(
-                    Topic::new("s", bad, Channel::Up),
-                    Err(TopicError::BadId { .. })
-                ),
-                "{bad:?}"
-            );
+        for bad in ["", "a/b", "+", "#", "-lead", "a b", "卫生院", &"x".repeat(33)] {
+            assert!(matches!(Topic::new(bad, "d", Channel::Up), Err(TopicError::BadId { .. })), "{bad:?}");
+            assert!(matches!(Topic::new("s", bad, Channel::Up), Err(TopicError::BadId { .. })), "{bad:?}");
         }
-        assert!(matches!(
-            Topic::new("fleet", "d", Channel::Up),
-            Err(TopicError::Reserved(_))
-        ));
+        assert!(matches!(Topic::new("fleet", "d", Channel::Up), Err(TopicError::Reserved(_))));
     }
 
     #[test]
     fn rejects_topics_of_other_shapes() {
-        for bad in [
-            "yl/v1/s/d",
-            "yl/v1/s/d/up/x",
-            "yl/v2/s/d/up",
-            "yl/v1/s/d/down",
-            "yl/v1//d/up",
-            "",
-        ] {
+        for bad in ["yl/v1/s/d", "yl/v1/s/d/up/x", "yl/v2/s/d/up", "yl/v1/s/d/down", "yl/v1//d/up", ""] {
             assert!(Topic::parse(bad).is_err(), "{bad:?}");
         }
         assert_eq!(fleet_topic("stable").expect("slug"), "yl/v1/fleet/stable");

@@ -72,7 +72,8 @@ impl Signal {
     /// Resolution in nV per ADC unit, when it is a whole number (gain in units per mV).
     pub fn resolution_nv(&self) -> Option<u32> {
         let nv = 1.0e6 / self.gain;
-        (self.units.eq_ignore_ascii_case("mV") && (nv - nv.round()).abs() < 1e-6 && nv >= 1.0).then_some(nv.round() as u32)
+        (self.units.eq_ignore_ascii_case("mV") && (nv - nv.round()).abs() < 1e-6 && nv >= 1.0)
+            .then_some(nv.round() as u32)
     }
 }
 
@@ -104,7 +105,9 @@ pub fn parse_header(text: &str) -> Result<Header, WfdbError> {
     let mut comments = Vec::new();
     let (n, record_line) = loop {
         match lines.next() {
-            None => return Err(WfdbError::Header { line: 1, reason: "no record line".into() }),
+            None => {
+                return Err(WfdbError::Header { line: 1, reason: "no record line".into() });
+            }
             Some((_, l)) if l.trim().is_empty() => continue,
             Some((_, l)) if l.starts_with('#') => comments.push(l[1..].trim().to_string()),
             Some(x) => break x,
@@ -172,7 +175,10 @@ pub fn parse_header(text: &str) -> Result<Header, WfdbError> {
         });
     }
     if signals.len() != nsig {
-        return Err(WfdbError::Header { line: n, reason: format!("{nsig} signals declared, {} described", signals.len()) });
+        return Err(WfdbError::Header {
+            line: n,
+            reason: format!("{nsig} signals declared, {} described", signals.len()),
+        });
     }
     Ok(Header { record: f[0].to_string(), sample_rate_hz, samples_per_signal, signals, comments })
 }
@@ -183,7 +189,9 @@ pub fn parse_header(text: &str) -> Result<Header, WfdbError> {
 /// checksums.
 pub fn read_signals(header: &Header, file: &str, bytes: &[u8]) -> Result<Vec<(usize, Vec<i32>)>, WfdbError> {
     let idx: Vec<usize> = header.signals.iter().enumerate().filter(|(_, s)| s.file == file).map(|(i, _)| i).collect();
-    let Some(&first) = idx.first() else { return Ok(vec![]) };
+    let Some(&first) = idx.first() else {
+        return Ok(vec![]);
+    };
     let format = header.signals[first].format;
     let n = idx.len();
     let frames = if header.samples_per_signal > 0 {
@@ -254,7 +262,8 @@ mod tests {
 
     #[test]
     fn format_212_packs_two_12_bit_samples_in_three_bytes() {
-        let h = parse_header("r 2 360 1\nr.dat 212 200 11 1024 995 0 0 A\nr.dat 212 200 11 1024 1011 0 0 B\n").expect("header");
+        let h = parse_header("r 2 360 1\nr.dat 212 200 11 1024 995 0 0 A\nr.dat 212 200 11 1024 1011 0 0 B\n")
+            .expect("header");
         let mut h = h;
         for s in &mut h.signals {
             s.checksum = None;

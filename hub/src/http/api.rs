@@ -18,7 +18,7 @@ use super::AppState;
 use super::auth::Specialist;
 use crate::clock::now_ms;
 use crate::queue::ClaimError;
-use crate::store::StoreError;
+use crate::store::{ReportDraft, StoreError};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -107,13 +107,20 @@ struct LeadView {
     samples_uv: Vec<f64>,
 }
 
-async fn study(State(s): State<AppState>, who: Specialist, Path(uid): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn study(
+    State(s): State<AppState>,
+    who: Specialist,
+    Path(uid): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let u = uid.clone();
     let found = call(&s, move |db| db.study(&u, now_ms())).await?;
-    let Some((row, body)) = found else { return Err(ApiError(StatusCode::NOT_FOUND, "no such study".into())) };
+    let Some((row, body)) = found else {
+        return Err(ApiError(StatusCode::NOT_FOUND, "no such study".into()));
+    };
     let mut leads = Vec::with_capacity(body.leads.len());
     for l in &body.leads {
-        let samples = l.decode().map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("lead {}: {e}", l.lead)))?;
+        let samples =
+            l.decode().map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("lead {}: {e}", l.lead)))?;
         let scale = f64::from(body.resolution_nv) / 1000.0;
         let samples_uv = samples.iter().map(|v| f64::from(*v) * scale).collect();
         leads.push(LeadView { name: l.lead.clone(), samples, samples_uv });
@@ -127,14 +134,22 @@ async fn study(State(s): State<AppState>, who: Specialist, Path(uid): Path<Strin
     })))
 }
 
-async fn claim(State(s): State<AppState>, who: Specialist, Path(uid): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn claim(
+    State(s): State<AppState>,
+    who: Specialist,
+    Path(uid): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let (u, id, ttl) = (uid.clone(), who.id.clone(), s.claim_ttl_ms);
     let expires = call(&s, move |db| db.claim(&u, &id, now_ms(), ttl)).await??;
     info!(specialist = %who.id, study = %uid, "claimed");
     Ok(Json(json!({ "study_uid": uid, "claimed_by": who.id, "claim_expires_ms": expires })))
 }
 
-async fn release(State(s): State<AppState>, who: Specialist, Path(uid): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn release(
+    State(s): State<AppState>,
+    who: Specialist,
+    Path(uid): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let (u, id) = (uid.clone(), who.id.clone());
     call(&s, move |db| db.release(&u, &id, now_ms())).await??;
     Ok(Json(json!({ "study_uid": uid, "released": true })))
@@ -159,14 +174,21 @@ async fn report(
         return Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, "conclusion is required".into()));
     }
     if form.findings.len() > TEXT_MAX || form.conclusion.len() > TEXT_MAX {
-        return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("findings and conclusion are limited to {TEXT_MAX} bytes each")));
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("findings and conclusion are limited to {TEXT_MAX} bytes each"),
+        ));
     }
     let publisher = s.publisher.clone();
-    let (u, id, name) = (uid.clone(), who.id.clone(), who.name.clone());
+    let draft = ReportDraft {
+        study_uid: uid.clone(),
+        specialist_id: who.id.clone(),
+        specialist_name: who.name.clone(),
+        findings: form.findings,
+        conclusion: form.conclusion,
+    };
     let row = call(&s, move |db| {
-        db.create_report(&u, &id, &name, &form.findings, &form.conclusion, now_ms(), |r, seq, site, device| {
-            publisher.seal_report(r, seq, site, device)
-        })
+        db.create_report(&draft, now_ms(), |r, seq, site, device| publisher.seal_report(r, seq, site, device))
     })
     .await??;
     info!(specialist = %who.id, study = %uid, report = %row.report_id, "report signed");
@@ -181,7 +203,11 @@ async fn devices(State(s): State<AppState>, _who: Specialist) -> ApiResult<Vec<c
     Ok(Json(call(&s, |db| db.devices()).await?))
 }
 
-async fn streams(State(s): State<AppState>, _who: Specialist, Path(device): Path<String>) -> ApiResult<Vec<crate::store::StreamSummary>> {
+async fn streams(
+    State(s): State<AppState>,
+    _who: Specialist,
+    Path(device): Path<String>,
+) -> ApiResult<Vec<crate::store::StreamSummary>> {
     Ok(Json(call(&s, move |db| db.streams(&device)).await?))
 }
 

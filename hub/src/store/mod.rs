@@ -58,7 +58,10 @@ impl Store {
     }
 
     /// Runs `f` on the owner thread and returns its result.
-    pub async fn call<R: Send + 'static>(&self, f: impl FnOnce(&mut Db) -> R + Send + 'static) -> Result<R, StoreError> {
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Db) -> R + Send + 'static,
+    ) -> Result<R, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Box::new(move |db| {
@@ -166,6 +169,31 @@ pub struct StudyRow {
     pub delivered_at_ms: Option<i64>,
     /// "queued", "claimed", "reported" or "delivered".
     pub state: String,
+}
+
+/// A study's claim and where its report goes.
+struct ClaimRow {
+    by: Option<String>,
+    until: Option<i64>,
+    reported: bool,
+    device: String,
+    site: String,
+    patient_name: String,
+}
+
+/// What a specialist submits.
+#[derive(Debug, Clone)]
+pub struct ReportDraft {
+    /// Study.
+    pub study_uid: String,
+    /// Specialist id.
+    pub specialist_id: String,
+    /// Specialist name.
+    pub specialist_name: String,
+    /// Findings.
+    pub findings: String,
+    /// Conclusion.
+    pub conclusion: String,
 }
 
 /// A report as the hub keeps it.
@@ -348,13 +376,26 @@ impl Db {
     }
 
     fn counter(&self, name: &str) -> rusqlite::Result<i64> {
-        Ok(self.conn.query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| r.get(0)).optional()?.unwrap_or(0))
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
     }
 
     /// Enrols a device. Re-enrolling with the same key is a no-op; another key needs `replace`.
-    pub fn enroll(&mut self, site: &str, device: &str, key: &PublicKey, replace: bool, now_ms: i64) -> Result<(), StoreError> {
-        let existing: Option<String> =
-            self.conn.query_row("SELECT public_key FROM devices WHERE device_id = ?1", [device], |r| r.get(0)).optional()?;
+    pub fn enroll(
+        &mut self,
+        site: &str,
+        device: &str,
+        key: &PublicKey,
+        replace: bool,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let existing: Option<String> = self
+            .conn
+            .query_row("SELECT public_key FROM devices WHERE device_id = ?1", [device], |r| r.get(0))
+            .optional()?;
         if let Some(k) = existing
             && k != key.to_hex()
             && !replace
@@ -373,10 +414,14 @@ impl Db {
     pub fn device_key(&self, device: &str) -> Result<Option<(String, PublicKey)>, StoreError> {
         let row: Option<(String, String)> = self
             .conn
-            .query_row("SELECT site_id, public_key FROM devices WHERE device_id = ?1", [device], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row("SELECT site_id, public_key FROM devices WHERE device_id = ?1", [device], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
         row.map(|(site, hex)| {
-            PublicKey::from_hex(&hex).map(|k| (site, k)).map_err(|_| StoreError::Damaged(format!("key of device {device}")))
+            PublicKey::from_hex(&hex)
+                .map(|k| (site, k))
+                .map_err(|_| StoreError::Damaged(format!("key of device {device}")))
         })
         .transpose()
     }
@@ -397,7 +442,9 @@ impl Db {
         let device = h.device_id.as_str();
         let seq = i64::try_from(h.seq).map_err(|_| StoreError::Damaged("seq over i64".into()))?;
         let existing: Option<Vec<u8>> = tx
-            .query_row("SELECT digest FROM messages WHERE device_id = ?1 AND seq = ?2", params![device, seq], |r| r.get(0))
+            .query_row("SELECT digest FROM messages WHERE device_id = ?1 AND seq = ?2", params![device, seq], |r| {
+                r.get(0)
+            })
             .optional()?;
         if let Some(d) = existing {
             if d == item.verified.digest() {
@@ -415,7 +462,9 @@ impl Db {
             }
             Payload::StreamChunk(c) => {
                 let per_lead = c.leads.first().map_or(0, |l| l.samples.count);
-                if c.leads.iter().any(|l| l.samples.count != per_lead) || c.leads.len() > yilian_protocol::limits::LEADS_MAX {
+                if c.leads.iter().any(|l| l.samples.count != per_lead)
+                    || c.leads.len() > yilian_protocol::limits::LEADS_MAX
+                {
                     return Ok(Stored::Rejected("stream chunk leads differ in length".into()));
                 }
             }
@@ -486,7 +535,14 @@ impl Db {
         Ok(None)
     }
 
-    fn store_part(tx: &Transaction<'_>, site: &str, device: &str, seq: i64, p: &StudyPart, now_ms: i64) -> Result<(), StoreError> {
+    fn store_part(
+        tx: &Transaction<'_>,
+        site: &str,
+        device: &str,
+        seq: i64,
+        p: &StudyPart,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         let part = yilian_protocol::wire::encode("study part", p, yilian_protocol::limits::STUDY_PART_MAX)
             .map_err(|e| StoreError::Damaged(e.to_string()))?;
         // The same part may come again under a new seq (the cart resent the study): keep the first.
@@ -494,8 +550,11 @@ impl Db {
             "INSERT OR IGNORE INTO study_parts (study_uid, idx, count, device_id, seq, part) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![p.study_uid, p.index, p.count, device, seq, part],
         )?;
-        let have: i64 = tx.query_row("SELECT COUNT(*) FROM study_parts WHERE study_uid = ?1", [&p.study_uid], |r| r.get(0))?;
-        let exists: bool = tx.query_row("SELECT COUNT(*) FROM studies WHERE study_uid = ?1", [&p.study_uid], |r| r.get::<_, i64>(0))? > 0;
+        let have: i64 =
+            tx.query_row("SELECT COUNT(*) FROM study_parts WHERE study_uid = ?1", [&p.study_uid], |r| r.get(0))?;
+        let exists: bool = tx
+            .query_row("SELECT COUNT(*) FROM studies WHERE study_uid = ?1", [&p.study_uid], |r| r.get::<_, i64>(0))?
+            > 0;
         if have < i64::from(p.count) || exists {
             return Ok(());
         }
@@ -504,7 +563,11 @@ impl Db {
             .query_map([&p.study_uid], |r| r.get::<_, Vec<u8>>(0))?
             .filter_map(Result::ok)
             .filter_map(|b| {
-                yilian_protocol::wire::decode::<StudyPart, { yilian_protocol::limits::STUDY_PART_MAX }>("study part", &b).ok()
+                yilian_protocol::wire::decode::<StudyPart, { yilian_protocol::limits::STUDY_PART_MAX }>(
+                    "study part",
+                    &b,
+                )
+                .ok()
             })
             .collect();
         let study = match message::assemble(&parts) {
@@ -522,11 +585,9 @@ impl Db {
         let leads: Vec<&str> = s.leads.iter().map(|l| l.lead.as_str()).collect();
         let body = s.encode().map_err(|e| StoreError::Damaged(e.to_string()))?;
         tx.execute(
-            &format!(
-                "INSERT INTO studies (study_uid, device_id, site_id, patient_id, patient_name, sex, birth_date, question,
-                 priority, acquired_at_ms, received_at_ms, sample_rate_hz, resolution_nv, leads, samples_per_lead, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
-            ),
+            "INSERT INTO studies (study_uid, device_id, site_id, patient_id, patient_name, sex, birth_date, question,
+             priority, acquired_at_ms, received_at_ms, sample_rate_hz, resolution_nv, leads, samples_per_lead, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             params![
                 s.study_uid,
                 device,
@@ -579,21 +640,38 @@ impl Db {
             .transpose()
     }
 
-    fn claim_of(&self, uid: &str) -> Result<Option<(Option<String>, Option<i64>, bool)>, StoreError> {
-        Ok(self
-            .conn
+    fn claim_of(conn: &Connection, uid: &str) -> Result<Option<ClaimRow>, StoreError> {
+        Ok(conn
             .query_row(
-                "SELECT claimed_by, claim_expires_ms, reported_at_ms IS NOT NULL FROM studies WHERE study_uid = ?1",
+                "SELECT claimed_by, claim_expires_ms, reported_at_ms IS NOT NULL, device_id, site_id, patient_name
+                 FROM studies WHERE study_uid = ?1",
                 [uid],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| {
+                    Ok(ClaimRow {
+                        by: r.get(0)?,
+                        until: r.get(1)?,
+                        reported: r.get(2)?,
+                        device: r.get(3)?,
+                        site: r.get(4)?,
+                        patient_name: r.get(5)?,
+                    })
+                },
             )
             .optional()?)
     }
 
     /// Claims a study for `who` until `now + ttl`.
-    pub fn claim(&mut self, uid: &str, who: &str, now_ms: i64, ttl_ms: i64) -> Result<Result<i64, ClaimError>, StoreError> {
-        let Some((by, until, reported)) = self.claim_of(uid)? else { return Ok(Err(ClaimError::NotFound)) };
-        if let Err(e) = queue::can_claim(by.as_deref(), until, reported, who, now_ms) {
+    pub fn claim(
+        &mut self,
+        uid: &str,
+        who: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Result<i64, ClaimError>, StoreError> {
+        let Some(c) = Self::claim_of(&self.conn, uid)? else {
+            return Ok(Err(ClaimError::NotFound));
+        };
+        if let Err(e) = queue::can_claim(c.by.as_deref(), c.until, c.reported, who, now_ms) {
             return Ok(Err(e));
         }
         let expires = now_ms + ttl_ms;
@@ -606,8 +684,10 @@ impl Db {
 
     /// Releases `who`'s claim.
     pub fn release(&mut self, uid: &str, who: &str, now_ms: i64) -> Result<Result<(), ClaimError>, StoreError> {
-        let Some((by, until, reported)) = self.claim_of(uid)? else { return Ok(Err(ClaimError::NotFound)) };
-        if let Err(e) = queue::can_release(by.as_deref(), until, reported, who, now_ms) {
+        let Some(c) = Self::claim_of(&self.conn, uid)? else {
+            return Ok(Err(ClaimError::NotFound));
+        };
+        if let Err(e) = queue::can_release(c.by.as_deref(), c.until, c.reported, who, now_ms) {
             return Ok(Err(e));
         }
         self.conn
@@ -615,30 +695,24 @@ impl Db {
         Ok(Ok(()))
     }
 
-    /// Records a report, signing it with `sign(report, hub seq)` inside the same transaction.
+    /// Records a specialist's report, signing it with `sign(report, hub seq, site, device)`
+    /// inside the same transaction, so a stored report always has its signed envelope.
     pub fn create_report(
         &mut self,
-        uid: &str,
-        who: &str,
-        who_name: &str,
-        findings: &str,
-        conclusion: &str,
+        draft: &ReportDraft,
         now_ms: i64,
         sign: impl FnOnce(&Report, u64, &str, &str) -> Result<Vec<u8>, String>,
     ) -> Result<Result<ReportRow, ClaimError>, StoreError> {
         let tx = self.conn.transaction()?;
-        let row: Option<(Option<String>, Option<i64>, bool, String, String, String)> = tx
-            .query_row(
-                "SELECT claimed_by, claim_expires_ms, reported_at_ms IS NOT NULL, device_id, site_id, patient_name
-                 FROM studies WHERE study_uid = ?1",
-                [uid],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
-            )
-            .optional()?;
-        let Some((by, until, reported, device, site, patient_name)) = row else { return Ok(Err(ClaimError::NotFound)) };
-        if let Err(e) = queue::can_report(by.as_deref(), until, reported, who, now_ms) {
+        let (uid, who) = (draft.study_uid.as_str(), draft.specialist_id.as_str());
+        let Some(c) = Self::claim_of(&tx, uid)? else {
+            return Ok(Err(ClaimError::NotFound));
+        };
+        if let Err(e) = queue::can_report(c.by.as_deref(), c.until, c.reported, who, now_ms) {
             return Ok(Err(e));
         }
+        let (findings, conclusion) = (draft.findings.as_str(), draft.conclusion.as_str());
+        let (device, site, patient_name) = (c.device, c.site, c.patient_name);
         let n = Self::bump(&tx, "reports", 1)?;
         let hub_seq = Self::bump(&tx, "hub_seq", 1)?;
         let report = Report {
@@ -646,7 +720,7 @@ impl Db {
             study_uid: uid.to_string(),
             patient_name,
             specialist_id: who.to_string(),
-            specialist_name: who_name.to_string(),
+            specialist_name: draft.specialist_name.clone(),
             findings: findings.to_string(),
             conclusion: conclusion.to_string(),
             reported_at_ms: now_ms,
@@ -679,7 +753,8 @@ impl Db {
 
     /// Notes that a report was (re)published.
     pub fn mark_published(&mut self, report_id: &str, now_ms: i64) -> Result<(), StoreError> {
-        self.conn.execute("UPDATE reports SET published_at_ms = ?1 WHERE report_id = ?2", params![now_ms, report_id])?;
+        self.conn
+            .execute("UPDATE reports SET published_at_ms = ?1 WHERE report_id = ?2", params![now_ms, report_id])?;
         Ok(())
     }
 
@@ -808,12 +883,25 @@ impl Db {
         )?;
         let mut out: Vec<StreamSummary> = Vec::new();
         let rows = stmt.query_map([device], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
         })?;
         for row in rows {
             let (stream_id, first, n, leads, rate) = row?;
             if out.last().is_none_or(|s| s.stream_id != stream_id) {
-                out.push(StreamSummary { stream_id, sample_rate_hz: rate, leads, chunks: 0, samples_per_lead: 0, runs: vec![] });
+                out.push(StreamSummary {
+                    stream_id,
+                    sample_rate_hz: rate,
+                    leads,
+                    chunks: 0,
+                    samples_per_lead: 0,
+                    runs: vec![],
+                });
             }
             let Some(s) = out.last_mut() else { continue };
             s.chunks += 1;
