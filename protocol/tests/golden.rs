@@ -1,0 +1,172 @@
+//! Golden bytes: one frozen envelope per message kind, and one serial frame per frame type.
+//!
+//! bincode writes fields in declaration order with no names, so reordering or retyping a field
+//! changes the wire format without any error; these files catch it. Ed25519 signatures are
+//! deterministic, so with the committed test key the bytes are exactly reproducible.
+//!
+//! To bless new files after an intended change (a new protocol version):
+//! `YILIAN_BLESS=1 cargo test -p yilian-protocol --test golden`.
+
+use std::path::PathBuf;
+use yilian_protocol::envelope::{Envelope, Header, seal};
+use yilian_protocol::frame::{self, Frame, StreamSamples, StudyStart};
+use yilian_protocol::keys::SigningKey;
+use yilian_protocol::message::*;
+use yilian_protocol::topic::{Channel, Topic};
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden/v1")
+}
+
+fn key() -> SigningKey {
+    let path = dir().join("test-key.pk8");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(_) if std::env::var_os("YILIAN_BLESS").is_some() => {
+            let k = SigningKey::generate().expect("rng");
+            std::fs::write(&path, k.pkcs8()).expect("write key");
+            k.pkcs8().to_vec()
+        }
+        Err(e) => panic!("{}: {e}", path.display()),
+    };
+    SigningKey::from_pkcs8(&bytes).expect("golden key")
+}
+
+fn check(name: &str, bytes: &[u8]) {
+    let path = dir().join(format!("{name}.bin"));
+    if std::env::var_os("YILIAN_BLESS").is_some() {
+        std::fs::write(&path, bytes).expect("bless");
+        return;
+    }
+    let golden = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(bytes, golden.as_slice(), "{name}: wire bytes changed; bless only for a new protocol version");
+}
+
+const T: i64 = 1_764_000_000_000;
+
+fn payloads() -> Vec<(&'static str, Channel, Lane, Payload)> {
+    let study = Study {
+        study_uid: "cart-1-1764000000000-1".into(),
+        patient: Patient { id: "MZ001000".into(), name: "张伟".into(), sex: Sex::Male, birth_date: Date::new(1958, 2, 28) },
+        question: "胸痛2小时".into(),
+        priority: Priority::Stat,
+        acquired_at_ms: T,
+        sample_rate_hz: 500,
+        resolution_nv: 2500,
+        device_model: "YL-SIM-12 0.1.0".into(),
+        leads: vec![LeadSamples::encode("I", &[-2, -2, -2, -2, -3]), LeadSamples::encode("II", &[5, 9, 14, 20, 27])],
+        warnings: vec!["V4 lead off".into()],
+    };
+    let part = study.split().expect("split").remove(0);
+    vec![
+        (
+            "stream_chunk",
+            Channel::Up,
+            Lane::Stream,
+            Payload::StreamChunk(StreamChunk {
+                stream_id: 0,
+                sample_rate_hz: 360,
+                resolution_nv: 5000,
+                first_sample: 3600,
+                start_time_ms: T,
+                leads: vec![LeadSamples::encode("II", &[-29, -29, -29, -30, -31])],
+            }),
+        ),
+        ("study_part", Channel::Up, Lane::Stat, Payload::StudyPart(part)),
+        (
+            "device_output",
+            Channel::Up,
+            Lane::Stream,
+            Payload::DeviceOutput(DeviceOutput { port: "printer".into(), line: "HR 72 bpm 窦性心律".into(), received_at_ms: T }),
+        ),
+        (
+            "report_receipt",
+            Channel::Up,
+            Lane::Stream,
+            Payload::ReportReceipt(ReportReceipt { report_id: "R000001".into(), study_uid: "s".into(), stored_at_ms: T }),
+        ),
+        (
+            "status",
+            Channel::Status,
+            Lane::Stream,
+            Payload::Status(Status {
+                state: LinkState::Online,
+                agent_version: "0.1.0".into(),
+                spool_entries: 3,
+                spool_bytes: 4096,
+                detail: String::new(),
+            }),
+        ),
+        ("ack", Channel::Ack, Lane::Stream, Payload::Ack(Ack::from_seqs("cart-1", &[1, 2, 3, 7]))),
+        (
+            "report",
+            Channel::Report,
+            Lane::Stat,
+            Payload::Report(Report {
+                report_id: "R000001".into(),
+                study_uid: "cart-1-1764000000000-1".into(),
+                patient_name: "张伟".into(),
+                specialist_id: "li.na".into(),
+                specialist_name: "李娜".into(),
+                findings: "窦性心律".into(),
+                conclusion: "正常心电图".into(),
+                reported_at_ms: T,
+            }),
+        ),
+    ]
+}
+
+#[test]
+fn every_envelope_kind_matches_its_golden_bytes_and_still_verifies() {
+    let key = key();
+    for (name, channel, lane, payload) in payloads() {
+        let topic = Topic::new("xiangzhen-1", "cart-1", channel).expect("topic");
+        let signer = if channel.is_uplink() { "cart-1" } else { "hub" };
+        let bytes = seal(&key, Header::new(&key, signer, 42, T, lane), &topic, &payload).expect("seal");
+        check(name, &bytes);
+        let v = Envelope::decode(&bytes).expect("decode").verify(&key.public_key(), &topic, T).expect("verify");
+        assert_eq!(v.payload(), &payload, "{name}");
+    }
+}
+
+#[test]
+fn every_frame_type_matches_its_golden_bytes() {
+    let frames = [
+        ("frame_hello", Frame::Hello { model: "YL-SIM-12".into(), firmware: "1.0".into() }),
+        (
+            "frame_study_start",
+            Frame::StudyStart(StudyStart {
+                study_id: 7,
+                priority: Priority::Urgent,
+                sample_rate_hz: 500,
+                resolution_nv: 2500,
+                acquired_at_ms: T,
+                leads: vec![1, 2, 61, 62, 63, 64, 3, 4, 5, 6, 7, 8],
+                patient_id: "MZ001001".into(),
+                patient_name: "王芳".into(),
+                sex: Sex::Female,
+                birth_date: Date::new(1962, 10, 1),
+                question: "心悸一周".into(),
+            }),
+        ),
+        ("frame_study_samples", Frame::StudySamples { study_id: 7, first_sample: 256, samples: vec![1, -1, 300, -300] }),
+        ("frame_study_end", Frame::StudyEnd { study_id: 7, samples_per_lead: 5000 }),
+        (
+            "frame_stream_samples",
+            Frame::StreamSamples(StreamSamples {
+                stream_id: 0,
+                sample_rate_hz: 360,
+                resolution_nv: 5000,
+                leads: vec![2, 7],
+                first_sample: 36,
+                time_ms: T,
+                samples: vec![-29, 1, -29, 2],
+            }),
+        ),
+    ];
+    for (i, (name, f)) in frames.into_iter().enumerate() {
+        let bytes = frame::encode(i as u16, &f).expect("encode");
+        check(name, &bytes);
+        assert_eq!(frame::decode(&bytes[1..bytes.len() - 1]).expect("decode"), (i as u16, f));
+    }
+}
