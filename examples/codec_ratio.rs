@@ -15,7 +15,10 @@ fn main() -> anyhow::Result<()> {
     for r in mitdb {
         recs.push((format!("mitdb/{r}"), records::mitdb(r)?));
     }
-    println!("{:<16} {:>6} {:>6} {:>10} {:>12} {:>8} {:>10} {:>10}", "record", "leads", "Hz", "samples", "raw16 bytes", "ratio", "enc MS/s", "dec MS/s");
+    println!(
+        "{:<16} {:>6} {:>6} {:>10} {:>12} {:>8} {:>10} {:>10}",
+        "record", "leads", "Hz", "samples", "raw16 bytes", "ratio", "enc MS/s", "dec MS/s"
+    );
     let (mut all_raw, mut all_enc) = (0usize, 0usize);
     for (name, rec) in &recs {
         let (mut raw, mut enc, mut n) = (0usize, 0usize, 0usize);

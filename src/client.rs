@@ -96,6 +96,12 @@ impl Api {
         Ok(v.as_array().cloned().unwrap_or_default())
     }
 
+    /// `/api/devices/{device}/output`: the device's latest printed lines, newest first.
+    pub async fn device_output(&self, device: &str) -> anyhow::Result<Vec<Value>> {
+        let v = self.ok(self.get_raw(&format!("/api/devices/{device}/output")).await, "output").await?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
     /// `/api/devices/{device}/streams`.
     pub async fn streams(&self, device: &str) -> anyhow::Result<Vec<Value>> {
         let v = self.ok(self.get_raw(&format!("/api/devices/{device}/streams")).await, "streams").await?;

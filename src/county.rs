@@ -184,6 +184,8 @@ pub struct Clinic {
     pub stats: Arc<AgentStats>,
     /// The pty standing in for the cable.
     pub pty: Pty,
+    /// The cart's printer port (text driver, GBK), a second pty.
+    pub printer: Pty,
     /// The simulated cart.
     pub cart: Arc<Mutex<Cart>>,
     /// The agent's configuration.
@@ -206,6 +208,7 @@ impl Clinic {
         std::fs::write(dir.join("keys/hub.pub"), format!("{}\n", hub.hub_key.to_hex()))?;
         hub.enroll(site, device, &key.public_key())?;
         let pty = Pty::open()?;
+        let printer = Pty::open()?;
         let config = AgentConfig {
             site: site.into(),
             device: device.into(),
@@ -218,13 +221,22 @@ impl Clinic {
             ack_timeout_secs: 10,
             heartbeat_secs: 5,
             window: 32,
-            serial: vec![SerialConfig {
-                name: "cart".into(),
-                path: pty.path().to_path_buf(),
-                baud: 115_200,
-                driver: DriverKind::Ylf,
-                encoding: "utf-8".into(),
-            }],
+            serial: vec![
+                SerialConfig {
+                    name: "cart".into(),
+                    path: pty.path().to_path_buf(),
+                    baud: 115_200,
+                    driver: DriverKind::Ylf,
+                    encoding: "utf-8".into(),
+                },
+                SerialConfig {
+                    name: "printer".into(),
+                    path: printer.path().to_path_buf(),
+                    baud: 9600,
+                    driver: DriverKind::Text,
+                    encoding: "gbk".into(),
+                },
+            ],
         };
         std::fs::write(dir.join("agent.toml"), toml_string(&config)?)?;
         let cart = Arc::new(Mutex::new(Cart::new(&pty)?));
@@ -234,6 +246,7 @@ impl Clinic {
             dir,
             stats: Arc::new(AgentStats::default()),
             pty,
+            printer,
             cart,
             config,
             shutdown: CancellationToken::new(),
@@ -250,9 +263,10 @@ impl Clinic {
         self.task =
             Some(tokio::spawn(yilian_agent::run(self.config.clone(), self.stats.clone(), self.shutdown.clone())));
         let s = self.stats.clone();
-        wait_for("the agent to open its serial port", Duration::from_secs(20), || {
+        let ports = self.config.serial.len() as u64;
+        wait_for("the agent to open its serial ports", Duration::from_secs(20), || {
             let s = s.clone();
-            async move { (AgentStats::get(&s.port_opens) > 0).then_some(()) }
+            async move { (AgentStats::get(&s.port_opens) >= ports).then_some(()) }
         })
         .await
     }
@@ -286,6 +300,16 @@ impl Clinic {
             }
         };
         let _ = tokio::time::timeout(Duration::from_secs(5), drive).await;
+        Ok(())
+    }
+
+    /// The cart prints a line on its printer port, encoded in GBK as Chinese carts do.
+    pub fn print(&self, line: &str) -> anyhow::Result<()> {
+        let (bytes, _, unmappable) = encoding_rs::GBK.encode(line);
+        anyhow::ensure!(!unmappable, "{line:?} has characters GBK cannot encode");
+        let mut out = self.printer.writer()?;
+        std::io::Write::write_all(&mut out, &bytes)?;
+        std::io::Write::write_all(&mut out, b"\r\n")?;
         Ok(())
     }
 

@@ -36,6 +36,11 @@ impl Pty {
         Ok(Self { master: File::from(pty.master), _slave: pty.slave, path })
     }
 
+    /// A writer to the master side (what the device sends).
+    pub fn writer(&self) -> anyhow::Result<File> {
+        self.master.try_clone().context("cloning pty master")
+    }
+
     /// The slave's path (`/dev/pts/N`), what the agent opens.
     pub fn path(&self) -> &std::path::Path {
         &self.path

@@ -47,7 +47,12 @@ const T: i64 = 1_764_000_000_000;
 fn payloads() -> Vec<(&'static str, Channel, Lane, Payload)> {
     let study = Study {
         study_uid: "cart-1-1764000000000-1".into(),
-        patient: Patient { id: "MZ001000".into(), name: "张伟".into(), sex: Sex::Male, birth_date: Date::new(1958, 2, 28) },
+        patient: Patient {
+            id: "MZ001000".into(),
+            name: "张伟".into(),
+            sex: Sex::Male,
+            birth_date: Date::new(1958, 2, 28),
+        },
         question: "胸痛2小时".into(),
         priority: Priority::Stat,
         acquired_at_ms: T,
@@ -77,13 +82,21 @@ fn payloads() -> Vec<(&'static str, Channel, Lane, Payload)> {
             "device_output",
             Channel::Up,
             Lane::Stream,
-            Payload::DeviceOutput(DeviceOutput { port: "printer".into(), line: "HR 72 bpm 窦性心律".into(), received_at_ms: T }),
+            Payload::DeviceOutput(DeviceOutput {
+                port: "printer".into(),
+                line: "HR 72 bpm 窦性心律".into(),
+                received_at_ms: T,
+            }),
         ),
         (
             "report_receipt",
             Channel::Up,
             Lane::Stream,
-            Payload::ReportReceipt(ReportReceipt { report_id: "R000001".into(), study_uid: "s".into(), stored_at_ms: T }),
+            Payload::ReportReceipt(ReportReceipt {
+                report_id: "R000001".into(),
+                study_uid: "s".into(),
+                stored_at_ms: T,
+            }),
         ),
         (
             "status",
@@ -149,7 +162,10 @@ fn every_frame_type_matches_its_golden_bytes() {
                 question: "心悸一周".into(),
             }),
         ),
-        ("frame_study_samples", Frame::StudySamples { study_id: 7, first_sample: 256, samples: vec![1, -1, 300, -300] }),
+        (
+            "frame_study_samples",
+            Frame::StudySamples { study_id: 7, first_sample: 256, samples: vec![1, -1, 300, -300] },
+        ),
         ("frame_study_end", Frame::StudyEnd { study_id: 7, samples_per_lead: 5000 }),
         (
             "frame_stream_samples",

@@ -11,6 +11,7 @@
 //! | POST | `/api/studies/{uid}/release` | release the caller's claim |
 //! | POST | `/api/studies/{uid}/report` | `{findings, conclusion}`: sign and send to the clinic |
 //! | GET | `/api/devices` | enrolled devices and their status |
+//! | GET | `/api/devices/{device}/output` | the latest lines the device printed |
 //! | GET | `/api/devices/{device}/streams` | monitoring streams, with gaps |
 //! | GET | `/api/devices/{device}/streams/{stream}/samples?from=&count=` | stream samples |
 
@@ -75,6 +76,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/studies/{uid}/release", post(release))
         .route("/api/studies/{uid}/report", post(report))
         .route("/api/devices", get(devices))
+        .route("/api/devices/{device}/output", get(device_output))
         .route("/api/devices/{device}/streams", get(streams))
         .route("/api/devices/{device}/streams/{stream}/samples", get(stream_samples))
 }
@@ -201,6 +203,14 @@ async fn report(
 
 async fn devices(State(s): State<AppState>, _who: Specialist) -> ApiResult<Vec<crate::store::DeviceRow>> {
     Ok(Json(call(&s, |db| db.devices()).await?))
+}
+
+async fn device_output(
+    State(s): State<AppState>,
+    _who: Specialist,
+    Path(device): Path<String>,
+) -> ApiResult<Vec<crate::store::OutputLine>> {
+    Ok(Json(call(&s, move |db| db.device_output(&device, 200)).await?))
 }
 
 async fn streams(

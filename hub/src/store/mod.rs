@@ -224,6 +224,19 @@ pub struct ReportRow {
     pub envelope: Vec<u8>,
 }
 
+/// A line of device text output.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputLine {
+    /// Envelope seq.
+    pub seq: i64,
+    /// Serial port name.
+    pub port: String,
+    /// The line (UTF-8).
+    pub line: String,
+    /// Hub arrival, Unix ms.
+    pub received_at_ms: i64,
+}
+
 /// A continuous range of stored stream samples.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StreamRun {
@@ -873,6 +886,19 @@ impl Db {
             duplicates: self.counter("duplicates")?,
             device_output: self.counter("device_output")?,
         })
+    }
+
+    /// The latest `limit` lines a device printed, newest first.
+    pub fn device_output(&self, device: &str, limit: i64) -> Result<Vec<OutputLine>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, port, line, received_at_ms FROM device_output WHERE device_id = ?1 ORDER BY seq DESC LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![device, limit], |r| {
+                Ok(OutputLine { seq: r.get(0)?, port: r.get(1)?, line: r.get(2)?, received_at_ms: r.get(3)? })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 
     /// Streams of a device with their continuous runs (gaps are the spaces between runs).
