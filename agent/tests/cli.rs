@@ -29,8 +29,11 @@ fn keygen_writes_a_private_key_only_its_owner_can_read_and_refuses_to_overwrite_
 fn run_with_a_broken_config_says_what_is_wrong() {
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = dir.path().join("agent.toml");
-    std::fs::write(&cfg, "site = 'qiaotou/wsy'\ndevice = 'c'\nkey = 'k'\nhub_public_key = 'h'\nspool_dir = 's'\nreports_dir = 'r'\n")
-        .expect("write");
+    std::fs::write(
+        &cfg,
+        "site = 'qiaotou/wsy'\ndevice = 'c'\nkey = 'k'\nhub_public_key = 'h'\nspool_dir = 's'\nreports_dir = 'r'\n",
+    )
+    .expect("write");
     let out = agent().args(["run", "--config"]).arg(&cfg).output().expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -23,7 +23,9 @@ fn county_it_enrols_devices_adds_specialists_and_reads_the_hub_key() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains(&key.key_id().to_string()));
     // Same key again: fine. Another key: refused unless --replace.
-    assert!(hub(&data, &["enroll", "--site", "qiaotou-wsy", "--device", "cart-01", "--public-key", p]).status.success());
+    assert!(
+        hub(&data, &["enroll", "--site", "qiaotou-wsy", "--device", "cart-01", "--public-key", p]).status.success()
+    );
     let other = yilian_protocol::keys::SigningKey::generate().expect("key");
     std::fs::write(&pub_path, other.public_key().to_hex()).expect("write");
     let o = hub(&data, &["enroll", "--site", "qiaotou-wsy", "--device", "cart-01", "--public-key", p]);
