@@ -336,7 +336,12 @@ impl Clinic {
         let s = self.stats.clone();
         wait_for(&format!("{}'s spool to drain", self.device), timeout, || {
             let s = s.clone();
-            async move { (AgentStats::get(&s.spool_entries) == 0 && AgentStats::get(&s.acked) > 0).then_some(()) }
+            async move {
+                // Empty, and either something was acked or this agent (since its start) has had
+                // nothing to send at all.
+                let idle = AgentStats::get(&s.device_events) == 0 && AgentStats::get(&s.chunks) == 0;
+                (AgentStats::get(&s.spool_entries) == 0 && (AgentStats::get(&s.acked) > 0 || idle)).then_some(())
+            }
         })
         .await
     }

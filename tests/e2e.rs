@@ -36,6 +36,10 @@ async fn study_row(api: &yilian::client::Api, uid: &str) -> Option<Value> {
     api.studies().await.ok()?.into_iter().find(|s| s["study_uid"] == uid)
 }
 
+fn uid_of(study: &Value) -> &str {
+    study["study_uid"].as_str().unwrap_or_default()
+}
+
 fn ints(v: &Value) -> Vec<i32> {
     v.as_array().map(|a| a.iter().filter_map(Value::as_i64).map(|x| x as i32).collect()).unwrap_or_default()
 }
@@ -55,15 +59,16 @@ async fn full_path(broker: Broker, tag: &str) -> anyhow::Result<()> {
             c.study(&rec, 1234, 10_000, &visit, acquired)
         })
         .await?;
-    let uid = format!("{device}-{acquired}-{id}");
+    let prefix = format!("{device}-{acquired}-{id}-");
     clinic.print("病人: 张伟  ID: MZ001000  12导联 10 s 采集完成")?;
 
     let api = hub.api.clone();
     let row = wait_for("the study in the queue", WAIT, || {
-        let (api, uid) = (api.clone(), uid.clone());
-        async move { api.queue().await.ok()?.into_iter().find(|s| s["study_uid"] == uid) }
+        let (api, prefix) = (api.clone(), prefix.clone());
+        async move { api.queue().await.ok()?.into_iter().find(|s| uid_of(s).starts_with(&prefix)) }
     })
     .await?;
+    let uid = uid_of(&row).to_string();
     assert_eq!(row["priority"], "stat");
     assert_eq!(row["patient_name"], "张伟");
     assert_eq!(row["site_id"], site.as_str());
@@ -165,13 +170,14 @@ async fn garbage_and_truncated_frames_on_the_serial_line_lose_no_good_data() -> 
             Ok(r)
         })
         .await?;
-    let uid = format!("cart-noise-{acquired}-{id}");
+    let prefix = format!("cart-noise-{acquired}-{id}-");
     let api = hub.api.clone();
-    wait_for("the study", WAIT, || {
-        let (api, uid) = (api.clone(), uid.clone());
-        async move { study_row(&api, &uid).await }
+    let row = wait_for("the study", WAIT, || {
+        let (api, prefix) = (api.clone(), prefix.clone());
+        async move { api.studies().await.ok()?.into_iter().find(|s| uid_of(s).starts_with(&prefix)) }
     })
     .await?;
+    let uid = uid_of(&row).to_string();
     let detail = api.study(&uid).await?;
     for (lead, sent) in detail["leads"].as_array().context("leads")?.iter().zip(&sent) {
         assert_eq!(ints(&lead["samples"]), sent.iter().map(|v| i32::from(*v)).collect::<Vec<_>>());
@@ -401,6 +407,59 @@ async fn the_hub_restarts_while_the_agent_streams_and_nothing_is_lost_or_duplica
     }
     let stats = hub.api.stats().await?;
     assert_eq!(stats["studies"]["samples_received"].as_u64(), Some(next * 2), "each sample stored exactly once");
+    clinic.shutdown(&hub.broker_url).await?;
+    hub.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wiped_spool_restarts_its_seqs_and_the_hub_makes_it_skip_past_what_it_holds() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    init_logs();
+    let tmp = tempfile::tempdir()?;
+    let hub = HubHandle::start(&tmp.path().join("hub"), county::test_broker()?).await?;
+    let mut clinic = Clinic::start(&tmp.path().join("clinics"), "xz-w", "cart-w", &hub).await?;
+    let rec = records::mitdb("101")?;
+    let t0 = now_ms();
+    let stream = |first: u64, frames: u64| {
+        let rec = rec.clone();
+        move |c: &mut sim::Cart| -> anyhow::Result<()> {
+            for f in 0..frames {
+                let s = first + f * 36;
+                c.stream(0, &rec, s, 36, t0 + s as i64 * 1000 / 360)?;
+            }
+            Ok(())
+        }
+    };
+    clinic.cart(stream(0, 30)).await?;
+    clinic.stop_agent().await?;
+    clinic.start_agent().await?;
+    clinic.wait_drained(WAIT).await?;
+    let stored_before = hub.api.stats().await?["studies"]["messages"].as_u64().unwrap_or(0);
+    assert!(stored_before >= 3);
+
+    // The clinic PC is reinstalled: the spool (seq lease and epoch) is gone, the key is kept.
+    clinic.stop_agent().await?;
+    std::fs::remove_dir_all(&clinic.config.spool_dir)?;
+    clinic.start_agent().await?;
+    clinic.cart(stream(30 * 36, 30)).await?;
+    clinic.stop_agent().await?;
+    clinic.start_agent().await?;
+    clinic.wait_drained(WAIT).await?;
+
+    let total = 60 * 36;
+    let streams = wait_for("every sample at the hub", WAIT, || {
+        let api = hub.api.clone();
+        async move {
+            let s = api.streams("cart-w").await.ok()?;
+            (s.first()?["samples_per_lead"].as_u64()? == total).then_some(s)
+        }
+    })
+    .await?;
+    assert_eq!(streams[0]["runs"].as_array().map(Vec::len), Some(1), "{streams:?}");
+    let got = hub.api.stream_samples("cart-w", 0, 0, total).await?;
+    assert_eq!(got[0], (0..total as usize).map(|i| i32::from(rec.leads[0].1[i])).collect::<Vec<_>>());
+    let stats = hub.api.stats().await?;
+    assert!(stats["rejected"]["seq reused"].as_u64().unwrap_or(0) >= 1, "the reused seqs were refused: {stats}");
     clinic.shutdown(&hub.broker_url).await?;
     hub.stop().await
 }

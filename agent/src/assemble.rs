@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use yilian_protocol::frame::{Frame, StreamSamples, StudyStart};
 use yilian_protocol::lead;
+use yilian_protocol::limits;
 use yilian_protocol::message::{LeadSamples, Patient, StreamChunk, Study};
 
 /// What the assembler produced.
@@ -18,8 +19,16 @@ pub enum Assembled {
     Problem(String),
 }
 
+/// Studies a cart may have open at once; a cart records one at a time, so more means starts
+/// whose end never came.
+pub const MAX_PENDING_STUDIES: usize = 4;
+/// Samples (all leads) in one stream chunk at most, so the worst-case compressed chunk (8 bytes
+/// a sample) fits its body limit.
+pub const CHUNK_SAMPLES_MAX: usize = limits::STREAM_CHUNK_MAX / 8;
+
 #[derive(Debug)]
 struct PendingStudy {
+    started: u64,
     start: StudyStart,
     /// Per lead.
     samples: Vec<Vec<i32>>,
@@ -59,6 +68,21 @@ impl PendingChunk {
     }
 }
 
+/// `{device}-{acquired_at_ms}-{cart study number}-{8 hex of SHA-256 over the leads}`: the same
+/// recording sent twice maps to the same study, and a cart whose study counter or clock went
+/// back can never make a new recording collide with an old one.
+pub fn study_uid(device: &str, acquired_at_ms: i64, study_id: u32, leads: &[LeadSamples]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for l in leads {
+        ctx.update(l.lead.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(&l.samples.count.to_le_bytes());
+        ctx.update(&l.samples.data);
+    }
+    let digest = ctx.finish();
+    format!("{device}-{acquired_at_ms}-{study_id}-{}", hex::encode(&digest.as_ref()[..4]))
+}
+
 fn lead_name(code: u8) -> String {
     lead::name_of(code).map_or_else(|| format!("lead-{code}"), str::to_string)
 }
@@ -71,6 +95,7 @@ pub struct Assembler {
     chunk_ms: u32,
     studies: HashMap<u32, PendingStudy>,
     chunks: HashMap<u8, PendingChunk>,
+    starts: u64,
 }
 
 impl Assembler {
@@ -82,6 +107,7 @@ impl Assembler {
             chunk_ms: chunk_ms.max(1),
             studies: HashMap::new(),
             chunks: HashMap::new(),
+            starts: 0,
         }
     }
 
@@ -95,15 +121,27 @@ impl Assembler {
             Frame::StudyStart(start) => {
                 let id = start.study_id;
                 let leads = start.leads.len();
-                let previous =
-                    self.studies.insert(id, PendingStudy { start, samples: vec![Vec::new(); leads], broken: None });
-                match previous {
-                    Some(p) => vec![Assembled::Problem(format!(
+                self.starts += 1;
+                let mut out = Vec::new();
+                if !self.studies.contains_key(&id) && self.studies.len() >= MAX_PENDING_STUDIES {
+                    let oldest = self.studies.iter().min_by_key(|(_, p)| p.started).map(|(k, _)| *k);
+                    if let Some(old) = oldest.and_then(|k| self.studies.remove(&k)) {
+                        out.push(Assembled::Problem(format!(
+                            "study {} started but never ended; discarded after {} samples per lead",
+                            old.start.study_id,
+                            old.samples.first().map_or(0, Vec::len)
+                        )));
+                    }
+                }
+                let pending =
+                    PendingStudy { started: self.starts, start, samples: vec![Vec::new(); leads], broken: None };
+                if let Some(p) = self.studies.insert(id, pending) {
+                    out.push(Assembled::Problem(format!(
                         "study {id} restarted by the cart after {} samples per lead; the earlier attempt is discarded",
                         p.samples.first().map_or(0, Vec::len)
-                    ))],
-                    None => vec![],
+                    )));
                 }
+                out
             }
             Frame::StudySamples { study_id, first_sample, samples } => {
                 self.study_samples(study_id, first_sample, &samples)
@@ -127,6 +165,10 @@ impl Assembler {
         let have = p.samples[0].len() as u32;
         if first != have {
             p.broken.get_or_insert_with(|| format!("samples {have}..{first} missing (frames lost on the cable)"));
+            return vec![];
+        }
+        if p.samples[0].len() + samples.len() / leads > limits::SAMPLES_PER_LEAD_MAX as usize {
+            p.broken.get_or_insert_with(|| format!("longer than {} samples per lead", limits::SAMPLES_PER_LEAD_MAX));
             return vec![];
         }
         for frame in samples.chunks_exact(leads) {
@@ -153,8 +195,10 @@ impl Assembler {
             ))];
         }
         let s = p.start;
+        let leads: Vec<LeadSamples> =
+            s.leads.iter().zip(&p.samples).map(|(code, v)| LeadSamples::encode(&lead_name(*code), v)).collect();
         let study = Study {
-            study_uid: format!("{}-{}-{}", self.device_id, s.acquired_at_ms, s.study_id),
+            study_uid: study_uid(&self.device_id, s.acquired_at_ms, s.study_id, &leads),
             patient: Patient { id: s.patient_id, name: s.patient_name, sex: s.sex, birth_date: s.birth_date },
             question: s.question,
             priority: s.priority,
@@ -162,7 +206,7 @@ impl Assembler {
             sample_rate_hz: u32::from(s.sample_rate_hz),
             resolution_nv: s.resolution_nv,
             device_model: self.model.clone(),
-            leads: s.leads.iter().zip(&p.samples).map(|(code, v)| LeadSamples::encode(&lead_name(*code), v)).collect(),
+            leads,
             warnings: vec![],
         };
         vec![Assembled::Study(study)]
@@ -173,17 +217,26 @@ impl Assembler {
         let n_leads = s.leads.len();
         let per_lead = s.samples.len() / n_leads.max(1);
         let rate = u32::from(s.sample_rate_hz);
-        let chunk_len = ((u64::from(rate) * u64::from(self.chunk_ms)) / 1000).max(1) as usize;
+        let chunk_len = (((u64::from(rate) * u64::from(self.chunk_ms)) / 1000).max(1) as usize)
+            .min(CHUNK_SAMPLES_MAX / n_leads.max(1))
+            .max(1);
         // A new chunk starts where the stream's parameters change or samples are missing; the
         // hub sees the missing range from `first_sample`.
         let continues = self.chunks.get(&s.stream_id).is_some_and(|c| {
             c.sample_rate_hz == rate
                 && c.resolution_nv == s.resolution_nv
                 && c.leads == s.leads
-                && c.first_sample + c.len() as u64 == s.first_sample
+                && c.first_sample.checked_add(c.len() as u64) == Some(s.first_sample)
         });
         if !continues && let Some(c) = self.chunks.remove(&s.stream_id) {
             out.push(Assembled::Chunk(c.into_chunk(u32::from(s.stream_id))));
+        }
+        if s.first_sample.checked_add(per_lead as u64).is_none_or(|end| end > i64::MAX as u64) {
+            out.push(Assembled::Problem(format!(
+                "stream {} sample index {} out of range; frame dropped",
+                s.stream_id, s.first_sample
+            )));
+            return out;
         }
         for i in 0..per_lead {
             let c = self.chunks.entry(s.stream_id).or_insert_with(|| PendingChunk {
@@ -191,7 +244,7 @@ impl Assembler {
                 resolution_nv: s.resolution_nv,
                 leads: s.leads.clone(),
                 first_sample: s.first_sample + i as u64,
-                start_time_ms: s.time_ms + (i as i64 * 1000) / i64::from(rate.max(1)),
+                start_time_ms: s.time_ms.saturating_add((i as i64 * 1000) / i64::from(rate.max(1))),
                 samples: vec![Vec::with_capacity(chunk_len); n_leads],
             });
             for (lead, v) in c.samples.iter_mut().enumerate() {
@@ -219,7 +272,7 @@ impl Assembler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use yilian_protocol::message::{Priority, Sex};
+    use yilian_protocol::message::{Payload, Priority, Sex};
 
     fn start(id: u32) -> Frame {
         Frame::StudyStart(StudyStart {
@@ -245,11 +298,68 @@ mod tests {
         a.handle(Frame::StudySamples { study_id: 1, first_sample: 2, samples: vec![3, 30] });
         let out = a.handle(Frame::StudyEnd { study_id: 1, samples_per_lead: 3 });
         let [Assembled::Study(s)] = out.as_slice() else { panic!("{out:?}") };
-        assert_eq!(s.study_uid, "cart-1-1000-1");
+        assert!(s.study_uid.starts_with("cart-1-1000-1-"), "{}", s.study_uid);
+        assert_eq!(s.study_uid.len(), "cart-1-1000-1-".len() + 8);
         assert_eq!(s.leads[0].lead, "I");
         assert_eq!(s.leads[0].decode().expect("decode"), vec![1, 2, 3]);
         assert_eq!(s.leads[1].decode().expect("decode"), vec![10, 20, 30]);
         assert_eq!(s.patient.name, "王芳");
+    }
+
+    #[test]
+    fn a_reused_study_number_with_other_samples_gets_another_uid() {
+        let mut a = Assembler::new("cart-1", 1000);
+        let mut uids = Vec::new();
+        for v in [1i16, 2] {
+            a.handle(start(1));
+            a.handle(Frame::StudySamples { study_id: 1, first_sample: 0, samples: vec![v, v] });
+            let out = a.handle(Frame::StudyEnd { study_id: 1, samples_per_lead: 1 });
+            let [Assembled::Study(s)] = out.as_slice() else { panic!("{out:?}") };
+            uids.push(s.study_uid.clone());
+        }
+        assert_ne!(uids[0], uids[1]);
+    }
+
+    #[test]
+    fn starts_without_ends_are_bounded() {
+        let mut a = Assembler::new("cart-1", 1000);
+        let mut problems = 0;
+        for id in 0..20 {
+            problems += a.handle(start(id)).len();
+        }
+        assert_eq!(a.studies.len(), MAX_PENDING_STUDIES);
+        assert_eq!(problems, 20 - MAX_PENDING_STUDIES);
+    }
+
+    #[test]
+    fn hostile_stream_indices_and_rates_do_not_overflow_or_balloon() {
+        let mut a = Assembler::new("d", 10_000);
+        let f = Frame::StreamSamples(StreamSamples {
+            stream_id: 3,
+            sample_rate_hz: u16::MAX,
+            resolution_nv: 1,
+            leads: vec![1; 16],
+            first_sample: u64::MAX - 1,
+            time_ms: i64::MAX,
+            samples: vec![0; 32],
+        });
+        let out = a.handle(f);
+        assert!(matches!(&out[..], [Assembled::Problem(_)]), "{out:?}");
+        let f = Frame::StreamSamples(StreamSamples {
+            stream_id: 3,
+            sample_rate_hz: u16::MAX,
+            resolution_nv: 1,
+            leads: vec![1; 16],
+            first_sample: 0,
+            time_ms: i64::MAX,
+            samples: vec![0; 16 * 2000],
+        });
+        for c in a.handle(f).into_iter().chain(a.flush_streams()) {
+            let Assembled::Chunk(c) = c else { panic!("{c:?}") };
+            let n: usize = c.leads.iter().map(|l| l.samples.count as usize).sum();
+            assert!(n <= CHUNK_SAMPLES_MAX);
+            Payload::StreamChunk(c).encode().expect("fits its body limit");
+        }
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub async fn run(cfg: AgentConfig, stats: Arc<AgentStats>, shutdown: Cancellatio
     cfg.validate()?;
     let (key, hub_key) = load_keys(&cfg)?;
     let (spool, report) = Spool::open(&cfg.spool_dir)?;
+    // Counters reflect the spool before any task runs, so nobody reads "empty" while files wait.
+    stats.spool_entries.store(spool.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    stats.spool_bytes.store(spool.bytes(), std::sync::atomic::Ordering::Relaxed);
     if !report.quarantined.is_empty() {
         error!(files = ?report.quarantined, "damaged spool files moved to quarantine");
     }

@@ -10,6 +10,10 @@
 //!   removed on open.
 //! - `corrupt/`: files that no longer decode (disk damage) are moved here and reported, never
 //!   silently deleted.
+//! - `refused/`: envelopes the hub refused as inconsistent, kept for the operator.
+//! - `epoch`: a random number made with the spool. Every envelope carries it and the hub's acks
+//!   echo it, so acks meant for an earlier spool of the same device (wiped, restored from a
+//!   backup) can never remove anything from this one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -90,6 +94,7 @@ pub struct OpenReport {
 #[derive(Debug)]
 pub struct Spool {
     dir: PathBuf,
+    epoch: u64,
     queue_dir: PathBuf,
     next_seq: u64,
     lease_end: u64,
@@ -112,14 +117,46 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+fn write_synced(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
+}
+
+fn read_or_create_epoch(dir: &Path) -> Result<u64, SpoolError> {
+    let path = dir.join("epoch");
+    match fs::read_to_string(&path) {
+        Ok(s) => u64::from_str_radix(s.trim(), 16)
+            .map_err(|_| SpoolError::LeaseCorrupt { path: path.clone(), content: s.chars().take(40).collect() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use ring::rand::SecureRandom;
+            let mut b = [0u8; 8];
+            ring::rand::SystemRandom::new().fill(&mut b).map_err(|_| SpoolError::Lease {
+                path: path.clone(),
+                source: std::io::Error::other("no randomness"),
+            })?;
+            let epoch = u64::from_le_bytes(b).max(1);
+            write_synced(dir, "epoch", format!("{epoch:016x}").as_bytes())
+                .map_err(|source| SpoolError::Lease { path: path.clone(), source })?;
+            Ok(epoch)
+        }
+        Err(source) => Err(SpoolError::Lease { path, source }),
+    }
+}
+
 impl Spool {
     /// Opens (or creates) the spool in `dir`, recovering from any crash.
     pub fn open(dir: &Path) -> Result<(Self, OpenReport), SpoolError> {
         let queue_dir = dir.join("q");
         fs::create_dir_all(&queue_dir).map_err(|source| SpoolError::Open { path: queue_dir.clone(), source })?;
         let mut report = OpenReport::default();
+        let epoch = read_or_create_epoch(dir)?;
         let mut spool = Self {
             dir: dir.to_path_buf(),
+            epoch,
             queue_dir: queue_dir.clone(),
             next_seq: 0,
             lease_end: 0,
@@ -173,20 +210,24 @@ impl Spool {
         Ok((spool, report))
     }
 
+    /// This spool's epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Makes every seq handed out from now on greater than `seq` (the hub has stored up to it).
+    pub fn skip_past(&mut self, seq: u64) {
+        if self.next_seq <= seq {
+            self.next_seq = seq.saturating_add(1);
+        }
+    }
+
     /// Hands out the next sequence number, persisting a new lease first when needed.
     pub fn allocate_seq(&mut self) -> Result<u64, SpoolError> {
         if self.next_seq >= self.lease_end {
-            let end = self.next_seq + LEASE;
-            let path = self.dir.join("seq");
-            let tmp = self.dir.join("seq.tmp");
-            let write = || -> std::io::Result<()> {
-                let mut f = File::create(&tmp)?;
-                f.write_all(end.to_string().as_bytes())?;
-                f.sync_all()?;
-                fs::rename(&tmp, &path)?;
-                sync_dir(&self.dir)
-            };
-            write().map_err(|source| SpoolError::Lease { path: path.clone(), source })?;
+            let end = self.next_seq.saturating_add(LEASE);
+            write_synced(&self.dir, "seq", end.to_string().as_bytes())
+                .map_err(|source| SpoolError::Lease { path: self.dir.join("seq"), source })?;
             self.lease_end = end;
         }
         let seq = self.next_seq;
@@ -235,6 +276,26 @@ impl Spool {
             self.bytes -= len;
         }
         Ok(true)
+    }
+
+    /// Moves a refused envelope to `refused/` (kept for the operator, never resent).
+    pub fn set_aside(&mut self, seq: u64) -> Result<Option<PathBuf>, SpoolError> {
+        let Some(lane) = self.lanes.get(&seq).copied() else { return Ok(None) };
+        let from = self.path_of(lane, seq);
+        let dir = self.dir.join("refused");
+        fs::create_dir_all(&dir).map_err(|source| SpoolError::Open { path: dir.clone(), source })?;
+        let to = dir.join(from.file_name().unwrap_or_default());
+        fs::rename(&from, &to).map_err(|source| SpoolError::Remove { path: from.clone(), source })?;
+        self.lanes.remove(&seq);
+        if let Some(len) = self.order.remove(&(lane, seq)) {
+            self.bytes -= len;
+        }
+        Ok(Some(to))
+    }
+
+    /// The lane a waiting seq is in.
+    pub fn lane_of(&self, seq: u64) -> Option<Lane> {
+        self.lanes.get(&seq).copied()
     }
 
     /// Reads a spooled envelope.
@@ -334,6 +395,22 @@ mod tests {
         assert_eq!(report.quarantined.len(), 1);
         assert_eq!(s.pending().collect::<Vec<_>>(), vec![(Lane::Stream, seq)]);
         assert_eq!(s.read(seq).expect("read"), Some(env));
+    }
+
+    #[test]
+    fn the_epoch_is_made_once_and_seqs_can_skip_past_what_the_hub_holds() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (mut s, _) = Spool::open(dir.path()).expect("open");
+        let epoch = s.epoch();
+        assert_ne!(epoch, 0);
+        s.skip_past(5000);
+        assert_eq!(s.allocate_seq().expect("seq"), 5001);
+        drop(s);
+        let (mut s, _) = Spool::open(dir.path()).expect("reopen");
+        assert_eq!(s.epoch(), epoch);
+        assert!(s.allocate_seq().expect("seq") > 5001, "the lease taken after skipping is honoured");
+        let other = tempfile::tempdir().expect("tmp");
+        assert_ne!(Spool::open(other.path()).expect("open").0.epoch(), epoch, "a new spool is a new epoch");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::reports::ReportStore;
 use crate::spool::{Spool, SpoolError};
 use crate::stats::AgentStats;
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, Publish, QoS};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -21,7 +21,7 @@ use tracing::{debug, error, info, warn};
 use yilian_protocol::envelope::{Envelope, Header, seal};
 use yilian_protocol::keys::{PublicKey, SigningKey};
 use yilian_protocol::limits;
-use yilian_protocol::message::{Lane, LinkState, Payload, ReportReceipt, Status};
+use yilian_protocol::message::{Ack, Lane, LinkState, Payload, RefusalReason, ReportReceipt, Status};
 use yilian_protocol::topic::{Channel, Topic};
 
 /// Something to send to the hub.
@@ -72,6 +72,8 @@ struct Uplink {
     inflight: HashMap<u64, Instant>,
     connected: bool,
     last_problem: String,
+    /// Bodies whose spool write failed (disk full), retried in order before anything new.
+    unspooled: VecDeque<Outgoing>,
 }
 
 fn lock(spool: &Mutex<Spool>) -> std::sync::MutexGuard<'_, Spool> {
@@ -121,7 +123,10 @@ async fn poll_loop(mut eventloop: EventLoop, tx: mpsc::Sender<LinkEvent>, shutdo
             Ok(Event::Incoming(Packet::Publish(p))) => Some(LinkEvent::Message(p)),
             Ok(_) => None,
             Err(e) => {
-                let _ = tx.send(LinkEvent::Disconnected(e.to_string())).await;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tx.send(LinkEvent::Disconnected(e.to_string())) => {}
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(backoff) => {}
@@ -130,10 +135,12 @@ async fn poll_loop(mut eventloop: EventLoop, tx: mpsc::Sender<LinkEvent>, shutdo
                 None
             }
         };
-        if let Some(f) = forward
-            && tx.send(f).await.is_err()
-        {
-            return;
+        if let Some(f) = forward {
+            // Never block shutdown on a full channel (a flood on our topics).
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                sent = tx.send(f) => if sent.is_err() { return },
+            }
         }
     }
 }
@@ -180,13 +187,16 @@ pub async fn run(
         inflight: HashMap::new(),
         connected: false,
         last_problem: String::new(),
+        unspooled: VecDeque::new(),
     };
     u.update_spool_stats();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut heartbeat = tokio::time::interval(u.cfg.heartbeat);
     loop {
         tokio::select! {
-            msg = rx.recv() => match msg {
+            // While something could not be spooled, take nothing new: the producers wait (and
+            // the serial driver reports what the cart sent meanwhile as lost frames).
+            msg = rx.recv(), if u.unspooled.is_empty() => match msg {
                 Some(o) => {
                     u.spool_outgoing(o).await;
                     u.pump().await;
@@ -194,9 +204,19 @@ pub async fn run(
                 None => break,
             },
             Some(ev) = link_rx.recv() => u.on_link(ev).await,
-            _ = tick.tick() => u.pump().await,
+            _ = tick.tick() => {
+                u.retry_unspooled().await;
+                u.pump().await;
+            }
             _ = heartbeat.tick() => u.publish_status(LinkState::Heartbeat),
         }
+    }
+    u.retry_unspooled().await;
+    if !u.unspooled.is_empty() {
+        error!(
+            messages = u.unspooled.len(),
+            "stopping with messages that could not be written to the spool; they are lost"
+        );
     }
     // Give in-flight acks a moment, then leave cleanly (the will is not sent on a clean disconnect).
     let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
@@ -208,6 +228,29 @@ pub async fn run(
     poll_token.cancel();
     let _ = poller.await;
     info!(pending = lock(&u.spool).len(), "uplink stopped; unacked envelopes stay in the spool");
+}
+
+/// Seals the body of spooled `seq` again under a new seq above `highest_seq`, replacing it.
+fn reseal(
+    s: &mut Spool,
+    key: &SigningKey,
+    device: &str,
+    up: &Topic,
+    seq: u64,
+    highest_seq: u64,
+) -> Result<u64, String> {
+    let lane = s.lane_of(seq).ok_or("not spooled")?;
+    let bytes = s.read(seq).map_err(|e| e.to_string())?.ok_or("not spooled")?;
+    let env = Envelope::decode(&bytes).map_err(|e| e.to_string())?;
+    let payload = Payload::decode(env.header.kind, &env.body).ok_or("unknown kind")?.map_err(|e| e.to_string())?;
+    s.skip_past(highest_seq);
+    let new_seq = s.allocate_seq().map_err(|e| e.to_string())?;
+    let mut header = Header::new(key, device, new_seq, env.header.created_at_ms, lane);
+    header.epoch = s.epoch();
+    let sealed = seal(key, header, up, &payload).map_err(|e| e.to_string())?;
+    s.append(lane, new_seq, &sealed).map_err(|e| e.to_string())?;
+    s.remove(seq).map_err(|e| e.to_string())?;
+    Ok(new_seq)
 }
 
 impl Uplink {
@@ -225,15 +268,19 @@ impl Uplink {
     }
 
     /// Seals `o` with the next seq and writes it to the spool (fsync) before anything is sent.
+    /// If the spool cannot take it, `o` waits in memory and is retried; it is never dropped.
     async fn spool_outgoing(&mut self, o: Outgoing) {
         let (spool, key, device, up) = (self.spool.clone(), self.key.clone(), self.cfg.device.clone(), self.up.clone());
         let now = now_ms();
+        let item = o.clone();
         let result = blocking(move || -> Result<Result<u64, String>, SpoolError> {
             let mut s = lock(&spool);
             let seq = s.allocate_seq()?;
-            match seal(&key, Header::new(&key, &device, seq, now, o.lane), &up, &o.payload) {
+            let mut header = Header::new(&key, &device, seq, now, item.lane);
+            header.epoch = s.epoch();
+            match seal(&key, header, &up, &item.payload) {
                 Ok(bytes) => {
-                    s.append(o.lane, seq, &bytes)?;
+                    s.append(item.lane, seq, &bytes)?;
                     Ok(Ok(seq))
                 }
                 Err(e) => Ok(Err(e.to_string())),
@@ -242,11 +289,35 @@ impl Uplink {
         .await;
         match result {
             Some(Ok(Ok(seq))) => debug!(seq, "spooled"),
-            Some(Ok(Err(e))) => self.problem(format!("cannot seal a message: {e}")),
-            Some(Err(e)) => self.problem(format!("spool write failed, message not sent: {e}")),
-            None => self.problem("spool task failed".into()),
+            Some(Ok(Err(e))) => self.problem(format!("cannot seal a message, it is not sent: {e}")),
+            Some(Err(e)) => {
+                self.problem(format!("spool write failed; holding the message and retrying: {e}"));
+                self.unspooled.push_back(o);
+            }
+            None => {
+                self.problem("spool task failed; holding the message and retrying".into());
+                self.unspooled.push_back(o);
+            }
         }
         self.update_spool_stats();
+    }
+
+    async fn retry_unspooled(&mut self) {
+        while let Some(o) = self.unspooled.pop_front() {
+            let before = self.unspooled.len();
+            self.spool_outgoing(o).await;
+            if self.unspooled.len() > before {
+                // Failed again: it went to the back; put it first again and wait for the next tick.
+                if let Some(o) = self.unspooled.pop_back() {
+                    self.unspooled.push_front(o);
+                }
+                return;
+            }
+        }
+        if self.last_problem.starts_with("spool") {
+            info!("spool writable again");
+            self.last_problem.clear();
+        }
     }
 
     /// Publishes spooled envelopes in lane order while the window has room.
@@ -322,6 +393,67 @@ impl Uplink {
         }
     }
 
+    async fn on_ack(&mut self, ack: Ack) {
+        let spool = self.spool.clone();
+        let epoch = lock(&spool).epoch();
+        if ack.epoch != epoch {
+            // Meant for an earlier spool of this device (wiped or restored): ignore it.
+            debug!(ack_epoch = ack.epoch, epoch, "ack for another spool epoch ignored");
+            return;
+        }
+        let (key, device, up) = (self.key.clone(), self.cfg.device.clone(), self.up.clone());
+        let result = blocking(move || {
+            let mut s = lock(&spool);
+            let seqs: Vec<u64> = s.pending().map(|(_, seq)| seq).filter(|seq| ack.contains(*seq)).collect();
+            let mut removed = 0u64;
+            let mut notes = Vec::new();
+            for seq in seqs {
+                match s.remove(seq) {
+                    Ok(true) => removed += 1,
+                    Ok(false) => {}
+                    Err(e) => notes.push(format!("could not remove acked seq {seq}; it will be resent: {e}")),
+                }
+            }
+            for r in &ack.refused {
+                if !s.contains(r.seq) {
+                    continue;
+                }
+                match &r.reason {
+                    RefusalReason::SeqReused { highest_seq } => {
+                        match reseal(&mut s, &key, &device, &up, r.seq, *highest_seq) {
+                            Ok(new_seq) => {
+                                notes.push(format!("hub already had seq {}; sent again as seq {new_seq}", r.seq))
+                            }
+                            Err(e) => notes.push(format!("could not re-seal refused seq {}: {e}", r.seq)),
+                        }
+                    }
+                    RefusalReason::Inconsistent(why) => match s.set_aside(r.seq) {
+                        Ok(Some(path)) => {
+                            notes.push(format!("PROBLEM: hub refused seq {}: {why}; kept in {}", r.seq, path.display()))
+                        }
+                        Ok(None) => {}
+                        Err(e) => notes.push(format!("could not set aside refused seq {}: {e}", r.seq)),
+                    },
+                }
+            }
+            (removed, ack, notes)
+        })
+        .await;
+        if let Some((removed, ack, notes)) = result {
+            self.inflight.retain(|seq, _| !ack.contains(*seq) && !ack.refused.iter().any(|r| r.seq == *seq));
+            AgentStats::add(&self.stats.acked, removed);
+            for n in notes {
+                if n.starts_with("PROBLEM") {
+                    self.problem(n);
+                } else {
+                    warn!(note = %n, "spool");
+                }
+            }
+        }
+        self.update_spool_stats();
+        self.pump().await;
+    }
+
     async fn on_message(&mut self, p: Publish) {
         let topic = match Topic::parse(&p.topic) {
             Ok(t) if t.device() == self.cfg.device && t.site() == self.cfg.site => t,
@@ -332,7 +464,7 @@ impl Uplink {
         };
         let verified = Envelope::decode(&p.payload)
             .map_err(|e| e.to_string())
-            .and_then(|env| env.verify(&self.hub_key, &topic, now_ms()).map_err(|e| e.to_string()));
+            .and_then(|env| env.verify(&self.hub_key, &topic, None).map_err(|e| e.to_string()));
         let v = match verified {
             Ok(v) => v,
             Err(e) => {
@@ -342,30 +474,7 @@ impl Uplink {
             }
         };
         match v.payload() {
-            Payload::Ack(ack) if ack.device_id == self.cfg.device => {
-                let spool = self.spool.clone();
-                let ack = ack.clone();
-                let removed = blocking(move || {
-                    let mut s = lock(&spool);
-                    let seqs: Vec<u64> = s.pending().map(|(_, seq)| seq).filter(|seq| ack.contains(*seq)).collect();
-                    let mut n = 0u64;
-                    for seq in seqs {
-                        match s.remove(seq) {
-                            Ok(true) => n += 1,
-                            Ok(false) => {}
-                            Err(e) => warn!(error = %e, "could not remove an acked envelope; it will be resent"),
-                        }
-                    }
-                    (n, ack)
-                })
-                .await;
-                if let Some((n, ack)) = removed {
-                    self.inflight.retain(|seq, _| !ack.contains(*seq));
-                    AgentStats::add(&self.stats.acked, n);
-                }
-                self.update_spool_stats();
-                self.pump().await;
-            }
+            Payload::Ack(ack) if ack.device_id == self.cfg.device => self.on_ack(ack.clone()).await,
             Payload::Report(report) => {
                 let (store, r, bytes) = (self.reports.clone(), report.clone(), p.payload.to_vec());
                 match blocking(move || store.store(&r, &bytes)).await {

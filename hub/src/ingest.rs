@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use yilian_protocol::envelope::{Envelope, Verified};
 use yilian_protocol::keys::PublicKey;
-use yilian_protocol::message::{LinkState, Payload};
+use yilian_protocol::message::{LinkState, Payload, Refusal, RefusalReason};
 use yilian_protocol::topic::{Channel, Topic};
 use yilian_protocol::{DecodeError, VerifyError};
 
@@ -118,7 +118,17 @@ impl Ingest {
             self.reject(&p, "wrong site", &format!("{} is enrolled at {site}", topic.device()));
             return Checked::Rejected(p);
         }
-        let verified = match env.verify(&key, &topic, now_ms()) {
+        let mut result = env.verify(&key, &topic, Some(now_ms()));
+        if matches!(result, Err(VerifyError::WrongKey { .. })) {
+            // The device may have been re-enrolled with a new key since we cached the old one.
+            self.keys.remove(topic.device());
+            if let Some((_, fresh)) = self.key_of(topic.device()).await
+                && fresh != key
+            {
+                result = env.verify(&fresh, &topic, Some(now_ms()));
+            }
+        }
+        let verified = match result {
             Ok(v) => v,
             Err(e) => {
                 self.reject(&p, reason_of(&e), &e.to_string());
@@ -137,8 +147,16 @@ impl Ingest {
         };
         let (state, at) = (s.state, v.header().created_at_ms);
         let (d, s2) = (device.clone(), s.clone());
-        if let Err(e) = self.store.call(move |db| db.update_status(&d, &s2, at)).await.and_then(|r| r) {
-            warn!(error = %e, "cannot record device status");
+        let newer = match self.store.call(move |db| db.update_status(&d, &s2, at)).await.and_then(|r| r) {
+            Ok(newer) => newer,
+            Err(e) => {
+                warn!(error = %e, "cannot record device status");
+                false
+            }
+        };
+        if !newer {
+            debug!(device, "status not newer than the stored one; ignored");
+            return;
         }
         if state == LinkState::Online {
             info!(device, spool = s.spool_entries, "device online");
@@ -192,26 +210,35 @@ impl Ingest {
                 return;
             }
         };
-        let mut acks: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
+        type Key = (String, String, u64);
+        let mut acks: BTreeMap<Key, (Vec<u64>, Vec<Refusal>)> = BTreeMap::new();
         for (item, outcome) in incoming.iter().zip(outcomes) {
             let h = item.verified.header();
+            let entry = acks.entry((item.site.clone(), h.device_id.clone(), h.epoch)).or_default();
             match outcome {
                 Stored::New | Stored::Duplicate => {
                     debug!(device = %h.device_id, seq = h.seq, dup = matches!(outcome, Stored::Duplicate), "stored");
-                    acks.entry((item.site.clone(), h.device_id.clone())).or_default().push(h.seq);
+                    entry.0.push(h.seq);
                 }
-                Stored::Rejected(reason) => {
-                    warn!(device = %h.device_id, seq = h.seq, %reason, "message rejected by the store");
-                    self.rejects.count(if reason.starts_with("seq reused") {
-                        "seq reused"
-                    } else {
-                        "inconsistent body"
-                    });
+                Stored::Refused(reason) => {
+                    let label = match &reason {
+                        RefusalReason::SeqReused { .. } => "seq reused",
+                        RefusalReason::Inconsistent(_) => "inconsistent body",
+                    };
+                    warn!(device = %h.device_id, seq = h.seq, ?reason, "message refused");
+                    self.rejects.count(label);
+                    entry.1.push(Refusal { seq: h.seq, reason });
+                }
+                Stored::Failed(e) => {
+                    // Neither acked nor refused: the agent sends it again after its ack timeout.
+                    warn!(device = %h.device_id, seq = h.seq, error = %e, "store failed on this message");
                 }
             }
         }
-        for ((site, device), seqs) in acks {
-            self.publisher.ack_stored(&site, &device, &seqs);
+        for ((site, device, epoch), (seqs, refused)) in acks {
+            if !seqs.is_empty() || !refused.is_empty() {
+                self.publisher.ack_stored(&site, &device, epoch, &seqs, refused);
+            }
         }
         for p in &publishes {
             self.publisher.ack_mqtt(p);

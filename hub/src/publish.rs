@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tracing::{info, warn};
 use yilian_protocol::envelope::{Header, seal};
 use yilian_protocol::keys::SigningKey;
-use yilian_protocol::message::{Ack, Lane, Payload, Report};
+use yilian_protocol::message::{Ack, Lane, Payload, Refusal, Report};
 use yilian_protocol::topic::{Channel, Topic};
 
 /// Signs and publishes on behalf of the hub.
@@ -68,12 +68,12 @@ impl Publisher {
         }
     }
 
-    /// Sends the signed application ack of stored seqs to a device.
-    pub fn ack_stored(&self, site: &str, device: &str, seqs: &[u64]) {
+    /// Sends a device the signed application ack of its stored seqs and the refused ones.
+    pub fn ack_stored(&self, site: &str, device: &str, epoch: u64, seqs: &[u64], refused: Vec<Refusal>) {
         let Ok(topic) = Topic::new(site, device, Channel::Ack) else {
             return;
         };
-        let ack = Payload::Ack(Ack::from_seqs(device, seqs));
+        let ack = Payload::Ack(Ack::from_seqs(device, epoch, seqs, refused));
         let header = Header::new(&self.key, &self.hub_id, 0, now_ms(), Lane::Stream);
         match seal(&self.key, header, &topic, &ack) {
             Ok(bytes) => {

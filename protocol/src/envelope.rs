@@ -34,6 +34,10 @@ pub struct Header {
     pub device_id: String,
     /// Id of the signing key.
     pub key_id: KeyId,
+    /// The signer's spool epoch: random, made when an agent's spool is created. Acks echo it,
+    /// so an ack can never remove envelopes of another installation of the same device (a wiped
+    /// or restored spool). 0 for the hub.
+    pub epoch: u64,
     /// Per-signer sequence number: monotonic, persisted, never reused.
     pub seq: u64,
     /// Signer's clock at creation, Unix ms.
@@ -46,12 +50,13 @@ pub struct Header {
 }
 
 impl Header {
-    /// A header for `key`'s signer; `kind` is filled in by [`seal`].
+    /// A header for `key`'s signer (epoch 0); `kind` is filled in by [`seal`].
     pub fn new(key: &SigningKey, device_id: &str, seq: u64, created_at_ms: i64, lane: Lane) -> Self {
         Self {
             alg: ALG_ED25519,
             device_id: device_id.to_string(),
             key_id: key.key_id(),
+            epoch: 0,
             seq,
             created_at_ms,
             lane,
@@ -156,9 +161,16 @@ impl Envelope {
 
     /// Checks algorithm, key, topic, signature, clock and kind, then decodes the body.
     ///
-    /// `now_ms` is the receiver's clock (Unix ms). For uplink channels the header's device must
-    /// be the topic's device.
-    pub fn verify(&self, key: &PublicKey, topic: &Topic, now_ms: i64) -> Result<Verified<Payload>, VerifyError> {
+    /// `now_ms` is the receiver's clock (Unix ms), to refuse messages created far in its future;
+    /// `None` skips that check (agents verifying the hub: a clinic PC with a wrong clock must
+    /// still accept acks and reports, and freshness is not what protects them). For uplink
+    /// channels the header's device must be the topic's device.
+    pub fn verify(
+        &self,
+        key: &PublicKey,
+        topic: &Topic,
+        now_ms: Option<i64>,
+    ) -> Result<Verified<Payload>, VerifyError> {
         let h = &self.header;
         if h.alg != ALG_ED25519 {
             return Err(VerifyError::UnknownAlgorithm(h.alg));
@@ -179,9 +191,11 @@ impl Envelope {
         if !key.verify(&message, &self.signature) {
             return Err(VerifyError::BadSignature);
         }
-        let ahead_ms = h.created_at_ms.saturating_sub(now_ms);
-        if ahead_ms > limits::MAX_FUTURE_SKEW_MS {
-            return Err(VerifyError::FromTheFuture { created_at_ms: h.created_at_ms, ahead_ms });
+        if let Some(now_ms) = now_ms {
+            let ahead_ms = h.created_at_ms.saturating_sub(now_ms);
+            if ahead_ms > limits::MAX_FUTURE_SKEW_MS {
+                return Err(VerifyError::FromTheFuture { created_at_ms: h.created_at_ms, ahead_ms });
+            }
         }
         let name = Payload::kind_name(h.kind).ok_or(VerifyError::UnknownKind(h.kind))?;
         if !channel_allows(topic.channel(), h.kind) {
@@ -216,7 +230,7 @@ mod tests {
         let key = SigningKey::generate().expect("key");
         let topic = Topic::new("s1", "d1", Channel::Up).expect("topic");
         let env = Envelope::decode(&sealed(&key, &topic, 3)).expect("decode");
-        let v = env.verify(&key.public_key(), &topic, NOW).expect("verify");
+        let v = env.verify(&key.public_key(), &topic, Some(NOW)).expect("verify");
         assert_eq!(v.header().seq, 3);
         assert_eq!(v.payload(), &output());
     }
@@ -227,10 +241,10 @@ mod tests {
         let topic = Topic::new("s1", "d1", Channel::Up).expect("topic");
         let env = Envelope::decode(&sealed(&key, &topic, 3)).expect("decode");
         let other = Topic::new("s1", "d2", Channel::Up).expect("topic");
-        assert!(matches!(env.verify(&key.public_key(), &other, NOW), Err(VerifyError::DeviceMismatch { .. })));
+        assert!(matches!(env.verify(&key.public_key(), &other, Some(NOW)), Err(VerifyError::DeviceMismatch { .. })));
         // Same device id, other site: the signature covers the topic.
         let other_site = Topic::new("s2", "d1", Channel::Up).expect("topic");
-        assert_eq!(env.verify(&key.public_key(), &other_site, NOW).err(), Some(VerifyError::BadSignature));
+        assert_eq!(env.verify(&key.public_key(), &other_site, Some(NOW)).err(), Some(VerifyError::BadSignature));
     }
 
     #[test]
@@ -239,14 +253,14 @@ mod tests {
         let forger = SigningKey::generate().expect("key");
         let topic = Topic::new("s1", "d1", Channel::Up).expect("topic");
         let env = Envelope::decode(&sealed(&forger, &topic, 1)).expect("decode");
-        assert!(matches!(env.verify(&key.public_key(), &topic, NOW), Err(VerifyError::WrongKey { .. })));
+        assert!(matches!(env.verify(&key.public_key(), &topic, Some(NOW)), Err(VerifyError::WrongKey { .. })));
         let mut env = Envelope::decode(&sealed(&key, &topic, 1)).expect("decode");
         env.header.seq = 2;
-        assert_eq!(env.verify(&key.public_key(), &topic, NOW).err(), Some(VerifyError::BadSignature));
+        assert_eq!(env.verify(&key.public_key(), &topic, Some(NOW)).err(), Some(VerifyError::BadSignature));
         let mut env = Envelope::decode(&sealed(&key, &topic, 1)).expect("decode");
         env.header.key_id = key.key_id();
         env.header.alg = 9;
-        assert_eq!(env.verify(&key.public_key(), &topic, NOW).err(), Some(VerifyError::UnknownAlgorithm(9)));
+        assert_eq!(env.verify(&key.public_key(), &topic, Some(NOW)).err(), Some(VerifyError::UnknownAlgorithm(9)));
     }
 
     #[test]
@@ -263,7 +277,8 @@ mod tests {
         assert!(seal(&key, Header::new(&key, "d1", 1, NOW, Lane::Stream), &up, &status).is_err());
         let far = Header::new(&key, "d1", 1, NOW + limits::MAX_FUTURE_SKEW_MS + 1, Lane::Stream);
         let env = Envelope::decode(&seal(&key, far, &up, &output()).expect("seal")).expect("decode");
-        assert!(matches!(env.verify(&key.public_key(), &up, NOW), Err(VerifyError::FromTheFuture { .. })));
+        assert!(matches!(env.verify(&key.public_key(), &up, Some(NOW)), Err(VerifyError::FromTheFuture { .. })));
+        assert!(env.verify(&key.public_key(), &up, None).is_ok(), "no clock, no freshness check");
     }
 
     #[test]

@@ -32,7 +32,7 @@
 //! let bytes = envelope::seal(&key, header, &topic, &message::Payload::StreamChunk(chunk))?;
 //!
 //! let received = envelope::Envelope::decode(&bytes)?;
-//! let verified = received.verify(&key.public_key(), &topic, 1_700_000_000_500)?;
+//! let verified = received.verify(&key.public_key(), &topic, Some(1_700_000_000_500))?;
 //! assert_eq!(verified.header().seq, 7);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

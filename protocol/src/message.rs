@@ -253,6 +253,47 @@ impl Study {
     }
 }
 
+/// Checks what the wire format cannot: lead count, equal lengths, sample limits, that every
+/// lead decompresses, and non-zero rate and resolution.
+fn validate_leads(leads: &[LeadSamples], rate_hz: u32, resolution_nv: u32, max_per_lead: u32) -> Result<(), String> {
+    if leads.is_empty() || leads.len() > limits::LEADS_MAX {
+        return Err(format!("{} leads (1..={} allowed)", leads.len(), limits::LEADS_MAX));
+    }
+    if rate_hz == 0 || resolution_nv == 0 {
+        return Err("sample rate and resolution must be non-zero".into());
+    }
+    let n = leads[0].samples.count;
+    if n > max_per_lead {
+        return Err(format!("{n} samples per lead exceeds {max_per_lead}"));
+    }
+    for l in leads {
+        if l.samples.count != n {
+            return Err(format!("lead {} has {} samples, lead {} has {n}", l.lead, l.samples.count, leads[0].lead));
+        }
+        codec::decode(&l.samples, max_per_lead).map_err(|e| format!("lead {}: {e}", l.lead))?;
+    }
+    Ok(())
+}
+
+impl StreamChunk {
+    /// Checks leads, lengths, limits and the sample index range.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_leads(&self.leads, self.sample_rate_hz, self.resolution_nv, limits::SAMPLES_PER_LEAD_MAX)?;
+        let n = u64::from(self.leads[0].samples.count);
+        if self.first_sample.checked_add(n).is_none_or(|end| end > i64::MAX as u64) {
+            return Err(format!("first sample {} out of range", self.first_sample));
+        }
+        Ok(())
+    }
+}
+
+impl Study {
+    /// Checks leads, lengths and limits.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_leads(&self.leads, self.sample_rate_hz, self.resolution_nv, limits::SAMPLES_PER_LEAD_MAX)
+    }
+}
+
 /// Joining study parts failed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -383,18 +424,46 @@ pub struct SeqRange {
     pub last: u64,
 }
 
-/// The hub confirms that it durably stored these sequence numbers of one device.
+/// Why the hub refused a validly signed envelope. The agent must not send it again as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefusalReason {
+    /// The hub already stored other content under this seq (the agent's seq counter went back,
+    /// e.g. a wiped spool). The agent seals the body again with a seq above `highest_seq`.
+    SeqReused {
+        /// The highest seq the hub has stored for this device.
+        highest_seq: u64,
+    },
+    /// The body contradicts what the hub holds or its own fields (e.g. a study id reused for
+    /// another recording). The agent keeps it aside and tells the operator.
+    Inconsistent(String),
+}
+
+/// One refused envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// Its seq.
+    pub seq: u64,
+    /// Why.
+    pub reason: RefusalReason,
+}
+
+/// The hub confirms that it durably stored these sequence numbers of one device, and names the
+/// ones it refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
     /// The device whose envelopes were stored.
     pub device_id: String,
+    /// The spool epoch of the acked envelopes (see [`crate::envelope::Header::epoch`]).
+    pub epoch: u64,
     /// Stored ranges.
     pub ranges: Vec<SeqRange>,
+    /// Validly signed envelopes the hub will never store as they are.
+    pub refused: Vec<Refusal>,
 }
 
 impl Ack {
     /// Builds an ack from seqs in any order, merging consecutive ones into ranges.
-    pub fn from_seqs(device_id: &str, seqs: &[u64]) -> Self {
+    pub fn from_seqs(device_id: &str, epoch: u64, seqs: &[u64], refused: Vec<Refusal>) -> Self {
         let mut sorted = seqs.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
@@ -405,7 +474,7 @@ impl Ack {
                 _ => ranges.push(SeqRange { first: s, last: s }),
             }
         }
-        Self { device_id: device_id.to_string(), ranges }
+        Self { device_id: device_id.to_string(), epoch, ranges, refused }
     }
 
     /// True if `seq` is in one of the ranges.
@@ -593,7 +662,7 @@ mod tests {
 
     #[test]
     fn ack_merges_seqs_into_ranges() {
-        let a = Ack::from_seqs("d", &[5, 3, 4, 9, 10, 4, 1]);
+        let a = Ack::from_seqs("d", 7, &[5, 3, 4, 9, 10, 4, 1], vec![]);
         assert_eq!(
             a.ranges,
             vec![SeqRange { first: 1, last: 1 }, SeqRange { first: 3, last: 5 }, SeqRange { first: 9, last: 10 }]

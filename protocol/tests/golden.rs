@@ -110,7 +110,20 @@ fn payloads() -> Vec<(&'static str, Channel, Lane, Payload)> {
                 detail: String::new(),
             }),
         ),
-        ("ack", Channel::Ack, Lane::Stream, Payload::Ack(Ack::from_seqs("cart-1", &[1, 2, 3, 7]))),
+        (
+            "ack",
+            Channel::Ack,
+            Lane::Stream,
+            Payload::Ack(Ack::from_seqs(
+                "cart-1",
+                0x5eed,
+                &[1, 2, 3, 7],
+                vec![
+                    Refusal { seq: 4, reason: RefusalReason::SeqReused { highest_seq: 9 } },
+                    Refusal { seq: 5, reason: RefusalReason::Inconsistent("study uid reused".into()) },
+                ],
+            )),
+        ),
         (
             "report",
             Channel::Report,
@@ -135,9 +148,11 @@ fn every_envelope_kind_matches_its_golden_bytes_and_still_verifies() {
     for (name, channel, lane, payload) in payloads() {
         let topic = Topic::new("xiangzhen-1", "cart-1", channel).expect("topic");
         let signer = if channel.is_uplink() { "cart-1" } else { "hub" };
-        let bytes = seal(&key, Header::new(&key, signer, 42, T, lane), &topic, &payload).expect("seal");
+        let mut header = Header::new(&key, signer, 42, T, lane);
+        header.epoch = if channel.is_uplink() { 0x5eed } else { 0 };
+        let bytes = seal(&key, header, &topic, &payload).expect("seal");
         check(name, &bytes);
-        let v = Envelope::decode(&bytes).expect("decode").verify(&key.public_key(), &topic, T).expect("verify");
+        let v = Envelope::decode(&bytes).expect("decode").verify(&key.public_key(), &topic, Some(T)).expect("verify");
         assert_eq!(v.payload(), &payload, "{name}");
     }
 }

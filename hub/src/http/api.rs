@@ -234,7 +234,7 @@ async fn stream_samples(
     Path((device, stream)): Path<(String, i64)>,
     Query(r): Query<Range>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if r.count <= 0 || r.count > 600_000 || r.from < 0 {
+    if r.count <= 0 || r.count > 600_000 || r.from < 0 || r.from.checked_add(r.count).is_none() {
         return Err(ApiError(StatusCode::BAD_REQUEST, "count must be 1..=600000 and from >= 0".into()));
     }
     let leads = call(&s, move |db| db.stream_samples(&device, stream, r.from, r.count)).await?;

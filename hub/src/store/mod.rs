@@ -6,14 +6,14 @@
 pub mod schema;
 
 use crate::queue::{self, ClaimError, ClaimState};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use std::path::Path;
 use tokio::sync::oneshot;
 use tracing::{error, warn};
 use yilian_protocol::envelope::{Envelope, Verified};
 use yilian_protocol::keys::PublicKey;
-use yilian_protocol::message::{self, Payload, Priority, Report, Sex, Study, StudyPart};
+use yilian_protocol::message::{self, Payload, Priority, RefusalReason, Report, Sex, Study, StudyPart};
 
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +50,11 @@ impl Store {
             .name("yilian-store".into())
             .spawn(move || {
                 while let Ok(job) = rx.recv() {
-                    job(&mut db);
+                    // A bug that panics on one request must not take the store down for every
+                    // later one: the caller of that request sees `Closed`, the rest go on.
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut db))).is_err() {
+                        error!("a store request panicked; it was abandoned");
+                    }
                 }
             })
             .map_err(|e| StoreError::Damaged(format!("cannot start store thread: {e}")))?;
@@ -84,8 +88,10 @@ pub enum Stored {
     New,
     /// Already stored with the same content: ack again, store nothing.
     Duplicate,
-    /// Refused; nothing stored.
-    Rejected(String),
+    /// Refused for good; nothing stored; the agent is told why.
+    Refused(RefusalReason),
+    /// Not stored because the database failed on it; not acked, so it will come again.
+    Failed(String),
 }
 
 /// One verified uplink envelope to store.
@@ -288,6 +294,11 @@ pub struct Counts {
     pub device_output: i64,
 }
 
+fn decode_part(bytes: &[u8]) -> Result<StudyPart, StoreError> {
+    yilian_protocol::wire::decode::<StudyPart, { yilian_protocol::limits::STUDY_PART_MAX }>("study part", bytes)
+        .map_err(|e| StoreError::Damaged(e.to_string()))
+}
+
 fn sex_str(s: Sex) -> &'static str {
     match s {
         Sex::Female => "female",
@@ -379,7 +390,7 @@ impl Db {
         Ok(())
     }
 
-    fn bump(tx: &Transaction<'_>, name: &str, by: i64) -> rusqlite::Result<i64> {
+    fn bump(tx: &Connection, name: &str, by: i64) -> rusqlite::Result<i64> {
         tx.query_row(
             "INSERT INTO counters (name, value) VALUES (?1, ?2)
              ON CONFLICT(name) DO UPDATE SET value = value + ?2 RETURNING value",
@@ -439,21 +450,34 @@ impl Db {
         .transpose()
     }
 
-    /// Stores a batch of verified envelopes in one transaction.
+    /// Stores a batch of verified envelopes in one transaction, each under its own savepoint so
+    /// that one envelope the database fails on does not hold back the others.
     pub fn ingest(&mut self, batch: &[Incoming], now_ms: i64) -> Result<Vec<Stored>, StoreError> {
-        let tx = self.conn.transaction()?;
+        let mut tx = self.conn.transaction()?;
         let mut out = Vec::with_capacity(batch.len());
         for item in batch {
-            out.push(Self::ingest_one(&tx, item, now_ms)?);
+            let sp = tx.savepoint()?;
+            match Self::ingest_one(&sp, item, now_ms) {
+                Ok(stored @ (Stored::New | Stored::Duplicate)) => {
+                    sp.commit()?;
+                    out.push(stored);
+                }
+                Ok(other) => out.push(other), // rolled back as `sp` drops
+                Err(e) => out.push(Stored::Failed(e.to_string())),
+            }
         }
         tx.commit()?;
         Ok(out)
     }
 
-    fn ingest_one(tx: &Transaction<'_>, item: &Incoming, now_ms: i64) -> Result<Stored, StoreError> {
+    fn refuse(why: impl Into<String>) -> Result<Stored, StoreError> {
+        Ok(Stored::Refused(RefusalReason::Inconsistent(why.into())))
+    }
+
+    fn ingest_one(tx: &Connection, item: &Incoming, now_ms: i64) -> Result<Stored, StoreError> {
         let h = item.verified.header();
         let device = h.device_id.as_str();
-        let seq = i64::try_from(h.seq).map_err(|_| StoreError::Damaged("seq over i64".into()))?;
+        let Ok(seq) = i64::try_from(h.seq) else { return Self::refuse(format!("seq {} out of range", h.seq)) };
         let existing: Option<Vec<u8>> = tx
             .query_row("SELECT digest FROM messages WHERE device_id = ?1 AND seq = ?2", params![device, seq], |r| {
                 r.get(0)
@@ -464,21 +488,20 @@ impl Db {
                 Self::bump(tx, "duplicates", 1)?;
                 return Ok(Stored::Duplicate);
             }
-            return Ok(Stored::Rejected("seq reused with different content".into()));
+            let highest: i64 =
+                tx.query_row("SELECT MAX(seq) FROM messages WHERE device_id = ?1", [device], |r| r.get(0))?;
+            return Ok(Stored::Refused(RefusalReason::SeqReused { highest_seq: highest.max(0) as u64 }));
         }
         // Validate the kind-specific effect first, so a refused body stores nothing.
         match item.verified.payload() {
             Payload::StudyPart(p) => {
                 if let Some(reason) = Self::check_part(tx, device, p)? {
-                    return Ok(Stored::Rejected(reason));
+                    return Self::refuse(reason);
                 }
             }
             Payload::StreamChunk(c) => {
-                let per_lead = c.leads.first().map_or(0, |l| l.samples.count);
-                if c.leads.iter().any(|l| l.samples.count != per_lead)
-                    || c.leads.len() > yilian_protocol::limits::LEADS_MAX
-                {
-                    return Ok(Stored::Rejected("stream chunk leads differ in length".into()));
+                if let Err(why) = c.validate() {
+                    return Self::refuse(format!("stream chunk: {why}"));
                 }
             }
             _ => {}
@@ -490,7 +513,11 @@ impl Db {
         )?;
         Self::bump(tx, "messages", 1)?;
         match item.verified.payload() {
-            Payload::StudyPart(p) => Self::store_part(tx, &item.site, device, seq, p, now_ms)?,
+            Payload::StudyPart(p) => {
+                if let Some(why) = Self::store_part(tx, &item.site, device, seq, p, now_ms)? {
+                    return Self::refuse(why);
+                }
+            }
             Payload::StreamChunk(c) => {
                 let per_lead = c.leads.first().map_or(0, |l| l.samples.count);
                 tx.execute(
@@ -528,34 +555,39 @@ impl Db {
         Ok(Stored::New)
     }
 
-    fn check_part(tx: &Transaction<'_>, device: &str, p: &StudyPart) -> Result<Option<String>, StoreError> {
+    fn check_part(tx: &Connection, device: &str, p: &StudyPart) -> Result<Option<String>, StoreError> {
         if p.count == 0 || p.index >= p.count || p.count > yilian_protocol::limits::STUDY_PARTS_MAX {
             return Ok(Some(format!("study part {} of {} is out of range", p.index, p.count)));
         }
-        let owner: Option<(String, i64)> = tx
-            .query_row("SELECT device_id, count FROM study_parts WHERE study_uid = ?1 LIMIT 1", [&p.study_uid], |r| {
+        if p.total_len as usize > yilian_protocol::limits::STUDY_MAX {
+            return Ok(Some(format!("study of {} bytes exceeds the limit", p.total_len)));
+        }
+        let earlier: Option<(String, Vec<u8>)> = tx
+            .query_row("SELECT device_id, part FROM study_parts WHERE study_uid = ?1 LIMIT 1", [&p.study_uid], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()?;
-        if let Some((owner, count)) = owner {
+        if let Some((owner, bytes)) = earlier {
             if owner != device {
                 return Ok(Some("study uid belongs to another device".into()));
             }
-            if count != i64::from(p.count) {
-                return Ok(Some("study part count differs from earlier parts".into()));
+            let e = decode_part(&bytes)?;
+            if (e.count, e.total_len, e.digest_sha256) != (p.count, p.total_len, p.digest_sha256) {
+                return Ok(Some(format!("study uid {} reused for another recording", p.study_uid)));
             }
         }
         Ok(None)
     }
 
+    /// Stores a part; with the last one, assembles and queues the study. `Some(why)` refuses.
     fn store_part(
-        tx: &Transaction<'_>,
+        tx: &Connection,
         site: &str,
         device: &str,
         seq: i64,
         p: &StudyPart,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         let part = yilian_protocol::wire::encode("study part", p, yilian_protocol::limits::STUDY_PART_MAX)
             .map_err(|e| StoreError::Damaged(e.to_string()))?;
         // The same part may come again under a new seq (the cart resent the study): keep the first.
@@ -569,31 +601,31 @@ impl Db {
             .query_row("SELECT COUNT(*) FROM studies WHERE study_uid = ?1", [&p.study_uid], |r| r.get::<_, i64>(0))?
             > 0;
         if have < i64::from(p.count) || exists {
-            return Ok(());
+            return Ok(None);
         }
         let mut stmt = tx.prepare("SELECT part FROM study_parts WHERE study_uid = ?1 ORDER BY idx")?;
         let parts: Vec<StudyPart> = stmt
             .query_map([&p.study_uid], |r| r.get::<_, Vec<u8>>(0))?
-            .filter_map(Result::ok)
-            .filter_map(|b| {
-                yilian_protocol::wire::decode::<StudyPart, { yilian_protocol::limits::STUDY_PART_MAX }>(
-                    "study part",
-                    &b,
-                )
-                .ok()
-            })
-            .collect();
+            .collect::<Result<Vec<_>, _>>()?
+            .iter()
+            .map(|b| decode_part(b))
+            .collect::<Result<_, _>>()?;
         let study = match message::assemble(&parts) {
             Ok(s) => s,
             Err(e) => {
                 error!(study = %p.study_uid, device, error = %e, "study parts do not assemble; study not queued");
-                return Ok(());
+                return Ok(Some(format!("study parts do not assemble: {e}")));
             }
         };
-        Self::insert_study(tx, site, device, &study, now_ms)
+        if let Err(why) = study.validate() {
+            error!(study = %p.study_uid, device, %why, "study refused");
+            return Ok(Some(format!("study: {why}")));
+        }
+        Self::insert_study(tx, site, device, &study, now_ms)?;
+        Ok(None)
     }
 
-    fn insert_study(tx: &Transaction<'_>, site: &str, device: &str, s: &Study, now_ms: i64) -> Result<(), StoreError> {
+    fn insert_study(tx: &Connection, site: &str, device: &str, s: &Study, now_ms: i64) -> Result<(), StoreError> {
         let per_lead = s.leads.first().map_or(0, |l| l.samples.count);
         let leads: Vec<&str> = s.leads.iter().map(|l| l.lead.as_str()).collect();
         let body = s.encode().map_err(|e| StoreError::Damaged(e.to_string()))?;
@@ -818,21 +850,22 @@ impl Db {
             .optional()?)
     }
 
-    /// Records a device's latest status (older statuses than the stored one are ignored).
-    pub fn update_status(&mut self, device: &str, s: &message::Status, at_ms: i64) -> Result<(), StoreError> {
+    /// Records a device's latest status; false if an equally new or newer one is already stored
+    /// (a replayed or reordered status changes nothing).
+    pub fn update_status(&mut self, device: &str, s: &message::Status, at_ms: i64) -> Result<bool, StoreError> {
         let state = match s.state {
             message::LinkState::Online => "online",
             message::LinkState::Heartbeat => "online",
             message::LinkState::Offline => "offline",
         };
-        self.conn.execute(
+        let n = self.conn.execute(
             "INSERT INTO device_status (device_id, state, status_at_ms, spool_entries, agent_version, detail)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT(device_id) DO UPDATE SET state = ?2, status_at_ms = ?3, spool_entries = ?4, agent_version = ?5, detail = ?6
-             WHERE ?3 >= device_status.status_at_ms",
-            params![device, state, at_ms, s.spool_entries as i64, s.agent_version, s.detail],
+             WHERE ?3 > device_status.status_at_ms",
+            params![device, state, at_ms, s.spool_entries.min(i64::MAX as u64) as i64, s.agent_version, s.detail],
         )?;
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Enrolled devices with their status.
@@ -932,9 +965,10 @@ impl Db {
             let Some(s) = out.last_mut() else { continue };
             s.chunks += 1;
             s.samples_per_lead += n;
+            let end = first.saturating_add(n);
             match s.runs.last_mut() {
-                Some(run) if run.end_sample == first => run.end_sample = first + n,
-                _ => s.runs.push(StreamRun { first_sample: first, end_sample: first + n }),
+                Some(run) if run.end_sample >= first => run.end_sample = run.end_sample.max(end),
+                _ => s.runs.push(StreamRun { first_sample: first, end_sample: end }),
             }
         }
         Ok(out)
@@ -954,27 +988,34 @@ impl Db {
              WHERE c.device_id = ?1 AND c.stream_id = ?2 AND c.first_sample + c.samples_per_lead > ?3 AND c.first_sample < ?4
              ORDER BY c.first_sample",
         )?;
+        let end = from.saturating_add(count);
         let envs: Vec<Vec<u8>> =
-            stmt.query_map(params![device, stream_id, from, from + count], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            stmt.query_map(params![device, stream_id, from, end], |r| r.get(0))?.collect::<Result<_, _>>()?;
         let mut leads: Vec<(String, u32, Vec<i32>)> = Vec::new();
+        // Samples are appended in index order; an overlapping chunk (a restarted stream) adds
+        // only what lies past what is already there, so no index appears twice.
+        let mut next = from;
         for bytes in envs {
             let env = Envelope::decode(&bytes).map_err(|e| StoreError::Damaged(e.to_string()))?;
             let Some(Ok(Payload::StreamChunk(c))) = Payload::decode(env.header.kind, &env.body) else {
                 return Err(StoreError::Damaged("stored stream chunk does not decode".into()));
             };
+            let start = i64::try_from(c.first_sample).map_err(|_| StoreError::Damaged("sample index".into()))?;
+            let mut chunk_end = next;
             for (i, l) in c.leads.iter().enumerate() {
                 let samples = l.decode().map_err(|e| StoreError::Damaged(e.to_string()))?;
-                let start = c.first_sample as i64;
                 if leads.len() <= i {
                     leads.push((l.lead.clone(), c.resolution_nv, Vec::new()));
                 }
                 for (k, v) in samples.into_iter().enumerate() {
-                    let idx = start + k as i64;
-                    if idx >= from && idx < from + count {
+                    let idx = start.saturating_add(k as i64);
+                    if idx >= next && idx < end {
                         leads[i].2.push(v);
+                        chunk_end = chunk_end.max(idx + 1);
                     }
                 }
             }
+            next = chunk_end;
         }
         Ok(leads)
     }
