@@ -2,6 +2,7 @@
 //! simulated cart over a real pseudo-terminal. Used by `examples/county.rs` and `tests/`.
 
 use crate::client::Api;
+use crate::procs::{Proc, wait_log, workspace_bin};
 use crate::sim::{Cart, Pty};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -172,6 +173,122 @@ impl HubHandle {
     }
 }
 
+/// Makes the hub's key and database in `data_dir`, with specialist `demo`; returns the hub key
+/// and the demo token.
+fn prepare_hub_dir(data_dir: &Path) -> anyhow::Result<(SigningKey, String)> {
+    std::fs::create_dir_all(data_dir)?;
+    let key = yilian_hub::keys::load_or_create(data_dir)?;
+    let token = add_specialist_in(data_dir, "demo", "演示医师")?;
+    Ok((key, token))
+}
+
+/// Enrols a device in the hub database in `data_dir` (safe while the hub runs: SQLite WAL).
+pub fn enroll_in(data_dir: &Path, site: &str, device: &str, key: &PublicKey) -> anyhow::Result<()> {
+    Db::open(&data_dir.join("yilian.db"))?.enroll(site, device, key, false, yilian_hub::clock::now_ms())?;
+    Ok(())
+}
+
+/// Adds a specialist to the hub database in `data_dir` and returns the new token.
+pub fn add_specialist_in(data_dir: &Path, id: &str, name: &str) -> anyhow::Result<String> {
+    let token = yilian_hub::http::auth::new_token().map_err(|_| anyhow::anyhow!("rng"))?;
+    Db::open(&data_dir.join("yilian.db"))?.add_specialist(id, name, &yilian_hub::http::auth::token_hash(&token))?;
+    Ok(token)
+}
+
+/// The hub as a real `yilian-hub` process, for kill -9 tests.
+pub struct HubProc {
+    /// HTTP API address (the same across restarts).
+    pub http: SocketAddr,
+    /// API client with the demo token.
+    pub api: Api,
+    /// Data folder.
+    pub data_dir: PathBuf,
+    /// Broker URL agents use.
+    pub broker_url: String,
+    /// Hub public key.
+    pub hub_key: PublicKey,
+    args: Vec<String>,
+    proc: Option<Proc>,
+    starts: usize,
+}
+
+impl HubProc {
+    /// Starts `yilian-hub run` on `data_dir`: with its embedded broker on a free port, or
+    /// against `external` (mqtt://...).
+    pub async fn start(data_dir: &Path, external: Option<&str>, failpoint: Option<&str>) -> anyhow::Result<Self> {
+        let (key, token) = prepare_hub_dir(data_dir)?;
+        let http: SocketAddr = ([127, 0, 0, 1], broker::free_port()?).into();
+        let mut args =
+            vec!["--data".to_string(), data_dir.display().to_string(), "run".into(), "--http".into(), http.to_string()];
+        let broker_url = match external {
+            Some(url) => {
+                args.extend(["--broker".into(), url.to_string()]);
+                url.to_string()
+            }
+            None => {
+                let mqtt: SocketAddr = ([127, 0, 0, 1], broker::free_port()?).into();
+                args.extend(["--mqtt-listen".into(), mqtt.to_string()]);
+                format!("mqtt://{mqtt}")
+            }
+        };
+        let mut hub = Self {
+            http,
+            api: Api::new(http, &token),
+            data_dir: data_dir.to_path_buf(),
+            broker_url,
+            hub_key: key.public_key(),
+            args,
+            proc: None,
+            starts: 0,
+        };
+        hub.restart(failpoint).await?;
+        Ok(hub)
+    }
+
+    /// (Re)starts the process, killing a running one first, and waits for its API.
+    pub async fn restart(&mut self, failpoint: Option<&str>) -> anyhow::Result<()> {
+        self.kill9();
+        self.starts += 1;
+        let bin = workspace_bin("yilian-hub")?;
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let log = self.data_dir.join(format!("hub-{}.log", self.starts));
+        let mut env = vec![("RUST_LOG", "info,rumqttd=off")];
+        if let Some(f) = failpoint {
+            env.push(("YILIAN_FAILPOINT", f));
+        }
+        self.proc = Some(Proc::spawn("yilian-hub", &bin, &args, &env, &log)?);
+        let api = self.api.clone();
+        wait_for("the hub process's HTTP API", Duration::from_secs(30), || {
+            let api = api.clone();
+            async move { api.stats().await.ok() }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill9();
+        }
+    }
+
+    /// True while the process runs (false after a failpoint aborted it).
+    pub fn running(&mut self) -> bool {
+        self.proc.as_mut().is_some_and(Proc::running)
+    }
+
+    /// Enrols a device.
+    pub fn enroll(&self, site: &str, device: &str, key: &PublicKey) -> anyhow::Result<()> {
+        enroll_in(&self.data_dir, site, device, key)
+    }
+
+    /// The current process's log.
+    pub fn log(&self) -> String {
+        self.proc.as_ref().map(Proc::log).unwrap_or_default()
+    }
+}
+
 /// A clinic: an agent, its folder, and the simulated cart on its serial port.
 pub struct Clinic {
     /// Site id.
@@ -186,35 +303,56 @@ pub struct Clinic {
     pub pty: Pty,
     /// The cart's printer port (text driver, GBK), a second pty.
     pub printer: Pty,
+    /// The device's public key.
+    pub public_key: PublicKey,
     /// The simulated cart.
     pub cart: Arc<Mutex<Cart>>,
     /// The agent's configuration.
     pub config: AgentConfig,
     shutdown: CancellationToken,
     task: Option<JoinHandle<Result<(), yilian_agent::run::StartError>>>,
+    process: Option<Proc>,
+    process_starts: usize,
 }
 
 impl Clinic {
     /// Creates the clinic's folder, key and pty, enrols it at `hub`, and starts its agent.
     pub async fn start(root: &Path, site: &str, device: &str, hub: &HubHandle) -> anyhow::Result<Self> {
+        let mut clinic = Self::prepare(root, site, device, &hub.hub_key, &hub.broker_url)?;
+        hub.enroll(site, device, &clinic.public_key)?;
+        clinic.start_agent().await?;
+        Ok(clinic)
+    }
+
+    /// Creates the clinic's folder, key, ptys and `agent.toml`; enrolment and starting the agent
+    /// are the caller's.
+    pub fn prepare(
+        root: &Path,
+        site: &str,
+        device: &str,
+        hub_key: &PublicKey,
+        broker_url: &str,
+    ) -> anyhow::Result<Self> {
         let dir = root.join(site);
         std::fs::create_dir_all(dir.join("keys"))?;
-        let key = SigningKey::generate()?;
         let key_path = dir.join("keys").join(format!("{device}.pk8"));
         if !key_path.exists() {
-            yilian_agent::run::write_private(&key_path, key.pkcs8())?;
+            yilian_agent::run::write_private(&key_path, SigningKey::generate()?.pkcs8())?;
         }
         let key = SigningKey::from_pkcs8(&std::fs::read(&key_path)?)?;
-        std::fs::write(dir.join("keys/hub.pub"), format!("{}\n", hub.hub_key.to_hex()))?;
-        hub.enroll(site, device, &key.public_key())?;
+        std::fs::write(dir.join("keys/hub.pub"), format!("{}\n", hub_key.to_hex()))?;
         let pty = Pty::open()?;
         let printer = Pty::open()?;
+        // A stable name for the cart's port, as udev's /dev/serial/by-id links give real carts:
+        // re-plugging points it at a new pty.
+        let cart_link = dir.join("ttyCART0");
+        relink(&cart_link, pty.path())?;
         let config = AgentConfig {
             site: site.into(),
             device: device.into(),
             key: key_path,
             hub_public_key: dir.join("keys/hub.pub"),
-            broker: hub.broker_url.clone(),
+            broker: broker_url.to_string(),
             spool_dir: dir.join("spool"),
             reports_dir: dir.join("reports"),
             chunk_ms: 1000,
@@ -224,7 +362,7 @@ impl Clinic {
             serial: vec![
                 SerialConfig {
                     name: "cart".into(),
-                    path: pty.path().to_path_buf(),
+                    path: cart_link,
                     baud: 115_200,
                     driver: DriverKind::Ylf,
                     encoding: "utf-8".into(),
@@ -238,22 +376,102 @@ impl Clinic {
                 },
             ],
         };
-        std::fs::write(dir.join("agent.toml"), toml_string(&config)?)?;
         let cart = Arc::new(Mutex::new(Cart::new(&pty)?));
-        let mut clinic = Self {
+        let clinic = Self {
             site: site.into(),
             device: device.into(),
             dir,
             stats: Arc::new(AgentStats::default()),
+            public_key: key.public_key(),
             pty,
             printer,
             cart,
             config,
             shutdown: CancellationToken::new(),
             task: None,
+            process: None,
+            process_starts: 0,
         };
-        clinic.start_agent().await?;
+        clinic.write_config()?;
         Ok(clinic)
+    }
+
+    /// Pulls the cart's cable: the pty closes (the agent reads end-of-file) and its path is gone.
+    pub fn unplug(&mut self) -> anyhow::Result<()> {
+        // The cart lets go of the line, and a fresh pty takes the old one's place in the struct;
+        // the old one closes as it drops.
+        self.cart.lock().map_err(|_| anyhow::anyhow!("cart lock poisoned"))?.detach()?;
+        let spare = Pty::open()?;
+        let old = std::mem::replace(&mut self.pty, spare);
+        drop(old);
+        std::fs::remove_file(self.dir.join("ttyCART0")).ok();
+        Ok(())
+    }
+
+    /// Plugs the cable back in: the stable link points at the current pty and the cart writes
+    /// there.
+    pub fn replug(&mut self) -> anyhow::Result<()> {
+        relink(&self.dir.join("ttyCART0"), self.pty.path())?;
+        self.cart.lock().map_err(|_| anyhow::anyhow!("cart lock poisoned"))?.reattach(&self.pty)
+    }
+
+    /// Writes the current config to `agent.toml` in the clinic folder.
+    pub fn write_config(&self) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join("agent.toml");
+        std::fs::write(&path, toml_string(&self.config)?)?;
+        Ok(path)
+    }
+
+    /// Starts the agent as a real `yilian-agent run` process (for kill -9), waiting until it
+    /// has opened its serial ports.
+    pub async fn start_agent_process(&mut self, env: &[(&str, &str)]) -> anyhow::Result<()> {
+        self.start_agent_process_wrapped(&[], env).await
+    }
+
+    /// Like [`Clinic::start_agent_process`], run through `wrapper` (e.g. `faketime -f +5h`).
+    pub async fn start_agent_process_wrapped(&mut self, wrapper: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
+        let cfg = self.write_config()?;
+        self.process_starts += 1;
+        let log = self.dir.join(format!("agent-{}.log", self.process_starts));
+        let mut all_env = vec![("RUST_LOG", "info")];
+        all_env.extend_from_slice(env);
+        let bin = workspace_bin("yilian-agent")?;
+        let bin = bin.to_str().context("binary path")?;
+        let cfg = cfg.to_str().context("config path")?;
+        let mut argv: Vec<&str> = wrapper.to_vec();
+        argv.extend([bin, "run", "--config", cfg]);
+        let p = Proc::spawn("yilian-agent", std::path::Path::new(argv[0]), &argv[1..], &all_env, &log)?;
+        wait_log(&p, "serial port open", self.config.serial.len(), Duration::from_secs(30)).await?;
+        self.process = Some(p);
+        Ok(())
+    }
+
+    /// Stops the agent process as Ctrl-C does (it spools what it assembled) and waits.
+    pub async fn stop_agent_process(&mut self) -> anyhow::Result<()> {
+        if let Some(mut p) = self.process.take() {
+            let status = p.interrupt(Duration::from_secs(20)).await;
+            anyhow::ensure!(status.is_some_and(|s| s.success()), "agent did not stop cleanly: {status:?}\n{}", p.log());
+        }
+        Ok(())
+    }
+
+    /// kill -9 of the agent process.
+    pub fn kill9_agent(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill9();
+        }
+    }
+
+    /// The agent process's log.
+    pub fn agent_log(&self) -> String {
+        self.process.as_ref().map(Proc::log).unwrap_or_default()
+    }
+
+    /// Envelope files in the spool folder now (works for both kinds of agent).
+    pub fn spool_files(&self) -> usize {
+        std::fs::read_dir(self.config.spool_dir.join("q"))
+            .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".env")).count())
+            .unwrap_or(0)
     }
 
     /// (Re)starts the agent with fresh counters, and waits until it has opened its port.
@@ -345,6 +563,15 @@ impl Clinic {
         })
         .await
     }
+}
+
+/// Points the symlink `link` at `target`, replacing it atomically.
+fn relink(link: &Path, target: &Path) -> anyhow::Result<()> {
+    let tmp = link.with_extension("new");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)?;
+    std::fs::rename(&tmp, link)?;
+    Ok(())
 }
 
 fn hex_digest(bytes: &[u8]) -> String {

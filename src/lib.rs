@@ -10,5 +10,7 @@ pub use yilian_protocol as protocol;
 
 pub mod client;
 pub mod county;
+pub mod fault;
+pub mod procs;
 pub mod records;
 pub mod sim;

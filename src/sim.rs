@@ -114,6 +114,18 @@ impl Cart {
         })
     }
 
+    /// Disconnects the cart (cable out): what it writes now goes nowhere.
+    pub fn detach(&mut self) -> anyhow::Result<()> {
+        self.out = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+        Ok(())
+    }
+
+    /// Moves the cart to another pty (the cable was re-plugged), keeping its link sequence.
+    pub fn reattach(&mut self, pty: &Pty) -> anyhow::Result<()> {
+        self.out = pty.writer()?;
+        Ok(())
+    }
+
     /// What has been written so far.
     pub fn counts(&self) -> CartCounts {
         self.counts

@@ -259,6 +259,26 @@ impl Assembler {
         out
     }
 
+    /// The port closed (cable pulled): studies in progress cannot complete, so each is reported
+    /// with how far it got; partial stream chunks are emitted.
+    pub fn port_closed(&mut self) -> Vec<Assembled> {
+        let mut ids: Vec<u32> = self.studies.keys().copied().collect();
+        ids.sort_unstable();
+        let mut out: Vec<Assembled> = ids
+            .into_iter()
+            .filter_map(|id| self.studies.remove(&id))
+            .map(|p| {
+                Assembled::Problem(format!(
+                    "study {} interrupted: the serial line closed after {} samples per lead; not sent, please send it again",
+                    p.start.study_id,
+                    p.samples.first().map_or(0, Vec::len)
+                ))
+            })
+            .collect();
+        out.extend(self.flush_streams());
+        out
+    }
+
     /// Emits partial stream chunks (the port closed, or the agent is stopping).
     pub fn flush_streams(&mut self) -> Vec<Assembled> {
         let mut ids: Vec<u8> = self.chunks.keys().copied().collect();
@@ -318,6 +338,18 @@ mod tests {
             uids.push(s.study_uid.clone());
         }
         assert_ne!(uids[0], uids[1]);
+    }
+
+    #[test]
+    fn a_study_cut_by_a_closed_port_is_reported_and_forgotten() {
+        let mut a = Assembler::new("cart-1", 1000);
+        a.handle(start(1));
+        a.handle(Frame::StudySamples { study_id: 1, first_sample: 0, samples: vec![1, 10, 2, 20] });
+        let out = a.port_closed();
+        assert!(
+            matches!(&out[..], [Assembled::Problem(p)] if p.contains("interrupted") && p.contains("after 2 samples"))
+        );
+        assert!(a.studies.is_empty());
     }
 
     #[test]

@@ -140,7 +140,7 @@ async fn assemble_loop(
             }
             PortEvent::Device(_, _) => continue,
             PortEvent::Closed(port) => {
-                let out = assemblers.get_mut(&port).map(Assembler::flush_streams).unwrap_or_default();
+                let out = assemblers.get_mut(&port).map(Assembler::port_closed).unwrap_or_default();
                 (port, out)
             }
         };

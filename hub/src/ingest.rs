@@ -53,6 +53,7 @@ pub fn reason_of(e: &VerifyError) -> &'static str {
 
 /// The ingest task's state.
 pub struct Ingest {
+    failpoint: Option<crate::failpoint::Failpoint>,
     store: Store,
     publisher: Publisher,
     rejects: Arc<Rejects>,
@@ -69,7 +70,7 @@ enum Checked {
 impl Ingest {
     /// An ingest stage over `store`, acking and republishing through `publisher`.
     pub fn new(store: Store, publisher: Publisher, rejects: Arc<Rejects>) -> Self {
-        Self { store, publisher, rejects, keys: HashMap::new() }
+        Self { failpoint: crate::failpoint::Failpoint::from_env(), store, publisher, rejects, keys: HashMap::new() }
     }
 
     fn reject(&self, p: &Publish, reason: &'static str, detail: &str) {
@@ -187,6 +188,7 @@ impl Ingest {
         if incoming.is_empty() {
             return;
         }
+        crate::failpoint::hit(&self.failpoint, "before-commit");
         let now = now_ms();
         let (result, incoming) = match self
             .store
@@ -210,6 +212,7 @@ impl Ingest {
                 return;
             }
         };
+        crate::failpoint::hit(&self.failpoint, "after-commit");
         type Key = (String, String, u64);
         let mut acks: BTreeMap<Key, (Vec<u64>, Vec<Refusal>)> = BTreeMap::new();
         for (item, outcome) in incoming.iter().zip(outcomes) {

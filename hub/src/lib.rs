@@ -13,6 +13,7 @@
 
 pub mod broker;
 pub mod clock;
+pub mod failpoint;
 pub mod http;
 pub mod ingest;
 pub mod keys;

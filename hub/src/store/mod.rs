@@ -921,6 +921,15 @@ impl Db {
         })
     }
 
+    /// A device's stored messages as (seq, kind, hub arrival ms), in seq order: the journal
+    /// that shows in which order a backlog arrived.
+    pub fn arrivals(&self, device: &str) -> Result<Vec<(i64, i64, i64)>, StoreError> {
+        let mut stmt =
+            self.conn.prepare("SELECT seq, kind, received_at_ms FROM messages WHERE device_id = ?1 ORDER BY seq")?;
+        let rows = stmt.query_map([device], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
     /// The latest `limit` lines a device printed, newest first.
     pub fn device_output(&self, device: &str, limit: i64) -> Result<Vec<OutputLine>, StoreError> {
         let mut stmt = self.conn.prepare(

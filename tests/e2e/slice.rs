@@ -1,12 +1,10 @@
-//! End-to-end tests across the real parts: a pseudo-terminal cart, the agent, an MQTT broker
-//! (embedded rumqttd, and Mosquitto when `YILIAN_TEST_MQTT_URL` is set), the hub and SQLite.
-//!
-//! The tests run one at a time: they share the machine's two cores and, with Mosquitto, one
-//! broker whose topics every hub subscribes to.
+//! The vertical slice, end to end across the real parts: a pseudo-terminal cart, the agent, an
+//! MQTT broker (embedded rumqttd, and Mosquitto when `YILIAN_TEST_MQTT_URL` is set), the hub and
+//! SQLite.
 
+use crate::common::*;
 use anyhow::Context;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
-use serde_json::Value;
 use std::time::Duration;
 use yilian::county::{self, Broker, Clinic, HubHandle, wait_for};
 use yilian::records;
@@ -17,32 +15,6 @@ use yilian_protocol::keys::SigningKey;
 use yilian_protocol::message::{DeviceOutput, Lane, Payload};
 use yilian_protocol::topic::{Channel, Topic};
 use yilian_protocol::{limits, wire};
-
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-const WAIT: Duration = Duration::from_secs(60);
-
-fn now_ms() -> i64 {
-    yilian_hub::clock::now_ms()
-}
-
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,rumqttd=off".into()))
-        .with_test_writer()
-        .try_init();
-}
-
-async fn study_row(api: &yilian::client::Api, uid: &str) -> Option<Value> {
-    api.studies().await.ok()?.into_iter().find(|s| s["study_uid"] == uid)
-}
-
-fn uid_of(study: &Value) -> &str {
-    study["study_uid"].as_str().unwrap_or_default()
-}
-
-fn ints(v: &Value) -> Vec<i32> {
-    v.as_array().map(|a| a.iter().filter_map(Value::as_i64).map(|x| x as i32).collect()).unwrap_or_default()
-}
 
 /// Study over the pty → agent → broker → hub store → queue → claim → report → agent → receipt.
 async fn full_path(broker: Broker, tag: &str) -> anyhow::Result<()> {

@@ -1,0 +1,5 @@
+//! End-to-end tests in one binary (built once, run one at a time).
+
+mod common;
+mod faults;
+mod slice;
