@@ -359,6 +359,7 @@ impl Clinic {
             ack_timeout_secs: 10,
             heartbeat_secs: 5,
             window: 32,
+            spool_max_bytes: 1 << 30,
             serial: vec![
                 SerialConfig {
                     name: "cart".into(),

@@ -17,7 +17,9 @@ pub enum LinkMode {
     Pass,
     /// Bytes flow after this delay (each direction).
     Delay(Duration),
-    /// Connections stay open but nothing gets through (a dead 4G link: no RST, no FIN).
+    /// Connections stay open but nothing gets through (a dead 4G link: no RST, no FIN). Like
+    /// TCP over a dead link, bytes are held, not lost: if both ends are still there when the
+    /// link returns, they arrive; if keepalives gave up first, the connection is gone.
     Blackhole,
     /// Existing connections are reset and new ones are refused at once.
     Reset,
@@ -103,6 +105,17 @@ async fn pump(
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
+        // A dead link: read nothing, so bytes queue up in the sockets until the link returns.
+        while *mode.borrow() == LinkMode::Blackhole {
+            tokio::select! {
+                _ = conn.cancelled() => return,
+                changed = mode.changed() => if changed.is_err() { return },
+            }
+        }
+        if *mode.borrow() == LinkMode::Reset {
+            conn.cancel();
+            return;
+        }
         let n = tokio::select! {
             _ = conn.cancelled() => return,
             changed = mode.changed() => {
@@ -123,8 +136,14 @@ async fn pump(
             LinkMode::Pass => {}
             LinkMode::Delay(d) => tokio::time::sleep(d).await,
             LinkMode::Blackhole => {
-                debug!(bytes = n, "blackholed");
-                continue;
+                // Read just before the link died: hold it until the link returns.
+                while *mode.borrow() == LinkMode::Blackhole {
+                    debug!(bytes = n, "held by a dead link");
+                    tokio::select! {
+                        _ = conn.cancelled() => return,
+                        changed = mode.changed() => if changed.is_err() { return },
+                    }
+                }
             }
             LinkMode::Reset => {
                 conn.cancel();

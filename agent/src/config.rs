@@ -35,6 +35,10 @@ pub struct AgentConfig {
     /// Envelopes published and not yet acked, at most.
     #[serde(default = "default_window")]
     pub window: usize,
+    /// Spool size in bytes past which monitoring data gives way (oldest first); resting studies
+    /// are never dropped. See the `quota` module.
+    #[serde(default = "default_spool_max")]
+    pub spool_max_bytes: u64,
     /// Serial ports to read.
     #[serde(default)]
     pub serial: Vec<SerialConfig>,
@@ -72,6 +76,9 @@ fn default_heartbeat() -> u64 {
 }
 fn default_window() -> usize {
     32
+}
+fn default_spool_max() -> u64 {
+    2 * 1024 * 1024 * 1024
 }
 fn default_baud() -> u32 {
     115_200

@@ -7,6 +7,7 @@
 //! - [`serial`]: the port task (open, read, reopen).
 //! - [`assemble`]: frames → studies and stream chunks.
 //! - [`spool`]: the durable spool and seq leases.
+//! - [`quota`]: what gives way when the spool's disk is full.
 //! - [`uplink`]: sealing, publishing, acks, reports and receipts.
 //! - [`reports`]: received reports on disk.
 //! - [`formats`]: readers of recording files (WFDB).
@@ -17,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod driver;
 pub mod formats;
+pub mod quota;
 pub mod reports;
 pub mod run;
 pub mod serial;

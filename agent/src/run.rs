@@ -83,6 +83,7 @@ pub async fn run(cfg: AgentConfig, stats: Arc<AgentStats>, shutdown: Cancellatio
         ack_timeout: Duration::from_secs(cfg.ack_timeout_secs.max(1)),
         heartbeat: Duration::from_secs(cfg.heartbeat_secs.max(1)),
         window: cfg.window,
+        spool_max_bytes: cfg.spool_max_bytes,
     };
     let tracker = TaskTracker::new();
     let (out_tx, out_rx) = mpsc::channel::<Outgoing>(256);

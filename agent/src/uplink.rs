@@ -8,11 +8,12 @@
 //! ack timeout (the hub deduplicates on device and seq).
 
 use crate::clock::now_ms;
+use crate::quota;
 use crate::reports::ReportStore;
 use crate::spool::{Spool, SpoolError};
 use crate::stats::AgentStats;
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, Publish, QoS};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -50,12 +51,24 @@ pub struct UplinkConfig {
     pub heartbeat: Duration,
     /// Unacked envelopes in flight at most.
     pub window: usize,
+    /// Spool quota in bytes (see [`crate::quota`]).
+    pub spool_max_bytes: u64,
 }
 
 enum LinkEvent {
     Connected,
     Disconnected(String),
     Message(Publish),
+}
+
+/// What became of one outgoing body.
+enum Spooled {
+    /// Written under this seq; the stream ranges dropped to make room.
+    Stored(u64, Vec<yilian_protocol::message::StreamGap>),
+    /// A monitoring chunk with no room: not written; these ranges (it included) are dropped.
+    Dropped(Vec<yilian_protocol::message::StreamGap>),
+    /// Could not be sealed (over its size limit).
+    Unsealable(String),
 }
 
 /// The uplink's state, owned by its task.
@@ -199,6 +212,8 @@ pub async fn run(
             msg = rx.recv(), if u.unspooled.is_empty() => match msg {
                 Some(o) => {
                     u.spool_outgoing(o).await;
+                    // Gap notices it produced go out at once (they wait only if the disk fails).
+                    u.retry_unspooled().await;
                     u.pump().await;
                 }
                 None => break,
@@ -273,30 +288,84 @@ impl Uplink {
         let (spool, key, device, up) = (self.spool.clone(), self.key.clone(), self.cfg.device.clone(), self.up.clone());
         let now = now_ms();
         let item = o.clone();
-        let result = blocking(move || -> Result<Result<u64, String>, SpoolError> {
+        let max = self.cfg.spool_max_bytes;
+        let protected: HashSet<u64> = self.inflight.keys().copied().collect();
+        let result = blocking(move || -> Result<Spooled, SpoolError> {
             let mut s = lock(&spool);
             let seq = s.allocate_seq()?;
             let mut header = Header::new(&key, &device, seq, now, item.lane);
             header.epoch = s.epoch();
-            match seal(&key, header, &up, &item.payload) {
-                Ok(bytes) => {
-                    s.append(item.lane, seq, &bytes)?;
-                    Ok(Ok(seq))
+            let bytes = match seal(&key, header, &up, &item.payload) {
+                Ok(b) => b,
+                Err(e) => return Ok(Spooled::Unsealable(e.to_string())),
+            };
+            let need = bytes.len() as u64;
+            let mut dropped = quota::make_room(&mut s, need, max, &protected)?;
+            let new_chunk = match &item.payload {
+                Payload::StreamChunk(c) => Some(quota::chunk_gap(c)),
+                _ => None,
+            };
+            if let Some(gap) = &new_chunk
+                && s.bytes() + need > max
+            {
+                dropped.push(gap.clone());
+                return Ok(Spooled::Dropped(dropped));
+            }
+            loop {
+                match s.append(item.lane, seq, &bytes) {
+                    Ok(()) => return Ok(Spooled::Stored(seq, dropped)),
+                    Err(e) if quota::is_disk_full(&e) => {
+                        // The disk, not the quota, is full: monitoring data gives way first.
+                        let freed = quota::make_room(&mut s, u64::MAX, 0, &protected)?;
+                        if freed.is_empty() {
+                            if let Some(gap) = new_chunk {
+                                dropped.push(gap);
+                                return Ok(Spooled::Dropped(dropped));
+                            }
+                            return Err(e);
+                        }
+                        dropped.extend(freed);
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => Ok(Err(e.to_string())),
             }
         })
         .await;
-        match result {
-            Some(Ok(Ok(seq))) => debug!(seq, "spooled"),
-            Some(Ok(Err(e))) => self.problem(format!("cannot seal a message, it is not sent: {e}")),
+        let dropped = match result {
+            Some(Ok(Spooled::Stored(seq, dropped))) => {
+                debug!(seq, "spooled");
+                dropped
+            }
+            Some(Ok(Spooled::Dropped(dropped))) => dropped,
+            Some(Ok(Spooled::Unsealable(e))) => {
+                self.problem(format!("cannot seal a message, it is not sent: {e}"));
+                vec![]
+            }
             Some(Err(e)) => {
-                self.problem(format!("spool write failed; holding the message and retrying: {e}"));
+                let full = if quota::is_disk_full(&e) { "SPOOL FULL: " } else { "" };
+                self.problem(format!("{full}spool write failed; holding the message in memory and retrying: {e}"));
                 self.unspooled.push_back(o);
+                vec![]
             }
             None => {
                 self.problem("spool task failed; holding the message and retrying".into());
                 self.unspooled.push_back(o);
+                vec![]
+            }
+        };
+        if !dropped.is_empty() {
+            let gaps = quota::merge(dropped);
+            let ranges: Vec<String> = gaps
+                .iter()
+                .map(|g| format!("stream {} samples {}..{}", g.stream_id, g.first_sample, g.end_sample))
+                .collect();
+            self.problem(format!(
+                "SPOOL FULL: monitoring data dropped ({}); resting studies are kept",
+                ranges.join(", ")
+            ));
+            for g in gaps {
+                // Small, and never dropped: the hub must learn of the gap.
+                self.unspooled.push_back(Outgoing { lane: Lane::Stream, payload: Payload::StreamGap(g) });
             }
         }
         self.update_spool_stats();
@@ -451,6 +520,11 @@ impl Uplink {
             }
         }
         self.update_spool_stats();
+        if self.last_problem.starts_with("SPOOL FULL") && lock(&self.spool).bytes() < self.cfg.spool_max_bytes {
+            info!("spool back under its quota");
+            self.last_problem.clear();
+            self.publish_status(LinkState::Heartbeat);
+        }
         self.pump().await;
     }
 

@@ -61,10 +61,10 @@ pub struct Ingest {
 }
 
 enum Checked {
-    Ignored(Publish),
-    Up(Incoming, Publish),
-    Status(String, Verified<Payload>, Publish),
-    Rejected(Publish),
+    Ignored,
+    Up(Incoming),
+    Status(String, Verified<Payload>),
+    Rejected,
 }
 
 impl Ingest {
@@ -93,14 +93,14 @@ impl Ingest {
             Ok(t) if t.channel().is_uplink() => t,
             Ok(_) | Err(_) => {
                 self.reject(&p, "bad topic", "");
-                return Checked::Rejected(p);
+                return Checked::Rejected;
             }
         };
         if topic.channel() == Channel::Status && p.payload.is_empty() {
             // An empty retained publish is how MQTT clears a retained message (an operator
             // removing a decommissioned cart's last status): nothing to verify or store.
             debug!(topic = %p.topic, "retained status cleared");
-            return Checked::Ignored(p);
+            return Checked::Ignored;
         }
         let env = match Envelope::decode(&p.payload) {
             Ok(e) => e,
@@ -108,16 +108,16 @@ impl Ingest {
                 let reason =
                     if matches!(e, DecodeError::TooLarge { .. }) { "oversized envelope" } else { "malformed envelope" };
                 self.reject(&p, reason, &e.to_string());
-                return Checked::Rejected(p);
+                return Checked::Rejected;
             }
         };
         let Some((site, key)) = self.key_of(topic.device()).await else {
             self.reject(&p, "unknown device", topic.device());
-            return Checked::Rejected(p);
+            return Checked::Rejected;
         };
         if site != topic.site() {
             self.reject(&p, "wrong site", &format!("{} is enrolled at {site}", topic.device()));
-            return Checked::Rejected(p);
+            return Checked::Rejected;
         }
         let mut result = env.verify(&key, &topic, Some(now_ms()));
         if matches!(result, Err(VerifyError::WrongKey { .. })) {
@@ -133,12 +133,12 @@ impl Ingest {
             Ok(v) => v,
             Err(e) => {
                 self.reject(&p, reason_of(&e), &e.to_string());
-                return Checked::Rejected(p);
+                return Checked::Rejected;
             }
         };
         match topic.channel() {
-            Channel::Status => Checked::Status(topic.device().to_string(), verified, p),
-            _ => Checked::Up(Incoming { site, verified, envelope: p.payload.to_vec() }, p),
+            Channel::Status => Checked::Status(topic.device().to_string(), verified),
+            _ => Checked::Up(Incoming { site, verified, envelope: p.payload.to_vec() }),
         }
     }
 
@@ -171,18 +171,11 @@ impl Ingest {
     /// Handles a batch of publishes: verify each, store the good ones in one transaction, ack.
     pub async fn handle_batch(&mut self, batch: Vec<Publish>) {
         let mut incoming = Vec::new();
-        let mut publishes = Vec::new();
         for p in batch {
             match self.check(p).await {
-                Checked::Up(i, p) => {
-                    incoming.push(i);
-                    publishes.push(p);
-                }
-                Checked::Status(device, v, p) => {
-                    self.on_status(device, v).await;
-                    self.publisher.ack_mqtt(&p);
-                }
-                Checked::Rejected(p) | Checked::Ignored(p) => self.publisher.ack_mqtt(&p),
+                Checked::Up(i) => incoming.push(i),
+                Checked::Status(device, v) => self.on_status(device, v).await,
+                Checked::Rejected | Checked::Ignored => {}
             }
         }
         if incoming.is_empty() {
@@ -200,7 +193,7 @@ impl Ingest {
         {
             Ok(x) => x,
             Err(e) => {
-                // No PUBACK either: the broker and the agent will both send it again.
+                // No application ack: the agent sends it again after its ack timeout.
                 warn!(error = %e, "store unavailable; batch not acked");
                 return;
             }
@@ -242,9 +235,6 @@ impl Ingest {
             if !seqs.is_empty() || !refused.is_empty() {
                 self.publisher.ack_stored(&site, &device, epoch, &seqs, refused);
             }
-        }
-        for p in &publishes {
-            self.publisher.ack_mqtt(p);
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::clock::now_ms;
 use crate::store::Store;
-use rumqttc::{AsyncClient, Publish, QoS};
+use rumqttc::{AsyncClient, QoS};
 use std::sync::Arc;
 use tracing::{info, warn};
 use yilian_protocol::envelope::{Header, seal};
@@ -82,13 +82,6 @@ impl Publisher {
                 }
             }
             Err(e) => warn!(error = %e, "cannot seal ack"),
-        }
-    }
-
-    /// MQTT-level ack (PUBACK) of a received publish: sent only after its outcome is durable.
-    pub fn ack_mqtt(&self, p: &Publish) {
-        if let Err(e) = self.client.try_ack(p) {
-            warn!(error = %e, "PUBACK not sent; the broker will redeliver");
         }
     }
 }

@@ -105,7 +105,9 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     let mut opts = MqttOptions::new(cfg.client_id.clone(), host.clone(), port);
     opts.set_keep_alive(Duration::from_secs(15));
     opts.set_clean_session(false);
-    opts.set_manual_acks(true);
+    // PUBACKs go out on receipt. Durability rests on the agent's spool and the hub's signed
+    // application ack after commit; holding PUBACKs back would add nothing but the risk that one
+    // lost PUBACK keeps a slot of the broker's small inflight window (Mosquitto: 20) forever.
     opts.set_max_packet_size(MQTT_MAX_PACKET, MQTT_MAX_PACKET);
     opts.set_inflight(1000);
     opts.set_request_channel_capacity(10_000);

@@ -126,7 +126,9 @@ fn signed_message(topic: &Topic, header_bytes: &[u8], body: &[u8]) -> Vec<u8> {
 fn channel_allows(channel: Channel, kind: u16) -> bool {
     use crate::message::kind as k;
     match channel {
-        Channel::Up => matches!(kind, k::STREAM_CHUNK | k::STUDY_PART | k::DEVICE_OUTPUT | k::REPORT_RECEIPT),
+        Channel::Up => {
+            matches!(kind, k::STREAM_CHUNK | k::STUDY_PART | k::DEVICE_OUTPUT | k::REPORT_RECEIPT | k::STREAM_GAP)
+        }
         Channel::Status => kind == k::STATUS,
         Channel::Ack => kind == k::ACK,
         Channel::Report => kind == k::REPORT,

@@ -378,6 +378,20 @@ pub struct DeviceOutput {
     pub received_at_ms: i64,
 }
 
+/// The agent dropped part of a monitoring stream (its spool was full): the hub records the gap
+/// explicitly instead of showing silence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamGap {
+    /// Stream number on the device.
+    pub stream_id: u32,
+    /// First dropped sample index.
+    pub first_sample: u64,
+    /// One past the last dropped sample index.
+    pub end_sample: u64,
+    /// Why (e.g. "spool full").
+    pub reason: String,
+}
+
 /// The agent confirms that a report reached the clinic and was stored there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportReceipt {
@@ -521,6 +535,8 @@ pub enum Payload {
     Ack(Ack),
     /// Kind 7.
     Report(Report),
+    /// Kind 8.
+    StreamGap(StreamGap),
 }
 
 /// Kind numbers. Numbers are never reused; new kinds get new numbers (design.md keeps the
@@ -540,6 +556,8 @@ pub mod kind {
     pub const ACK: u16 = 6;
     /// [`super::Report`].
     pub const REPORT: u16 = 7;
+    /// [`super::StreamGap`].
+    pub const STREAM_GAP: u16 = 8;
 }
 
 impl Payload {
@@ -553,6 +571,7 @@ impl Payload {
             Payload::Status(_) => kind::STATUS,
             Payload::Ack(_) => kind::ACK,
             Payload::Report(_) => kind::REPORT,
+            Payload::StreamGap(_) => kind::STREAM_GAP,
         }
     }
 
@@ -566,6 +585,7 @@ impl Payload {
             kind::STATUS => "status",
             kind::ACK => "ack",
             kind::REPORT => "report",
+            kind::STREAM_GAP => "stream gap",
             _ => return None,
         })
     }
@@ -580,6 +600,7 @@ impl Payload {
             Payload::Status(b) => wire::encode("status", b, limits::STATUS_MAX),
             Payload::Ack(b) => wire::encode("ack", b, limits::ACK_MAX),
             Payload::Report(b) => wire::encode("report", b, limits::REPORT_MAX),
+            Payload::StreamGap(b) => wire::encode("stream gap", b, limits::RECEIPT_MAX),
         }
     }
 
@@ -600,6 +621,7 @@ impl Payload {
             kind::STATUS => decode::<_, { limits::STATUS_MAX }>("status", body).map(Payload::Status),
             kind::ACK => decode::<_, { limits::ACK_MAX }>("ack", body).map(Payload::Ack),
             kind::REPORT => decode::<_, { limits::REPORT_MAX }>("report", body).map(Payload::Report),
+            kind::STREAM_GAP => decode::<_, { limits::RECEIPT_MAX }>("stream gap", body).map(Payload::StreamGap),
             _ => return None,
         })
     }

@@ -493,3 +493,97 @@ async fn agents_whose_clocks_are_hours_off_keep_order_and_dedupe() -> anyhow::Re
     }
     hub.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_spool_drops_the_oldest_monitoring_data_keeps_every_study_and_the_hub_records_the_gap()
+-> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    init_logs();
+    let tmp = tempfile::tempdir()?;
+    let hub = HubHandle::start(&tmp.path().join("hub"), county::test_broker()?).await?;
+    let (host, port) = yilian_protocol::topic::broker_addr(&hub.broker_url)?;
+    let broker_addr = tokio::net::lookup_host((host.as_str(), port)).await?.next().context("broker address")?;
+    let proxy = FaultProxy::start(broker_addr).await?;
+    let mut clinic = Clinic::prepare(&tmp.path().join("clinics"), "xz-full", "cart-full", &hub.hub_key, &proxy.url())?;
+    hub.enroll("xz-full", "cart-full", &clinic.public_key)?;
+    clinic.config.spool_max_bytes = 16 * 1024;
+    clinic.config.ack_timeout_secs = 3;
+    clinic.start_agent().await?;
+    let rec = records::mitdb("228")?;
+    let ptb = records::ptb_12_lead()?;
+
+    let mut next = stream(&clinic, &rec, 0, 20, Duration::ZERO).await?;
+    clinic.wait_drained(WAIT).await?;
+    proxy.set(LinkMode::Blackhole);
+    next = stream(&clinic, &rec, next, 150, Duration::ZERO).await?;
+    let acquired = now_ms();
+    let (_, sent) = clinic.cart(move |c| c.study(&ptb, 2_000, 10_000, &sim::demo_visit(6), acquired)).await?;
+    next = stream(&clinic, &rec, next, 150, Duration::ZERO).await?;
+    let stats = clinic.stats.clone();
+    wait_for("the agent to say its spool is full", WAIT, || {
+        let s = stats.clone();
+        async move { (AgentStats::get(&s.problems) >= 1).then_some(()) }
+    })
+    .await?;
+    proxy.set(LinkMode::Pass);
+    next = stream(&clinic, &rec, next, 20, Duration::from_millis(20)).await?;
+    // County IT sees it on the device's status as soon as the link is back.
+    let api = hub.api.clone();
+    wait_for("the hub to show the full spool", WAIT, || {
+        let api = api.clone();
+        async move {
+            let devices = api.devices().await.ok()?;
+            let me = devices.into_iter().find(|d| d["device_id"] == "cart-full")?;
+            me["last_problem"].as_str()?.contains("SPOOL FULL").then_some(())
+        }
+    })
+    .await?;
+    clinic.stop_agent().await?;
+    clinic.start_agent().await?;
+
+    // The study is never dropped.
+    let row = wait_for("the study", Duration::from_secs(120), || {
+        let api = api.clone();
+        async move { api.queue().await.ok()?.into_iter().next() }
+    })
+    .await?;
+    let detail = api.study(uid_of(&row)).await?;
+    for (lead, s) in detail["leads"].as_array().context("leads")?.iter().zip(&sent) {
+        assert_eq!(ints(&lead["samples"]), s.iter().map(|v| i32::from(*v)).collect::<Vec<_>>());
+    }
+    // Every sample index of the stream is either stored or inside a gap the agent declared.
+    let end = next;
+    let (runs, gaps) = wait_for("stored runs and declared gaps to cover the stream", Duration::from_secs(120), || {
+        let api = api.clone();
+        async move {
+            let s = api.streams("cart-full").await.ok()?;
+            let s = s.first()?;
+            let pairs = |v: &Value, a: &str, b: &str| -> Vec<(u64, u64)> {
+                v.as_array()
+                    .map(|x| x.iter().filter_map(|r| Some((r[a].as_u64()?, r[b].as_u64()?))).collect())
+                    .unwrap_or_default()
+            };
+            let runs = pairs(&s["runs"], "first_sample", "end_sample");
+            let gaps = pairs(&s["declared_gaps"], "first_sample", "end_sample");
+            let mut all: Vec<(u64, u64)> = runs.iter().chain(&gaps).copied().collect();
+            all.sort_unstable();
+            let mut cursor = 0;
+            for (a, b) in &all {
+                if *a != cursor {
+                    return None;
+                }
+                cursor = *b;
+            }
+            (cursor == end && !gaps.is_empty()).then_some((runs, gaps))
+        }
+    })
+    .await?;
+    check_exact(&api, "cart-full", &rec).await?;
+    let dropped: u64 = gaps.iter().map(|(a, b)| b - a).sum();
+    eprintln!(
+        "spool quota 16 KiB, link cut: study kept whole; {dropped} of {end} samples per lead dropped as {} declared gap(s); runs {runs:?}",
+        gaps.len()
+    );
+    clinic.shutdown(&hub.broker_url).await?;
+    hub.stop().await
+}

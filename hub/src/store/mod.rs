@@ -122,8 +122,12 @@ pub struct DeviceRow {
     pub spool_entries: Option<i64>,
     /// Agent version.
     pub agent_version: Option<String>,
-    /// Status detail (last problem).
+    /// Status detail now (empty when all is well).
     pub detail: Option<String>,
+    /// The last problem the device reported, even if it has cleared since.
+    pub last_problem: Option<String>,
+    /// When (device clock, Unix ms).
+    pub last_problem_at_ms: Option<i64>,
     /// Highest seq stored.
     pub last_seq: Option<i64>,
     /// Envelopes stored.
@@ -267,6 +271,19 @@ pub struct StreamSummary {
     pub samples_per_lead: i64,
     /// Continuous runs; more than one means there are gaps between them.
     pub runs: Vec<StreamRun>,
+    /// Ranges the device said it dropped, and why.
+    pub declared_gaps: Vec<DeclaredGap>,
+}
+
+/// A range of a stream the device declared lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeclaredGap {
+    /// First dropped sample.
+    pub first_sample: i64,
+    /// One past the last dropped sample.
+    pub end_sample: i64,
+    /// Why.
+    pub reason: String,
 }
 
 /// Hub-wide counts.
@@ -504,6 +521,9 @@ impl Db {
                     return Self::refuse(format!("stream chunk: {why}"));
                 }
             }
+            Payload::StreamGap(g) if g.first_sample >= g.end_sample || g.end_sample > i64::MAX as u64 => {
+                return Self::refuse(format!("stream gap {}..{} is not a range", g.first_sample, g.end_sample));
+            }
             _ => {}
         }
         tx.execute(
@@ -549,6 +569,14 @@ impl Db {
                 } else {
                     warn!(device, report = %r.report_id, "receipt for a report this device was not sent");
                 }
+            }
+            Payload::StreamGap(g) => {
+                tx.execute(
+                    "INSERT INTO stream_gaps (device_id, seq, stream_id, first_sample, end_sample, reason, received_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![device, seq, g.stream_id, g.first_sample as i64, g.end_sample as i64, g.reason, now_ms],
+                )?;
+                warn!(device, stream = g.stream_id, first = g.first_sample, end = g.end_sample, reason = %g.reason, "device declared a stream gap");
             }
             Payload::Status(_) | Payload::Ack(_) | Payload::Report(_) => {}
         }
@@ -865,6 +893,12 @@ impl Db {
              WHERE ?3 > device_status.status_at_ms",
             params![device, state, at_ms, s.spool_entries.min(i64::MAX as u64) as i64, s.agent_version, s.detail],
         )?;
+        if n == 1 && !s.detail.is_empty() {
+            self.conn.execute(
+                "UPDATE device_status SET last_problem = ?2, last_problem_at_ms = ?3 WHERE device_id = ?1",
+                params![device, s.detail, at_ms],
+            )?;
+        }
         Ok(n == 1)
     }
 
@@ -872,7 +906,7 @@ impl Db {
     pub fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT d.device_id, d.site_id, d.key_id, COALESCE(s.state, 'unknown'), s.status_at_ms, s.spool_entries,
-                    s.agent_version, s.detail,
+                    s.agent_version, s.detail, s.last_problem, s.last_problem_at_ms,
                     (SELECT MAX(seq) FROM messages m WHERE m.device_id = d.device_id),
                     (SELECT COUNT(*) FROM messages m WHERE m.device_id = d.device_id)
              FROM devices d LEFT JOIN device_status s ON s.device_id = d.device_id ORDER BY d.site_id, d.device_id",
@@ -888,8 +922,10 @@ impl Db {
                     spool_entries: r.get(5)?,
                     agent_version: r.get(6)?,
                     detail: r.get(7)?,
-                    last_seq: r.get(8)?,
-                    messages: r.get(9)?,
+                    last_problem: r.get(8)?,
+                    last_problem_at_ms: r.get(9)?,
+                    last_seq: r.get(10)?,
+                    messages: r.get(11)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -969,6 +1005,7 @@ impl Db {
                     chunks: 0,
                     samples_per_lead: 0,
                     runs: vec![],
+                    declared_gaps: vec![],
                 });
             }
             let Some(s) = out.last_mut() else { continue };
@@ -978,6 +1015,19 @@ impl Db {
             match s.runs.last_mut() {
                 Some(run) if run.end_sample >= first => run.end_sample = run.end_sample.max(end),
                 _ => s.runs.push(StreamRun { first_sample: first, end_sample: end }),
+            }
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT stream_id, first_sample, end_sample, reason FROM stream_gaps WHERE device_id = ?1
+             ORDER BY stream_id, first_sample",
+        )?;
+        let gaps = stmt.query_map([device], |r| {
+            Ok((r.get::<_, i64>(0)?, DeclaredGap { first_sample: r.get(1)?, end_sample: r.get(2)?, reason: r.get(3)? }))
+        })?;
+        for g in gaps {
+            let (stream_id, gap) = g?;
+            if let Some(s) = out.iter_mut().find(|s| s.stream_id == stream_id) {
+                s.declared_gaps.push(gap);
             }
         }
         Ok(out)

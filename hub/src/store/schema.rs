@@ -1,7 +1,8 @@
 //! The SQLite schema. Applied on open; `user_version` records which migrations ran.
 
 /// Migrations in order; index + 1 is the `user_version` after each.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE devices (
     device_id      TEXT PRIMARY KEY,
     site_id        TEXT NOT NULL,
@@ -103,4 +104,23 @@ CREATE TABLE counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
-"#];
+"#,
+    // Gaps an agent declared in a monitoring stream (it had to drop data: spool full).
+    r#"
+CREATE TABLE stream_gaps (
+    device_id      TEXT NOT NULL,
+    seq            INTEGER NOT NULL,
+    stream_id      INTEGER NOT NULL,
+    first_sample   INTEGER NOT NULL,
+    end_sample     INTEGER NOT NULL,
+    reason         TEXT NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (device_id, seq)
+) WITHOUT ROWID;
+"#,
+    // The last problem a device reported stays visible after it clears.
+    r#"
+ALTER TABLE device_status ADD COLUMN last_problem TEXT;
+ALTER TABLE device_status ADD COLUMN last_problem_at_ms INTEGER;
+"#,
+];
