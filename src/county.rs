@@ -104,6 +104,15 @@ pub struct HubHandle {
 impl HubHandle {
     /// Starts a hub with its data in `data_dir`, adding specialist `demo` (演示医师).
     pub async fn start(data_dir: &Path, broker: Broker) -> anyhow::Result<Self> {
+        Self::start_with(data_dir, broker, |_| {}).await
+    }
+
+    /// Like [`HubHandle::start`], with a chance to adjust the configuration.
+    pub async fn start_with(
+        data_dir: &Path,
+        broker: Broker,
+        adjust: impl FnOnce(&mut HubConfig),
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let key = yilian_hub::keys::load_or_create(data_dir)?;
         let token = yilian_hub::http::auth::new_token().map_err(|_| anyhow::anyhow!("rng"))?;
@@ -125,6 +134,7 @@ impl HubHandle {
         // One MQTT session per hub data folder, stable across restarts of that hub, distinct
         // from other hubs sharing an external test broker.
         cfg.client_id = format!("yilian-hub-{}", &hex_digest(data_dir.to_string_lossy().as_bytes())[..12]);
+        adjust(&mut cfg);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let http = listener.local_addr()?;
         let shutdown = CancellationToken::new();

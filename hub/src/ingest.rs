@@ -3,6 +3,7 @@
 
 use crate::clock::now_ms;
 use crate::publish::Publisher;
+use crate::ratelimit::{Limits, RateLimiter, Verdict};
 use crate::store::{Incoming, Store, Stored};
 use rumqttc::Publish;
 use std::collections::{BTreeMap, HashMap};
@@ -14,6 +15,9 @@ use yilian_protocol::keys::PublicKey;
 use yilian_protocol::message::{LinkState, Payload, Refusal, RefusalReason};
 use yilian_protocol::topic::{Channel, Topic};
 use yilian_protocol::{DecodeError, VerifyError};
+
+/// How long an unenrolled device id is remembered as such (enrolment takes effect after it).
+const UNKNOWN_TTL: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Rejected messages counted per reason.
 #[derive(Debug, Default)]
@@ -54,6 +58,9 @@ pub fn reason_of(e: &VerifyError) -> &'static str {
 /// The ingest task's state.
 pub struct Ingest {
     failpoint: Option<crate::failpoint::Failpoint>,
+    limiter: RateLimiter,
+    /// Device ids recently found unenrolled, so a flood of strangers does not hit the store.
+    unknown: HashMap<String, std::time::Instant>,
     store: Store,
     publisher: Publisher,
     rejects: Arc<Rejects>,
@@ -69,8 +76,16 @@ enum Checked {
 
 impl Ingest {
     /// An ingest stage over `store`, acking and republishing through `publisher`.
-    pub fn new(store: Store, publisher: Publisher, rejects: Arc<Rejects>) -> Self {
-        Self { failpoint: crate::failpoint::Failpoint::from_env(), store, publisher, rejects, keys: HashMap::new() }
+    pub fn new(store: Store, publisher: Publisher, rejects: Arc<Rejects>, limits: Limits) -> Self {
+        Self {
+            failpoint: crate::failpoint::Failpoint::from_env(),
+            limiter: RateLimiter::new(limits),
+            unknown: HashMap::new(),
+            store,
+            publisher,
+            rejects,
+            keys: HashMap::new(),
+        }
     }
 
     fn reject(&self, p: &Publish, reason: &'static str, detail: &str) {
@@ -82,10 +97,28 @@ impl Ingest {
         if let Some(k) = self.keys.get(device) {
             return Some(k.clone());
         }
+        let now = std::time::Instant::now();
+        if self.unknown.get(device).is_some_and(|t| now.duration_since(*t) < UNKNOWN_TTL) {
+            return None;
+        }
         let d = device.to_string();
-        let found = self.store.call(move |db| db.device_key(&d)).await.ok()?.ok()??;
-        self.keys.insert(device.to_string(), found.clone());
-        Some(found)
+        let found = self.store.call(move |db| db.device_key(&d)).await.ok()?.ok()?;
+        match found {
+            Some(found) => {
+                self.unknown.remove(device);
+                self.keys.insert(device.to_string(), found.clone());
+                Some(found)
+            }
+            None => {
+                if self.unknown.len() >= 10_000 {
+                    self.unknown.retain(|_, t| now.duration_since(*t) < UNKNOWN_TTL);
+                }
+                if self.unknown.len() < 10_000 {
+                    self.unknown.insert(device.to_string(), now);
+                }
+                None
+            }
+        }
     }
 
     async fn check(&mut self, p: Publish) -> Checked {
@@ -96,6 +129,15 @@ impl Ingest {
                 return Checked::Rejected;
             }
         };
+        if let Verdict::Drop { log, dropped } =
+            self.limiter.check(topic.device(), p.payload.len(), std::time::Instant::now())
+        {
+            self.rejects.count("rate limited");
+            if log {
+                warn!(device = topic.device(), dropped, "device over its rate limit; messages dropped unacknowledged");
+            }
+            return Checked::Rejected;
+        }
         if topic.channel() == Channel::Status && p.payload.is_empty() {
             // An empty retained publish is how MQTT clears a retained message (an operator
             // removing a decommissioned cart's last status): nothing to verify or store.

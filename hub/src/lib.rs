@@ -7,6 +7,7 @@
 //! - [`publish`]: signed acks and reports out.
 //! - [`store`]: SQLite, owned by one thread.
 //! - [`queue`]: claim and report rules.
+//! - [`ratelimit`]: per-device rate and size limits.
 //! - [`http`]: the JSON API.
 //! - [`keys`]: the hub's signing key.
 //! - [`run`]: wiring and shutdown.
@@ -19,6 +20,7 @@ pub mod ingest;
 pub mod keys;
 pub mod publish;
 pub mod queue;
+pub mod ratelimit;
 pub mod run;
 pub mod store;
 

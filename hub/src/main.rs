@@ -35,6 +35,13 @@ enum Command {
         /// Minutes a specialist's claim lasts.
         #[arg(long, default_value_t = 15)]
         claim_minutes: u64,
+        /// Messages per second one device may send, sustained (more are dropped unacknowledged,
+        /// and the agent sends them again later).
+        #[arg(long, default_value_t = 200.0)]
+        device_msgs_per_s: f64,
+        /// Messages one device may send in a burst.
+        #[arg(long, default_value_t = 2000.0)]
+        device_burst: f64,
     },
     /// Enrol a device with its public key (hex file from `yilian-agent keygen`).
     Enroll {
@@ -92,10 +99,12 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { broker, mqtt_listen, http, claim_minutes } => {
+        Command::Run { broker, mqtt_listen, http, claim_minutes, device_msgs_per_s, device_burst } => {
             let mode = broker.map_or(BrokerMode::Embedded(mqtt_listen), BrokerMode::External);
             let mut cfg = HubConfig::new(cli.data, mode);
             cfg.claim_ttl = Duration::from_secs(claim_minutes.max(1) * 60);
+            cfg.limits.msgs_per_s = device_msgs_per_s.max(1.0);
+            cfg.limits.msg_burst = device_burst.max(1.0);
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async {
                 let listener = tokio::net::TcpListener::bind(http).await.with_context(|| format!("binding {http}"))?;

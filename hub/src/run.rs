@@ -39,6 +39,8 @@ pub struct HubConfig {
     pub client_id: String,
     /// The signer id in the hub's envelopes.
     pub hub_id: String,
+    /// Per-device rate and size limits.
+    pub limits: crate::ratelimit::Limits,
 }
 
 impl HubConfig {
@@ -50,6 +52,7 @@ impl HubConfig {
             claim_ttl: Duration::from_secs(15 * 60),
             client_id: "yilian-hub".into(),
             hub_id: "hub".into(),
+            limits: crate::ratelimit::Limits::default(),
         }
     }
 
@@ -115,7 +118,8 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     let publisher = Publisher::new(client.clone(), key.clone(), &cfg.hub_id);
     let rejects = Arc::new(Rejects::default());
     let (tx, rx) = mpsc::channel(4096);
-    let ingest_task = tokio::spawn(ingest::run(Ingest::new(store.clone(), publisher.clone(), rejects.clone()), rx));
+    let ingest_task =
+        tokio::spawn(ingest::run(Ingest::new(store.clone(), publisher.clone(), rejects.clone(), cfg.limits), rx));
     let poll_token = shutdown.child_token();
     let (poll_store, poll_pub) = (store.clone(), publisher.clone());
     let poll_task = tokio::spawn(async move {

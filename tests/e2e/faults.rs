@@ -587,3 +587,97 @@ async fn a_full_spool_drops_the_oldest_monitoring_data_keeps_every_study_and_the
     clinic.shutdown(&hub.broker_url).await?;
     hub.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flooding_device_cannot_starve_the_others() -> anyhow::Result<()> {
+    use yilian_protocol::envelope::{Header, seal};
+    use yilian_protocol::keys::SigningKey;
+    use yilian_protocol::message::{DeviceOutput, Lane, Payload};
+    use yilian_protocol::topic::{Channel, Topic};
+    let _one = ONE_AT_A_TIME.lock().await;
+    init_logs();
+    let tmp = tempfile::tempdir()?;
+    let hub = HubHandle::start_with(&tmp.path().join("hub"), county::test_broker()?, |c| {
+        c.limits = yilian_hub::ratelimit::Limits { msgs_per_s: 50.0, msg_burst: 100.0, ..Default::default() };
+    })
+    .await?;
+    let clinic = Clinic::start(&tmp.path().join("clinics"), "xz-calm", "cart-calm", &hub).await?;
+    let flood_key = SigningKey::generate()?;
+    hub.enroll("xz-flood", "cart-flood", &flood_key.public_key())?;
+
+    // The flood: thousands of validly signed messages from an enrolled device, and garbage
+    // from a device nobody enrolled, as fast as the broker takes them.
+    let (host, port) = yilian_protocol::topic::broker_addr(&hub.broker_url)?;
+    let mut o = rumqttc::MqttOptions::new("cart-flood", host, port);
+    o.set_max_packet_size(yilian_protocol::limits::MQTT_MAX_PACKET, yilian_protocol::limits::MQTT_MAX_PACKET);
+    o.set_inflight(1000);
+    let (flooder, mut ev) = rumqttc::AsyncClient::new(o, 1024);
+    tokio::spawn(async move { while ev.poll().await.is_ok() {} });
+    let topic = Topic::new("xz-flood", "cart-flood", Channel::Up)?;
+    let ghost = Topic::new("xz-flood", "cart-ghost", Channel::Up)?;
+    let flood = {
+        let (flooder, topic, ghost) = (flooder.clone(), topic.to_string(), ghost.to_string());
+        let envelopes: Vec<Vec<u8>> = (1..=3000u64)
+            .map(|seq| {
+                let line = Payload::DeviceOutput(DeviceOutput {
+                    port: "x".into(),
+                    line: format!("flood {seq}"),
+                    received_at_ms: 0,
+                });
+                seal(
+                    &flood_key,
+                    Header::new(&flood_key, "cart-flood", seq, now_ms(), Lane::Stream),
+                    &Topic::parse(&topic)?,
+                    &line,
+                )
+                .map_err(anyhow::Error::from)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        tokio::spawn(async move {
+            for (i, e) in envelopes.into_iter().enumerate() {
+                let _ = flooder.publish(topic.clone(), rumqttc::QoS::AtLeastOnce, false, e).await;
+                let _ = flooder.publish(ghost.clone(), rumqttc::QoS::AtMostOnce, false, vec![i as u8; 64]).await;
+            }
+        })
+    };
+
+    // Meanwhile a STAT study and a stream from an ordinary clinic.
+    let rec = records::mitdb("100")?;
+    let ptb = records::ptb_12_lead()?;
+    let started = Instant::now();
+    let acquired = now_ms();
+    clinic.cart(move |c| c.study(&ptb, 0, 10_000, &sim::demo_visit(0), acquired)).await?;
+    let api = hub.api.clone();
+    wait_for("the STAT study during the flood", WAIT, || {
+        let api = api.clone();
+        async move { api.queue().await.ok()?.into_iter().next() }
+    })
+    .await?;
+    let study_latency = started.elapsed();
+    let end = stream(&clinic, &rec, 0, 100, Duration::from_millis(5)).await?;
+    flood.await?;
+    let flood_time = started.elapsed();
+    let mut clinic = clinic;
+    clinic.stop_agent().await?;
+    clinic.start_agent().await?;
+    wait_complete(&api, "cart-calm", end, Duration::from_secs(120)).await?;
+    check_exact(&api, "cart-calm", &rec).await?;
+    let stats = api.stats().await?;
+    let limited = rejected(&stats, "rate limited");
+    let devices = api.devices().await?;
+    let flood_stored =
+        devices.iter().find(|d| d["device_id"] == "cart-flood").and_then(|d| d["messages"].as_u64()).unwrap_or(0);
+    eprintln!(
+        "flood: 3000 signed + 3000 garbage messages in {:.1} s; STAT study queued {} ms after the cart sent it; \
+         {limited} rate-limited, {flood_stored} of the flood stored",
+        flood_time.as_secs_f64(),
+        study_latency.as_millis()
+    );
+    assert!(limited > 0, "the flood was rate limited: {stats}");
+    // At most the burst plus the sustained rate over the flood's duration (and a margin).
+    let allowed = 100.0 + 50.0 * flood_time.as_secs_f64() * 1.5 + 50.0;
+    assert!((flood_stored as f64) <= allowed, "{flood_stored} flood messages stored, limit {allowed}");
+    assert!(study_latency < Duration::from_secs(15), "a STAT study waited {study_latency:?} behind a flood");
+    clinic.shutdown(&hub.broker_url).await?;
+    hub.stop().await
+}
