@@ -99,6 +99,17 @@ fn payloads() -> Vec<(&'static str, Channel, Lane, Payload)> {
             }),
         ),
         (
+            "stream_gap",
+            Channel::Up,
+            Lane::Stream,
+            Payload::StreamGap(StreamGap {
+                stream_id: 0,
+                first_sample: 3600,
+                end_sample: 7200,
+                reason: "spool full".into(),
+            }),
+        ),
+        (
             "status",
             Channel::Status,
             Lane::Stream,

@@ -134,9 +134,14 @@ async fn a_long_link_outage_drains_oldest_first_while_live_data_keeps_flowing() 
     clinic.start_agent().await?;
     wait_complete(&hub.api, "cart-link", next, Duration::from_secs(120)).await?;
     let drained = restored.elapsed();
+    let hub_stats = hub.api.stats().await?;
     eprintln!(
-        "link outage: {backlog} envelopes (60 s of 2-lead 360 Hz data plus a 12-lead study) drained in {:.1} s",
-        drained.as_secs_f64()
+        "link outage: {backlog} envelopes (60 s of 2-lead 360 Hz data plus a 12-lead study) drained in {:.1} s; \
+         {} publishes by the agent for {} stored messages, {} duplicates acked again, 0 lost",
+        drained.as_secs_f64(),
+        AgentStats::get(&clinic.stats.publishes),
+        hub_stats["studies"]["messages"],
+        hub_stats["studies"]["duplicates"]
     );
     check_exact(&hub.api, "cart-link", &rec).await?;
 
