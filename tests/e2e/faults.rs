@@ -93,6 +93,21 @@ async fn wait_complete(api: &Api, device: &str, end: u64, timeout: Duration) -> 
     .await
 }
 
+/// A clinic (not started) whose link to the broker runs through a fault proxy.
+async fn clinic_behind_proxy(
+    hub: &HubHandle,
+    root: &std::path::Path,
+    site: &str,
+    device: &str,
+) -> anyhow::Result<(FaultProxy, Clinic)> {
+    let (host, port) = yilian_protocol::topic::broker_addr(&hub.broker_url)?;
+    let broker_addr = tokio::net::lookup_host((host.as_str(), port)).await?.next().context("broker address")?;
+    let proxy = FaultProxy::start(broker_addr).await?;
+    let clinic = Clinic::prepare(root, site, device, &hub.hub_key, &proxy.url())?;
+    hub.enroll(site, device, &clinic.public_key)?;
+    Ok((proxy, clinic))
+}
+
 fn rejected(stats: &Value, reason: &str) -> u64 {
     stats["rejected"][reason].as_u64().unwrap_or(0)
 }
@@ -103,11 +118,7 @@ async fn a_long_link_outage_drains_oldest_first_while_live_data_keeps_flowing() 
     init_logs();
     let tmp = tempfile::tempdir()?;
     let hub = HubHandle::start(&tmp.path().join("hub"), county::test_broker()?).await?;
-    let (host, port) = yilian_protocol::topic::broker_addr(&hub.broker_url)?;
-    let broker_addr = tokio::net::lookup_host((host.as_str(), port)).await?.next().context("broker address")?;
-    let proxy = FaultProxy::start(broker_addr).await?;
-    let mut clinic = Clinic::prepare(&tmp.path().join("clinics"), "xz-link", "cart-link", &hub.hub_key, &proxy.url())?;
-    hub.enroll("xz-link", "cart-link", &clinic.public_key)?;
+    let (proxy, mut clinic) = clinic_behind_proxy(&hub, &tmp.path().join("clinics"), "xz-link", "cart-link").await?;
     clinic.start_agent().await?;
     let rec = records::mitdb("105")?;
 
@@ -506,11 +517,7 @@ async fn a_full_spool_drops_the_oldest_monitoring_data_keeps_every_study_and_the
     init_logs();
     let tmp = tempfile::tempdir()?;
     let hub = HubHandle::start(&tmp.path().join("hub"), county::test_broker()?).await?;
-    let (host, port) = yilian_protocol::topic::broker_addr(&hub.broker_url)?;
-    let broker_addr = tokio::net::lookup_host((host.as_str(), port)).await?.next().context("broker address")?;
-    let proxy = FaultProxy::start(broker_addr).await?;
-    let mut clinic = Clinic::prepare(&tmp.path().join("clinics"), "xz-full", "cart-full", &hub.hub_key, &proxy.url())?;
-    hub.enroll("xz-full", "cart-full", &clinic.public_key)?;
+    let (proxy, mut clinic) = clinic_behind_proxy(&hub, &tmp.path().join("clinics"), "xz-full", "cart-full").await?;
     clinic.config.spool_max_bytes = 16 * 1024;
     clinic.config.ack_timeout_secs = 3;
     clinic.start_agent().await?;
