@@ -205,6 +205,9 @@ pub fn decode(encoded: &[u8]) -> Result<(u16, Frame), FrameError> {
         return Err(FrameError::TooLong { len: encoded.len(), limit: MAX_ENCODED });
     }
     let raw = cobs::decode_vec(encoded).map_err(|_| FrameError::Cobs)?;
+    if raw.len() > MAX_FRAME {
+        return Err(FrameError::TooLong { len: raw.len(), limit: MAX_FRAME });
+    }
     if raw.len() < 8 {
         return Err(FrameError::TooShort(raw.len()));
     }
@@ -464,6 +467,19 @@ mod tests {
         let f = Frame::StudySamples { study_id: 1, first_sample: 0, samples: vec![1; 5000] };
         assert!(matches!(encode(0, &f), Err(FrameError::TooLong { .. })));
         assert!(matches!(decode(&vec![1u8; MAX_ENCODED + 1]), Err(FrameError::TooLong { .. })));
+    }
+
+    /// Found by the `frame_decode` fuzz target's checks: an encoded frame can fit
+    /// `MAX_ENCODED` while its decoded form exceeds `MAX_FRAME`, which `encode` refuses.
+    #[test]
+    fn a_frame_over_the_decoded_limit_is_refused_like_encode_refuses_it() {
+        let mut raw = vec![VERSION, 0x11, 0, 0];
+        raw.resize(MAX_FRAME + 28, 0); // zeros cost COBS nothing extra
+        let crc = CRC.checksum(&raw);
+        raw.extend_from_slice(&crc.to_le_bytes());
+        let encoded = cobs::encode_vec(&raw);
+        assert!(encoded.len() <= MAX_ENCODED, "the case needs an encoding within MAX_ENCODED");
+        assert!(matches!(decode(&encoded), Err(FrameError::TooLong { .. })));
     }
 
     proptest! {

@@ -174,10 +174,11 @@ pub fn broker_addr(url: &str) -> Result<(String, u16), TopicError> {
         Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad())?),
         None => (rest, 1883),
     };
-    if host.is_empty() || host.contains('/') {
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if host.is_empty() || host.contains('/') || host.contains('[') || host.contains(']') {
         return Err(bad());
     }
-    Ok((host.trim_start_matches('[').trim_end_matches(']').to_string(), port))
+    Ok((host.to_string(), port))
 }
 
 #[cfg(test)]
@@ -191,5 +192,8 @@ mod broker_tests {
         assert!(broker_addr("http://x:1").is_err());
         assert!(broker_addr("mqtt://x:notaport").is_err());
         assert!(broker_addr("mqtt://").is_err());
+        assert!(broker_addr("mqtt://[]").is_err(), "empty host in brackets");
+        assert!(broker_addr("mqtt://[]:1883").is_err());
+        assert_eq!(broker_addr("mqtt://[::1]:1884").expect("v6"), ("::1".into(), 1884));
     }
 }
