@@ -501,7 +501,21 @@ impl Clinic {
     }
 
     /// Stops the agent (it spools what it has assembled) and waits for it.
+    ///
+    /// It first lets the agent read what the cart already wrote (until its event count has
+    /// been still for 200 ms, at most 5 s): stopping mid-frame loses that frame, as it would
+    /// at a real clinic, and tests that stop agents on purpose mean to test something else.
     pub async fn stop_agent(&mut self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut seen = AgentStats::get(&self.stats.device_events);
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = AgentStats::get(&self.stats.device_events);
+            if now == seen {
+                break;
+            }
+            seen = now;
+        }
         self.shutdown.cancel();
         if let Some(t) = self.task.take() {
             t.await.context("agent task")??;
@@ -513,6 +527,7 @@ impl Clinic {
     /// the broker (tests) do not see a device they never enrolled.
     pub async fn shutdown(mut self, broker_url: &str) -> anyhow::Result<()> {
         self.stop_agent().await?;
+        self.kill9_agent();
         let topic =
             yilian_protocol::topic::Topic::new(&self.site, &self.device, yilian_protocol::topic::Channel::Status)?;
         let (host, port) = yilian_protocol::topic::broker_addr(broker_url)?;

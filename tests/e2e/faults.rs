@@ -141,6 +141,7 @@ async fn a_long_link_outage_drains_oldest_first_while_live_data_keeps_flowing() 
     proxy.set(LinkMode::Pass);
     let restored = Instant::now();
     next = stream(&clinic, &rec, next, 100, Duration::from_millis(10)).await?; // live data meanwhile
+    let publishes = AgentStats::get(&clinic.stats.publishes);
     clinic.stop_agent().await?; // the last partial chunk goes to the spool
     clinic.start_agent().await?;
     wait_complete(&hub.api, "cart-link", next, Duration::from_secs(120)).await?;
@@ -150,7 +151,7 @@ async fn a_long_link_outage_drains_oldest_first_while_live_data_keeps_flowing() 
         "link outage: {backlog} envelopes (60 s of 2-lead 360 Hz data plus a 12-lead study) drained in {:.1} s; \
          {} publishes by the agent for {} stored messages, {} duplicates acked again, 0 lost",
         drained.as_secs_f64(),
-        AgentStats::get(&clinic.stats.publishes),
+        publishes + AgentStats::get(&clinic.stats.publishes),
         hub_stats["studies"]["messages"],
         hub_stats["studies"]["duplicates"]
     );
@@ -257,6 +258,7 @@ async fn kill_9_of_the_agent_at_random_moments_leaves_a_consistent_spool_and_rep
         let log = std::fs::read_to_string(clinic.dir.join(format!("agent-{i}.log"))).unwrap_or_default();
         assert!(!log.contains("quarantine"), "agent run {i} found a damaged spool:\n{log}");
     }
+    clinic.shutdown(&hub.broker_url).await?;
     hub.stop().await
 }
 
@@ -479,7 +481,15 @@ async fn agents_whose_clocks_are_hours_off_keep_order_and_dedupe() -> anyhow::Re
         ends.push(stream(c, &rec, 0, 50, Duration::ZERO).await?);
     }
     // The skew is real: the statuses the agents signed carry their wrong clocks.
-    let devices = hub.api.devices().await?;
+    let api = hub.api.clone();
+    let devices = wait_for("both agents' statuses", WAIT, || {
+        let api = api.clone();
+        async move {
+            let d = api.devices().await.ok()?;
+            d.iter().all(|x| x["status_at_ms"].is_i64()).then_some(d)
+        }
+    })
+    .await?;
     let skew = |d: &str| {
         devices.iter().find(|x| x["device_id"] == d).and_then(|x| x["status_at_ms"].as_i64()).map(|t| t - now_ms())
     };
@@ -504,8 +514,8 @@ async fn agents_whose_clocks_are_hours_off_keep_order_and_dedupe() -> anyhow::Re
     let stats = hub.api.stats().await?;
     assert_eq!(rejected(&stats, "seq reused"), 0);
     assert_eq!(rejected(&stats, "from the future"), 0);
-    for mut c in clinics {
-        c.kill9_agent();
+    for c in clinics {
+        c.shutdown(&hub.broker_url).await?;
     }
     hub.stop().await
 }
