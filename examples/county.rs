@@ -163,6 +163,12 @@ async fn main() -> anyhow::Result<()> {
         clinics.push((Arc::new(clinic), records::mitdb(STREAM_RECORDS[i])?));
     }
     println!("Yilian demo county (医联演示县)");
+    println!(
+        "  console        http://{}/   (sign in as {} / {})",
+        hub.http,
+        yilian::county::DEMO_LOGIN.0,
+        yilian::county::DEMO_LOGIN.1
+    );
     println!("  hub HTTP API   http://{}   (specialist token: {})", hub.http, hub.token);
     println!("  try            curl -H 'Authorization: Bearer {}' http://{}/api/queue", hub.token, hub.http);
     println!("  MQTT broker    {}", hub.broker_url);

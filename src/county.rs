@@ -183,12 +183,23 @@ impl HubHandle {
     }
 }
 
-/// Makes the hub's key and database in `data_dir`, with specialist `demo`; returns the hub key
-/// and the demo token.
+/// The demo console sign-in (an admin, so the fleet page shows too).
+pub const DEMO_LOGIN: (&str, &str) = ("demo", "yilian-demo");
+
+/// Makes the hub's key and database in `data_dir`, with specialist `demo` (API token and console
+/// login [`DEMO_LOGIN`]); returns the hub key and the demo token.
 fn prepare_hub_dir(data_dir: &Path) -> anyhow::Result<(SigningKey, String)> {
     std::fs::create_dir_all(data_dir)?;
     let key = yilian_hub::keys::load_or_create(data_dir)?;
     let token = add_specialist_in(data_dir, "demo", "演示医师")?;
+    let hash = yilian_hub::http::session::hash_password(DEMO_LOGIN.1).map_err(|e| anyhow::anyhow!(e))?;
+    Db::open(&data_dir.join("yilian.db"))?.add_user(
+        DEMO_LOGIN.0,
+        "演示医师",
+        "admin",
+        &hash,
+        yilian_hub::clock::now_ms(),
+    )?;
     Ok((key, token))
 }
 

@@ -65,6 +65,27 @@ enum Command {
     },
     /// Print the hub's public key (give `hub.pub` to every agent).
     Key,
+    /// Manage console users (specialists and county IT admins).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a console user, or set a new password; the password is read from standard input.
+    Add {
+        /// Sign-in id, e.g. "li.na".
+        #[arg(long)]
+        id: String,
+        /// Display name, e.g. "李娜".
+        #[arg(long)]
+        name: String,
+        /// `specialist` or `admin` (county IT).
+        #[arg(long, default_value = "specialist")]
+        role: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -131,6 +152,17 @@ fn main() -> anyhow::Result<()> {
             let token = yilian_hub::http::auth::new_token().map_err(|_| anyhow::anyhow!("random generator failed"))?;
             open_db(&cli.data)?.add_specialist(&id, &name, &yilian_hub::http::auth::token_hash(&token))?;
             println!("specialist {id} ({name}) token (shown once):\n{token}");
+            Ok(())
+        }
+        Command::User { command: UserCommand::Add { id, name, role } } => {
+            anyhow::ensure!(matches!(role.as_str(), "specialist" | "admin"), "--role must be specialist or admin");
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password).context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(password.chars().count() >= 8, "the password must have at least 8 characters");
+            let hash = yilian_hub::http::session::hash_password(password).map_err(|e| anyhow::anyhow!(e))?;
+            open_db(&cli.data)?.add_user(&id, &name, &role, &hash, now_ms())?;
+            println!("user {id} ({name}) is a {role}");
             Ok(())
         }
         Command::Key => {

@@ -11,6 +11,7 @@
 //! | POST | `/api/studies/{uid}/release` | release the caller's claim |
 //! | POST | `/api/studies/{uid}/report` | `{findings, conclusion}`: sign and send to the clinic |
 //! | GET | `/api/devices` | enrolled devices and their status |
+//! | GET | `/api/audit` | the latest audit entries (who viewed, claimed, reported what, when); admins only |
 //! | GET | `/api/devices/{device}/output` | the latest lines the device printed |
 //! | GET | `/api/devices/{device}/streams` | monitoring streams, with gaps |
 //! | GET | `/api/devices/{device}/streams/{stream}/samples?from=&count=` | stream samples |
@@ -64,6 +65,12 @@ async fn call<R: Send + 'static>(
     Ok(s.store.call(f).await??)
 }
 
+/// Writes who did what to which study into the audit log (before the answer goes out).
+async fn audit(s: &AppState, who: &str, action: &'static str, subject: &str) -> Result<(), ApiError> {
+    let (who, subject) = (who.to_string(), subject.to_string());
+    call(s, move |db| db.audit(&who, action, &subject, "", now_ms())).await
+}
+
 /// The `/api` routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -76,6 +83,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/studies/{uid}/release", post(release))
         .route("/api/studies/{uid}/report", post(report))
         .route("/api/devices", get(devices))
+        .route("/api/audit", get(audit_log))
         .route("/api/devices/{device}/output", get(device_output))
         .route("/api/devices/{device}/streams", get(streams))
         .route("/api/devices/{device}/streams/{stream}/samples", get(stream_samples))
@@ -128,6 +136,7 @@ async fn study(
         leads.push(LeadView { name: l.lead.clone(), samples, samples_uv });
     }
     info!(specialist = %who.id, study = %uid, "study viewed");
+    audit(&s, &who.id, "view study", &uid).await?;
     Ok(Json(json!({
         "study": row,
         "device_model": body.device_model,
@@ -144,6 +153,7 @@ async fn claim(
     let (u, id, ttl) = (uid.clone(), who.id.clone(), s.claim_ttl_ms);
     let expires = call(&s, move |db| db.claim(&u, &id, now_ms(), ttl)).await??;
     info!(specialist = %who.id, study = %uid, "claimed");
+    audit(&s, &who.id, "claim", &uid).await?;
     Ok(Json(json!({ "study_uid": uid, "claimed_by": who.id, "claim_expires_ms": expires })))
 }
 
@@ -194,11 +204,23 @@ async fn report(
     })
     .await??;
     info!(specialist = %who.id, study = %uid, report = %row.report_id, "report signed");
+    audit(&s, &who.id, "report", &format!("{uid} {}", row.report_id)).await?;
     if s.publisher.publish_report(&row.site_id, &row.device_id, row.envelope.clone()) {
         let rid = row.report_id.clone();
         call(&s, move |db| db.mark_published(&rid, now_ms())).await?;
     }
     Ok((StatusCode::CREATED, Json(row)))
+}
+
+/// County IT only (a console session with the admin role).
+async fn audit_log(
+    State(s): State<AppState>,
+    who: super::session::Session,
+) -> ApiResult<Vec<crate::store::AuditEntry>> {
+    if who.role != super::session::Role::Admin {
+        return Err(ApiError(StatusCode::FORBIDDEN, "county IT only".into()));
+    }
+    Ok(Json(call(&s, |db| db.audit_log(500)).await?))
 }
 
 async fn devices(State(s): State<AppState>, _who: Specialist) -> ApiResult<Vec<crate::store::DeviceRow>> {

@@ -31,15 +31,27 @@ pub fn new_token() -> Result<String, ring::error::Unspecified> {
 impl FromRequestParts<AppState> for Specialist {
     type Rejection = (StatusCode, &'static str);
 
+    /// A bearer token (API clients), or a console session; a session's writes must carry its
+    /// CSRF token in `X-CSRF-Token`.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = parts
+        let bearer = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or((StatusCode::UNAUTHORIZED, "missing bearer token"))?;
+            .filter(|t| !t.is_empty());
+        let Some(token) = bearer else {
+            let s =
+                super::session::session_of(parts, state).await.ok_or((StatusCode::UNAUTHORIZED, "sign in first"))?;
+            if super::session::is_write(parts) {
+                let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                if !super::session::same_token(sent, &s.csrf) {
+                    return Err((StatusCode::FORBIDDEN, "missing or wrong CSRF token"));
+                }
+            }
+            return Ok(Specialist { id: s.user_id, name: s.name });
+        };
         let hash = token_hash(token);
         match state.store.call(move |db| db.specialist_by_token(&hash)).await {
             Ok(Ok(Some((id, name)))) => Ok(Specialist { id, name }),

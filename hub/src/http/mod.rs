@@ -2,6 +2,8 @@
 
 pub mod api;
 pub mod auth;
+pub mod console;
+pub mod session;
 
 use crate::ingest::Rejects;
 use crate::publish::Publisher;
@@ -24,5 +26,5 @@ pub struct AppState {
 
 /// The router with every route.
 pub fn router(state: AppState) -> Router {
-    api::routes().with_state(state)
+    api::routes().merge(console::routes()).with_state(state)
 }

@@ -234,6 +234,21 @@ pub struct ReportRow {
     pub envelope: Vec<u8>,
 }
 
+/// One audit log entry: who did what to which subject, when.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    /// Hub time, Unix ms.
+    pub at_ms: i64,
+    /// User id.
+    pub user: String,
+    /// What (e.g. "view study", "report").
+    pub action: String,
+    /// On what (a study id).
+    pub subject: String,
+    /// More.
+    pub detail: String,
+}
+
 /// A line of device text output.
 #[derive(Debug, Clone, Serialize)]
 pub struct OutputLine {
@@ -855,6 +870,107 @@ impl Db {
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Adds or updates a console user (role `specialist` or `admin`) with an argon2 hash.
+    pub fn add_user(
+        &mut self,
+        id: &str,
+        name: &str,
+        role: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO users (user_id, name, role, password_hash, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(user_id) DO UPDATE SET name = ?2, role = ?3, password_hash = ?4",
+            params![id, name, role, password_hash, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// A user's (name, role, argon2 hash).
+    pub fn user(&self, id: &str) -> Result<Option<(String, String, String)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT name, role, password_hash FROM users WHERE user_id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?)
+    }
+
+    /// Records a new session (token stored hashed).
+    pub fn create_session(
+        &mut self,
+        token_sha256: &str,
+        user: &str,
+        csrf: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn.execute("DELETE FROM sessions WHERE expires_at_ms <= ?1", [now_ms])?;
+        self.conn.execute(
+            "INSERT INTO sessions (token_sha256, user_id, csrf, created_at_ms, expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![token_sha256, user, csrf, now_ms, now_ms + ttl_ms],
+        )?;
+        Ok(())
+    }
+
+    /// The live session of a token hash: (user id, name, role, csrf token).
+    pub fn session(
+        &self,
+        token_sha256: &str,
+        now_ms: i64,
+    ) -> Result<Option<(String, String, String, String)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT u.user_id, u.name, u.role, s.csrf FROM sessions s JOIN users u ON u.user_id = s.user_id
+                 WHERE s.token_sha256 = ?1 AND s.expires_at_ms > ?2",
+                params![token_sha256, now_ms],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?)
+    }
+
+    /// Ends a session.
+    pub fn delete_session(&mut self, token_sha256: &str) -> Result<(), StoreError> {
+        self.conn.execute("DELETE FROM sessions WHERE token_sha256 = ?1", [token_sha256])?;
+        Ok(())
+    }
+
+    /// Appends to the audit log: who did what to which subject, when.
+    pub fn audit(
+        &mut self,
+        user: &str,
+        action: &str,
+        subject: &str,
+        detail: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO audit (at_ms, user_id, action, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![now_ms, user, action, subject, detail],
+        )?;
+        Ok(())
+    }
+
+    /// The latest audit entries, newest first.
+    pub fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut stmt =
+            self.conn.prepare("SELECT at_ms, user_id, action, subject, detail FROM audit ORDER BY id DESC LIMIT ?1")?;
+        let rows = stmt
+            .query_map([limit], |r| {
+                Ok(AuditEntry {
+                    at_ms: r.get(0)?,
+                    user: r.get(1)?,
+                    action: r.get(2)?,
+                    subject: r.get(3)?,
+                    detail: r.get(4)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
         Ok(rows)
     }
 

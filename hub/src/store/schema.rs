@@ -123,4 +123,29 @@ CREATE TABLE stream_gaps (
 ALTER TABLE device_status ADD COLUMN last_problem TEXT;
 ALTER TABLE device_status ADD COLUMN last_problem_at_ms INTEGER;
 "#,
+    // Console sign-in, sessions and the audit log.
+    r#"
+CREATE TABLE users (
+    user_id       TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    role          TEXT NOT NULL CHECK (role IN ('specialist', 'admin')),
+    password_hash TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE sessions (
+    token_sha256  TEXT PRIMARY KEY,
+    user_id       TEXT NOT NULL REFERENCES users(user_id) ON DELETE CASCADE,
+    csrf          TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+);
+CREATE TABLE audit (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms   INTEGER NOT NULL,
+    user_id TEXT NOT NULL,
+    action  TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail  TEXT NOT NULL
+);
+"#,
 ];

@@ -1,0 +1,414 @@
+//! The specialists' console: sign-in, the worklist and the fleet page, rendered on the server
+//! (every dynamic string goes through [`esc`]), in Simplified Chinese by default and English
+//! with `?lang=en`. The worklist refreshes itself from `/console/worklist` every few seconds.
+
+use super::AppState;
+use super::auth::{new_token, token_hash};
+use super::session::{self, Role, Session, cookie, same_token, session_cookie, session_of};
+use crate::clock::now_ms;
+use crate::store::StudyRow;
+use axum::Router;
+use axum::extract::{Form, FromRequestParts, Query, State};
+use axum::http::header::SET_COOKIE;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use tracing::{info, warn};
+
+/// Targets for the wait before a study is overdue, by priority (stat, urgent, routine), in ms.
+pub const WAIT_TARGETS_MS: [i64; 3] = [10 * 60_000, 30 * 60_000, 24 * 3_600_000];
+const LOGIN_CSRF_COOKIE: &str = "yl_login_csrf";
+
+/// Escapes text for HTML element content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Page language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// Simplified Chinese (default).
+    Zh,
+    /// English.
+    En,
+}
+
+impl Lang {
+    fn of(parts: &Parts, query: Option<&str>) -> Self {
+        match query.or_else(|| cookie(parts, "yl_lang")) {
+            Some("en") => Lang::En,
+            _ => Lang::Zh,
+        }
+    }
+
+    fn t(self, zh: &'static str, en: &'static str) -> &'static str {
+        match self {
+            Lang::Zh => zh,
+            Lang::En => en,
+        }
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Lang::Zh => "zh-CN",
+            Lang::En => "en",
+        }
+    }
+}
+
+/// Language and session of a page request.
+pub struct Page {
+    lang: Lang,
+    session: Option<Session>,
+}
+
+impl FromRequestParts<AppState> for Page {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let lang = Lang::of(parts, parts.uri.query().and_then(lang_param));
+        Ok(Page { lang, session: session_of(parts, state).await })
+    }
+}
+
+/// The `lang` parameter of a query string.
+fn lang_param(q: &str) -> Option<&str> {
+    q.split('&').find_map(|kv| kv.strip_prefix("lang="))
+}
+
+fn layout(lang: Lang, title: &str, s: Option<&Session>, body: &str) -> Html<String> {
+    let nav = match s {
+        Some(s) => {
+            let fleet = if s.role == Role::Admin {
+                format!(r#"<a href="/fleet">{}</a>"#, lang.t("设备", "Fleet"))
+            } else {
+                String::new()
+            };
+            format!(
+                r#"<nav><a href="/">{}</a> {fleet} <span class="who">{}</span>
+<form method="post" action="/logout" class="inline"><input type="hidden" name="csrf" value="{}"><button>{}</button></form>
+<a href="?lang=zh">中文</a> <a href="?lang=en">English</a></nav>"#,
+                lang.t("待诊列表", "Worklist"),
+                esc(&s.name),
+                esc(&s.csrf),
+                lang.t("退出", "Sign out")
+            )
+        }
+        None => r#"<nav><a href="?lang=zh">中文</a> <a href="?lang=en">English</a></nav>"#.to_string(),
+    };
+    let csrf = s.map(|s| esc(&s.csrf)).unwrap_or_default();
+    Html(format!(
+        r#"<!doctype html><html lang="{}"><head><meta charset="utf-8"><meta name="csrf" content="{csrf}">
+<title>{} · 医联 Yilian</title><style>
+body{{font-family:system-ui,"Noto Sans CJK SC",sans-serif;margin:1rem}} table{{border-collapse:collapse;width:100%}}
+td,th{{border-bottom:1px solid #ccc;padding:.3rem;text-align:left}} .stat{{color:#b00;font-weight:bold}}
+.urgent{{color:#c60}} .overdue{{background:#fee}} .inline{{display:inline}} nav{{margin-bottom:1rem}}
+.error{{color:#b00}}</style></head><body>{nav}<h1>{}</h1>{body}</body></html>"#,
+        lang.code(),
+        esc(title),
+        esc(title)
+    ))
+}
+
+/// The routes of the console.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/", get(worklist_page))
+        .route("/console/worklist", get(worklist_rows))
+        .route("/fleet", get(fleet_page))
+}
+
+async fn login_page(page: Page, Query(q): Query<LoginQuery>) -> Response {
+    let lang = page.lang;
+    let csrf = new_token().unwrap_or_default();
+    let error = if q.failed.is_some() {
+        format!(r#"<p class="error">{}</p>"#, lang.t("用户名或密码错误", "Wrong user id or password"))
+    } else {
+        String::new()
+    };
+    let body = format!(
+        r#"{error}<form method="post" action="/login">
+<input type="hidden" name="csrf" value="{csrf}">
+<label>{} <input name="user" autocomplete="username" required></label>
+<label>{} <input name="password" type="password" autocomplete="current-password" required></label>
+<button>{}</button></form>"#,
+        lang.t("用户名", "User id"),
+        lang.t("密码", "Password"),
+        lang.t("登录", "Sign in")
+    );
+    let mut resp = layout(lang, lang.t("登录", "Sign in"), None, &body).into_response();
+    // Double-submit token: the form's hidden field must match this cookie.
+    if let Ok(v) =
+        HeaderValue::from_str(&format!("{LOGIN_CSRF_COOKIE}={csrf}; Path=/login; HttpOnly; Secure; SameSite=Strict"))
+    {
+        resp.headers_mut().append(SET_COOKIE, v);
+    }
+    if let Ok(v) =
+        HeaderValue::from_str(&format!("yl_lang={}; Path=/; SameSite=Lax", if lang == Lang::En { "en" } else { "zh" }))
+    {
+        resp.headers_mut().append(SET_COOKIE, v);
+    }
+    resp
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    failed: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    user: String,
+    password: String,
+    csrf: String,
+}
+
+async fn login(State(s): State<AppState>, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
+    let cookie_csrf = headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| kv.trim().strip_prefix(&format!("{LOGIN_CSRF_COOKIE}=")).map(str::to_string))
+        .unwrap_or_default();
+    if f.csrf.is_empty() || !same_token(&f.csrf, &cookie_csrf) {
+        return (StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response();
+    }
+    let user = f.user.trim().to_string();
+    let u = user.clone();
+    let found = s.store.call(move |db| db.user(&u)).await.ok().and_then(Result::ok).flatten();
+    // Verify even for unknown users, so timing does not tell which ids exist.
+    let hash = found.as_ref().map(|(_, _, h)| h.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
+    let pw = f.password.clone();
+    let ok = tokio::task::spawn_blocking(move || session::verify_password(&hash, &pw)).await.unwrap_or(false);
+    if !ok || found.is_none() {
+        warn!(user = %user, "console sign-in failed");
+        let _ = s.store.call(move |db| db.audit(&user, "sign-in failed", "", "", now_ms())).await;
+        return Redirect::to("/login?failed=1").into_response();
+    }
+    let Ok(token) = new_token() else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
+    let Ok(csrf) = new_token() else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
+    let (h, u) = (token_hash(&token), user.clone());
+    let created = s
+        .store
+        .call(move |db| {
+            db.create_session(&h, &u, &csrf, now_ms(), session::SESSION_TTL_MS)?;
+            db.audit(&u, "sign in", "", "", now_ms())
+        })
+        .await;
+    if !matches!(created, Ok(Ok(()))) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    info!(user = %user, "console sign-in");
+    let mut resp = Redirect::to("/").into_response();
+    if let Ok(v) = HeaderValue::from_str(&session_cookie(&token)) {
+        resp.headers_mut().append(SET_COOKIE, v);
+    }
+    resp
+}
+
+/// An argon2 hash of a random password, verified against for unknown users.
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| session::hash_password(&new_token().unwrap_or_default()).unwrap_or_default());
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(State(s): State<AppState>, headers: HeaderMap, session: Session, Form(f): Form<CsrfForm>) -> Response {
+    if !same_token(&f.csrf, &session.csrf) {
+        return (StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response();
+    }
+    if let Some(token) = headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| kv.trim().strip_prefix(&format!("{}=", session::SESSION_COOKIE)).map(str::to_string))
+    {
+        let h = token_hash(&token);
+        let _ = s.store.call(move |db| db.delete_session(&h)).await;
+    }
+    let mut resp = Redirect::to("/login").into_response();
+    if let Ok(v) = HeaderValue::from_str(&session::clear_session_cookie()) {
+        resp.headers_mut().append(SET_COOKIE, v);
+    }
+    resp
+}
+
+fn waited(ms: i64, lang: Lang) -> String {
+    let m = ms.max(0) / 60_000;
+    match (m / 60, lang) {
+        (0, Lang::Zh) => format!("{m} 分钟"),
+        (0, Lang::En) => format!("{m} min"),
+        (h, Lang::Zh) => format!("{h} 小时 {} 分钟", m % 60),
+        (h, Lang::En) => format!("{h} h {} min", m % 60),
+    }
+}
+
+fn age_years(birth: Option<&str>, at_ms: i64) -> Option<i64> {
+    let b = jiff::civil::Date::strptime("%Y-%m-%d", birth?).ok()?;
+    let at = jiff::Timestamp::from_millisecond(at_ms)
+        .ok()?
+        .to_zoned_datetime(jiff::tz::TimeZone::fixed(jiff::tz::offset(8)))
+        .date();
+    let mut years = i64::from(at.year() - b.year());
+    if (at.month(), at.day()) < (b.month(), b.day()) {
+        years -= 1;
+    }
+    (years >= 0).then_some(years)
+}
+
+/// The worklist's table rows.
+pub fn rows_html(rows: &[StudyRow], lang: Lang, now: i64) -> String {
+    let mut out = String::new();
+    for r in rows {
+        let rank = match r.priority.as_str() {
+            "stat" => 0,
+            "urgent" => 1,
+            _ => 2,
+        };
+        let label = match rank {
+            0 => lang.t("危急", "STAT"),
+            1 => lang.t("加急", "Urgent"),
+            _ => lang.t("常规", "Routine"),
+        };
+        let wait = now - r.received_at_ms;
+        let overdue = wait > WAIT_TARGETS_MS[rank];
+        let sex = match r.sex.as_str() {
+            "female" => lang.t("女", "F"),
+            "male" => lang.t("男", "M"),
+            _ => "",
+        };
+        let age = age_years(r.birth_date.as_deref(), r.acquired_at_ms).map(|a| format!("{a}")).unwrap_or_default();
+        let claim = match &r.claimed_by {
+            Some(by) => format!("{} {}", lang.t("已认领:", "claimed by"), esc(by)),
+            None => format!(r#"<button data-claim="{}">{}</button>"#, esc(&r.study_uid), lang.t("认领", "Claim")),
+        };
+        out.push_str(&format!(
+            r#"<tr class="{}{}" data-uid="{}"><td class="{}">{label}</td><td>{}</td><td>{}</td><td>{sex}</td><td>{age}</td><td>{}</td><td>{}{}</td><td>{claim}</td></tr>"#,
+            r.priority,
+            if overdue { " overdue" } else { "" },
+            esc(&r.study_uid),
+            r.priority,
+            esc(&r.site_id),
+            esc(&r.patient_name),
+            esc(&r.question),
+            waited(wait, lang),
+            if overdue { lang.t(" ⚠ 超时", " ⚠ overdue") } else { "" },
+        ));
+    }
+    out
+}
+
+async fn worklist_page(State(s): State<AppState>, page: Page) -> Response {
+    let Some(session) = page.session else { return Redirect::to("/login").into_response() };
+    let lang = page.lang;
+    let rows = match s.store.call(|db| db.queue(now_ms())).await {
+        Ok(Ok(r)) => r,
+        _ => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    };
+    let head = [
+        lang.t("优先级", "Priority"),
+        lang.t("卫生院", "Clinic"),
+        lang.t("患者", "Patient"),
+        lang.t("性别", "Sex"),
+        lang.t("年龄", "Age"),
+        lang.t("临床问题", "Question"),
+        lang.t("已等待", "Waiting"),
+        "",
+    ]
+    .iter()
+    .map(|h| format!("<th>{h}</th>"))
+    .collect::<String>();
+    let body = format!(
+        r#"<table><thead><tr>{head}</tr></thead><tbody id="rows">{}</tbody></table>
+<script>
+const csrf = document.querySelector('meta[name=csrf]').content;
+async function refresh() {{
+  const r = await fetch('/console/worklist', {{credentials: 'same-origin'}});
+  if (r.ok) document.getElementById('rows').innerHTML = await r.text();
+}}
+document.addEventListener('click', async (e) => {{
+  const uid = e.target.dataset && e.target.dataset.claim;
+  if (!uid) return;
+  await fetch('/api/studies/' + encodeURIComponent(uid) + '/claim', {{method: 'POST', headers: {{'X-CSRF-Token': csrf}}, credentials: 'same-origin'}});
+  refresh();
+}});
+setInterval(refresh, 3000);
+</script>"#,
+        rows_html(&rows, lang, now_ms())
+    );
+    layout(lang, lang.t("待诊列表", "Worklist"), Some(&session), &body).into_response()
+}
+
+async fn worklist_rows(State(s): State<AppState>, page: Page) -> Response {
+    if page.session.is_none() {
+        return (StatusCode::UNAUTHORIZED, "sign in first").into_response();
+    }
+    match s.store.call(|db| db.queue(now_ms())).await {
+        Ok(Ok(rows)) => Html(rows_html(&rows, page.lang, now_ms())).into_response(),
+        _ => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+async fn fleet_page(State(s): State<AppState>, page: Page) -> Response {
+    let Some(session) = page.session else { return Redirect::to("/login").into_response() };
+    if session.role != Role::Admin {
+        return (StatusCode::FORBIDDEN, "county IT only").into_response();
+    }
+    let lang = page.lang;
+    let devices = match s.store.call(|db| db.devices()).await {
+        Ok(Ok(d)) => d,
+        _ => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    };
+    let now = now_ms();
+    let mut rows = String::new();
+    for d in &devices {
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&d.site_id),
+            esc(&d.device_id),
+            esc(&d.state),
+            d.status_at_ms.map(|t| waited(now - t, lang)).unwrap_or_default(),
+            d.spool_entries.map(|n| n.to_string()).unwrap_or_default(),
+            esc(d.agent_version.as_deref().unwrap_or_default()),
+            esc(d.last_problem.as_deref().unwrap_or_default()),
+        ));
+    }
+    let rejects: String = s
+        .rejects
+        .snapshot()
+        .iter()
+        .map(|(reason, n)| format!("<tr><td>{}</td><td>{n}</td></tr>", esc(reason)))
+        .collect();
+    let body = format!(
+        "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>{rows}</tbody></table>
+<h2>{}</h2><table><tbody>{rejects}</tbody></table>",
+        lang.t("卫生院", "Clinic"),
+        lang.t("设备", "Device"),
+        lang.t("状态", "State"),
+        lang.t("上次联系", "Last seen"),
+        lang.t("待发送", "Spool backlog"),
+        lang.t("版本", "Version"),
+        lang.t("最近问题", "Last problem"),
+        lang.t("拒收的消息", "Rejected messages"),
+    );
+    layout(lang, lang.t("设备管理", "Fleet"), Some(&session), &body).into_response()
+}

@@ -1,0 +1,189 @@
+//! The console over HTTP: sign-in, sessions, roles, CSRF, escaping, audit. Real router, real
+//! SQLite; the MQTT client is never connected (reports are not published in these tests).
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use std::sync::Arc;
+use tower::ServiceExt;
+use yilian_hub::http::{AppState, router, session};
+use yilian_hub::ingest::Rejects;
+use yilian_hub::publish::Publisher;
+use yilian_hub::store::{Incoming, Store};
+use yilian_protocol::envelope::{Envelope, Header, seal};
+use yilian_protocol::keys::SigningKey;
+use yilian_protocol::message::*;
+use yilian_protocol::topic::{Channel, Topic};
+
+struct Console {
+    app: Router,
+    store: Store,
+    _dir: tempfile::TempDir,
+}
+
+async fn console() -> Console {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(&dir.path().join("y.db")).expect("store");
+    let (client, _eventloop) = rumqttc::AsyncClient::new(rumqttc::MqttOptions::new("test", "127.0.0.1", 1), 16);
+    let publisher = Publisher::new(client, Arc::new(SigningKey::generate().expect("key")), "hub");
+    for (id, name, role) in [("li", "李娜", "specialist"), ("it", "县信息科", "admin")] {
+        let hash = session::hash_password("correct horse").expect("hash");
+        store.call(move |db| db.add_user(id, name, role, &hash, 0)).await.expect("call").expect("user");
+    }
+    let state =
+        AppState { store: store.clone(), publisher, rejects: Arc::new(Rejects::default()), claim_ttl_ms: 60_000 };
+    Console { app: router(state), store, _dir: dir }
+}
+
+async fn send(c: &Console, req: Request<Body>) -> (StatusCode, Vec<(String, String)>, String) {
+    let resp = c.app.clone().oneshot(req).await.expect("response");
+    let status = resp.status();
+    let headers =
+        resp.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string())).collect();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 22).await.expect("body");
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn get(path: &str, cookie: &str) -> Request<Body> {
+    Request::get(path).header(header::COOKIE, cookie).body(Body::empty()).expect("request")
+}
+
+fn cookie_value(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers.iter().filter(|(k, _)| k == "set-cookie").find_map(|(_, v)| {
+        v.strip_prefix(&format!("{name}=")).map(|rest| rest.split(';').next().unwrap_or_default().to_string())
+    })
+}
+
+/// Signs in; returns the session cookie header value and the CSRF token of the session.
+async fn sign_in(c: &Console, user: &str, password: &str) -> Option<(String, String)> {
+    let (_, headers, page) = send(c, get("/login", "")).await;
+    let login_csrf = cookie_value(&headers, "yl_login_csrf").expect("login csrf cookie");
+    assert!(page.contains(&format!(r#"name="csrf" value="{login_csrf}""#)));
+    let form = format!("user={user}&password={}&csrf={login_csrf}", password.replace(' ', "+"));
+    let req = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::COOKIE, format!("yl_login_csrf={login_csrf}"))
+        .body(Body::from(form))
+        .expect("request");
+    let (status, headers, _) = send(c, req).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let token = cookie_value(&headers, session::SESSION_COOKIE)?;
+    let set =
+        headers.iter().find(|(k, v)| k == "set-cookie" && v.starts_with(session::SESSION_COOKIE)).map(|x| x.1.clone());
+    let set = set.unwrap_or_default();
+    assert!(set.contains("HttpOnly") && set.contains("Secure") && set.contains("SameSite=Strict"), "{set}");
+    let cookie = format!("{}={token}", session::SESSION_COOKIE);
+    let (_, _, page) = send(c, get("/", &cookie)).await;
+    let csrf = page.split(r#"<meta name="csrf" content=""#).nth(1)?.split('"').next()?.to_string();
+    Some((cookie, csrf))
+}
+
+async fn queue_study(c: &Console, name: &str, question: &str) -> String {
+    let key = SigningKey::generate().expect("key");
+    let topic = Topic::new("xz", "cart", Channel::Up).expect("topic");
+    let study = Study {
+        study_uid: "cart-1-1-abcd0123".into(),
+        patient: Patient { id: "p1".into(), name: name.into(), sex: Sex::Female, birth_date: Date::new(1950, 1, 1) },
+        question: question.into(),
+        priority: Priority::Stat,
+        acquired_at_ms: 1_764_000_000_000,
+        sample_rate_hz: 500,
+        resolution_nv: 1000,
+        device_model: "m".into(),
+        leads: vec![LeadSamples::encode("I", &[1, 2, 3])],
+        warnings: vec![],
+    };
+    let part = study.split().expect("split").remove(0);
+    let bytes =
+        seal(&key, Header::new(&key, "cart", 1, 0, Lane::Stat), &topic, &Payload::StudyPart(part)).expect("seal");
+    let verified = Envelope::decode(&bytes).expect("decode").verify(&key.public_key(), &topic, None).expect("verify");
+    let batch = vec![Incoming { site: "xz".into(), verified, envelope: bytes }];
+    c.store.call(move |db| db.ingest(&batch, 1_764_000_000_000)).await.expect("call").expect("ingest");
+    study.study_uid
+}
+
+#[tokio::test]
+async fn nothing_works_without_a_session() {
+    let c = console().await;
+    for path in ["/", "/fleet"] {
+        let (status, headers, _) = send(&c, get(path, "")).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{path}");
+        assert!(headers.iter().any(|(k, v)| k == "location" && v == "/login"), "{path}");
+    }
+    for path in ["/console/worklist", "/api/queue", "/api/studies", "/api/devices", "/api/audit", "/api/stats"] {
+        assert_eq!(send(&c, get(path, "")).await.0, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(send(&c, get(path, "yl_session=forged")).await.0, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let post = Request::post("/api/studies/x/claim").body(Body::empty()).expect("request");
+    assert_eq!(send(&c, post).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn wrong_passwords_and_forged_login_forms_are_refused() {
+    let c = console().await;
+    assert!(sign_in(&c, "li", "wrong password").await.is_none());
+    assert!(sign_in(&c, "nobody", "correct horse").await.is_none());
+    // A login form posted from elsewhere has no matching token.
+    let req = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("user=li&password=correct+horse&csrf=abc"))
+        .expect("request");
+    assert_eq!(send(&c, req).await.0, StatusCode::FORBIDDEN);
+    let audit = c.store.call(|db| db.audit_log(10)).await.expect("call").expect("audit");
+    assert!(audit.iter().any(|a| a.action == "sign-in failed"));
+}
+
+#[tokio::test]
+async fn a_specialist_works_the_queue_but_cannot_reach_the_admin_pages() {
+    let c = console().await;
+    let (cookie, csrf) = sign_in(&c, "li", "correct horse").await.expect("signed in");
+    assert_eq!(send(&c, get("/", &cookie)).await.0, StatusCode::OK);
+    assert_eq!(send(&c, get("/fleet", &cookie)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(send(&c, get("/api/audit", &cookie)).await.0, StatusCode::FORBIDDEN);
+    let (admin, _) = sign_in(&c, "it", "correct horse").await.expect("admin");
+    let (status, _, page) = send(&c, get("/fleet", &admin)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("设备管理"), "Chinese by default");
+    let (_, _, page) = send(&c, get("/fleet?lang=en", &admin)).await;
+    assert!(page.contains("Fleet"));
+    assert_eq!(send(&c, get("/api/audit", &admin)).await.0, StatusCode::OK);
+    let uid = queue_study(&c, "王芳", "胸痛").await;
+    // CSRF: a cookie-borne write without the token is refused, with it it works.
+    let claim = |token: Option<&str>| {
+        let mut r = Request::post(format!("/api/studies/{uid}/claim")).header(header::COOKIE, &cookie);
+        if let Some(t) = token {
+            r = r.header("x-csrf-token", t);
+        }
+        r.body(Body::empty()).expect("request")
+    };
+    assert_eq!(send(&c, claim(None)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(send(&c, claim(Some("guess"))).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(send(&c, claim(Some(&csrf))).await.0, StatusCode::OK);
+    // Viewing the study is audited.
+    assert_eq!(send(&c, get(&format!("/api/studies/{uid}"), &cookie)).await.0, StatusCode::OK);
+    let audit = c.store.call(|db| db.audit_log(20)).await.expect("call").expect("audit");
+    assert!(audit.iter().any(|a| a.user == "li" && a.action == "view study" && a.subject == uid), "{audit:?}");
+    assert!(audit.iter().any(|a| a.user == "li" && a.action == "claim"));
+    // Signing out ends the session.
+    let req = Request::post("/logout")
+        .header(header::COOKIE, &cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("csrf={csrf}")))
+        .expect("request");
+    assert_eq!(send(&c, req).await.0, StatusCode::SEE_OTHER);
+    assert_eq!(send(&c, get("/", &cookie)).await.0, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn html_in_patient_names_and_questions_is_shown_as_text() {
+    let c = console().await;
+    let (cookie, _) = sign_in(&c, "li", "correct horse").await.expect("signed in");
+    queue_study(&c, "<script>alert(1)</script>张", r#""><img src=x onerror=alert(2)>"#).await;
+    for path in ["/", "/console/worklist"] {
+        let (_, _, page) = send(&c, get(path, &cookie)).await;
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;张"), "{path}: {page}");
+        assert!(!page.contains("<script>alert(1)"), "{path}");
+        assert!(!page.contains("<img src=x"), "{path}");
+        assert!(page.contains("&quot;&gt;&lt;img src=x onerror=alert(2)&gt;"), "{path}");
+    }
+}
