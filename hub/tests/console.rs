@@ -187,3 +187,40 @@ async fn html_in_patient_names_and_questions_is_shown_as_text() {
         assert!(page.contains("&quot;&gt;&lt;img src=x onerror=alert(2)&gt;"), "{path}");
     }
 }
+
+#[tokio::test]
+async fn the_study_page_draws_the_tracing_and_its_form_signs_a_report() {
+    let c = console().await;
+    let (cookie, csrf) = sign_in(&c, "li", "correct horse").await.expect("signed in");
+    let uid = queue_study(&c, "王芳", "胸痛").await;
+    let (status, _, page) = send(&c, get(&format!("/studies/{uid}"), &cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(r#"data-speed-mm-per-s="25""#) && page.contains(r#"data-gain-mm-per-mv="10""#));
+    assert!(page.contains(r#"class="trace""#) && page.contains(r#"class="cal""#));
+    assert!(page.contains("窦性心律"), "standard statements offered");
+    let (_, _, page) = send(&c, get(&format!("/studies/{uid}?speed=50&gain=20"), &cookie)).await;
+    assert!(page.contains(r#"data-speed-mm-per-s="50""#) && page.contains(r#"data-gain-mm-per-mv="20""#));
+    let audit = c.store.call(|db| db.audit_log(20)).await.expect("call").expect("audit");
+    assert!(audit.iter().any(|a| a.user == "li" && a.action == "view study" && a.subject == uid));
+
+    let post = |body: String| {
+        Request::post(format!("/studies/{uid}/report"))
+            .header(header::COOKIE, &cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .expect("request")
+    };
+    let form = "statement=%E7%AA%A6%E6%80%A7%E5%BF%83%E5%BE%8B&statement=ST%E6%AE%B5%E6%8A%AC%E9%AB%98\
+                &findings=%E5%BF%83%E7%8E%8775&conclusion=%E8%AF%B7%E8%BD%AC%E8%AF%8A&urgent=1";
+    assert_eq!(send(&c, post(form.to_string())).await.0, StatusCode::FORBIDDEN, "no CSRF token");
+    let (status, _, _) = send(&c, post(format!("csrf={csrf}&{form}"))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let u = uid.clone();
+    let (row, _) = c.store.call(move |db| db.study(&u, 0)).await.expect("call").expect("query").expect("study");
+    assert!(row.report_id.is_some());
+    let reports = c.store.call(|db| db.unreceipted_reports(None)).await.expect("call").expect("reports");
+    assert_eq!(reports[0].conclusion, "【危急值 CRITICAL】窦性心律；ST段抬高；请转诊");
+    assert_eq!(reports[0].findings, "心率75");
+    let (_, _, page) = send(&c, get(&format!("/studies/{uid}"), &cookie)).await;
+    assert!(page.contains("已出报告"), "the page shows the report instead of the form");
+}

@@ -32,7 +32,7 @@ use tracing::info;
 
 /// An API error with its HTTP status.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -66,7 +66,7 @@ async fn call<R: Send + 'static>(
 }
 
 /// Writes who did what to which study into the audit log (before the answer goes out).
-async fn audit(s: &AppState, who: &str, action: &'static str, subject: &str) -> Result<(), ApiError> {
+pub(crate) async fn audit(s: &AppState, who: &str, action: &'static str, subject: &str) -> Result<(), ApiError> {
     let (who, subject) = (who.to_string(), subject.to_string());
     call(s, move |db| db.audit(&who, action, &subject, "", now_ms())).await
 }
@@ -182,10 +182,24 @@ async fn report(
     Path(uid): Path<String>,
     Json(form): Json<ReportForm>,
 ) -> Result<(StatusCode, Json<crate::store::ReportRow>), ApiError> {
-    if form.conclusion.trim().is_empty() {
+    let row = submit_report(&s, &who.id, &who.name, &uid, form.findings, form.conclusion).await?;
+    Ok((StatusCode::CREATED, Json(row)))
+}
+
+/// Signs a specialist's report in the store, audits it, and publishes it to the clinic (the
+/// API and the console's form both come here).
+pub async fn submit_report(
+    s: &AppState,
+    who_id: &str,
+    who_name: &str,
+    uid: &str,
+    findings: String,
+    conclusion: String,
+) -> Result<crate::store::ReportRow, ApiError> {
+    if conclusion.trim().is_empty() {
         return Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, "conclusion is required".into()));
     }
-    if form.findings.len() > TEXT_MAX || form.conclusion.len() > TEXT_MAX {
+    if findings.len() > TEXT_MAX || conclusion.len() > TEXT_MAX {
         return Err(ApiError(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("findings and conclusion are limited to {TEXT_MAX} bytes each"),
@@ -193,23 +207,23 @@ async fn report(
     }
     let publisher = s.publisher.clone();
     let draft = ReportDraft {
-        study_uid: uid.clone(),
-        specialist_id: who.id.clone(),
-        specialist_name: who.name.clone(),
-        findings: form.findings,
-        conclusion: form.conclusion,
+        study_uid: uid.to_string(),
+        specialist_id: who_id.to_string(),
+        specialist_name: who_name.to_string(),
+        findings,
+        conclusion,
     };
-    let row = call(&s, move |db| {
+    let row = call(s, move |db| {
         db.create_report(&draft, now_ms(), |r, seq, site, device| publisher.seal_report(r, seq, site, device))
     })
     .await??;
-    info!(specialist = %who.id, study = %uid, report = %row.report_id, "report signed");
-    audit(&s, &who.id, "report", &format!("{uid} {}", row.report_id)).await?;
+    info!(specialist = %who_id, study = %uid, report = %row.report_id, "report signed");
+    audit(s, who_id, "report", &format!("{uid} {}", row.report_id)).await?;
     if s.publisher.publish_report(&row.site_id, &row.device_id, row.envelope.clone()) {
         let rid = row.report_id.clone();
-        call(&s, move |db| db.mark_published(&rid, now_ms())).await?;
+        call(s, move |db| db.mark_published(&rid, now_ms())).await?;
     }
-    Ok((StatusCode::CREATED, Json(row)))
+    Ok(row)
 }
 
 /// County IT only (a console session with the admin role).

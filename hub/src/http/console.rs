@@ -131,6 +131,8 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(worklist_page))
         .route("/console/worklist", get(worklist_rows))
         .route("/fleet", get(fleet_page))
+        .route("/studies/{uid}", get(study_page))
+        .route("/studies/{uid}/report", post(report_form))
 }
 
 async fn login_page(page: Page, Query(q): Query<LoginQuery>) -> Response {
@@ -302,12 +304,13 @@ pub fn rows_html(rows: &[StudyRow], lang: Lang, now: i64) -> String {
             None => format!(r#"<button data-claim="{}">{}</button>"#, esc(&r.study_uid), lang.t("认领", "Claim")),
         };
         out.push_str(&format!(
-            r#"<tr class="{}{}" data-uid="{}"><td class="{}">{label}</td><td>{}</td><td>{}</td><td>{sex}</td><td>{age}</td><td>{}</td><td>{}{}</td><td>{claim}</td></tr>"#,
+            r#"<tr class="{}{}" data-uid="{}"><td class="{}">{label}</td><td>{}</td><td><a href="/studies/{}">{}</a></td><td>{sex}</td><td>{age}</td><td>{}</td><td>{}{}</td><td>{claim}</td></tr>"#,
             r.priority,
             if overdue { " overdue" } else { "" },
             esc(&r.study_uid),
             r.priority,
             esc(&r.site_id),
+            esc(&r.study_uid),
             esc(&r.patient_name),
             esc(&r.question),
             waited(wait, lang),
@@ -411,4 +414,159 @@ async fn fleet_page(State(s): State<AppState>, page: Page) -> Response {
         lang.t("拒收的消息", "Rejected messages"),
     );
     layout(lang, lang.t("设备管理", "Fleet"), Some(&session), &body).into_response()
+}
+
+/// Standard statements offered on the report form (zh, en).
+pub const STATEMENTS: &[(&str, &str)] = &[
+    ("窦性心律", "Sinus rhythm"),
+    ("窦性心动过速", "Sinus tachycardia"),
+    ("窦性心动过缓", "Sinus bradycardia"),
+    ("心房颤动", "Atrial fibrillation"),
+    ("心房扑动", "Atrial flutter"),
+    ("房性早搏", "Premature atrial complexes"),
+    ("室性早搏", "Premature ventricular complexes"),
+    ("一度房室传导阻滞", "First-degree AV block"),
+    ("三度房室传导阻滞", "Complete heart block"),
+    ("完全性右束支传导阻滞", "Complete right bundle branch block"),
+    ("完全性左束支传导阻滞", "Complete left bundle branch block"),
+    ("ST段抬高", "ST elevation"),
+    ("ST段压低", "ST depression"),
+    ("T波改变", "T wave changes"),
+    ("左心室肥大", "Left ventricular hypertrophy"),
+    ("正常心电图", "Normal ECG"),
+];
+
+#[derive(Deserialize)]
+struct PaperQuery {
+    speed: Option<f64>,
+    gain: Option<f64>,
+}
+
+async fn study_page(
+    State(s): State<AppState>,
+    page: Page,
+    axum::extract::Path(uid): axum::extract::Path<String>,
+    Query(q): Query<PaperQuery>,
+) -> Response {
+    let Some(session) = page.session else { return Redirect::to("/login").into_response() };
+    let lang = page.lang;
+    let u = uid.clone();
+    let Ok(Ok(found)) = s.store.call(move |db| db.study(&u, now_ms())).await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let Some((row, study)) = found else { return (StatusCode::NOT_FOUND, "no such study").into_response() };
+    let (who, subject) = (session.user_id.clone(), uid.clone());
+    if !matches!(s.store.call(move |db| db.audit(&who, "view study", &subject, "console", now_ms())).await, Ok(Ok(())))
+    {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let paper = super::viewer::Paper {
+        speed_mm_per_s: if q.speed == Some(50.0) { 50.0 } else { 25.0 },
+        gain_mm_per_mv: match q.gain {
+            Some(g) if g == 5.0 || g == 20.0 => g,
+            _ => 10.0,
+        },
+    };
+    let scale = f64::from(study.resolution_nv) / 1000.0;
+    let decoded: Vec<(String, Vec<f64>)> = study
+        .leads
+        .iter()
+        .filter_map(|l| Some((l.lead.clone(), l.decode().ok()?.iter().map(|v| f64::from(*v) * scale).collect())))
+        .collect();
+    let traces: Vec<super::viewer::Trace<'_>> =
+        decoded.iter().map(|(n, uv)| super::viewer::Trace { name: n, uv }).collect();
+    let svg = super::viewer::render(&traces, f64::from(study.sample_rate_hz), paper);
+    let age = age_years(row.birth_date.as_deref(), row.acquired_at_ms).map(|a| a.to_string()).unwrap_or_default();
+    let options = format!(
+        r#"<p>{}: <a href="?speed=25&gain={g}">25 mm/s</a> · <a href="?speed=50&gain={g}">50 mm/s</a> | {}: <a href="?speed={sp}&gain=5">5</a> · <a href="?speed={sp}&gain=10">10</a> · <a href="?speed={sp}&gain=20">20</a> mm/mV</p>"#,
+        lang.t("走纸速度", "Paper speed"),
+        lang.t("增益", "Gain"),
+        g = paper.gain_mm_per_mv,
+        sp = paper.speed_mm_per_s
+    );
+    let warnings: String = study.warnings.iter().map(|w| format!(r#"<p class="error">⚠ {}</p>"#, esc(w))).collect();
+    let report_part = if let Some(report_id) = &row.report_id {
+        format!(
+            "<p>{} {} · {}: {}</p>",
+            lang.t("已出报告", "Reported"),
+            esc(report_id),
+            lang.t("送达", "delivered"),
+            row.delivered_at_ms.map(|_| lang.t("是", "yes")).unwrap_or(lang.t("待确认", "waiting for the clinic"))
+        )
+    } else {
+        let boxes: String = STATEMENTS
+            .iter()
+            .map(|(zh, en)| {
+                let text = if lang == Lang::En { en } else { zh };
+                format!(
+                    r#"<label><input type="checkbox" name="statement" value="{}"> {}</label> "#,
+                    esc(text),
+                    esc(text)
+                )
+            })
+            .collect();
+        format!(
+            r#"<form method="post" action="/studies/{}/report"><input type="hidden" name="csrf" value="{}">
+<fieldset><legend>{}</legend>{boxes}</fieldset>
+<p><label>{}<br><textarea name="findings" rows="4" cols="80"></textarea></label></p>
+<p><label>{}<br><textarea name="conclusion" rows="3" cols="80"></textarea></label></p>
+<p><label><input type="checkbox" name="urgent" value="1"> {}</label></p>
+<button>{}</button></form>"#,
+            esc(&uid),
+            esc(&session.csrf),
+            lang.t("常用诊断", "Standard statements"),
+            lang.t("所见", "Findings"),
+            lang.t("结论", "Conclusion"),
+            lang.t("危急值，需立即电话回告临床", "Critical: call the clinic back now"),
+            lang.t("签发报告", "Sign and send")
+        )
+    };
+    let body = format!(
+        r#"<p><b>{}</b> {} {} · {} · {} · {}</p><p>{}: {}</p>{warnings}{options}<div class="tracing">{svg}</div>{report_part}"#,
+        esc(&row.patient_name),
+        esc(match row.sex.as_str() {
+            "female" => lang.t("女", "F"),
+            "male" => lang.t("男", "M"),
+            _ => "",
+        }),
+        esc(&age),
+        esc(&row.site_id),
+        esc(&study.device_model),
+        esc(&row.priority),
+        lang.t("临床问题", "Question"),
+        esc(&row.question),
+    );
+    layout(lang, lang.t("心电图", "ECG"), Some(&session), &body).into_response()
+}
+
+async fn report_form(
+    State(s): State<AppState>,
+    session: Session,
+    axum::extract::Path(uid): axum::extract::Path<String>,
+    body: String,
+) -> Response {
+    // Repeated fields (`statement`) need all pairs; a struct would keep only one.
+    let Ok(pairs) = serde_urlencoded::from_str::<Vec<(String, String)>>(&body) else {
+        return (StatusCode::BAD_REQUEST, "malformed form").into_response();
+    };
+    let field = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    if !same_token(&field("csrf"), &session.csrf) {
+        return (StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response();
+    }
+    let statements: Vec<String> = pairs.iter().filter(|(n, _)| n == "statement").map(|(_, v)| v.clone()).collect();
+    let mut conclusion = statements.join("；");
+    let free = field("conclusion");
+    if !free.trim().is_empty() {
+        if !conclusion.is_empty() {
+            conclusion.push('；');
+        }
+        conclusion.push_str(free.trim());
+    }
+    if field("urgent") == "1" {
+        conclusion = format!("【危急值 CRITICAL】{conclusion}");
+    }
+    match super::api::submit_report(&s, &session.user_id, &session.name, &uid, field("findings"), conclusion).await {
+        Ok(_) => Redirect::to(&format!("/studies/{uid}")).into_response(),
+        Err(e) => (e.0, e.1).into_response(),
+    }
 }

@@ -4,6 +4,7 @@ pub mod api;
 pub mod auth;
 pub mod console;
 pub mod session;
+pub mod viewer;
 
 use crate::ingest::Rejects;
 use crate::publish::Publisher;
