@@ -113,15 +113,7 @@ impl HubHandle {
         broker: Broker,
         adjust: impl FnOnce(&mut HubConfig),
     ) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir)?;
-        let key = yilian_hub::keys::load_or_create(data_dir)?;
-        let token = yilian_hub::http::auth::new_token().map_err(|_| anyhow::anyhow!("rng"))?;
-        let cfg_probe = HubConfig::new(data_dir.to_path_buf(), BrokerMode::External(String::new()));
-        Db::open(&cfg_probe.db_path())?.add_specialist(
-            "demo",
-            "演示医师",
-            &yilian_hub::http::auth::token_hash(&token),
-        )?;
+        let (key, token) = prepare_hub_dir(data_dir)?;
         let (mode, broker_url) = match broker {
             Broker::Embedded => {
                 let addr: SocketAddr = ([127, 0, 0, 1], broker::free_port()?).into();

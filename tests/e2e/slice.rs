@@ -99,6 +99,38 @@ async fn full_path(broker: Broker, tag: &str) -> anyhow::Result<()> {
     assert_eq!(printed[0]["line"], "病人: 张伟  ID: MZ001000  12导联 10 s 采集完成");
     assert_eq!(printed[0]["port"], "printer");
 
+    // The demo login printed by the county example signs in to the console, which lists the
+    // study as reported.
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let base = format!("http://{}", hub.http);
+    let login = http.get(format!("{base}/login")).send().await?;
+    let csrf_cookie = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("yl_login_csrf=").map(|r| r.split(';').next().unwrap_or_default().to_string()))
+        .context("login csrf cookie")?;
+    let (user, password) = county::DEMO_LOGIN;
+    let signed_in = http
+        .post(format!("{base}/login"))
+        .header("cookie", format!("yl_login_csrf={csrf_cookie}"))
+        .form(&[("user", user), ("password", password), ("csrf", csrf_cookie.as_str())])
+        .send()
+        .await?;
+    let session = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("yl_session=").map(|r| r.split(';').next().unwrap_or_default().to_string()))
+        .context("the demo login signs in")?;
+    let page =
+        http.get(format!("{base}/studies/{uid}")).header("cookie", format!("yl_session={session}")).send().await?;
+    assert_eq!(page.status(), 200);
+    let page = page.text().await?;
+    assert!(page.contains("张伟") && page.contains("已出报告"), "{page}");
+
     clinic.wait_drained(WAIT).await?;
     let devices = api.devices().await?;
     let me = devices.iter().find(|d| d["device_id"] == device.as_str()).context("device listed")?;
