@@ -48,7 +48,7 @@ pub enum Lang {
 
 impl Lang {
     fn of(parts: &Parts, query: Option<&str>) -> Self {
-        match query.or_else(|| cookie(parts, "yl_lang")) {
+        match query.or_else(|| cookie(&parts.headers, "yl_lang")) {
             Some("en") => Lang::En,
             _ => Lang::Zh,
         }
@@ -181,14 +181,8 @@ struct LoginForm {
 }
 
 async fn login(State(s): State<AppState>, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
-    let cookie_csrf = headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|kv| kv.trim().strip_prefix(&format!("{LOGIN_CSRF_COOKIE}=")).map(str::to_string))
-        .unwrap_or_default();
-    if f.csrf.is_empty() || !same_token(&f.csrf, &cookie_csrf) {
+    let cookie_csrf = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    if f.csrf.is_empty() || !same_token(&f.csrf, cookie_csrf) {
         return (StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response();
     }
     let user = f.user.trim().to_string();
@@ -237,14 +231,8 @@ async fn logout(State(s): State<AppState>, headers: HeaderMap, session: Session,
     if !same_token(&f.csrf, &session.csrf) {
         return (StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response();
     }
-    if let Some(token) = headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|kv| kv.trim().strip_prefix(&format!("{}=", session::SESSION_COOKIE)).map(str::to_string))
-    {
-        let h = token_hash(&token);
+    if let Some(token) = cookie(&headers, session::SESSION_COOKIE) {
+        let h = token_hash(token);
         let _ = s.store.call(move |db| db.delete_session(&h)).await;
     }
     let mut resp = Redirect::to("/login").into_response();

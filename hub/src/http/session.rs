@@ -11,9 +11,9 @@ use crate::clock::now_ms;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
 use axum::http::header::COOKIE;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "yl_session";
@@ -67,9 +67,9 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
-/// The value of cookie `name` in a request.
-pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts.headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
+/// The value of cookie `name` in a request's headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
         let (k, v) = kv.trim().split_once('=')?;
         (k == name).then_some(v)
     })
@@ -87,7 +87,7 @@ pub fn clear_session_cookie() -> String {
 
 /// Looks up the session a request carries, if any and live.
 pub async fn session_of(parts: &Parts, state: &AppState) -> Option<Session> {
-    let token = cookie(parts, SESSION_COOKIE)?;
+    let token = cookie(&parts.headers, SESSION_COOKIE)?;
     let hash = token_hash(token);
     let (user_id, name, role, csrf) = state.store.call(move |db| db.session(&hash, now_ms())).await.ok()?.ok()??;
     Some(Session { user_id, name, role: Role::parse(&role)?, csrf })
