@@ -79,7 +79,19 @@ pub struct Visit {
 
 /// Demo patients (names in Chinese, as the carts record them).
 pub fn demo_visit(n: usize) -> Visit {
-    const NAMES: [&str; 10] = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "黄勇", "周婷", "吴强"];
+    const PATIENTS: [(&str, Sex); 10] = [
+        ("张伟", Sex::Male),
+        ("王芳", Sex::Female),
+        ("李娜", Sex::Female),
+        ("刘洋", Sex::Male),
+        ("陈静", Sex::Female),
+        ("杨磊", Sex::Male),
+        ("赵敏", Sex::Female),
+        ("黄勇", Sex::Male),
+        ("周婷", Sex::Female),
+        ("吴强", Sex::Male),
+    ];
+    let (name, sex) = PATIENTS[n % PATIENTS.len()];
     let (question, priority) = match n % 3 {
         0 => ("胸痛2小时，心电图ST段抬高？请排除急性心梗", Priority::Stat),
         1 => ("心悸一周，请会诊", Priority::Urgent),
@@ -87,8 +99,8 @@ pub fn demo_visit(n: usize) -> Visit {
     };
     Visit {
         patient_id: format!("MZ{:06}", 1000 + n),
-        name: NAMES[n % NAMES.len()].to_string(),
-        sex: if n.is_multiple_of(2) { Sex::Male } else { Sex::Female },
+        name: name.to_string(),
+        sex,
         birth_date: Date::new(1940 + (n % 50) as u16, 1 + (n % 12) as u8, 1 + (n % 28) as u8),
         question: question.to_string(),
         priority,

@@ -1,0 +1,45 @@
+// Drives the specialists' console in headless Chromium, as a specialist would:
+// sign in, wait for the study to arrive in the worklist, open it, report it.
+// Usage: node console.mjs BASE_URL USER PASSWORD PATIENT_NAME OUT_DIR
+// Prints "opened-ms N" (time from click to the tracing drawn) and "reported"; exits non-zero
+// on any failure, with a screenshot of where it stopped.
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+
+const [base, user, password, patient, outDir] = process.argv.slice(2);
+mkdirSync(outDir, { recursive: true });
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync'],
+});
+const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+try {
+  await page.goto(`${base}/login`);
+  await page.fill('input[name=user]', user);
+  await page.fill('input[name=password]', password);
+  await Promise.all([page.waitForURL(`${base}/`), page.click('form[action="/login"] button')]);
+  // The worklist refreshes itself: the study appears without a reload.
+  const link = page.locator('a[href^="/studies/"]', { hasText: patient }).first();
+  await link.waitFor({ timeout: 30000 });
+  await page.screenshot({ path: `${outDir}/worklist.png`, fullPage: true });
+  const t0 = Date.now();
+  await link.click();
+  await page.locator('svg.ecg polyline.trace').first().waitFor({ timeout: 10000 });
+  console.log(`opened-ms ${Date.now() - t0}`);
+  const traces = await page.locator('svg.ecg polyline.trace').count();
+  console.log(`traces ${traces}`);
+  await page.screenshot({ path: `${outDir}/viewer.png`, fullPage: true });
+  await page.locator('input[name=statement]').first().check();
+  await page.fill('textarea[name=findings]', '窦性心律，心率约75次/分。');
+  await page.fill('textarea[name=conclusion]', '未见急性ST段抬高。');
+  await page.click('form[action$="/report"] button');
+  await page.getByText('已出报告').waitFor({ timeout: 10000 });
+  console.log('reported');
+} catch (e) {
+  await page.screenshot({ path: `${outDir}/failure.png`, fullPage: true }).catch(() => {});
+  console.error(String(e));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
