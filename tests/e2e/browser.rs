@@ -26,15 +26,22 @@ async fn a_specialist_signs_in_opens_a_study_in_chromium_and_reports_it() -> any
     let name = visit.name.clone();
     let acquired = now_ms();
     // The study arrives while the specialist is already looking at the worklist.
+    // A second study from MIT-BIH record 100, whose reference annotations put normal beats at
+    // samples 77 and 370 (360 Hz): the calipers must read an RR interval of 293 / 360 s.
+    let mit = records::mitdb("100")?;
+    let visit2 = sim::demo_visit(8); // 周婷
+    let name2 = visit2.name.clone();
     let browser = tokio::process::Command::new("node")
         .arg(&script)
         .args([&format!("http://{}", hub.http), county::DEMO_LOGIN.0, county::DEMO_LOGIN.1, &name])
         .arg(&out)
+        .args([name2.as_str(), "77", "370", "360"])
         .kill_on_drop(true)
         .output();
     let send = async {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        clinic.cart(move |c| c.study(&rec, 0, 10_000, &visit, acquired)).await
+        clinic.cart(move |c| c.study(&rec, 0, 10_000, &visit, acquired)).await?;
+        clinic.cart(move |c| c.study(&mit, 0, 3_600, &visit2, acquired + 1)).await
     };
     let (browser, sent) = tokio::join!(tokio::time::timeout(Duration::from_secs(120), browser), send);
     sent?;
@@ -49,11 +56,20 @@ async fn a_specialist_signs_in_opens_a_study_in_chromium_and_reports_it() -> any
         .find_map(|l| l.strip_prefix("opened-ms "))
         .and_then(|v| v.trim().parse().ok())
         .context("opened-ms line")?;
+    let caliper_ms: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("caliper-ms "))
+        .and_then(|v| v.trim().parse().ok())
+        .context("caliper-ms line")?;
+    let expected_ms = 293.0 / 360.0 * 1000.0;
     eprintln!(
-        "console: a 12-lead study (10 s, 1000 Hz) opened in Chromium in {opened_ms} ms; screenshots in {}",
+        "console: a 12-lead study (10 s, 1000 Hz) opened in Chromium in {opened_ms} ms; calipers read RR {caliper_ms} ms \
+         (reference {expected_ms:.1} ms); screenshots in {}",
         out.display()
     );
-    for shot in ["worklist.png", "viewer.png"] {
+    // At 50 mm/s one screen pixel is about 5 ms: allow a pixel either side.
+    assert!((caliper_ms - expected_ms).abs() <= 6.0, "calipers read {caliper_ms} ms, reference {expected_ms:.1} ms");
+    for shot in ["worklist.png", "viewer.png", "calipers.png"] {
         assert!(std::fs::metadata(out.join(shot)).map(|m| m.len() > 10_000).unwrap_or(false), "{shot}");
     }
     // The report went to the clinic and came back confirmed.

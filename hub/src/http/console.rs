@@ -404,6 +404,40 @@ async fn fleet_page(State(s): State<AppState>, page: Page) -> Response {
     layout(lang, lang.t("设备管理", "Fleet"), Some(&session), &body).into_response()
 }
 
+/// Calipers: two clicks on the tracing give the interval in ms (and the rate it implies) and the
+/// amplitude difference in µV, computed from the paper's own millimetres, so they are right at
+/// any zoom and any speed or gain.
+const CALIPERS_JS: &str = r#"<script>
+(() => {
+  const svg = document.querySelector('svg.ecg');
+  const out = document.getElementById('caliper');
+  if (!svg || !out) return;
+  const speed = Number(svg.dataset.speedMmPerS), gain = Number(svg.dataset.gainMmPerMv);
+  const ns = 'http://www.w3.org/2000/svg';
+  let first = null;
+  const mark = (x) => {
+    const l = document.createElementNS(ns, 'line');
+    l.setAttribute('x1', x); l.setAttribute('x2', x); l.setAttribute('y1', 0); l.setAttribute('y2', svg.viewBox.baseVal.height);
+    l.setAttribute('class', 'caliper'); l.setAttribute('stroke', '#06c'); l.setAttribute('stroke-width', '0.2');
+    svg.appendChild(l);
+  };
+  svg.addEventListener('click', (e) => {
+    const p = svg.createSVGPoint(); p.x = e.clientX; p.y = e.clientY;
+    const mm = p.matrixTransform(svg.getScreenCTM().inverse());
+    if (!first) {
+      svg.querySelectorAll('line.caliper').forEach((l) => l.remove());
+      first = mm; mark(mm.x); out.textContent = '…'; return;
+    }
+    mark(mm.x);
+    const dt = Math.abs(mm.x - first.x) / speed * 1000;
+    const dv = (first.y - mm.y) / gain * 1000;
+    out.dataset.dtMs = dt.toFixed(1); out.dataset.dvUv = dv.toFixed(1);
+    out.textContent = `Δt ${dt.toFixed(0)} ms (${(60000 / dt).toFixed(0)} /min) · ΔV ${dv.toFixed(0)} µV`;
+    first = null;
+  });
+})();
+</script>"#;
+
 /// Standard statements offered on the report form (zh, en).
 pub const STATEMENTS: &[(&str, &str)] = &[
     ("窦性心律", "Sinus rhythm"),
@@ -510,7 +544,7 @@ async fn study_page(
         )
     };
     let body = format!(
-        r#"<p><b>{}</b> {} {} · {} · {} · {}</p><p>{}: {}</p>{warnings}{options}<div class="tracing">{svg}</div>{report_part}"#,
+        r#"<p><b>{}</b> {} {} · {} · {} · {}</p><p>{}: {}</p>{warnings}{options}<div class="tracing">{svg}</div><p>{}: <output id="caliper">{}</output></p>{CALIPERS_JS}{report_part}"#,
         esc(&row.patient_name),
         esc(match row.sex.as_str() {
             "female" => lang.t("女", "F"),
@@ -523,6 +557,8 @@ async fn study_page(
         esc(&row.priority),
         lang.t("临床问题", "Question"),
         esc(&row.question),
+        lang.t("测量尺", "Calipers"),
+        lang.t("在波形上点击两点", "click two points on the tracing"),
     );
     layout(lang, lang.t("心电图", "ECG"), Some(&session), &body).into_response()
 }
