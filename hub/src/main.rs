@@ -42,6 +42,15 @@ enum Command {
         /// Messages one device may send in a burst.
         #[arg(long, default_value_t = 2000.0)]
         device_burst: f64,
+        /// Minutes a STAT study may wait before the worklist marks it overdue.
+        #[arg(long, default_value_t = 10)]
+        stat_target_minutes: u64,
+        /// Minutes an urgent study may wait.
+        #[arg(long, default_value_t = 30)]
+        urgent_target_minutes: u64,
+        /// Minutes a routine study may wait.
+        #[arg(long, default_value_t = 1440)]
+        routine_target_minutes: u64,
     },
     /// Enrol a device with its public key (hex file from `yilian-agent keygen`).
     Enroll {
@@ -120,12 +129,24 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { broker, mqtt_listen, http, claim_minutes, device_msgs_per_s, device_burst } => {
+        Command::Run {
+            broker,
+            mqtt_listen,
+            http,
+            claim_minutes,
+            device_msgs_per_s,
+            device_burst,
+            stat_target_minutes,
+            urgent_target_minutes,
+            routine_target_minutes,
+        } => {
             let mode = broker.map_or(BrokerMode::Embedded(mqtt_listen), BrokerMode::External);
             let mut cfg = HubConfig::new(cli.data, mode);
             cfg.claim_ttl = Duration::from_secs(claim_minutes.max(1) * 60);
             cfg.limits.msgs_per_s = device_msgs_per_s.max(1.0);
             cfg.limits.msg_burst = device_burst.max(1.0);
+            cfg.wait_targets = [stat_target_minutes, urgent_target_minutes, routine_target_minutes]
+                .map(|m| Duration::from_secs(m.max(1) * 60));
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async {
                 let listener = tokio::net::TcpListener::bind(http).await.with_context(|| format!("binding {http}"))?;

@@ -41,6 +41,8 @@ pub struct HubConfig {
     pub hub_id: String,
     /// Per-device rate and size limits.
     pub limits: crate::ratelimit::Limits,
+    /// Waiting targets for stat, urgent and routine studies (overdue past them).
+    pub wait_targets: [Duration; 3],
 }
 
 impl HubConfig {
@@ -53,6 +55,7 @@ impl HubConfig {
             client_id: "yilian-hub".into(),
             hub_id: "hub".into(),
             limits: crate::ratelimit::Limits::default(),
+            wait_targets: crate::http::console::WAIT_TARGETS.map(|m| Duration::from_secs(m * 60)),
         }
     }
 
@@ -158,7 +161,13 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
             }
         }
     });
-    let state = AppState { store, publisher, rejects, claim_ttl_ms: cfg.claim_ttl.as_millis() as i64 };
+    let state = AppState {
+        store,
+        publisher,
+        rejects,
+        claim_ttl_ms: cfg.claim_ttl.as_millis() as i64,
+        wait_targets_ms: cfg.wait_targets.map(|d| d.as_millis() as i64),
+    };
     let addr = http.local_addr().map_err(|source| HubError::Io { what: "http listener", source })?;
     info!(%addr, data = %cfg.data_dir.display(), key_id = %key.key_id(), "hub HTTP API listening");
     let served =

@@ -30,8 +30,13 @@ async fn console() -> Console {
         let hash = session::hash_password("correct horse").expect("hash");
         store.call(move |db| db.add_user(id, name, role, &hash, 0)).await.expect("call").expect("user");
     }
-    let state =
-        AppState { store: store.clone(), publisher, rejects: Arc::new(Rejects::default()), claim_ttl_ms: 60_000 };
+    let state = AppState {
+        store: store.clone(),
+        publisher,
+        rejects: Arc::new(Rejects::default()),
+        claim_ttl_ms: 60_000,
+        wait_targets_ms: [600_000, 1_800_000, 86_400_000],
+    };
     Console { app: router(state), store, _dir: dir }
 }
 
@@ -159,6 +164,11 @@ async fn a_specialist_works_the_queue_but_cannot_reach_the_admin_pages() {
     assert_eq!(send(&c, claim(None)).await.0, StatusCode::FORBIDDEN);
     assert_eq!(send(&c, claim(Some("guess"))).await.0, StatusCode::FORBIDDEN);
     assert_eq!(send(&c, claim(Some(&csrf))).await.0, StatusCode::OK);
+    // The worklist shows it as mine, with Release, and overdue (it arrived long ago).
+    let (_, _, rows) = send(&c, get("/console/worklist", &cookie)).await;
+    assert!(rows.contains("data-release") && rows.contains("overdue"), "{rows}");
+    let (_, _, others) = send(&c, get("/console/worklist", &admin)).await;
+    assert!(others.contains("已认领: li") && !others.contains("data-release"), "{others}");
     // Viewing the study is audited.
     assert_eq!(send(&c, get(&format!("/api/studies/{uid}"), &cookie)).await.0, StatusCode::OK);
     let audit = c.store.call(|db| db.audit_log(20)).await.expect("call").expect("audit");
@@ -223,4 +233,41 @@ async fn the_study_page_draws_the_tracing_and_its_form_signs_a_report() {
     assert_eq!(reports[0].findings, "心率75");
     let (_, _, page) = send(&c, get(&format!("/studies/{uid}"), &cookie)).await;
     assert!(page.contains("已出报告"), "the page shows the report instead of the form");
+}
+
+#[tokio::test]
+async fn the_monitoring_view_shows_the_latest_stream_one_lead_or_all() {
+    let c = console().await;
+    let key = SigningKey::generate().expect("key");
+    let topic = Topic::new("xz", "monitor-1", Channel::Up).expect("topic");
+    let mut batch = Vec::new();
+    for (seq, first) in [(1u64, 0u64), (2, 360)] {
+        let chunk = Payload::StreamChunk(StreamChunk {
+            stream_id: 0,
+            sample_rate_hz: 360,
+            resolution_nv: 5000,
+            first_sample: first,
+            start_time_ms: 0,
+            leads: vec![
+                LeadSamples::encode("II", &(0..360).map(|i| (i % 50) - 25).collect::<Vec<i32>>()),
+                LeadSamples::encode("V5", &(0..360).map(|i| (i % 30) - 15).collect::<Vec<i32>>()),
+            ],
+        });
+        let bytes = seal(&key, Header::new(&key, "monitor-1", seq, 0, Lane::Stream), &topic, &chunk).expect("seal");
+        let verified =
+            Envelope::decode(&bytes).expect("decode").verify(&key.public_key(), &topic, None).expect("verify");
+        batch.push(Incoming { site: "xz".into(), verified, envelope: bytes });
+    }
+    c.store.call(move |db| db.ingest(&batch, 0)).await.expect("call").expect("ingest");
+    assert_eq!(send(&c, get("/devices/monitor-1/monitor", "")).await.0, StatusCode::SEE_OTHER);
+    let (cookie, _) = sign_in(&c, "li", "correct horse").await.expect("signed in");
+    let (status, _, page) = send(&c, get("/devices/monitor-1/monitor", &cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page.matches(r#"class="trace""#).count(), 2, "both leads");
+    let (_, _, page) = send(&c, get("/devices/monitor-1/monitor?lead=II", &cookie)).await;
+    assert_eq!(page.matches(r#"class="trace""#).count(), 1, "the single-lead view");
+    assert!(page.contains("0–720"), "the latest samples: {page}");
+    assert_eq!(send(&c, get("/devices/monitor-1/monitor?lead=V9", &cookie)).await.0, StatusCode::NOT_FOUND);
+    let audit = c.store.call(|db| db.audit_log(20)).await.expect("call").expect("audit");
+    assert!(audit.iter().any(|a| a.action == "view monitoring" && a.subject == "monitor-1"));
 }

@@ -17,8 +17,8 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use tracing::{info, warn};
 
-/// Targets for the wait before a study is overdue, by priority (stat, urgent, routine), in ms.
-pub const WAIT_TARGETS_MS: [i64; 3] = [10 * 60_000, 30 * 60_000, 24 * 3_600_000];
+/// Default minutes a study may wait before it is overdue, by priority (stat, urgent, routine).
+pub const WAIT_TARGETS: [u64; 3] = [10, 30, 24 * 60];
 const LOGIN_CSRF_COOKIE: &str = "yl_login_csrf";
 
 /// Escapes text for HTML element content and attribute values.
@@ -92,11 +92,10 @@ fn lang_param(q: &str) -> Option<&str> {
 fn layout(lang: Lang, title: &str, s: Option<&Session>, body: &str) -> Html<String> {
     let nav = match s {
         Some(s) => {
-            let fleet = if s.role == Role::Admin {
-                format!(r#"<a href="/fleet">{}</a>"#, lang.t("设备", "Fleet"))
-            } else {
-                String::new()
-            };
+            let mut fleet = format!(r#"<a href="/monitor">{}</a>"#, lang.t("监护", "Monitoring"));
+            if s.role == Role::Admin {
+                fleet.push_str(&format!(r#" <a href="/fleet">{}</a>"#, lang.t("设备", "Fleet")));
+            }
             format!(
                 r#"<nav><a href="/">{}</a> {fleet} <span class="who">{}</span>
 <form method="post" action="/logout" class="inline"><input type="hidden" name="csrf" value="{}"><button>{}</button></form>
@@ -132,6 +131,8 @@ pub fn routes() -> Router<AppState> {
         .route("/console/worklist", get(worklist_rows))
         .route("/fleet", get(fleet_page))
         .route("/studies/{uid}", get(study_page))
+        .route("/monitor", get(monitor_list))
+        .route("/devices/{device}/monitor", get(monitor_page))
         .route("/studies/{uid}/report", post(report_form))
 }
 
@@ -252,6 +253,17 @@ fn waited(ms: i64, lang: Lang) -> String {
     }
 }
 
+/// A time as the county reads it (UTC+8).
+pub fn local_time(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| {
+            t.to_zoned_datetime(jiff::tz::TimeZone::fixed(jiff::tz::offset(8)))
+                .strftime("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
 fn age_years(birth: Option<&str>, at_ms: i64) -> Option<i64> {
     let b = jiff::civil::Date::strptime("%Y-%m-%d", birth?).ok()?;
     let at = jiff::Timestamp::from_millisecond(at_ms)
@@ -265,8 +277,8 @@ fn age_years(birth: Option<&str>, at_ms: i64) -> Option<i64> {
     (years >= 0).then_some(years)
 }
 
-/// The worklist's table rows.
-pub fn rows_html(rows: &[StudyRow], lang: Lang, now: i64) -> String {
+/// The worklist's table rows, as `me` sees them.
+pub fn rows_html(rows: &[StudyRow], lang: Lang, now: i64, targets_ms: [i64; 3], me: &str) -> String {
     let mut out = String::new();
     for r in rows {
         let rank = match r.priority.as_str() {
@@ -280,7 +292,7 @@ pub fn rows_html(rows: &[StudyRow], lang: Lang, now: i64) -> String {
             _ => lang.t("常规", "Routine"),
         };
         let wait = now - r.received_at_ms;
-        let overdue = wait > WAIT_TARGETS_MS[rank];
+        let overdue = wait > targets_ms[rank];
         let sex = match r.sex.as_str() {
             "female" => lang.t("女", "F"),
             "male" => lang.t("男", "M"),
@@ -288,6 +300,12 @@ pub fn rows_html(rows: &[StudyRow], lang: Lang, now: i64) -> String {
         };
         let age = age_years(r.birth_date.as_deref(), r.acquired_at_ms).map(|a| format!("{a}")).unwrap_or_default();
         let claim = match &r.claimed_by {
+            Some(by) if by == me => format!(
+                r#"{} <button data-release="{}">{}</button>"#,
+                lang.t("我已认领", "claimed by me"),
+                esc(&r.study_uid),
+                lang.t("放弃", "Release")
+            ),
             Some(by) => format!("{} {}", lang.t("已认领:", "claimed by"), esc(by)),
             None => format!(r#"<button data-claim="{}">{}</button>"#, esc(&r.study_uid), lang.t("认领", "Claim")),
         };
@@ -337,24 +355,27 @@ async function refresh() {{
   if (r.ok) document.getElementById('rows').innerHTML = await r.text();
 }}
 document.addEventListener('click', async (e) => {{
-  const uid = e.target.dataset && e.target.dataset.claim;
+  const d = e.target.dataset || {{}};
+  const [uid, action] = d.claim ? [d.claim, 'claim'] : d.release ? [d.release, 'release'] : [null, null];
   if (!uid) return;
-  await fetch('/api/studies/' + encodeURIComponent(uid) + '/claim', {{method: 'POST', headers: {{'X-CSRF-Token': csrf}}, credentials: 'same-origin'}});
+  await fetch('/api/studies/' + encodeURIComponent(uid) + '/' + action, {{method: 'POST', headers: {{'X-CSRF-Token': csrf}}, credentials: 'same-origin'}});
   refresh();
 }});
 setInterval(refresh, 3000);
 </script>"#,
-        rows_html(&rows, lang, now_ms())
+        rows_html(&rows, lang, now_ms(), s.wait_targets_ms, &session.user_id)
     );
     layout(lang, lang.t("待诊列表", "Worklist"), Some(&session), &body).into_response()
 }
 
 async fn worklist_rows(State(s): State<AppState>, page: Page) -> Response {
-    if page.session.is_none() {
+    let Some(session) = page.session else {
         return (StatusCode::UNAUTHORIZED, "sign in first").into_response();
-    }
+    };
     match s.store.call(|db| db.queue(now_ms())).await {
-        Ok(Ok(rows)) => Html(rows_html(&rows, page.lang, now_ms())).into_response(),
+        Ok(Ok(rows)) => {
+            Html(rows_html(&rows, page.lang, now_ms(), s.wait_targets_ms, &session.user_id)).into_response()
+        }
         _ => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
 }
@@ -509,11 +530,12 @@ async fn study_page(
     let warnings: String = study.warnings.iter().map(|w| format!(r#"<p class="error">⚠ {}</p>"#, esc(w))).collect();
     let report_part = if let Some(report_id) = &row.report_id {
         format!(
-            "<p>{} {} · {}: {}</p>",
+            "<p>{} {} · {} · {}: {}</p>",
             lang.t("已出报告", "Reported"),
             esc(report_id),
-            lang.t("送达", "delivered"),
-            row.delivered_at_ms.map(|_| lang.t("是", "yes")).unwrap_or(lang.t("待确认", "waiting for the clinic"))
+            row.reported_at_ms.map(local_time).unwrap_or_default(),
+            lang.t("卫生院已收到", "received by the clinic"),
+            row.delivered_at_ms.map(local_time).unwrap_or_else(|| lang.t("待确认", "not yet").to_string())
         )
     } else {
         let boxes: String = STATEMENTS
@@ -593,4 +615,100 @@ async fn report_form(
         Ok(_) => Redirect::to(&format!("/studies/{uid}")).into_response(),
         Err(e) => (e.0, e.1).into_response(),
     }
+}
+
+async fn monitor_list(State(s): State<AppState>, page: Page) -> Response {
+    let Some(session) = page.session else { return Redirect::to("/login").into_response() };
+    let lang = page.lang;
+    let Ok(Ok(devices)) = s.store.call(|db| db.devices()).await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let rows: String = devices
+        .iter()
+        .map(|d| {
+            format!(
+                r#"<tr><td>{}</td><td><a href="/devices/{}/monitor">{}</a></td><td>{}</td></tr>"#,
+                esc(&d.site_id),
+                esc(&d.device_id),
+                esc(&d.device_id),
+                esc(&d.state)
+            )
+        })
+        .collect();
+    let body = format!("<table><tbody>{rows}</tbody></table>");
+    layout(lang, lang.t("监护", "Monitoring"), Some(&session), &body).into_response()
+}
+
+#[derive(Deserialize)]
+struct MonitorQuery {
+    stream: Option<i64>,
+    seconds: Option<i64>,
+    lead: Option<String>,
+    speed: Option<f64>,
+    gain: Option<f64>,
+}
+
+/// The latest seconds of a device's monitoring stream, all leads or one (`?lead=II`).
+async fn monitor_page(
+    State(s): State<AppState>,
+    page: Page,
+    axum::extract::Path(device): axum::extract::Path<String>,
+    Query(q): Query<MonitorQuery>,
+) -> Response {
+    let Some(session) = page.session else { return Redirect::to("/login").into_response() };
+    let lang = page.lang;
+    let stream_id = q.stream.unwrap_or(0);
+    let seconds = q.seconds.unwrap_or(10).clamp(1, 60);
+    let d = device.clone();
+    let Ok(Ok(streams)) = s.store.call(move |db| db.streams(&d)).await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let Some(st) = streams.into_iter().find(|x| x.stream_id == stream_id) else {
+        return (StatusCode::NOT_FOUND, "no such stream").into_response();
+    };
+    let Some(last) = st.runs.last().cloned() else { return (StatusCode::NOT_FOUND, "no samples").into_response() };
+    let count = (seconds * st.sample_rate_hz).min(last.end_sample - last.first_sample);
+    let from = last.end_sample - count;
+    let (d, who) = (device.clone(), session.user_id.clone());
+    let fetched = s
+        .store
+        .call(move |db| {
+            db.audit(&who, "view monitoring", &d, "", now_ms())?;
+            db.stream_samples(&d, stream_id, from, count)
+        })
+        .await;
+    let Ok(Ok(leads)) = fetched else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
+    let scaled: Vec<(String, Vec<f64>)> = leads
+        .into_iter()
+        .filter(|(name, _, _)| q.lead.as_deref().is_none_or(|l| l.eq_ignore_ascii_case(name)))
+        .map(|(name, res, v)| (name, v.iter().map(|x| f64::from(*x) * f64::from(res) / 1000.0).collect()))
+        .collect();
+    if scaled.is_empty() {
+        return (StatusCode::NOT_FOUND, "no such lead").into_response();
+    }
+    let traces: Vec<super::viewer::Trace<'_>> =
+        scaled.iter().map(|(n, uv)| super::viewer::Trace { name: n, uv }).collect();
+    let paper = super::viewer::Paper {
+        speed_mm_per_s: if q.speed == Some(50.0) { 50.0 } else { 25.0 },
+        gain_mm_per_mv: match q.gain {
+            Some(g) if g == 5.0 || g == 20.0 => g,
+            _ => 10.0,
+        },
+    };
+    let svg = super::viewer::render(&traces, st.sample_rate_hz as f64, paper);
+    let gaps = st.runs.len().saturating_sub(1) + st.declared_gaps.len();
+    let lead_links: String =
+        scaled.iter().map(|(n, _)| format!(r#" <a href="?lead={}">{}</a>"#, esc(n), esc(n))).collect::<String>();
+    let body = format!(
+        r#"<p>{} · {} {}–{} ({} Hz) · {}: {gaps}</p><p>{}:{lead_links} · <a href="?">{}</a></p><div class="tracing">{svg}</div>{CALIPERS_JS}<p><output id="caliper"></output></p>"#,
+        esc(&device),
+        lang.t("样本", "samples"),
+        from,
+        last.end_sample,
+        st.sample_rate_hz,
+        lang.t("中断", "gaps"),
+        lang.t("导联", "Lead"),
+        lang.t("全部", "all"),
+    );
+    layout(lang, lang.t("监护", "Monitoring"), Some(&session), &body).into_response()
 }

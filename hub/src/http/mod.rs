@@ -23,6 +23,9 @@ pub struct AppState {
     pub rejects: Arc<Rejects>,
     /// How long a claim lasts, ms.
     pub claim_ttl_ms: i64,
+    /// How long a study may wait before the worklist marks it overdue, ms, for stat, urgent and
+    /// routine.
+    pub wait_targets_ms: [i64; 3],
 }
 
 /// The router with every route.
