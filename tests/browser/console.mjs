@@ -38,6 +38,14 @@ try {
   await page.click('form[action$="/report"] button');
   await page.getByText('已出报告').waitFor({ timeout: 10000 });
   console.log('reported');
+  // The clinic's agent confirms receipt: the page shows when, instead of "待确认" (not yet).
+  const deadline = Date.now() + 30000;
+  while ((await page.content()).includes('待确认')) {
+    if (Date.now() > deadline) throw new Error('the report was not confirmed by the clinic within 30 s');
+    await page.waitForTimeout(500);
+    await page.reload();
+  }
+  console.log('delivered');
   if (caliperPatient) {
     await page.goto(`${base}/`);
     const other = page.locator('a[href^="/studies/"]', { hasText: caliperPatient }).first();

@@ -51,6 +51,7 @@ async fn a_specialist_signs_in_opens_a_study_in_chromium_and_reports_it() -> any
     assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}\n(see {})", out.display());
     assert!(stdout.lines().any(|l| l == "traces 13"), "12 leads in 3×4 and the rhythm strip:\n{stdout}");
     assert!(stdout.lines().any(|l| l == "reported"), "{stdout}");
+    assert!(stdout.lines().any(|l| l == "delivered"), "the browser saw the clinic's receipt: {stdout}");
     let opened_ms: u64 = stdout
         .lines()
         .find_map(|l| l.strip_prefix("opened-ms "))
