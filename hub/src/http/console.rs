@@ -503,13 +503,7 @@ async fn study_page(
     {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
-    let paper = super::viewer::Paper {
-        speed_mm_per_s: if q.speed == Some(50.0) { 50.0 } else { 25.0 },
-        gain_mm_per_mv: match q.gain {
-            Some(g) if g == 5.0 || g == 20.0 => g,
-            _ => 10.0,
-        },
-    };
+    let paper = super::viewer::Paper::chosen(q.speed, q.gain);
     let scale = f64::from(study.resolution_nv) / 1000.0;
     let decoded: Vec<(String, Vec<f64>)> = study
         .leads
@@ -688,13 +682,7 @@ async fn monitor_page(
     }
     let traces: Vec<super::viewer::Trace<'_>> =
         scaled.iter().map(|(n, uv)| super::viewer::Trace { name: n, uv }).collect();
-    let paper = super::viewer::Paper {
-        speed_mm_per_s: if q.speed == Some(50.0) { 50.0 } else { 25.0 },
-        gain_mm_per_mv: match q.gain {
-            Some(g) if g == 5.0 || g == 20.0 => g,
-            _ => 10.0,
-        },
-    };
+    let paper = super::viewer::Paper::chosen(q.speed, q.gain);
     let svg = super::viewer::render(&traces, st.sample_rate_hz as f64, paper);
     let gaps = st.runs.len().saturating_sub(1) + st.declared_gaps.len();
     let lead_links: String =

@@ -17,6 +17,19 @@ pub struct Paper {
     pub gain_mm_per_mv: f64,
 }
 
+impl Paper {
+    /// The paper a reader asked for: 50 mm/s or else 25; 5 or 20 mm/mV or else 10.
+    pub fn chosen(speed_mm_per_s: Option<f64>, gain_mm_per_mv: Option<f64>) -> Self {
+        Self {
+            speed_mm_per_s: if speed_mm_per_s == Some(50.0) { 50.0 } else { 25.0 },
+            gain_mm_per_mv: match gain_mm_per_mv {
+                Some(g) if g == 5.0 || g == 20.0 => g,
+                _ => 10.0,
+            },
+        }
+    }
+}
+
 impl Default for Paper {
     fn default() -> Self {
         Self { speed_mm_per_s: 25.0, gain_mm_per_mv: 10.0 }
