@@ -1,0 +1,1 @@
+//! Content sniffing: which reader a file needs. (Being written.)
