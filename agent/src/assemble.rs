@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use yilian_protocol::frame::{Frame, StreamSamples, StudyStart};
 use yilian_protocol::lead;
 use yilian_protocol::limits;
-use yilian_protocol::message::{LeadSamples, Patient, StreamChunk, Study};
+use yilian_protocol::message::{LeadSamples, Patient, StreamChunk, Study, StudyLead};
 
 /// What the assembler produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,7 +71,7 @@ impl PendingChunk {
 /// `{device}-{acquired_at_ms}-{cart study number}-{8 hex of SHA-256 over the leads}`: the same
 /// recording sent twice maps to the same study, and a cart whose study counter or clock went
 /// back can never make a new recording collide with an old one.
-pub fn study_uid(device: &str, acquired_at_ms: i64, study_id: u32, leads: &[LeadSamples]) -> String {
+pub fn study_uid(device: &str, acquired_at_ms: i64, study_id: u32, leads: &[StudyLead]) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     for l in leads {
         ctx.update(l.lead.as_bytes());
@@ -195,8 +195,13 @@ impl Assembler {
             ))];
         }
         let s = p.start;
-        let leads: Vec<LeadSamples> =
-            s.leads.iter().zip(&p.samples).map(|(code, v)| LeadSamples::encode(&lead_name(*code), v)).collect();
+        let resolution_nv = f64::from(s.resolution_nv);
+        let leads: Vec<StudyLead> = s
+            .leads
+            .iter()
+            .zip(&p.samples)
+            .map(|(code, v)| StudyLead::encode(&lead_name(*code), resolution_nv, v))
+            .collect();
         let study = Study {
             study_uid: study_uid(&self.device_id, s.acquired_at_ms, s.study_id, &leads),
             patient: Patient { id: s.patient_id, name: s.patient_name, sex: s.sex, birth_date: s.birth_date },
@@ -204,10 +209,14 @@ impl Assembler {
             priority: s.priority,
             acquired_at_ms: s.acquired_at_ms,
             sample_rate_hz: u32::from(s.sample_rate_hz),
-            resolution_nv: s.resolution_nv,
             device_model: self.model.clone(),
             leads,
             warnings: vec![],
+            median_beat: None,
+            annotations: vec![],
+            measurements: vec![],
+            interpretation: vec![],
+            source: None,
         };
         vec![Assembled::Study(study)]
     }

@@ -93,10 +93,14 @@ async fn queue_study(c: &Console, name: &str, question: &str) -> String {
         priority: Priority::Stat,
         acquired_at_ms: 1_764_000_000_000,
         sample_rate_hz: 500,
-        resolution_nv: 1000,
         device_model: "m".into(),
-        leads: vec![LeadSamples::encode("I", &[1, 2, 3])],
+        leads: vec![StudyLead::encode("I", 1000.0, &[1, 2, 3])],
         warnings: vec![],
+        median_beat: None,
+        annotations: vec![],
+        measurements: vec![],
+        interpretation: vec![],
+        source: None,
     };
     let part = study.split().expect("split").remove(0);
     let bytes =

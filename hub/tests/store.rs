@@ -21,7 +21,6 @@ fn study(uid: &str, v: i32) -> Study {
         priority: Priority::Routine,
         acquired_at_ms: 0,
         sample_rate_hz: 500,
-        resolution_nv: 1000,
         device_model: "m".into(),
         // Noise-like samples, so the study needs several parts.
         leads: ["I", "II"]
@@ -29,10 +28,15 @@ fn study(uid: &str, v: i32) -> Study {
             .enumerate()
             .map(|(l, name)| {
                 let s: Vec<i32> = (0..60_000).map(|k| ((k * 7919 + l * 104_729) % 4001) as i32 - 2000 + v).collect();
-                LeadSamples::encode(name, &s)
+                StudyLead::encode(name, 1000.0, &s)
             })
             .collect(),
         warnings: vec![],
+        median_beat: None,
+        annotations: vec![],
+        measurements: vec![],
+        interpretation: vec![],
+        source: None,
     }
 }
 

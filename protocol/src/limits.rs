@@ -30,8 +30,13 @@ pub const RECEIPT_MAX: usize = 1024;
 pub const STATUS_MAX: usize = 4 * 1024;
 /// Maximum body of an ack.
 pub const ACK_MAX: usize = 32 * 1024;
-/// Maximum samples per lead in one decoded block (10 min at 1000 Hz).
-pub const SAMPLES_PER_LEAD_MAX: u32 = 600_000;
+/// Maximum samples per lead in one decoded block (30 min at 1000 Hz: a MIT-BIH record at
+/// 360 Hz has 650,000).
+pub const SAMPLES_PER_LEAD_MAX: u32 = 1_800_000;
+/// Maximum annotations carried with a study.
+pub const ANNOTATIONS_MAX: usize = 200_000;
+/// Maximum total size of a study's original files, uncompressed.
+pub const ORIGINAL_MAX: usize = 64 * 1024 * 1024;
 /// Maximum leads in one study or chunk.
 pub const LEADS_MAX: usize = 16;
 /// How far ahead of the receiver's clock a message's creation time may be.

@@ -1,7 +1,10 @@
 //! Bodies carried inside signed envelopes.
 //!
 //! Field order is the wire format (bincode writes fields in declaration order): append new fields
-//! only in a new kind, never reorder. Every clinical value carries its unit in its name.
+//! only in a new kind, never reorder. (The one exception: `Study` grew per-lead resolution, the
+//! median beat, annotations, measurements and the original file in place for cart files, before
+//! any agent was in the field; the golden bytes were re-blessed with that change.) Every clinical
+//! value carries its unit in its name.
 
 use crate::codec;
 use crate::error::{CodecError, DecodeError, EncodeError};
@@ -194,7 +197,7 @@ pub struct Patient {
 }
 
 /// A resting ECG recorded at a clinic, asking for consultation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Study {
     /// Unique id, made by the agent (`{device}-{acquired_at_ms}-{cart study number}`), so the
     /// same recording resent by the cart maps to the same study.
@@ -207,16 +210,107 @@ pub struct Study {
     pub priority: Priority,
     /// Acquisition start on the device clock, Unix ms.
     pub acquired_at_ms: i64,
-    /// Sampling rate in Hz.
+    /// Sampling rate of the rhythm leads in Hz.
     pub sample_rate_hz: u32,
-    /// Resolution in nanovolts per least significant bit.
-    pub resolution_nv: u32,
     /// Cart model and firmware as the cart reported them.
     pub device_model: String,
-    /// Samples per lead, all of equal count.
-    pub leads: Vec<LeadSamples>,
-    /// Problems the agent or the cart noticed (e.g. a lead reported invalid), shown to the reader.
+    /// Rhythm leads, all of equal sample count; a lead the cart did not record is absent.
+    pub leads: Vec<StudyLead>,
+    /// Problems the agent, a file reader or the cart noticed (e.g. a truncated lead), shown to the
+    /// specialist.
     pub warnings: Vec<String>,
+    /// The cart's median (representative) beat, when it computed one.
+    pub median_beat: Option<MedianBeat>,
+    /// Beat labels, wave boundaries and rhythm changes from the cart or file.
+    pub annotations: Vec<Annotation>,
+    /// The cart's own measurements (PR, QRS, QT, axes, ...).
+    pub measurements: Vec<Measurement>,
+    /// The cart's own interpretation statements, in order.
+    pub interpretation: Vec<String>,
+    /// The untouched original file(s) the study was read from, when it came from a file.
+    pub source: Option<SourceFile>,
+}
+
+/// One lead of a study: its samples and how to read them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudyLead {
+    /// Lead name, e.g. "II", "aVR", "V5" (see [`crate::lead`]).
+    pub lead: String,
+    /// True when the cart computed this lead from others instead of recording it.
+    pub derived: bool,
+    /// Nanovolts per least significant bit (per lead: files may differ by lead).
+    pub resolution_nv: f64,
+    /// Compressed integer samples, baseline removed.
+    pub samples: EncodedSamples,
+}
+
+impl StudyLead {
+    /// Compresses `samples` for a recorded (not derived) lead.
+    pub fn encode(lead: &str, resolution_nv: f64, samples: &[i32]) -> Self {
+        Self { lead: lead.to_string(), derived: false, resolution_nv, samples: codec::encode(samples) }
+    }
+
+    /// Decompresses the samples, refusing more than [`limits::SAMPLES_PER_LEAD_MAX`].
+    pub fn decode(&self) -> Result<Vec<i32>, CodecError> {
+        codec::decode(&self.samples, limits::SAMPLES_PER_LEAD_MAX)
+    }
+}
+
+/// A median (representative) beat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MedianBeat {
+    /// Sampling rate in Hz.
+    pub sample_rate_hz: u32,
+    /// One beat per lead, of equal length.
+    pub leads: Vec<StudyLead>,
+}
+
+/// A labelled point on the rhythm (beat, wave boundary, rhythm change).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Annotation {
+    /// Sample index on the rhythm leads.
+    pub sample: u64,
+    /// The lead it belongs to, if the file ties it to one.
+    pub lead: Option<String>,
+    /// Machine label (MIT symbol, MDC code, DICOM code meaning).
+    pub label: String,
+    /// Free text that came with it.
+    pub text: Option<String>,
+}
+
+/// A measurement made by the cart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    /// What was measured, e.g. "PR", "QTc", "QRS axis".
+    pub name: String,
+    /// The value, in `unit`.
+    pub value: f64,
+    /// Unit, e.g. "ms", "deg", "/min".
+    pub unit: String,
+}
+
+/// The original cart file(s) behind a study, kept byte for byte and signed with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceFile {
+    /// Format read, e.g. "scp-ecg", "dicom", "hl7-aecg", "wfdb", "contec".
+    pub format: String,
+    /// Version or flavour as the file states it.
+    pub format_version: String,
+    /// The files (one, or several for a WFDB record).
+    pub files: Vec<OriginalFile>,
+}
+
+/// One original file, deflate-compressed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginalFile {
+    /// File name as it was dropped (no directories).
+    pub name: String,
+    /// Size of the original in bytes.
+    pub size: u64,
+    /// SHA-256 of the original bytes.
+    pub sha256: [u8; 32],
+    /// The original bytes, raw deflate (RFC 1951).
+    pub deflated: Vec<u8>,
 }
 
 impl Study {
@@ -288,10 +382,55 @@ impl StreamChunk {
 }
 
 impl Study {
-    /// Checks leads, lengths and limits.
+    /// Checks what the wire format cannot: lead counts and lengths, rates, resolutions, that
+    /// every lead decompresses, and the sizes of annotations and original files.
     pub fn validate(&self) -> Result<(), String> {
-        validate_leads(&self.leads, self.sample_rate_hz, self.resolution_nv, limits::SAMPLES_PER_LEAD_MAX)
+        validate_study_leads("rhythm", &self.leads, self.sample_rate_hz)?;
+        if let Some(m) = &self.median_beat {
+            validate_study_leads("median beat", &m.leads, m.sample_rate_hz)?;
+        }
+        if self.annotations.len() > limits::ANNOTATIONS_MAX {
+            return Err(format!("{} annotations (at most {})", self.annotations.len(), limits::ANNOTATIONS_MAX));
+        }
+        if let Some(src) = &self.source {
+            let total: u64 = src.files.iter().map(|f| f.size).sum();
+            if src.files.is_empty() || total > limits::ORIGINAL_MAX as u64 {
+                return Err(format!("{} original files of {total} bytes", src.files.len()));
+            }
+        }
+        Ok(())
     }
+
+    /// The resolution of the first lead, nV per LSB (the common case: all leads share it).
+    pub fn resolution_nv(&self) -> f64 {
+        self.leads.first().map_or(0.0, |l| l.resolution_nv)
+    }
+}
+
+fn validate_study_leads(what: &str, leads: &[StudyLead], rate_hz: u32) -> Result<(), String> {
+    if leads.is_empty() || leads.len() > limits::LEADS_MAX {
+        return Err(format!("{what}: {} leads (1..={} allowed)", leads.len(), limits::LEADS_MAX));
+    }
+    if rate_hz == 0 {
+        return Err(format!("{what}: sample rate must be non-zero"));
+    }
+    let n = leads[0].samples.count;
+    if n > limits::SAMPLES_PER_LEAD_MAX {
+        return Err(format!("{what}: {n} samples per lead exceeds {}", limits::SAMPLES_PER_LEAD_MAX));
+    }
+    for l in leads {
+        if !(l.resolution_nv.is_finite() && l.resolution_nv > 0.0) {
+            return Err(format!("{what}: lead {} has resolution {} nV", l.lead, l.resolution_nv));
+        }
+        if l.samples.count != n {
+            return Err(format!(
+                "{what}: lead {} has {} samples, lead {} has {n}",
+                l.lead, l.samples.count, leads[0].lead
+            ));
+        }
+        codec::decode(&l.samples, limits::SAMPLES_PER_LEAD_MAX).map_err(|e| format!("{what}: lead {}: {e}", l.lead))?;
+    }
+    Ok(())
 }
 
 /// Joining study parts failed.
@@ -519,7 +658,7 @@ pub struct Report {
 }
 
 /// Every body kind, decoded. The kind number on the wire is [`Payload::kind`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
     /// Kind 1.
     StreamChunk(StreamChunk),
@@ -644,17 +783,21 @@ mod tests {
             priority: Priority::Stat,
             acquired_at_ms: 1_700_000_000_000,
             sample_rate_hz: 500,
-            resolution_nv: 1000,
             device_model: "sim".into(),
             leads: crate::lead::STANDARD_12
                 .iter()
                 .enumerate()
                 .map(|(i, l)| {
                     let s: Vec<i32> = (0..n).map(|k| ((k * 7919 + i * 104729) % 4001) as i32 - 2000).collect();
-                    LeadSamples::encode(l, &s)
+                    StudyLead::encode(l, 1000.0, &s)
                 })
                 .collect(),
             warnings: vec![],
+            median_beat: None,
+            annotations: vec![],
+            measurements: vec![],
+            interpretation: vec![],
+            source: None,
         }
     }
 

@@ -57,10 +57,24 @@ fn payloads() -> Vec<(&'static str, Channel, Lane, Payload)> {
         priority: Priority::Stat,
         acquired_at_ms: T,
         sample_rate_hz: 500,
-        resolution_nv: 2500,
         device_model: "YL-SIM-12 0.1.0".into(),
-        leads: vec![LeadSamples::encode("I", &[-2, -2, -2, -2, -3]), LeadSamples::encode("II", &[5, 9, 14, 20, 27])],
+        leads: vec![
+            StudyLead::encode("I", 2500.0, &[-2, -2, -2, -2, -3]),
+            StudyLead::encode("II", 2500.0, &[5, 9, 14, 20, 27]),
+        ],
         warnings: vec!["V4 lead off".into()],
+        median_beat: Some(MedianBeat {
+            sample_rate_hz: 500,
+            leads: vec![StudyLead { derived: true, ..StudyLead::encode("III", 2500.0, &[4, 4, 2, 3]) }],
+        }),
+        annotations: vec![Annotation { sample: 77, lead: None, label: "N".into(), text: Some("(N".into()) }],
+        measurements: vec![Measurement { name: "QTc".into(), value: 443.0, unit: "ms".into() }],
+        interpretation: vec!["窦性心律 Sinus rhythm".into()],
+        source: Some(SourceFile {
+            format: "scp-ecg".into(),
+            format_version: "2.0".into(),
+            files: vec![OriginalFile { name: "0001.SCP".into(), size: 3, sha256: [7; 32], deflated: vec![1, 2, 3] }],
+        }),
     };
     let part = study.split().expect("split").remove(0);
     vec![

@@ -111,6 +111,10 @@ async fn studies(State(s): State<AppState>, _who: Specialist) -> ApiResult<Vec<c
 #[derive(Serialize)]
 struct LeadView {
     name: String,
+    /// Computed by the cart from other leads.
+    derived: bool,
+    /// Nanovolts per stored integer.
+    resolution_nv: f64,
     /// Stored integers.
     samples: Vec<i32>,
     /// Microvolts (`samples × resolution_nv / 1000`).
@@ -131,9 +135,15 @@ async fn study(
     for l in &body.leads {
         let samples =
             l.decode().map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("lead {}: {e}", l.lead)))?;
-        let scale = f64::from(body.resolution_nv) / 1000.0;
+        let scale = l.resolution_nv / 1000.0;
         let samples_uv = samples.iter().map(|v| f64::from(*v) * scale).collect();
-        leads.push(LeadView { name: l.lead.clone(), samples, samples_uv });
+        leads.push(LeadView {
+            name: l.lead.clone(),
+            derived: l.derived,
+            resolution_nv: l.resolution_nv,
+            samples,
+            samples_uv,
+        });
     }
     info!(specialist = %who.id, study = %uid, "study viewed");
     audit(&s, &who.id, "view study", &uid).await?;

@@ -504,11 +504,13 @@ async fn study_page(
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     let paper = super::viewer::Paper::chosen(q.speed, q.gain);
-    let scale = f64::from(study.resolution_nv) / 1000.0;
     let decoded: Vec<(String, Vec<f64>)> = study
         .leads
         .iter()
-        .filter_map(|l| Some((l.lead.clone(), l.decode().ok()?.iter().map(|v| f64::from(*v) * scale).collect())))
+        .filter_map(|l| {
+            let scale = l.resolution_nv / 1000.0;
+            Some((l.lead.clone(), l.decode().ok()?.iter().map(|v| f64::from(*v) * scale).collect()))
+        })
         .collect();
     let traces: Vec<super::viewer::Trace<'_>> =
         decoded.iter().map(|(n, uv)| super::viewer::Trace { name: n, uv }).collect();

@@ -689,7 +689,8 @@ impl Db {
                 s.acquired_at_ms,
                 now_ms,
                 s.sample_rate_hz,
-                s.resolution_nv,
+                // Listing only: the body keeps each lead's exact resolution.
+                s.resolution_nv().round() as i64,
                 serde_json::to_string(&leads).unwrap_or_default(),
                 per_lead,
                 body
