@@ -12,7 +12,7 @@ use yilian_protocol::message::{LeadSamples, Patient, StreamChunk, Study, StudyLe
 #[derive(Debug, Clone, PartialEq)]
 pub enum Assembled {
     /// A complete resting study.
-    Study(Study),
+    Study(Box<Study>),
     /// A stream chunk.
     Chunk(StreamChunk),
     /// Something the operator must be told (a study that cannot be sent whole).
@@ -218,7 +218,7 @@ impl Assembler {
             interpretation: vec![],
             source: None,
         };
-        vec![Assembled::Study(study)]
+        vec![Assembled::Study(Box::new(study))]
     }
 
     fn stream(&mut self, s: StreamSamples) -> Vec<Assembled> {

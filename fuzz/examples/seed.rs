@@ -182,7 +182,7 @@ fn one_study(frames: Vec<Frame>) -> Study {
     assemble(frames, 1000)
         .into_iter()
         .find_map(|a| match a {
-            Assembled::Study(s) => Some(s),
+            Assembled::Study(s) => Some(*s),
             _ => None,
         })
         .expect("a study")
