@@ -16,7 +16,7 @@ fn incoming(key: &SigningKey, seq: u64, payload: Payload) -> Incoming {
 fn study(uid: &str, v: i32) -> Study {
     Study {
         study_uid: uid.into(),
-        patient: Patient { id: "p".into(), name: "张伟".into(), sex: Sex::Male, birth_date: None },
+        patient: Patient { id: "p".into(), name: "张伟".into(), sex: Sex::Male, birth_date: None, age_years: None },
         question: "q".into(),
         priority: Priority::Routine,
         acquired_at_ms: 0,

@@ -194,6 +194,8 @@ pub struct Patient {
     pub sex: Sex,
     /// Birth date, if recorded.
     pub birth_date: Option<Date>,
+    /// Age in years when the cart recorded an age instead of a birth date.
+    pub age_years: Option<u16>,
 }
 
 /// A resting ECG recorded at a clinic, asking for consultation.
@@ -298,6 +300,65 @@ pub struct SourceFile {
     pub format_version: String,
     /// The files (one, or several for a WFDB record).
     pub files: Vec<OriginalFile>,
+}
+
+/// An original file could not be unpacked.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OriginalError {
+    /// The deflate stream is damaged.
+    #[error("original {name}: damaged compressed data: {reason}")]
+    Inflate {
+        /// File name.
+        name: String,
+        /// What the decompressor said.
+        reason: String,
+    },
+    /// The unpacked bytes are not the size or hash the sender signed.
+    #[error("original {name}: unpacked bytes do not match the signed size and SHA-256")]
+    Mismatch {
+        /// File name.
+        name: String,
+    },
+    /// Larger than [`limits::ORIGINAL_MAX`].
+    #[error("original {name}: {size} bytes is over the limit")]
+    TooLarge {
+        /// File name.
+        name: String,
+        /// Declared size.
+        size: u64,
+    },
+}
+
+impl OriginalFile {
+    /// Compresses `bytes` and records their size and SHA-256.
+    pub fn pack(name: &str, bytes: &[u8]) -> Self {
+        use std::io::Write;
+        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        // Writing to a Vec cannot fail.
+        let deflated = enc.write_all(bytes).and_then(|()| enc.finish()).unwrap_or_default();
+        Self { name: name.to_string(), size: bytes.len() as u64, sha256: sha256(bytes), deflated }
+    }
+
+    /// Decompresses the original, bounded by its signed size, and checks it byte for byte
+    /// against the signed SHA-256.
+    pub fn unpack(&self) -> Result<Vec<u8>, OriginalError> {
+        use std::io::Read;
+        let name = self.name.clone();
+        if self.size > limits::ORIGINAL_MAX as u64 {
+            return Err(OriginalError::TooLarge { name, size: self.size });
+        }
+        let mut out = Vec::with_capacity(self.size as usize);
+        // One byte past the declared size reveals a stream that is longer than signed.
+        flate2::read::DeflateDecoder::new(self.deflated.as_slice())
+            .take(self.size + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| OriginalError::Inflate { name: name.clone(), reason: e.to_string() })?;
+        if out.len() as u64 != self.size || sha256(&out) != self.sha256 {
+            return Err(OriginalError::Mismatch { name });
+        }
+        Ok(out)
+    }
 }
 
 /// One original file, deflate-compressed.
@@ -770,6 +831,22 @@ impl Payload {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_original_file_comes_back_bit_identical_or_not_at_all() {
+        let bytes: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let packed = OriginalFile::pack("0000050.ECG", &bytes);
+        assert!(packed.deflated.len() < bytes.len());
+        assert_eq!(packed.unpack().expect("unpack"), bytes);
+        let mut longer = packed.clone();
+        longer.size -= 1;
+        assert!(matches!(longer.unpack(), Err(OriginalError::Mismatch { .. })));
+        let mut tampered = OriginalFile::pack("x", b"hello");
+        tampered.sha256[0] ^= 1;
+        assert!(matches!(tampered.unpack(), Err(OriginalError::Mismatch { .. })));
+        let garbage = OriginalFile { deflated: vec![0xff; 16], ..OriginalFile::pack("y", b"abc") };
+        assert!(garbage.unpack().is_err());
+    }
+
     fn study(n: usize) -> Study {
         Study {
             study_uid: "cart-1-42".into(),
@@ -778,6 +855,7 @@ mod tests {
                 name: "张伟".into(),
                 sex: Sex::Male,
                 birth_date: Date::new(1958, 2, 28),
+                age_years: None,
             },
             question: "胸痛2小时，请排除急性心梗".into(),
             priority: Priority::Stat,

@@ -52,6 +52,7 @@ fn payloads() -> Vec<(&'static str, Channel, Lane, Payload)> {
             name: "张伟".into(),
             sex: Sex::Male,
             birth_date: Date::new(1958, 2, 28),
+            age_years: Some(67),
         },
         question: "胸痛2小时".into(),
         priority: Priority::Stat,
