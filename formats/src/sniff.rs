@@ -112,7 +112,7 @@ fn is_contec(bytes: &[u8]) -> bool {
     let Some(stamp) = bytes.get(10..29) else { return false };
     let shape = b"dddd-dd-dd dd:dd:dd";
     bytes.len() >= 80
-        && (bytes.len() - 80) % 16 == 0
+        && (bytes.len() - 80).is_multiple_of(16)
         && stamp.iter().zip(shape).all(|(&c, &s)| if s == b'd' { c.is_ascii_digit() } else { c == s })
 }
 
