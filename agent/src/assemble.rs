@@ -204,7 +204,13 @@ impl Assembler {
             .collect();
         let study = Study {
             study_uid: study_uid(&self.device_id, s.acquired_at_ms, s.study_id, &leads),
-            patient: Patient { id: s.patient_id, name: s.patient_name, sex: s.sex, birth_date: s.birth_date, age_years: None },
+            patient: Patient {
+                id: s.patient_id,
+                name: s.patient_name,
+                sex: s.sex,
+                birth_date: s.birth_date,
+                age_years: None,
+            },
             question: s.question,
             priority: s.priority,
             acquired_at_ms: s.acquired_at_ms,

@@ -6,6 +6,7 @@
 //! - [`driver`]: sans-I/O device decoders ([`driver::ylf`] framing, [`driver::text`] lines).
 //! - [`serial`]: the port task (open, read, reopen).
 //! - [`assemble`]: frames → studies and stream chunks.
+//! - [`cartfile`]: a cart file's recording → a study with its original bytes.
 //! - [`spool`]: the durable spool and seq leases.
 //! - [`quota`]: what gives way when the spool's disk is full.
 //! - [`uplink`]: sealing, publishing, acks, reports and receipts.
@@ -14,6 +15,7 @@
 //! - [`run`]: wiring and shutdown.
 
 pub mod assemble;
+pub mod cartfile;
 pub mod clock;
 pub mod config;
 pub mod driver;

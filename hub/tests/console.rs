@@ -88,7 +88,13 @@ async fn queue_study(c: &Console, name: &str, question: &str) -> String {
     let topic = Topic::new("xz", "cart", Channel::Up).expect("topic");
     let study = Study {
         study_uid: "cart-1-1-abcd0123".into(),
-        patient: Patient { id: "p1".into(), name: name.into(), sex: Sex::Female, birth_date: Date::new(1950, 1, 1), age_years: None },
+        patient: Patient {
+            id: "p1".into(),
+            name: name.into(),
+            sex: Sex::Female,
+            birth_date: Date::new(1950, 1, 1),
+            age_years: None,
+        },
         question: question.into(),
         priority: Priority::Stat,
         acquired_at_ms: 1_764_000_000_000,
