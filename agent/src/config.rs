@@ -42,6 +42,27 @@ pub struct AgentConfig {
     /// Serial ports to read.
     #[serde(default)]
     pub serial: Vec<SerialConfig>,
+    /// The watched folder where the cart (or a nurse) drops ECG files; none if absent.
+    #[serde(default)]
+    pub inbox: Option<InboxConfig>,
+}
+
+/// The watched inbox folder (see the `inbox` module).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboxConfig {
+    /// The folder. Subfolders `stat/`, `urgent/` and `routine/` set the priority; files go on to
+    /// `sent/` or `rejected/`.
+    pub dir: PathBuf,
+    /// A file is taken once its size and time have not changed for this long, in ms.
+    #[serde(default = "default_settle_ms")]
+    pub settle_ms: u64,
+    /// The clinic's offset from UTC in minutes; carts write local time (China: 480).
+    #[serde(default = "default_utc_offset")]
+    pub utc_offset_minutes: i32,
+    /// How long the other files of a multi-file record (WFDB) are waited for, in seconds.
+    #[serde(default = "default_parts_wait")]
+    pub parts_wait_secs: u64,
 }
 
 /// One serial port.
@@ -79,6 +100,15 @@ fn default_window() -> usize {
 }
 fn default_spool_max() -> u64 {
     2 * 1024 * 1024 * 1024
+}
+fn default_settle_ms() -> u64 {
+    2000
+}
+fn default_utc_offset() -> i32 {
+    480
+}
+fn default_parts_wait() -> u64 {
+    600
 }
 fn default_baud() -> u32 {
     115_200
@@ -124,7 +154,10 @@ impl AgentConfig {
         let mut cfg: Self = toml::from_str(&text)
             .map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut cfg.key, &mut cfg.hub_public_key, &mut cfg.spool_dir, &mut cfg.reports_dir] {
+        let inbox = cfg.inbox.as_mut().map(|i| &mut i.dir);
+        for p in
+            [&mut cfg.key, &mut cfg.hub_public_key, &mut cfg.spool_dir, &mut cfg.reports_dir].into_iter().chain(inbox)
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -144,6 +177,11 @@ impl AgentConfig {
         }
         if self.window == 0 {
             return Err(invalid("window", "must be at least 1".into()));
+        }
+        if let Some(i) = &self.inbox
+            && !(-720..=840).contains(&i.utc_offset_minutes)
+        {
+            return Err(invalid("inbox.utc_offset_minutes", "must be -720..=840".into()));
         }
         for s in &self.serial {
             if encoding_rs::Encoding::for_label(s.encoding.as_bytes()).is_none() {

@@ -11,6 +11,7 @@
 //! - [`quota`]: what gives way when the spool's disk is full.
 //! - [`uplink`]: sealing, publishing, acks, reports and receipts.
 //! - [`reports`]: received reports on disk.
+//! - [`inbox`]: the watched folder for cart files.
 //! - [`formats`]: readers of recording files (WFDB).
 //! - [`run`]: wiring and shutdown.
 
@@ -20,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod driver;
 pub mod formats;
+pub mod inbox;
 pub mod quota;
 pub mod reports;
 pub mod run;

@@ -93,12 +93,17 @@ pub async fn run(cfg: AgentConfig, stats: Arc<AgentStats>, shutdown: Cancellatio
         tracker.spawn(serial::run_port(port.clone(), port_tx.clone(), stats.clone(), ports_token.clone()));
     }
     drop(port_tx);
+    let spool = Arc::new(std::sync::Mutex::new(spool));
+    if let Some(inbox) = cfg.inbox.clone() {
+        // Stopped with the ports: its sender must be gone before the uplink can finish.
+        tracker.spawn(crate::inbox::run(inbox, cfg.device.clone(), out_tx.clone(), spool.clone(), ports_token.clone()));
+    }
     let assembler = tokio::spawn(assemble_loop(cfg.device.clone(), cfg.chunk_ms, port_rx, out_tx, stats.clone()));
     let uplink = tokio::spawn(uplink::run(
         uplink_cfg,
         Arc::new(key),
         hub_key,
-        spool,
+        spool.clone(),
         ReportStore::new(&cfg.reports_dir),
         out_rx,
         stats,
@@ -130,10 +135,10 @@ async fn assemble_loop(
                 (port, out)
             }
             PortEvent::Device(port, DeviceEvent::Text(line)) => {
-                let o = Outgoing {
-                    lane: Lane::Stream,
-                    payload: Payload::DeviceOutput(DeviceOutput { port, line, received_at_ms: crate::clock::now_ms() }),
-                };
+                let o = Outgoing::new(
+                    Lane::Stream,
+                    Payload::DeviceOutput(DeviceOutput { port, line, received_at_ms: crate::clock::now_ms() }),
+                );
                 if tx.send(o).await.is_err() {
                     return;
                 }
@@ -155,7 +160,7 @@ async fn assemble_loop(
                             AgentStats::add(&stats.studies, 1);
                             AgentStats::add(&stats.samples, samples);
                             let lane = study.priority.lane();
-                            parts.into_iter().map(|p| Outgoing { lane, payload: Payload::StudyPart(p) }).collect()
+                            parts.into_iter().map(|p| Outgoing::new(lane, Payload::StudyPart(p))).collect()
                         }
                         Err(e) => {
                             error!(%port, study = %study.study_uid, error = %e, "study too large to send");
@@ -167,7 +172,7 @@ async fn assemble_loop(
                 Assembled::Chunk(chunk) => {
                     AgentStats::add(&stats.chunks, 1);
                     AgentStats::add(&stats.samples, chunk.leads.iter().map(|l| u64::from(l.samples.count)).sum());
-                    vec![Outgoing { lane: Lane::Stream, payload: Payload::StreamChunk(chunk) }]
+                    vec![Outgoing::new(Lane::Stream, Payload::StreamChunk(chunk))]
                 }
                 Assembled::Problem(p) => {
                     warn!(%port, problem = %p, "cart data problem");
@@ -188,7 +193,7 @@ async fn assemble_loop(
             if let Assembled::Chunk(chunk) = item {
                 AgentStats::add(&stats.chunks, 1);
                 AgentStats::add(&stats.samples, chunk.leads.iter().map(|l| u64::from(l.samples.count)).sum());
-                let _ = tx.send(Outgoing { lane: Lane::Stream, payload: Payload::StreamChunk(chunk) }).await;
+                let _ = tx.send(Outgoing::new(Lane::Stream, Payload::StreamChunk(chunk))).await;
             }
         }
     }

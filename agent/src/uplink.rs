@@ -32,6 +32,15 @@ pub struct Outgoing {
     pub lane: Lane,
     /// The body.
     pub payload: Payload,
+    /// Told the seq once the body is sealed and on disk (the inbox tracks acks by seq).
+    pub spooled: Option<mpsc::UnboundedSender<u64>>,
+}
+
+impl Outgoing {
+    /// A body for `lane`, with nobody waiting for its seq.
+    pub fn new(lane: Lane, payload: Payload) -> Self {
+        Self { lane, payload, spooled: None }
+    }
 }
 
 /// Uplink settings.
@@ -163,7 +172,7 @@ pub async fn run(
     cfg: UplinkConfig,
     key: Arc<SigningKey>,
     hub_key: PublicKey,
-    spool: Spool,
+    spool: Arc<Mutex<Spool>>,
     reports: ReportStore,
     mut rx: mpsc::Receiver<Outgoing>,
     stats: Arc<AgentStats>,
@@ -180,7 +189,7 @@ pub async fn run(
         &key,
         Header::new(&key, &cfg.device, 0, now_ms(), Lane::Stream),
         &status,
-        &status_payload(LinkState::Offline, &spool, "connection lost"),
+        &status_payload(LinkState::Offline, &lock(&spool), "connection lost"),
     )
     .unwrap_or_default();
     let (client, eventloop) = AsyncClient::new(mqtt_options(&cfg, &status, will), cfg.window * 2 + 16);
@@ -191,7 +200,7 @@ pub async fn run(
         cfg,
         key,
         hub_key,
-        spool: Arc::new(Mutex::new(spool)),
+        spool,
         reports,
         stats,
         client,
@@ -334,6 +343,9 @@ impl Uplink {
         let dropped = match result {
             Some(Ok(Spooled::Stored(seq, dropped))) => {
                 debug!(seq, "spooled");
+                if let Some(tx) = &o.spooled {
+                    let _ = tx.send(seq);
+                }
                 dropped
             }
             Some(Ok(Spooled::Dropped(dropped))) => dropped,
@@ -365,7 +377,7 @@ impl Uplink {
             ));
             for g in gaps {
                 // Small, and never dropped: the hub must learn of the gap.
-                self.unspooled.push_back(Outgoing { lane: Lane::Stream, payload: Payload::StreamGap(g) });
+                self.unspooled.push_back(Outgoing::new(Lane::Stream, Payload::StreamGap(g)));
             }
         }
         self.update_spool_stats();
@@ -560,7 +572,7 @@ impl Uplink {
                             study_uid: report.study_uid.clone(),
                             stored_at_ms: now_ms(),
                         });
-                        self.spool_outgoing(Outgoing { lane: Lane::Stream, payload: receipt }).await;
+                        self.spool_outgoing(Outgoing::new(Lane::Stream, receipt)).await;
                         self.pump().await;
                     }
                     Some(Err(e)) => self.problem(format!("cannot store report: {e}")),

@@ -12,6 +12,10 @@ pub enum WfdbError {
 }
 
 /// Reads a WFDB file.
-pub fn read(_bytes: &[u8], _opts: &ReadOptions) -> Result<Recording, WfdbError> {
+pub fn read(
+    _header: &[u8],
+    _files: &std::collections::BTreeMap<String, Vec<u8>>,
+    _opts: &ReadOptions,
+) -> Result<Recording, WfdbError> {
     Err(WfdbError::Unimplemented)
 }
