@@ -53,10 +53,12 @@ pub struct Original {
     pub bytes: Vec<u8>,
 }
 
-/// SHA-256 over the originals (names and bytes, in the given order): the inbox's duplicate key.
+/// SHA-256 over the originals (names and bytes, in name order): the inbox's duplicate key.
 pub fn content_hash(originals: &[Original]) -> [u8; 32] {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    for o in originals {
+    let mut sorted: Vec<&Original> = originals.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    for o in sorted {
         ctx.update(o.name.as_bytes());
         ctx.update(&[0]);
         ctx.update(&(o.bytes.len() as u64).to_le_bytes());

@@ -11,17 +11,20 @@
 //! - [`quota`]: what gives way when the spool's disk is full.
 //! - [`uplink`]: sealing, publishing, acks, reports and receipts.
 //! - [`reports`]: received reports on disk.
-//! - [`inbox`]: the watched folder for cart files.
+//! - [`inbox`]: the watched folder for cart files; [`inspect`]: what a file holds.
+//! - [`capture`]: raw serial capture of undocumented carts.
 //! - [`formats`]: readers of recording files (WFDB).
 //! - [`run`]: wiring and shutdown.
 
 pub mod assemble;
+pub mod capture;
 pub mod cartfile;
 pub mod clock;
 pub mod config;
 pub mod driver;
 pub mod formats;
 pub mod inbox;
+pub mod inspect;
 pub mod quota;
 pub mod reports;
 pub mod run;

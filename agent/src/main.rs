@@ -27,6 +27,47 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Say what a cart file holds (format, patient, leads, warnings) without sending anything.
+    Inspect {
+        /// The file (for a WFDB record, its .hea; the other files are found beside it).
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a cart file through the running agent's inbox (checked first; nothing is copied if it
+    /// cannot be read).
+    Send {
+        /// Configuration file of the running agent (its [inbox] is used).
+        #[arg(long)]
+        config: PathBuf,
+        /// The file (for a WFDB record, its .hea).
+        file: PathBuf,
+        /// stat, urgent or routine.
+        #[arg(long, default_value = "routine")]
+        priority: String,
+        /// The clinic's question to the specialist.
+        #[arg(long)]
+        question: Option<String>,
+        /// Wait up to this many seconds for the hub's confirmation (0: do not wait).
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
+    /// Record the raw bytes of a serial port with timestamps (for an undocumented cart).
+    RawCapture {
+        /// Serial device, e.g. /dev/ttyUSB0.
+        #[arg(long)]
+        port: String,
+        /// Baud rate.
+        #[arg(long, default_value_t = 115_200)]
+        baud: u32,
+        /// Output file (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        /// Stop after this many seconds (default: until Ctrl-C or the port closes).
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +85,32 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Inspect { file, json } => {
+            let (rec, _) = yilian_agent::inspect::load(&file, &yilian_formats::ReadOptions::default())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&yilian_agent::inspect::to_json(&rec))?);
+            } else {
+                print!("{}", yilian_agent::inspect::describe(&rec));
+            }
+            Ok(())
+        }
+        Command::Send { config, file, priority, question, wait } => send(&config, &file, &priority, question, wait),
+        Command::RawCapture { port, baud, out, seconds } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let got = rt.block_on(async {
+                let shutdown = tokio_util::sync::CancellationToken::new();
+                let s = shutdown.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::signal::ctrl_c().await;
+                    s.cancel();
+                });
+                yilian_agent::capture::capture(&port, baud, &out, seconds.map(std::time::Duration::from_secs), shutdown)
+                    .await
+            })?;
+            println!("{} bytes in {} reads written to {}", got.bytes, got.reads, out.display());
+            Ok(())
+        }
         Command::Run { config } => {
             let cfg = AgentConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
             let rt = tokio::runtime::Runtime::new()?;
@@ -59,4 +126,58 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Checks the file, then copies it (and a question sidecar) into the inbox's priority folder
+/// under a temporary name and renames it, so the agent never sees half a file.
+fn send(
+    config: &std::path::Path,
+    file: &std::path::Path,
+    priority: &str,
+    question: Option<String>,
+    wait: u64,
+) -> anyhow::Result<()> {
+    let cfg = AgentConfig::load(config).with_context(|| format!("loading {}", config.display()))?;
+    let inbox = cfg.inbox.context("the agent's config has no [inbox] section")?;
+    let priority =
+        yilian_protocol::message::Priority::parse(priority).context("--priority must be stat, urgent or routine")?;
+    let (rec, originals) = yilian_agent::inspect::load(file, &yilian_formats::ReadOptions::default())
+        .map_err(|e| anyhow::anyhow!("{}: not sent: {e}", file.display()))?;
+    let dir = inbox.dir.join(priority.as_str());
+    std::fs::create_dir_all(&dir)?;
+    let main = &originals[0].name;
+    if let Some(q) = question {
+        std::fs::write(dir.join(format!("{main}.question.txt")), q)?;
+    }
+    // The record's other files first, the main file last: the inbox takes a WFDB record by its header.
+    for o in originals.iter().skip(1).chain(originals.first()) {
+        let tmp = dir.join(format!(".{}.part", o.name));
+        std::fs::write(&tmp, &o.bytes)?;
+        std::fs::rename(&tmp, dir.join(&o.name))?;
+    }
+    println!(
+        "{} ({} {}, {} leads) queued in {}",
+        file.display(),
+        rec.format.name(),
+        rec.format_version,
+        rec.leads.len(),
+        dir.display()
+    );
+    if wait == 0 {
+        return Ok(());
+    }
+    let marker = inbox.dir.join(".yilian/sent").join(hex::encode(yilian_agent::cartfile::content_hash(&originals)));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+    while std::time::Instant::now() < deadline {
+        if let Ok(uid) = std::fs::read_to_string(&marker) {
+            println!("the hub has it: study {}", uid.trim());
+            return Ok(());
+        }
+        let reason = inbox.dir.join("rejected").join(format!("{main}.reason.txt"));
+        if let Ok(why) = std::fs::read_to_string(&reason) {
+            anyhow::bail!("rejected: {}", why.trim());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    anyhow::bail!("not confirmed by the hub within {wait} s (it stays queued and will be sent)")
 }

@@ -1,0 +1,152 @@
+//! `yilian-agent inspect` and `send`: read a cart file from disk the way the inbox does, and say
+//! what the readers understood (for county IT when a clinic brings a new cart).
+
+use crate::cartfile::Original;
+use std::collections::BTreeMap;
+use std::path::Path;
+use yilian_formats::{ReadOptions, Recording, lead};
+
+/// Reads `path` (and, for a WFDB `.hea`, the record's other files beside it).
+pub fn load(path: &Path, opts: &ReadOptions) -> Result<(Recording, Vec<Original>), String> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let bytes = read_limited(path, opts)?;
+    let is_header = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("hea"))
+        || yilian_formats::sniff::detect(&name, &bytes) == yilian_formats::sniff::Detected::WfdbHeader;
+    if !is_header {
+        let rec = yilian_formats::sniff::read(&name, &bytes, opts).map_err(|e| e.to_string())?;
+        return Ok((rec, vec![Original { name, bytes }]));
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let record = name.split_once('.').map_or(name.as_str(), |(s, _)| s).to_string();
+    let mut files = BTreeMap::new();
+    let mut originals = vec![Original { name: name.clone(), bytes: bytes.clone() }];
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for e in entries.flatten() {
+        let other = e.file_name().to_string_lossy().into_owned();
+        if other == name || other.split_once('.').map(|(s, _)| s) != Some(record.as_str()) || !e.path().is_file() {
+            continue;
+        }
+        let b = read_limited(&e.path(), opts)?;
+        files.insert(other.clone(), b.clone());
+        originals.push(Original { name: other, bytes: b });
+    }
+    let rec = yilian_formats::wfdb::read(&bytes, &files, opts).map_err(|e| format!("WFDB: {e}"))?;
+    Ok((rec, originals))
+}
+
+fn read_limited(path: &Path, opts: &ReadOptions) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let limit = opts.limits.max_input_bytes as u64;
+    let mut buf = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit + 1).read_to_end(&mut buf))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if buf.len() as u64 > limit {
+        return Err(format!("{}: larger than {limit} bytes", path.display()));
+    }
+    Ok(buf)
+}
+
+/// A human-readable account of a recording.
+pub fn describe(rec: &Recording) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "format:      {} {}", rec.format.name(), rec.format_version);
+    let p = &rec.patient;
+    let _ = writeln!(
+        s,
+        "patient:     {:?} id {:?} sex {:?} born {} age {}",
+        p.name,
+        p.id,
+        p.sex,
+        p.birth_date.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+        p.age_years.map(|a| a.to_string()).unwrap_or_else(|| "-".into())
+    );
+    let _ = writeln!(
+        s,
+        "acquired:    {}",
+        rec.acquired_at.map(|t| t.to_string()).unwrap_or_else(|| "(not in the file)".into())
+    );
+    let _ = writeln!(s, "device:      {}", rec.device);
+    let _ = writeln!(s, "leads:       {}", rec.leads.len());
+    let _ = writeln!(
+        s,
+        "  {:<6} {:>5} {:<8} {:>7} {:>12} {:>9} {:>14}",
+        "lead", "code", "", "Hz", "nV/LSB", "samples", "sum"
+    );
+    for l in &rec.leads {
+        let _ = writeln!(s, "{}", lead_row(l));
+    }
+    if rec.median_beat.is_empty() {
+        let _ = writeln!(s, "median beat: none");
+    } else {
+        let _ = writeln!(s, "median beat: {} leads", rec.median_beat.len());
+        for l in &rec.median_beat {
+            let _ = writeln!(s, "{}", lead_row(l));
+        }
+    }
+    let _ = writeln!(s, "annotations: {}", rec.annotations.len());
+    for m in &rec.measurements {
+        let _ = writeln!(s, "measurement: {} = {} {}", m.name, m.value, m.unit);
+    }
+    for i in &rec.interpretation {
+        let _ = writeln!(s, "statement:   {i}");
+    }
+    if let Some(q) = &rec.question {
+        let _ = writeln!(s, "question:    {q}");
+    }
+    for w in &rec.warnings {
+        let _ = writeln!(s, "WARNING:     {w}");
+    }
+    s
+}
+
+fn lead_row(l: &yilian_formats::Lead) -> String {
+    format!(
+        "  {:<6} {:>5} {:<8} {:>7} {:>12} {:>9} {:>14}",
+        l.name,
+        lead::scp_code(&l.name).map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+        if l.derived { "derived" } else { "stored" },
+        l.sample_rate_hz,
+        trim_float(l.resolution_nv),
+        l.samples.len(),
+        l.sum()
+    )
+}
+
+fn trim_float(v: f64) -> String {
+    if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.4}") }
+}
+
+/// The same account as JSON.
+pub fn to_json(rec: &Recording) -> serde_json::Value {
+    let lead = |l: &yilian_formats::Lead| {
+        serde_json::json!({
+            "name": l.name,
+            "scp_code": lead::scp_code(&l.name),
+            "derived": l.derived,
+            "sample_rate_hz": l.sample_rate_hz,
+            "resolution_nv": l.resolution_nv,
+            "samples": l.samples.len(),
+            "sum": l.sum(),
+        })
+    };
+    let p = &rec.patient;
+    serde_json::json!({
+        "format": rec.format.name(),
+        "format_version": rec.format_version,
+        "patient": {
+            "id": p.id, "name": p.name, "sex": format!("{:?}", p.sex).to_lowercase(),
+            "birth_date": p.birth_date.map(|d| d.to_string()), "age_years": p.age_years,
+        },
+        "acquired_at": rec.acquired_at.map(|t| t.to_string()),
+        "device": rec.device,
+        "leads": rec.leads.iter().map(lead).collect::<Vec<_>>(),
+        "median_beat": rec.median_beat.iter().map(lead).collect::<Vec<_>>(),
+        "annotations": rec.annotations.len(),
+        "measurements": rec.measurements.iter().map(|m| serde_json::json!({"name": m.name, "value": m.value, "unit": m.unit})).collect::<Vec<_>>(),
+        "interpretation": rec.interpretation,
+        "question": rec.question,
+        "warnings": rec.warnings,
+    })
+}
