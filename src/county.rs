@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use yilian_agent::config::{AgentConfig, SerialConfig};
+use yilian_agent::config::{AgentConfig, InboxConfig, SerialConfig};
 use yilian_agent::driver::DriverKind;
 use yilian_agent::{AgentStats, stats};
 use yilian_hub::broker;
@@ -329,6 +329,11 @@ pub struct Clinic {
 }
 
 impl Clinic {
+    /// The clinic's watched inbox folder (drop cart files here; `stat/`, `urgent/`, `routine/`).
+    pub fn inbox(&self) -> PathBuf {
+        self.config.inbox.as_ref().map_or_else(|| self.dir.join("inbox"), |i| i.dir.clone())
+    }
+
     /// Creates the clinic's folder, key and pty, enrols it at `hub`, and starts its agent.
     pub async fn start(root: &Path, site: &str, device: &str, hub: &HubHandle) -> anyhow::Result<Self> {
         let mut clinic = Self::prepare(root, site, device, &hub.hub_key, &hub.broker_url)?;
@@ -373,6 +378,13 @@ impl Clinic {
             heartbeat_secs: 5,
             window: 32,
             spool_max_bytes: 1 << 30,
+            // Every clinic has a folder where its cart's PC software (or a nurse) drops files.
+            inbox: Some(InboxConfig {
+                dir: dir.join("inbox"),
+                settle_ms: 500,
+                utc_offset_minutes: 480,
+                parts_wait_secs: 600,
+            }),
             serial: vec![
                 SerialConfig {
                     name: "cart".into(),

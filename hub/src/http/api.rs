@@ -6,7 +6,7 @@
 //! | GET | `/api/stats` | counts, rejects per reason |
 //! | GET | `/api/queue` | unreported studies, most urgent then longest waiting |
 //! | GET | `/api/studies` | recent studies, any state |
-//! | GET | `/api/studies/{uid}` | one study with samples (raw and µV) and its report |
+//! | GET | `/api/studies/{uid}` | one study with samples (raw and µV), median beat, the cart's measurements and statements, annotations, original files, and its report |
 //! | POST | `/api/studies/{uid}/claim` | claim for the caller |
 //! | POST | `/api/studies/{uid}/release` | release the caller's claim |
 //! | POST | `/api/studies/{uid}/report` | `{findings, conclusion}`: sign and send to the clinic |
@@ -147,11 +147,49 @@ async fn study(
     }
     info!(specialist = %who.id, study = %uid, "study viewed");
     audit(&s, &who.id, "view study", &uid).await?;
+    let median = match &body.median_beat {
+        Some(m) => {
+            let mut beat = Vec::with_capacity(m.leads.len());
+            for l in &m.leads {
+                let samples = l
+                    .decode()
+                    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("median lead {}: {e}", l.lead)))?;
+                let samples_uv = samples.iter().map(|v| f64::from(*v) * l.resolution_nv / 1000.0).collect();
+                beat.push(LeadView {
+                    name: l.lead.clone(),
+                    derived: l.derived,
+                    resolution_nv: l.resolution_nv,
+                    samples,
+                    samples_uv,
+                });
+            }
+            json!({ "sample_rate_hz": m.sample_rate_hz, "leads": beat })
+        }
+        None => serde_json::Value::Null,
+    };
+    let source = body.source.as_ref().map(|src| {
+        json!({
+            "format": src.format,
+            "format_version": src.format_version,
+            "files": src.files.iter().enumerate().map(|(i, f)| json!({
+                "name": f.name,
+                "size": f.size,
+                "sha256": hex::encode(f.sha256),
+                "url": format!("/api/studies/{uid}/original/{i}"),
+            })).collect::<Vec<_>>(),
+        })
+    });
     Ok(Json(json!({
         "study": row,
         "device_model": body.device_model,
         "warnings": body.warnings,
         "leads": leads,
+        "median_beat": median,
+        "measurements": body.measurements.iter().map(|m| json!({ "name": m.name, "value": m.value, "unit": m.unit })).collect::<Vec<_>>(),
+        "interpretation": body.interpretation,
+        "annotations": body.annotations.iter().map(|a| json!({ "sample": a.sample, "lead": a.lead, "label": a.label, "text": a.text })).collect::<Vec<_>>(),
+        "patient_age_years": body.patient.age_years,
+        "source": source,
     })))
 }
 

@@ -509,13 +509,18 @@ async fn study_page(
         .iter()
         .filter_map(|l| {
             let scale = l.resolution_nv / 1000.0;
-            Some((l.lead.clone(), l.decode().ok()?.iter().map(|v| f64::from(*v) * scale).collect()))
+            // A lead the cart computed is marked, so nobody reads it as an independent electrode.
+            let name = if l.derived { format!("{}*", l.lead) } else { l.lead.clone() };
+            Some((name, l.decode().ok()?.iter().map(|v| f64::from(*v) * scale).collect()))
         })
         .collect();
     let traces: Vec<super::viewer::Trace<'_>> =
         decoded.iter().map(|(n, uv)| super::viewer::Trace { name: n, uv }).collect();
     let svg = super::viewer::render(&traces, f64::from(study.sample_rate_hz), paper);
-    let age = age_years(row.birth_date.as_deref(), row.acquired_at_ms).map(|a| a.to_string()).unwrap_or_default();
+    let age = age_years(row.birth_date.as_deref(), row.acquired_at_ms)
+        .or(study.patient.age_years.map(i64::from))
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let options = format!(
         r#"<p>{}: <a href="?speed=25&gain={g}">25 mm/s</a> · <a href="?speed=50&gain={g}">50 mm/s</a> | {}: <a href="?speed={sp}&gain=5">5</a> · <a href="?speed={sp}&gain=10">10</a> · <a href="?speed={sp}&gain=20">20</a> mm/mV</p>"#,
         lang.t("走纸速度", "Paper speed"),
@@ -524,6 +529,7 @@ async fn study_page(
         sp = paper.speed_mm_per_s
     );
     let warnings: String = study.warnings.iter().map(|w| format!(r#"<p class="error">⚠ {}</p>"#, esc(w))).collect();
+    let cart_part = cart_reading(lang, &uid, &study, paper);
     let report_part = if let Some(report_id) = &row.report_id {
         format!(
             "<p>{} {} · {} · {}: {}</p>",
@@ -562,7 +568,7 @@ async fn study_page(
         )
     };
     let body = format!(
-        r#"<p><b>{}</b> {} {} · {} · {} · {}</p><p>{}: {}</p>{warnings}{options}<div class="tracing">{svg}</div><p>{}: <output id="caliper">{}</output></p>{CALIPERS_JS}{report_part}"#,
+        r#"<p><b>{}</b> {} {} · {} · {} · {}</p><p>{}: {}</p>{warnings}{options}<div class="tracing">{svg}</div><p>{}: <output id="caliper">{}</output></p>{CALIPERS_JS}{cart_part}{report_part}"#,
         esc(&row.patient_name),
         esc(match row.sex.as_str() {
             "female" => lang.t("女", "F"),
@@ -701,4 +707,62 @@ async fn monitor_page(
         lang.t("全部", "all"),
     );
     layout(lang, lang.t("监护", "Monitoring"), Some(&session), &body).into_response()
+}
+
+/// What came with a cart file: derived-lead note, the cart's measurements and statements (for
+/// reference: the specialist reads the tracing), the median beat, and the original file(s).
+fn cart_reading(lang: Lang, uid: &str, study: &yilian_protocol::message::Study, paper: super::viewer::Paper) -> String {
+    let mut out = String::new();
+    if study.leads.iter().any(|l| l.derived) {
+        out += &format!("<p>* {}</p>", lang.t("由心电图机根据其他导联计算", "computed by the cart from other leads"));
+    }
+    if !study.measurements.is_empty() || !study.interpretation.is_empty() {
+        let rows: String = study
+            .measurements
+            .iter()
+            .map(|m| format!("<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&m.name), m.value, esc(&m.unit)))
+            .collect();
+        let statements: String = study.interpretation.iter().map(|t| format!("<li>{}</li>", esc(t))).collect();
+        out += &format!(
+            r#"<section class="cart"><h3>{}</h3><table>{rows}</table><ul>{statements}</ul></section>"#,
+            lang.t("心电图机自动分析（仅供参考）", "The cart's own analysis (for reference only)")
+        );
+    }
+    if let Some(m) = &study.median_beat {
+        let decoded: Vec<(String, Vec<f64>)> = m
+            .leads
+            .iter()
+            .filter_map(|l| {
+                let scale = l.resolution_nv / 1000.0;
+                Some((l.lead.clone(), l.decode().ok()?.iter().map(|v| f64::from(*v) * scale).collect()))
+            })
+            .collect();
+        let traces: Vec<super::viewer::Trace<'_>> =
+            decoded.iter().map(|(n, uv)| super::viewer::Trace { name: n, uv }).collect();
+        let svg = super::viewer::render(&traces, f64::from(m.sample_rate_hz), paper);
+        out += &format!(r#"<h3>{}</h3><div class="tracing median">{svg}</div>"#, lang.t("中位心搏", "Median beat"));
+    }
+    if let Some(src) = &study.source {
+        let links: String = src
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                format!(
+                    r#"<li><a href="/api/studies/{}/original/{i}" download>{}</a> ({} bytes, SHA-256 {})</li>"#,
+                    esc(uid),
+                    esc(&f.name),
+                    f.size,
+                    &hex::encode(f.sha256)[..16]
+                )
+            })
+            .collect();
+        out += &format!(
+            "<section><h3>{}</h3><p>{} {}</p><ul>{links}</ul></section>",
+            lang.t("原始文件", "Original file"),
+            esc(&src.format),
+            esc(&src.format_version)
+        );
+    }
+    out
 }

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod auth;
 pub mod console;
+pub mod files;
 pub mod session;
 pub mod viewer;
 
@@ -30,5 +31,5 @@ pub struct AppState {
 
 /// The router with every route.
 pub fn router(state: AppState) -> Router {
-    api::routes().merge(console::routes()).with_state(state)
+    api::routes().merge(files::routes()).merge(console::routes()).with_state(state)
 }
