@@ -273,7 +273,8 @@ fn read_annotations(
 ) {
     let signal_files = signal_files(h);
     let prefix = format!("{}.", h.record);
-    let mut anns: Vec<Annotation> = Vec::new();
+    // (header position of the lead, or 0 for the record's own file; annotation).
+    let mut anns: Vec<(usize, Annotation)> = Vec::new();
     for (name, bytes) in files {
         if signal_files.contains(name) {
             continue;
@@ -285,26 +286,26 @@ fn read_annotations(
         if ext.eq_ignore_ascii_case("hea") {
             continue;
         }
-        let lead = h
+        let position = h
             .signals
             .iter()
-            .find(|s| !s.description.trim().is_empty() && s.description.trim().eq_ignore_ascii_case(ext))
-            .map(|s| lead_name(&s.description));
+            .position(|s| !s.description.trim().is_empty() && s.description.trim().eq_ignore_ascii_case(ext));
+        let lead = position.and_then(|i| h.signals.get(i)).map(|s| lead_name(&s.description));
+        let rank = position.map_or(0, |i| i.saturating_add(1));
         let limits =
             crate::Limits { max_annotations: opts.limits.max_annotations.saturating_sub(anns.len()), ..opts.limits };
         match annotations(bytes, &limits) {
-            Ok(list) => anns.extend(list.into_iter().map(|a| Annotation {
-                sample: a.sample,
-                lead: lead.clone(),
-                label: symbol(a.code),
-                text: (!a.aux.is_empty()).then_some(a.aux),
+            Ok(list) => anns.extend(list.into_iter().map(|a| {
+                let text = (!a.aux.is_empty()).then_some(a.aux);
+                (rank, Annotation { sample: a.sample, lead: lead.clone(), label: symbol(a.code), text })
             })),
             Err(e) => warnings.push(format!("annotation file {name} left out: {e}")),
         }
     }
     // Per-lead files arrive one after another; one time-ordered list is what a viewer walks.
-    anns.sort_by_key(|a| a.sample);
-    rec.annotations = anns;
+    // Ties go by lead order, not file-name order, so the list does not depend on file names.
+    anns.sort_by_key(|(rank, a)| (a.sample, *rank));
+    rec.annotations = anns.into_iter().map(|(_, a)| a).collect();
 }
 
 #[cfg(test)]
