@@ -42,14 +42,11 @@ pub fn read(header: &[u8], files: &BTreeMap<String, Vec<u8>>, opts: &ReadOptions
         if bytes.len() > limits.max_input_bytes {
             return Err(WfdbError::TooLarge { file, size: bytes.len(), limit: limits.max_input_bytes });
         }
-        let decoded = signal::decode(&h, &file, bytes)?;
+        let decoded = signal::decode(&h, &file, bytes, limits.max_samples_per_lead)?;
         if decoded.extra_bytes > 0 {
             warnings.push(format!("{file}: {} bytes after the last sample were ignored", decoded.extra_bytes));
         }
         for (i, samples) in decoded.signals {
-            if samples.len() > limits.max_samples_per_lead {
-                return Err(WfdbError::TooLong(samples.len()));
-            }
             if let Some(s) = h.signals.get(i) {
                 verify(i, s, &samples, opts, &mut warnings)?;
             }

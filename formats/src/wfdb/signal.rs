@@ -119,8 +119,9 @@ pub(crate) fn check_supported(header: &Header) -> Result<(), WfdbError> {
     Ok(())
 }
 
-/// Decodes the signals stored in `file`, without looking at checksums.
-pub(crate) fn decode(header: &Header, file: &str, bytes: &[u8]) -> Result<Decoded, WfdbError> {
+/// Decodes the signals stored in `file`, without looking at checksums; more than `max_frames`
+/// samples per signal is refused before anything is allocated.
+pub(crate) fn decode(header: &Header, file: &str, bytes: &[u8], max_frames: usize) -> Result<Decoded, WfdbError> {
     check_supported(header)?;
     let idx = signals_of(header, file);
     let Some(first) = idx.first().and_then(|&i| header.signals.get(i)) else {
@@ -135,6 +136,9 @@ pub(crate) fn decode(header: &Header, file: &str, bytes: &[u8]) -> Result<Decode
     let n = idx.len();
     let frames =
         if header.samples_per_signal > 0 { header.samples_per_signal } else { samples_in(format, data.len()) / n };
+    if frames > max_frames {
+        return Err(WfdbError::TooLong(frames));
+    }
     let total = frames.checked_mul(n).ok_or(WfdbError::TooLong(frames))?;
     let need = bytes_needed(format, total).ok_or(WfdbError::TooLong(frames))?;
     if data.len() < need {
@@ -171,7 +175,7 @@ pub(crate) fn checksum(samples: &[i32]) -> i16 {
 /// Returns `(signal index, samples)` for each signal of that file, checked against the header's
 /// checksums. Samples are the stored integers (baseline not removed).
 pub fn read_signals(header: &Header, file: &str, bytes: &[u8]) -> Result<Vec<(usize, Vec<i32>)>, WfdbError> {
-    let decoded = decode(header, file, bytes)?;
+    let decoded = decode(header, file, bytes, super::MAX_SAMPLES)?;
     for (sig, samples) in &decoded.signals {
         let Some(s) = header.signals.get(*sig) else { continue };
         if let Some(stated) = s.checksum {
@@ -206,17 +210,17 @@ mod tests {
         let h = parse_header("r 1 360 3\nr.dat 212 200 12 0 -1 0 0 A\n").expect("header");
         // -1, -2048 in one triple, then 5 in two bytes.
         let bytes = [0xff, 0x8f, 0x00, 0x05, 0x00];
-        let got = decode(&h, "r.dat", &bytes).expect("decode");
+        let got = decode(&h, "r.dat", &bytes, 10).expect("decode");
         assert_eq!(got.signals, vec![(0, vec![-1, -2048, 5])]);
         assert_eq!(got.extra_bytes, 0);
-        assert!(matches!(decode(&h, "r.dat", &bytes[..4]), Err(WfdbError::Short { got: 4, need: 5, .. })));
+        assert!(matches!(decode(&h, "r.dat", &bytes[..4], 10), Err(WfdbError::Short { got: 4, need: 5, .. })));
     }
 
     #[test]
     fn other_simple_formats() {
         let one = |fmt: &str, bytes: &[u8]| {
             let h = parse_header(&format!("r 1 100 1\nr.dat {fmt}\n")).expect("header");
-            decode(&h, "r.dat", bytes).expect("decode").signals[0].1[0]
+            decode(&h, "r.dat", bytes, 10).expect("decode").signals[0].1[0]
         };
         assert_eq!(one("16", &[0xfe, 0xff]), -2);
         assert_eq!(one("61", &[0xff, 0xfe]), -2);
@@ -230,9 +234,10 @@ mod tests {
     #[test]
     fn unknown_length_comes_from_the_file_and_leftovers_are_counted() {
         let h = parse_header("r 2 100\nr.dat 16\nr.dat 16\n").expect("header");
-        let got = decode(&h, "r.dat", &[1, 0, 2, 0, 3, 0, 4, 0, 5]).expect("decode");
+        let got = decode(&h, "r.dat", &[1, 0, 2, 0, 3, 0, 4, 0, 5], 10).expect("decode");
         assert_eq!(got.signals, vec![(0, vec![1, 3]), (1, vec![2, 4])]);
         assert_eq!(got.extra_bytes, 1);
+        assert!(matches!(decode(&h, "r.dat", &[0; 9], 1), Err(WfdbError::TooLong(2))));
     }
 
     #[test]
