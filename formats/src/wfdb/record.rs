@@ -70,10 +70,9 @@ pub fn read(header: &[u8], files: &BTreeMap<String, Vec<u8>>, opts: &ReadOptions
         }
     }
     apply_comments(&h.comments, &mut rec);
+    // A base time without a date says only when in the day the record started; not an acquisition time.
     if let (Some(date), Some(time)) = (h.base_date, h.base_time) {
         rec.acquired_at = Some(date.to_datetime(time));
-    } else if let Some(date) = h.base_date {
-        rec.acquired_at = Some(date.to_datetime(jiff::civil::Time::midnight()));
     }
     read_annotations(&h, files, opts, &mut rec, &mut warnings);
     rec.warnings.extend(warnings);
