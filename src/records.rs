@@ -2,7 +2,7 @@
 
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
-use yilian_agent::formats::wfdb;
+use yilian_formats::wfdb;
 use yilian_protocol::lead;
 
 /// A recording: leads of i16 samples at one rate and resolution.

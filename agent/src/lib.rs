@@ -13,7 +13,6 @@
 //! - [`reports`]: received reports on disk.
 //! - [`inbox`]: the watched folder for cart files; [`inspect`]: what a file holds.
 //! - [`capture`]: raw serial capture of undocumented carts.
-//! - [`formats`]: readers of recording files (WFDB).
 //! - [`run`]: wiring and shutdown.
 
 pub mod assemble;
@@ -22,7 +21,6 @@ pub mod cartfile;
 pub mod clock;
 pub mod config;
 pub mod driver;
-pub mod formats;
 pub mod inbox;
 pub mod inspect;
 pub mod quota;

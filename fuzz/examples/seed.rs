@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use yilian_agent::assemble::{Assembled, Assembler};
-use yilian_agent::formats::wfdb;
+use yilian_formats::wfdb;
 use yilian_agent::quota;
 use yilian_protocol::envelope::{self, Envelope, Header};
 use yilian_protocol::frame::{self, Frame, StreamSamples, StudyStart};
