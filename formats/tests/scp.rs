@@ -505,6 +505,8 @@ fn each_real_file_round_trips_through_the_writer() {
         assert_eq!(back.acquired_at, original.acquired_at, "{rel}");
         assert_eq!(back.device, original.device, "{rel}");
         assert_eq!(back.question, original.question, "{rel}");
+        assert_eq!(back.measurements, original.measurements, "{rel}");
+        assert_eq!(back.interpretation, original.interpretation, "{rel}");
         assert_eq!(back.format_version, "2.0");
         // What the writer writes is conformant: nothing to warn about but the flat Contec leads.
         assert!(back.warnings.iter().all(|w| w.contains("every sample is 0")), "{rel}: {:?}", back.warnings);
@@ -518,7 +520,7 @@ fn each_real_file_round_trips_through_the_writer() {
 fn the_example_is_smaller_than_raw_and_its_sections_are_where_section0_says() {
     let (bytes, _) = round_trip(&read(EXAMPLE));
     let ids: Vec<u16> = section_table(&bytes).iter().map(|s| s.0).collect();
-    assert_eq!(ids, [0, 1, 2, 3, 4, 5, 6]);
+    assert_eq!(ids, [0, 1, 2, 3, 4, 5, 6, 7]);
     assert!(bytes.len() < 12 * 5000 * 2 / 2, "Huffman should at least halve the raw size: {}", bytes.len());
 }
 
@@ -532,6 +534,13 @@ fn synthetic(name: &str) -> Recording {
     r.device = "康泰 ECG90A".into();
     r.question = Some("胸痛2小时\n请会诊".into());
     r.interpretation = vec!["窦性心律".into(), "ST段抬高".into()];
+    let m = |name: &str, value: f64, unit: &str| yilian_formats::Measurement {
+        name: name.into(),
+        value,
+        unit: unit.into(),
+    };
+    r.measurements =
+        vec![m("QRS", 96.0, "ms"), m("QT", 380.0, "ms"), m("QRS axis", -30.0, "deg"), m("Heart rate", 72.0, "/min")];
     for (k, lead) in ["I", "II", "V1"].into_iter().enumerate() {
         let samples = (0..3000).map(|i: i32| ((i * (k as i32 + 3)) % 700) - 350 + if i % 97 == 0 { 20000 } else { 0 });
         r.leads.push(Lead {
@@ -553,6 +562,7 @@ fn chinese_text_round_trips_declared_as_gb2312() {
     assert_eq!(back.device, rec.device);
     assert_eq!(back.question, rec.question);
     assert_eq!(back.interpretation, rec.interpretation);
+    assert_eq!(back.measurements, rec.measurements);
     assert_eq!(back.acquired_at, rec.acquired_at);
     assert_same_leads(&rec.leads, &back.leads);
     // The name is GB 2312 bytes (张 D5C5, 伟 CEB0), and tag 14 declares language code 0x27.

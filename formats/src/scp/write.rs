@@ -1,13 +1,13 @@
 //! The SCP-ECG v2.0 writer: Sections 0, 1, 2 (default Huffman table), 3, 4/5 (reference beat,
-//! when the recording has a median beat; never subtracted from the rhythm), 6, and 8 (the
-//! interpretation statements, when there are any).
+//! when the recording has a median beat; never subtracted from the rhythm), 6, 7 (the global
+//! measurements the reader understands, when there are any) and 8 (the interpretation statements).
 
 use super::demographics::{LANGUAGE_AT, language, tag};
 use super::error::ScpWriteError;
 use super::huffman::{self, DEFAULT_MARKER};
 use super::sections::{CRC, HEADER_LEN, SECTION0_AT};
 use crate::lead;
-use crate::recording::{Lead, Recording, Sex};
+use crate::recording::{Lead, Measurement, Recording, Sex};
 
 /// Protocol and section version written (2.0).
 const VERSION: u8 = 20;
@@ -37,6 +37,9 @@ pub fn write(rec: &Recording) -> Result<Vec<u8>, ScpWriteError> {
         sections.push((5, data_section(5, &median, params, 0)?));
     }
     sections.push((6, data_section(6, &rec.leads, rhythm, 0)?));
+    if let Some(body) = section7(&rec.measurements) {
+        sections.push((7, body));
+    }
     if !rec.interpretation.is_empty() {
         sections.push((8, section8(rec)?));
     }
@@ -295,6 +298,52 @@ fn encode_lead(samples: &[i32], encoding: u8) -> Option<Vec<u8>> {
         })
         .collect();
     huffman::encode_default(&diffs).ok()
+}
+
+/// "Not computed" in Section 7.
+const UNDEFINED: u16 = 29999;
+
+/// Section 7 with one global measurement block, or `None` when no measurement fits it.
+///
+/// SCP-ECG stores wave boundaries, not intervals: P onset is put at 0 ms and the other
+/// boundaries follow from P, PR, QRS and QT, which is what the reader turns back into intervals.
+/// Values are whole ms and degrees; anything else is rounded.
+fn section7(measurements: &[Measurement]) -> Option<Vec<u8>> {
+    let find = |name: &str, unit: &str| {
+        measurements.iter().find(|m| m.name == name && m.unit == unit).map(|m| m.value.round())
+    };
+    let ms = |name: &str| find(name, "ms").filter(|v| (0.0..29998.0).contains(v)).map(|v| v as u16);
+    let rate = |name: &str| find(name, "/min").filter(|v| (1.0..29998.0).contains(v)).map(|v| v as u16);
+    let axis = |name: &str| find(name, "deg").filter(|v| v.abs() < 29998.0).map(|v| v as i16);
+    let (p, pr, qrs, qt) = (ms("P"), ms("PR"), ms("QRS"), ms("QT"));
+    let (p_on, qrs_on) = match pr {
+        Some(pr) => (Some(0), Some(pr)),
+        None => (None, (qrs.is_some() || qt.is_some()).then_some(0)),
+    };
+    let after =
+        |base: Option<u16>, d: Option<u16>| base.zip(d).and_then(|(b, d)| b.checked_add(d)).filter(|&v| v < 29998);
+    let onsets = [p_on, after(p_on, p), qrs_on, after(qrs_on, qrs), after(qrs_on, qt)];
+    let axes = [axis("P axis"), axis("QRS axis"), axis("T axis")];
+    let extra = [rate("Heart rate"), rate("Atrial rate"), ms("QTc")];
+    let (rr, pp) = (ms("RR"), ms("PP"));
+    let any = onsets.iter().chain(&extra).chain([&rr, &pp]).any(Option::is_some) || axes.iter().any(Option::is_some);
+    if !any {
+        return None;
+    }
+    let mut out = vec![1u8, 0];
+    for v in [rr, pp].into_iter().chain(onsets) {
+        out.extend_from_slice(&v.unwrap_or(UNDEFINED).to_le_bytes());
+    }
+    for a in axes {
+        out.extend_from_slice(&a.unwrap_or(UNDEFINED as i16).to_le_bytes());
+    }
+    // No QRS types; then ventricular rate, atrial rate, QTc (0 = not given), formula 0, no tagged fields.
+    out.extend_from_slice(&[0, 0]);
+    for v in extra {
+        out.extend_from_slice(&v.unwrap_or(0).to_le_bytes());
+    }
+    out.extend_from_slice(&[0, 0, 0]);
+    Some(out)
 }
 
 /// Section 8: unconfirmed statements dated at acquisition.
