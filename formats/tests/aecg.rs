@@ -377,6 +377,53 @@ fn prefixed_namespace_and_family_given_names() {
 }
 
 #[test]
+fn slist_int_needs_a_voltage_unit_on_its_scale() {
+    let with_unit = r#"<component><sequence><code code="MDC_ECG_LEAD_I"/><value xsi:type="SLIST_INT"><origin value="0"/><scale value="5" unit="uV"/><digits>1 2</digits></value></sequence></component>"#;
+    let rec = read(doc("", "A", MS2, with_unit).as_bytes()).expect("reads");
+    assert_eq!((lead(&rec, "I").samples.as_slice(), lead(&rec, "I").resolution_nv), ([1, 2].as_slice(), 5000.0));
+    let without = with_unit.replace(r#" unit="uV""#, "");
+    let err = read(doc("", "A", MS2, &without).as_bytes()).expect_err("refused");
+    assert!(matches!(err, AecgError::UnsupportedValueType { .. }), "{err}");
+    let glist = with_unit.replace("SLIST_INT", "GLIST_PQ");
+    assert!(matches!(read(doc("", "A", MS2, &glist).as_bytes()), Err(AecgError::UnsupportedValueType { .. })));
+}
+
+#[test]
+fn utf16_document_with_a_bom_reads() {
+    let xml = doc(r#"<?xml version="1.0" encoding="UTF-16"?>"#, "李娜", MS2, &lead_seq("MDC_ECG_LEAD_I", "", UV5, "9"));
+    let mut bytes = vec![0xFF, 0xFE];
+    for unit in xml.encode_utf16() {
+        bytes.extend_from_slice(&unit.to_le_bytes());
+    }
+    let rec = read(&bytes).expect("reads");
+    assert_eq!(rec.patient.name, "李娜");
+    assert_eq!(lead(&rec, "I").samples, [9]);
+}
+
+#[test]
+fn other_series_are_skipped_with_a_warning() {
+    let rhythm = doc("", "A", MS2, &lead_seq("MDC_ECG_LEAD_I", "", UV5, "1"));
+    let other = rhythm.replacen(r#"<code code="RHYTHM"/>"#, r#"<code code="HOLTER_SUMMARY"/>"#, 1);
+    assert!(matches!(read(other.as_bytes()), Err(AecgError::NoWaveforms)));
+    let both = rhythm.replace(
+        "</series></component></AnnotatedECG>",
+        r#"</series></component><component><series><code code="HOLTER_SUMMARY"/><component><sequenceSet>
+<component><sequence><code code="MDC_ECG_LEAD_II"/><value xsi:type="SLIST_PQ"><digits>1</digits></value></sequence></component>
+</sequenceSet></component></series></component></AnnotatedECG>"#,
+    );
+    let rec = read(both.as_bytes()).expect("reads");
+    assert_eq!(rec.leads.len(), 1);
+    assert!(rec.warnings.iter().any(|w| w.contains("HOLTER_SUMMARY")), "{:?}", rec.warnings);
+}
+
+#[test]
+fn undefined_entities_are_refused() {
+    let err =
+        read(doc("", "A&nbsp;B", MS2, &lead_seq("MDC_ECG_LEAD_I", "", UV5, "1")).as_bytes()).expect_err("refused");
+    assert!(matches!(&err, AecgError::UnknownEntity { name, .. } if name == "nbsp"), "{err}");
+}
+
+#[test]
 fn a_non_integer_digit_is_a_clear_error() {
     let leads = lead_seq("MDC_ECG_LEAD_V3", "", UV5, "1 2 3.5 4");
     let err = read(doc("", "A", MS2, &leads).as_bytes()).expect_err("refused");
@@ -445,7 +492,7 @@ fn deep_nesting_is_refused_not_recursed() {
 }
 
 /// Lengths to cut a real file at: every length of its first few KB (the prolog and header),
-/// a few bytes around the start and end of each series, sequence set and annotation set, then a
+/// a few places in the start and end tags of each series, sequence set and annotation set, then a
 /// stride (each cut in the digits costs a parse of up to half a megabyte).
 fn cut_lengths(bytes: &[u8]) -> Vec<usize> {
     let mut lengths: Vec<usize> = (0..3000.min(bytes.len())).collect();
@@ -461,8 +508,8 @@ fn cut_lengths(bytes: &[u8]) -> Vec<usize> {
         b"</AnnotatedECG",
     ];
     for mark in marks {
-        for (i, _) in bytes.windows(mark.len()).enumerate().filter(|(_, w)| *w == mark).take(3) {
-            lengths.extend(i.saturating_sub(2)..i + mark.len() + 2);
+        for (i, _) in bytes.windows(mark.len()).enumerate().filter(|(_, w)| *w == mark).take(2) {
+            lengths.extend([i, i + 1, i + mark.len() / 2, i + mark.len(), i + mark.len() + 1]);
         }
     }
     // Cuts after the root's `>` leave a whole document (only trailing whitespace is lost).

@@ -729,6 +729,11 @@ impl State {
             });
         }
         let origin_nv = match &seq.origin {
+            // An origin without a unit (SLIST_INT's is a plain number) is in the scale's unit.
+            Some(origin) if origin.unit.trim().is_empty() => {
+                let origin = Pq { value: origin.value.clone(), unit: scale.unit.clone() };
+                quantity_nv(&origin, || format!("lead {label} origin"))?
+            }
             Some(origin) => quantity_nv(origin, || format!("lead {label} origin"))?,
             None => 0.0,
         };
