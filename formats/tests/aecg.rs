@@ -483,6 +483,15 @@ fn limits_are_enforced() {
 }
 
 #[test]
+fn warnings_are_capped() {
+    let empty_sequences = r#"<component><sequence><code code="MDC_ECG_LEAD_V9"/></sequence></component>"#.repeat(1000);
+    let leads = format!("{}{empty_sequences}", lead_seq("MDC_ECG_LEAD_I", "", UV5, "1"));
+    let rec = read(doc("", "A", MS2, &leads).as_bytes()).expect("reads");
+    assert_eq!(rec.warnings.len(), 101);
+    assert_eq!(rec.warnings.last().map(String::as_str), Some("more warnings were left out"));
+}
+
+#[test]
 fn deep_nesting_is_refused_not_recursed() {
     let mut xml = String::from("<AnnotatedECG>");
     for _ in 0..10_000 {

@@ -1,5 +1,7 @@
 //! The streaming aECG reader: one pass over the XML events, with a small context of where it is.
 
+use std::collections::HashSet;
+
 use jiff::civil::DateTime;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesRef, BytesStart, Event};
@@ -15,6 +17,9 @@ const MAX_DEPTH: usize = 256;
 
 /// Longest digit token accepted (an i32 with sign is 11 characters; leave room for zeros).
 const MAX_TOKEN: usize = 40;
+
+/// Most warnings kept: a hostile document could otherwise make one per element.
+const MAX_WARNINGS: usize = 100;
 
 /// LOINC "Reported Age", the code of the age control variable.
 const LOINC_AGE: &str = "21612-7";
@@ -258,11 +263,15 @@ struct State {
     model: Option<String>,
     maker: Option<String>,
     skipped_series: Vec<String>,
+    /// Measurements already taken, to keep a value repeated in several annotation sets once.
+    seen_measurements: HashSet<(String, u64, String)>,
 }
 
 /// The value of attribute `name` (local name, any prefix), unescaped.
 fn attr(e: &BytesStart<'_>, name: &str, offset: u64) -> Result<Option<String>, AecgError> {
-    for a in e.attributes() {
+    // Without duplicate checks: they cost time quadratic in the attribute count of a hostile
+    // element, and the first of two equal attributes is as good as any.
+    for a in e.attributes().with_checks(false) {
         let a = a.map_err(|err| AecgError::Xml { offset, message: err.to_string() })?;
         if a.key.local_name().as_ref() == name.as_bytes() {
             let value = a.unescape_value().map_err(|err| AecgError::Xml { offset, message: err.to_string() })?;
@@ -307,6 +316,7 @@ impl State {
             model: None,
             maker: None,
             skipped_series: Vec::new(),
+            seen_measurements: HashSet::new(),
         }
     }
 
@@ -423,7 +433,7 @@ impl State {
                 let value = attr(e, "value", off)?.unwrap_or_default();
                 self.rec.patient.birth_date = text::parse_date(&value);
                 if self.rec.patient.birth_date.is_none() && !value.trim().is_empty() {
-                    self.rec.warnings.push(format!("birth time {value:?} is not a date; ignored"));
+                    warn(&mut self.rec.warnings, format!("birth time {value:?} is not a date; ignored"));
                 }
             }
             ("manufacturerModelName", "manufacturedSeriesDevice", _) if self.model.is_none() => {
@@ -505,7 +515,7 @@ impl State {
             Some(s) => (s.kind(), s.name()),
             None => (Kind::Other, "(outside any series)".to_string()),
         };
-        if kind == Kind::Other && !self.skipped_series.contains(&series) {
+        if kind == Kind::Other && self.skipped_series.len() < MAX_WARNINGS && !self.skipped_series.contains(&series) {
             self.skipped_series.push(series.clone());
         }
         self.set = Some(SetCtx { depth, kind, series, time: None, leads: Vec::new() });
@@ -707,7 +717,7 @@ impl State {
         }
         let label = seq.label();
         if !seq.has_digits {
-            self.rec.warnings.push(format!("{} sequence {label} has no digits; skipped", set.series));
+            warn(&mut self.rec.warnings, format!("{} sequence {label} has no digits; skipped", set.series));
             return Ok(());
         }
         let value_type = seq.value_type.clone().unwrap_or_else(|| "SLIST_PQ".to_string());
@@ -762,12 +772,15 @@ impl State {
         let name = match seq.code.as_deref().and_then(lead::from_mdc) {
             Some(name) => name.to_string(),
             None => {
-                self.rec.warnings.push(format!("lead code {code:?} is not one Yilian knows; kept under that name"));
+                warn(
+                    &mut self.rec.warnings,
+                    format!("lead code {code:?} is not one Yilian knows; kept under that name"),
+                );
                 code.to_string()
             }
         };
         if samples.is_empty() {
-            self.rec.warnings.push(format!("lead {name} has no samples; skipped"));
+            warn(&mut self.rec.warnings, format!("lead {name} has no samples; skipped"));
             return Ok(());
         }
         if let Some(set) = self.set.as_mut() {
@@ -811,7 +824,7 @@ impl State {
         let target = if set.kind == Kind::Rhythm { &mut self.rec.leads } else { &mut self.rec.median_beat };
         for p in set.leads {
             if target.iter().any(|l| l.name == p.name) {
-                self.rec.warnings.push(format!("{series}: lead {} appears more than once; all are kept", p.name));
+                warn(&mut self.rec.warnings, format!("{series}: lead {} appears more than once; all are kept", p.name));
             }
             target.push(Lead {
                 name: p.name,
@@ -886,12 +899,12 @@ impl State {
             match q.value.trim().parse::<f64>() {
                 Ok(value) if value.is_finite() => {
                     let m = Measurement { name, value, unit: q.unit.trim().to_string() };
-                    if !self.rec.measurements.contains(&m) {
+                    if self.seen_measurements.insert((m.name.clone(), m.value.to_bits(), m.unit.clone())) {
                         self.count_check(self.rec.measurements.len())?;
                         self.rec.measurements.push(m);
                     }
                 }
-                _ => self.rec.warnings.push(format!("measurement {name} has value {:?}; ignored", q.value)),
+                _ => warn(&mut self.rec.warnings, format!("measurement {name} has value {:?}; ignored", q.value)),
             }
             return Ok(());
         }
@@ -923,10 +936,10 @@ impl State {
             return Err(AecgError::NoWaveforms);
         }
         for s in std::mem::take(&mut self.skipped_series) {
-            self.rec.warnings.push(format!("series {s} is neither RHYTHM nor REPRESENTATIVE_BEAT; skipped"));
+            warn(&mut self.rec.warnings, format!("series {s} is neither RHYTHM nor REPRESENTATIVE_BEAT; skipped"));
         }
         if self.rec.leads.is_empty() {
-            self.rec.warnings.push("the document has a representative beat but no rhythm leads".to_string());
+            warn(&mut self.rec.warnings, "the document has a representative beat but no rhythm leads".to_string());
         }
         self.rec.acquired_at = self.doc_center.or(self.doc_low).or(self.rhythm_start).or(self.series_low);
         self.rec.patient.name = self.patient_name();
@@ -962,7 +975,10 @@ impl State {
             return;
         }
         let Some(first) = self.rec.leads.first() else {
-            self.rec.warnings.push(format!("{} annotations have no rhythm leads to sit on; dropped", pending.len()));
+            warn(
+                &mut self.rec.warnings,
+                format!("{} annotations have no rhythm leads to sit on; dropped", pending.len()),
+            );
             return;
         };
         let rate = f64::from(first.sample_rate_hz);
@@ -987,7 +1003,7 @@ impl State {
             }
         }
         if outside > 0 {
-            self.rec.warnings.push(format!("{outside} annotation times fall outside the rhythm leads; dropped"));
+            warn(&mut self.rec.warnings, format!("{outside} annotation times fall outside the rhythm leads; dropped"));
         }
         self.rec.annotations.sort_by_key(|a| a.sample);
     }
@@ -1001,4 +1017,13 @@ fn quantity_nv(q: &Pq, what: impl Fn() -> String) -> Result<f64, AecgError> {
         }
         QuantityError::Value => AecgError::BadQuantity { what: what(), value: q.value.clone(), unit: q.unit.clone() },
     })
+}
+
+/// Adds a warning for the specialist, up to [`MAX_WARNINGS`].
+fn warn(warnings: &mut Vec<String>, warning: String) {
+    if warnings.len() < MAX_WARNINGS {
+        warnings.push(warning);
+    } else if warnings.len() == MAX_WARNINGS {
+        warnings.push("more warnings were left out".to_string());
+    }
 }
