@@ -7,16 +7,18 @@ use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::reader::Reader;
 
-use super::text::{self, QuantityError};
-use super::{AecgError, ROOT, measurement_name};
-use crate::lead;
-use crate::recording::{Annotation, Format, Lead, Limits, Measurement, ReadOptions, Recording, Sex};
+mod annotation;
+mod waveform;
+
+use annotation::{AnnCtx, BoundaryCtx, PendingAnnotation};
+use waveform::{SeqCtx, SetCtx};
+
+use super::text;
+use super::{AecgError, ROOT};
+use crate::recording::{Format, Limits, ReadOptions, Recording, Sex};
 
 /// Deeper nesting than any aECG needs; a bound so a hostile document cannot grow the stack.
 const MAX_DEPTH: usize = 256;
-
-/// Longest digit token accepted (an i32 with sign is 11 characters; leave room for zeros).
-const MAX_TOKEN: usize = 40;
 
 /// Most warnings kept: a hostile document could otherwise make one per element.
 const MAX_WARNINGS: usize = 100;
@@ -106,118 +108,6 @@ impl SeriesCtx {
     }
 }
 
-/// The time sequence of a sequence set.
-struct TimeSeq {
-    absolute: bool,
-    head: Option<Pq>,
-    increment: Option<Pq>,
-}
-
-/// A lead sequence read, waiting for its set's sample rate.
-struct PendingLead {
-    name: String,
-    resolution_nv: f64,
-    samples: Vec<i32>,
-}
-
-/// An open `sequenceSet`.
-struct SetCtx {
-    depth: usize,
-    kind: Kind,
-    series: String,
-    time: Option<TimeSeq>,
-    leads: Vec<PendingLead>,
-}
-
-/// An open `sequence`.
-#[derive(Default)]
-struct SeqCtx {
-    depth: usize,
-    code: Option<String>,
-    value_type: Option<String>,
-    head: Option<Pq>,
-    increment: Option<Pq>,
-    origin: Option<Pq>,
-    scale: Option<Pq>,
-    digits_depth: Option<usize>,
-    has_digits: bool,
-    digits: Vec<i32>,
-    carry: String,
-}
-
-impl SeqCtx {
-    /// The lead's name for messages: canonical when known, else the code as written.
-    fn label(&self) -> String {
-        match &self.code {
-            Some(code) => lead::from_mdc(code).map_or_else(|| code.trim().to_string(), str::to_string),
-            None => "(sequence without code)".to_string(),
-        }
-    }
-
-    fn push_token(&mut self, token: &str, limit: usize) -> Result<(), AecgError> {
-        let value: i32 = token.parse().map_err(|_| AecgError::BadDigit {
-            lead: self.label(),
-            index: self.digits.len(),
-            token: token.chars().take(20).collect(),
-        })?;
-        if self.digits.len() >= limit {
-            return Err(AecgError::TooManySamples { lead: self.label(), limit });
-        }
-        self.digits.push(value);
-        Ok(())
-    }
-}
-
-/// Where an annotation's region of interest starts, ends or is.
-#[derive(Debug, Clone, Copy)]
-enum Role {
-    Onset,
-    Offset,
-    Point,
-}
-
-/// A time in an annotation's region of interest.
-#[derive(Debug, Clone, Copy)]
-enum When {
-    /// An absolute `TS`.
-    Absolute(DateTime),
-    /// Seconds from the start of the series.
-    Relative(f64),
-}
-
-/// An open `boundary` of a supporting region of interest.
-#[derive(Default)]
-struct BoundaryCtx {
-    depth: usize,
-    code: Option<String>,
-    point: Option<Pq>,
-    low: Option<Pq>,
-    high: Option<Pq>,
-}
-
-/// An open `annotation`.
-struct AnnCtx {
-    depth: usize,
-    kind: Kind,
-    nested: bool,
-    code: Option<String>,
-    value_code: Option<String>,
-    display: Option<String>,
-    pq: Option<Pq>,
-    text_value: Option<String>,
-    note: Option<String>,
-    times: Vec<(Role, When)>,
-    lead: Option<String>,
-}
-
-/// An annotation with a time, placed on a sample at the end (the rate is known by then).
-struct PendingAnnotation {
-    label: String,
-    text: Option<String>,
-    lead: Option<String>,
-    when: When,
-}
-
 /// Which text an open element's content goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
@@ -284,10 +174,6 @@ fn attr(e: &BytesStart<'_>, name: &str, offset: u64) -> Result<Option<String>, A
 /// The `value` and `unit` attributes of a quantity element.
 fn pq(e: &BytesStart<'_>, offset: u64) -> Result<Pq, AecgError> {
     Ok(Pq { value: attr(e, "value", offset)?.unwrap_or_default(), unit: attr(e, "unit", offset)?.unwrap_or_default() })
-}
-
-fn is_space(c: char) -> bool {
-    c.is_ascii_whitespace()
 }
 
 impl State {
@@ -510,55 +396,6 @@ impl State {
         Ok(())
     }
 
-    fn open_set(&mut self, depth: usize) {
-        let (kind, series) = match self.series.last() {
-            Some(s) => (s.kind(), s.name()),
-            None => (Kind::Other, "(outside any series)".to_string()),
-        };
-        if kind == Kind::Other && self.skipped_series.len() < MAX_WARNINGS && !self.skipped_series.contains(&series) {
-            self.skipped_series.push(series.clone());
-        }
-        self.set = Some(SetCtx { depth, kind, series, time: None, leads: Vec::new() });
-    }
-
-    fn open_digits(&mut self, depth: usize) -> Result<(), AecgError> {
-        let Some(set) = self.set.as_ref() else { return Ok(()) };
-        let (existing, what) = match set.kind {
-            Kind::Rhythm => (self.rec.leads.len(), "rhythm"),
-            Kind::Median => (self.rec.median_beat.len(), "representative beat"),
-            Kind::Other => (0, ""),
-        };
-        if set.kind != Kind::Other && existing.saturating_add(set.leads.len()) >= self.limits.max_leads {
-            return Err(AecgError::TooManyLeads { what, limit: self.limits.max_leads });
-        }
-        if let Some(seq) = self.seq.as_mut() {
-            seq.digits_depth = Some(depth);
-            seq.has_digits = true;
-        }
-        Ok(())
-    }
-
-    fn open_annotation_value(&mut self, e: &BytesStart<'_>) -> Result<(), AecgError> {
-        let off = self.offset;
-        let value_type = attr(e, "type", off)?;
-        let code = attr(e, "code", off)?;
-        let display = attr(e, "displayName", off)?;
-        let value = attr(e, "value", off)?;
-        let unit = attr(e, "unit", off)?;
-        let is_text = value_type.as_deref().is_none_or(|t| t == "ST" || t == "ED");
-        if let Some(a) = self.anns.last_mut() {
-            a.value_code = code;
-            a.display = display;
-            if let Some(value) = value {
-                a.pq = Some(Pq { value, unit: unit.unwrap_or_default() });
-            }
-        }
-        if is_text {
-            self.capture(Target::AnnValue);
-        }
-        Ok(())
-    }
-
     fn text(&mut self, chunk: &str) -> Result<(), AecgError> {
         let depth = self.stack.len();
         if self.seq.as_ref().is_some_and(|s| s.digits_depth == Some(depth)) {
@@ -566,45 +403,6 @@ impl State {
         }
         if let Some(c) = self.captures.last_mut().filter(|c| c.depth == depth) {
             c.text.push_str(chunk);
-        }
-        Ok(())
-    }
-
-    /// Appends the integers of one text chunk of `<digits>`. A chunk can end inside a number
-    /// (a comment or character reference splits the text), so an unfinished last token is
-    /// carried to the next chunk.
-    fn digits_text(&mut self, chunk: &str) -> Result<(), AecgError> {
-        let limit = self.limits.max_samples_per_lead;
-        let Some(seq) = self.seq.as_mut() else { return Ok(()) };
-        let mut rest = chunk;
-        if !seq.carry.is_empty() {
-            let end = rest.find(is_space).unwrap_or(rest.len());
-            let (head, tail) = rest.split_at(end);
-            seq.carry.push_str(head);
-            if seq.carry.len() > MAX_TOKEN {
-                let token = std::mem::take(&mut seq.carry);
-                return seq.push_token(&token, limit);
-            }
-            if tail.is_empty() {
-                return Ok(());
-            }
-            let token = std::mem::take(&mut seq.carry);
-            seq.push_token(&token, limit)?;
-            rest = tail;
-        }
-        let count = rest.split_ascii_whitespace().count();
-        let held = usize::from(count > 0 && !rest.ends_with(is_space));
-        let complete = count - held;
-        if seq.digits.len().saturating_add(complete) > limit {
-            return Err(AecgError::TooManySamples { lead: seq.label(), limit });
-        }
-        seq.digits.reserve(complete);
-        let mut tokens = rest.split_ascii_whitespace();
-        for token in tokens.by_ref().take(complete) {
-            seq.push_token(token, limit)?;
-        }
-        if let Some(last) = tokens.next() {
-            seq.carry.push_str(last);
         }
         Ok(())
     }
@@ -697,234 +495,6 @@ impl State {
         }
     }
 
-    fn finish_sequence(&mut self, mut seq: SeqCtx) -> Result<(), AecgError> {
-        let Some(set) = self.set.as_mut() else { return Ok(()) };
-        if set.kind == Kind::Other {
-            return Ok(());
-        }
-        let code = seq.code.clone().unwrap_or_default();
-        let code = code.trim();
-        let absolute = code.eq_ignore_ascii_case("TIME_ABSOLUTE");
-        if absolute || code.eq_ignore_ascii_case("TIME_RELATIVE") {
-            if set.time.is_some() {
-                self.rec
-                    .warnings
-                    .push(format!("{} sequence set has two time sequences; the first is used", set.series));
-            } else {
-                set.time = Some(TimeSeq { absolute, head: seq.head, increment: seq.increment });
-            }
-            return Ok(());
-        }
-        let label = seq.label();
-        if !seq.has_digits {
-            warn(&mut self.rec.warnings, format!("{} sequence {label} has no digits; skipped", set.series));
-            return Ok(());
-        }
-        let value_type = seq.value_type.clone().unwrap_or_else(|| "SLIST_PQ".to_string());
-        let scale = match value_type.as_str() {
-            "SLIST_PQ" => seq.scale.take().ok_or_else(|| AecgError::MissingScale { lead: label.clone() })?,
-            // SLIST_INT has a dimensionless scale; only a scale that still names a voltage unit
-            // says what a digit is worth.
-            "SLIST_INT" => seq.scale.take().filter(|s| !s.unit.trim().is_empty()).ok_or_else(|| {
-                AecgError::UnsupportedValueType { lead: label.clone(), value_type: value_type.clone() }
-            })?,
-            _ => return Err(AecgError::UnsupportedValueType { lead: label, value_type }),
-        };
-        let resolution_nv = quantity_nv(&scale, || format!("lead {label} scale"))?;
-        if resolution_nv <= 0.0 {
-            return Err(AecgError::BadQuantity {
-                what: format!("lead {label} scale"),
-                value: scale.value,
-                unit: scale.unit,
-            });
-        }
-        let origin_nv = match &seq.origin {
-            // An origin without a unit (SLIST_INT's is a plain number) is in the scale's unit.
-            Some(origin) if origin.unit.trim().is_empty() => {
-                let origin = Pq { value: origin.value.clone(), unit: scale.unit.clone() };
-                quantity_nv(&origin, || format!("lead {label} origin"))?
-            }
-            Some(origin) => quantity_nv(origin, || format!("lead {label} origin"))?,
-            None => 0.0,
-        };
-        let steps = origin_nv / resolution_nv;
-        let whole = steps.round();
-        if (steps - whole).abs() > 1e-6 {
-            self.rec
-                .warnings
-                .push(format!("lead {label}: origin is {steps} scale steps, not a whole number; rounded to {whole}"));
-        }
-        if whole.abs() > f64::from(i32::MAX) {
-            return Err(AecgError::BadQuantity {
-                what: format!("lead {label} origin (in scale steps)"),
-                value: seq.origin.map(|o| o.value).unwrap_or_default(),
-                unit: String::new(),
-            });
-        }
-        // In range: checked just above.
-        let offset = whole as i32;
-        let mut samples = std::mem::take(&mut seq.digits);
-        if offset != 0 {
-            for (index, s) in samples.iter_mut().enumerate() {
-                *s = s.checked_add(offset).ok_or(AecgError::SampleOverflow { lead: label.clone(), index })?;
-            }
-        }
-        let name = match seq.code.as_deref().and_then(lead::from_mdc) {
-            Some(name) => name.to_string(),
-            None => {
-                warn(
-                    &mut self.rec.warnings,
-                    format!("lead code {code:?} is not one Yilian knows; kept under that name"),
-                );
-                code.to_string()
-            }
-        };
-        if samples.is_empty() {
-            warn(&mut self.rec.warnings, format!("lead {name} has no samples; skipped"));
-            return Ok(());
-        }
-        if let Some(set) = self.set.as_mut() {
-            set.leads.push(PendingLead { name, resolution_nv, samples });
-        }
-        Ok(())
-    }
-
-    fn finish_set(&mut self, set: SetCtx) -> Result<(), AecgError> {
-        if set.kind == Kind::Other || set.leads.is_empty() {
-            return Ok(());
-        }
-        let series = set.series;
-        let time = set.time.ok_or_else(|| AecgError::MissingTime { series: series.clone() })?;
-        let increment = time.increment.ok_or_else(|| AecgError::MissingIncrement { series: series.clone() })?;
-        let seconds = text::to_seconds(&increment.value, &increment.unit).map_err(|e| match e {
-            QuantityError::Unit => AecgError::UnsupportedUnit {
-                what: format!("{series} time increment"),
-                unit: increment.unit.clone(),
-                expected: text::TIME_UNITS_TEXT,
-            },
-            QuantityError::Value => AecgError::BadIncrement {
-                series: series.clone(),
-                value: increment.value.clone(),
-                unit: increment.unit.clone(),
-            },
-        })?;
-        if seconds <= 0.0 {
-            return Err(AecgError::BadIncrement { series, value: increment.value, unit: increment.unit });
-        }
-        let rate = 1.0 / seconds;
-        let whole = rate.round();
-        if !(1.0..=f64::from(u32::MAX)).contains(&whole) || (rate - whole).abs() > 1e-6 * whole {
-            return Err(AecgError::RateNotWhole { series, value: increment.value, unit: increment.unit, rate });
-        }
-        // In range: checked just above.
-        let sample_rate_hz = whole as u32;
-        if time.absolute && set.kind == Kind::Rhythm && self.rhythm_start.is_none() {
-            self.rhythm_start = time.head.as_ref().and_then(|h| text::parse_ts(&h.value));
-        }
-        let target = if set.kind == Kind::Rhythm { &mut self.rec.leads } else { &mut self.rec.median_beat };
-        for p in set.leads {
-            if target.iter().any(|l| l.name == p.name) {
-                warn(&mut self.rec.warnings, format!("{series}: lead {} appears more than once; all are kept", p.name));
-            }
-            target.push(Lead {
-                name: p.name,
-                derived: false,
-                sample_rate_hz,
-                resolution_nv: p.resolution_nv,
-                samples: p.samples,
-            });
-        }
-        Ok(())
-    }
-
-    fn finish_boundary(&mut self, b: BoundaryCtx) {
-        let Some(ann) = self.anns.last_mut() else { return };
-        let Some(code) = b.code.as_deref().map(str::trim) else { return };
-        let absolute = code.eq_ignore_ascii_case("TIME_ABSOLUTE");
-        if absolute || code.eq_ignore_ascii_case("TIME_RELATIVE") {
-            let when = |q: &Pq| -> Option<When> {
-                if absolute {
-                    text::parse_ts(&q.value).map(When::Absolute)
-                } else {
-                    let unit = if q.unit.trim().is_empty() { "s" } else { q.unit.as_str() };
-                    text::to_seconds(&q.value, unit).ok().map(When::Relative)
-                }
-            };
-            // An interval value carries low/high; a point value (PQ or TS) carries value only.
-            for (role, q) in [(Role::Onset, &b.low), (Role::Offset, &b.high)] {
-                if let Some(w) = q.as_ref().and_then(when) {
-                    ann.times.push((role, w));
-                }
-            }
-            if b.low.is_none()
-                && b.high.is_none()
-                && let Some(w) = b.point.as_ref().filter(|p| !p.value.is_empty()).and_then(when)
-            {
-                ann.times.push((Role::Point, w));
-            }
-        } else if !code.is_empty() {
-            // Any other boundary names the lead the region is on; an unknown code is kept as the
-            // lead's name, as for lead sequences.
-            ann.lead = Some(lead::from_mdc(code).map_or_else(|| code.to_string(), str::to_string));
-        }
-    }
-
-    fn count_check(&self, n: usize) -> Result<(), AecgError> {
-        if n >= self.limits.max_annotations {
-            return Err(AecgError::TooManyAnnotations { limit: self.limits.max_annotations });
-        }
-        Ok(())
-    }
-
-    fn finish_annotation(&mut self, a: AnnCtx) -> Result<(), AecgError> {
-        let code = a.code.as_deref().map(str::trim).unwrap_or_default();
-        if let Some(text) = a.text_value.as_ref().filter(|t| !t.is_empty()) {
-            self.count_check(self.rec.interpretation.len())?;
-            self.rec.interpretation.push(text.clone());
-            return Ok(());
-        }
-        let upper = code.to_ascii_uppercase();
-        if upper.starts_with("MDC_ECG_RHY") || upper.starts_with("MDC_ECG_INTERPRETATION") {
-            let statement = a.display.as_ref().or(a.value_code.as_ref()).filter(|s| !s.trim().is_empty());
-            if let Some(statement) = statement {
-                self.count_check(self.rec.interpretation.len())?;
-                self.rec.interpretation.push(statement.trim().to_string());
-            }
-            return Ok(());
-        }
-        // Per-beat values nested in a BEAT annotation repeat the global ones; only the global
-        // (top-level) values are the device's measurements.
-        if let Some(q) = a.pq.as_ref().filter(|_| !a.nested && !code.is_empty()) {
-            let name = measurement_name(code).map_or_else(|| code.to_string(), str::to_string);
-            match q.value.trim().parse::<f64>() {
-                Ok(value) if value.is_finite() => {
-                    let m = Measurement { name, value, unit: q.unit.trim().to_string() };
-                    if self.seen_measurements.insert((m.name.clone(), m.value.to_bits(), m.unit.clone())) {
-                        self.count_check(self.rec.measurements.len())?;
-                        self.rec.measurements.push(m);
-                    }
-                }
-                _ => warn(&mut self.rec.warnings, format!("measurement {name} has value {:?}; ignored", q.value)),
-            }
-            return Ok(());
-        }
-        // Times on the representative beat are not positions on the rhythm leads.
-        if a.times.is_empty() || a.kind != Kind::Rhythm {
-            return Ok(());
-        }
-        let label = a.value_code.clone().filter(|c| !c.trim().is_empty()).unwrap_or_else(|| code.to_string());
-        for (role, when) in a.times {
-            self.count_check(self.pending.len())?;
-            let text = a.note.clone().filter(|n| !n.is_empty()).or_else(|| match role {
-                Role::Onset => Some("onset".to_string()),
-                Role::Offset => Some("offset".to_string()),
-                Role::Point => None,
-            });
-            self.pending.push(PendingAnnotation { label: label.clone(), text, lead: a.lead.clone(), when });
-        }
-        Ok(())
-    }
-
     fn finish(mut self) -> Result<Recording, AecgError> {
         if let Some(open) = self.stack.last() {
             return Err(AecgError::Truncated { open: open.clone(), offset: self.offset });
@@ -967,56 +537,6 @@ impl State {
             _ => format!("{given} {family}"),
         }
     }
-
-    /// Puts each timed annotation on a sample of the rhythm leads (rate of the first lead).
-    fn place_annotations(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
-        if pending.is_empty() {
-            return;
-        }
-        let Some(first) = self.rec.leads.first() else {
-            warn(
-                &mut self.rec.warnings,
-                format!("{} annotations have no rhythm leads to sit on; dropped", pending.len()),
-            );
-            return;
-        };
-        let rate = f64::from(first.sample_rate_hz);
-        let len = first.samples.len() as f64;
-        let start = self.rhythm_start.or(self.series_low).or(self.rec.acquired_at);
-        let mut outside = 0usize;
-        for p in pending {
-            let seconds = match p.when {
-                When::Relative(s) => Some(s),
-                When::Absolute(t) => start.map(|s| t.duration_since(s).as_secs_f64()),
-            };
-            let sample = seconds.map(|s| (s * rate).round()).filter(|s| *s >= 0.0 && *s <= len);
-            match sample {
-                // In range: 0 ≤ sample ≤ the lead's length.
-                Some(s) => self.rec.annotations.push(Annotation {
-                    sample: s as u64,
-                    lead: p.lead,
-                    label: p.label,
-                    text: p.text,
-                }),
-                None => outside += 1,
-            }
-        }
-        if outside > 0 {
-            warn(&mut self.rec.warnings, format!("{outside} annotation times fall outside the rhythm leads; dropped"));
-        }
-        self.rec.annotations.sort_by_key(|a| a.sample);
-    }
-}
-
-/// A voltage quantity in nV, with errors naming `what`.
-fn quantity_nv(q: &Pq, what: impl Fn() -> String) -> Result<f64, AecgError> {
-    text::to_nv(&q.value, &q.unit).map_err(|e| match e {
-        QuantityError::Unit => {
-            AecgError::UnsupportedUnit { what: what(), unit: q.unit.clone(), expected: text::VOLT_UNITS_TEXT }
-        }
-        QuantityError::Value => AecgError::BadQuantity { what: what(), value: q.value.clone(), unit: q.unit.clone() },
-    })
 }
 
 /// Adds a warning for the specialist, up to [`MAX_WARNINGS`].
