@@ -229,7 +229,7 @@ fn write_time(x: &mut Xml, rate: u32, head: Option<&str>) -> std::io::Result<()>
 fn write_lead(x: &mut Xml, l: &Lead) -> std::io::Result<()> {
     // A lead Yilian has no MDC code for keeps its own name as the code; the reader keeps an
     // unknown code as the lead's name, so it reads back the same.
-    let code = lead::mdc_code(&l.name).unwrap_or_else(|| l.name.clone());
+    let mdc = lead::mdc_code(&l.name);
     let mut digits = String::with_capacity(l.samples.len() * 5);
     for (i, s) in l.samples.iter().enumerate() {
         if i > 0 {
@@ -239,7 +239,10 @@ fn write_lead(x: &mut Xml, l: &Lead) -> std::io::Result<()> {
     }
     x.start("component", &[])?;
     x.start("sequence", &[])?;
-    x.empty("code", &[("code", &code), ("codeSystem", MDC), ("codeSystemName", "MDC")])?;
+    match &mdc {
+        Some(code) => x.empty("code", &[("code", code), ("codeSystem", MDC), ("codeSystemName", "MDC")])?,
+        None => x.empty("code", &[("code", &l.name)])?,
+    }
     x.start("value", &[("xsi:type", "SLIST_PQ")])?;
     x.empty("origin", &[("value", "0"), ("unit", "uV")])?;
     x.empty("scale", &[("value", &decimal_shifted(l.resolution_nv, 3)), ("unit", "uV")])?;
@@ -311,10 +314,12 @@ fn write_annotations(x: &mut Xml, rec: &Recording) -> std::io::Result<()> {
         x.end("boundary")?;
         x.end("component")?;
         if let Some(name) = &a.lead {
-            let code = lead::mdc_code(name).unwrap_or_else(|| name.clone());
             x.start("component", &[])?;
             x.start("boundary", &[])?;
-            x.empty("code", &[("code", &code), ("codeSystem", MDC)])?;
+            match lead::mdc_code(name) {
+                Some(code) => x.empty("code", &[("code", &code), ("codeSystem", MDC)])?,
+                None => x.empty("code", &[("code", name)])?,
+            }
             x.end("boundary")?;
             x.end("component")?;
         }
