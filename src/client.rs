@@ -35,6 +35,19 @@ impl Api {
         Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
 
+    /// GET a file; returns the HTTP status and the body's bytes.
+    pub async fn get_bytes(&self, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .context(path.to_string())?;
+        let status = r.status().as_u16();
+        Ok((status, r.bytes().await.context(path.to_string())?.to_vec()))
+    }
+
     /// POST JSON; returns the HTTP status and JSON body.
     pub async fn post_raw(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
         let r = self

@@ -1,0 +1,141 @@
+//! Cart files, end to end: a file dropped in a running agent's inbox reaches the hub's API with
+//! sample-exact waveforms, and its original bytes come back bit-identical.
+
+use crate::common::*;
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use yilian::county::{self, Clinic, HubHandle, wait_for};
+use yilian::records::shared_data;
+use yilian_agent::cartfile::content_hash;
+use yilian_agent::inspect;
+use yilian_formats::ReadOptions;
+
+/// Copies `src` into `dir` the way a cart's PC software does: a temporary name, then a rename.
+fn drop_file(src: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let name = src.file_name().context("name")?;
+    let tmp = dir.join(format!(".{}.part", name.to_string_lossy()));
+    std::fs::copy(src, &tmp)?;
+    let dest = dir.join(name);
+    std::fs::rename(&tmp, &dest)?;
+    Ok(dest)
+}
+
+/// Drops the files of one recording (main file last) and checks what the specialist gets.
+async fn through_the_inbox(
+    hub: &HubHandle,
+    clinic: &Clinic,
+    files: &[&str],
+    priority: &str,
+    question: Option<&str>,
+) -> anyhow::Result<String> {
+    let data = shared_data();
+    let main = data.join(files[0]);
+    let (expected, originals) = inspect::load(&main, &ReadOptions::default()).map_err(anyhow::Error::msg)?;
+    let dir = clinic.inbox().join(priority);
+    if let Some(q) = question {
+        // Chinese Windows editors save GBK.
+        let (gbk, _, _) = encoding_rs::GBK.encode(q);
+        std::fs::write(dir.join(format!("{}.question.txt", originals[0].name)), &gbk)?;
+    }
+    for f in files.iter().skip(1).chain(files.first()) {
+        drop_file(&data.join(f), &dir)?;
+    }
+    let suffix = format!("-f{}", &hex::encode(content_hash(&originals))[..16]);
+    let api = hub.api.clone();
+    let row = wait_for("the study at the hub", WAIT, || {
+        let (api, suffix) = (api.clone(), suffix.clone());
+        async move { api.studies().await.ok()?.into_iter().find(|s| uid_of(s).ends_with(&suffix)) }
+    })
+    .await?;
+    let uid = uid_of(&row).to_string();
+    assert_eq!(row["priority"], priority);
+    if let Some(q) = question {
+        assert_eq!(row["question"], q);
+    }
+    let detail = api.study(&uid).await?;
+    let leads = detail["leads"].as_array().context("leads")?;
+    assert_eq!(leads.len(), expected.leads.len(), "{}", files[0]);
+    for (got, want) in leads.iter().zip(&expected.leads) {
+        assert_eq!(got["name"], want.name.as_str());
+        assert_eq!(got["derived"], want.derived, "lead {}", want.name);
+        assert_eq!(got["resolution_nv"].as_f64(), Some(want.resolution_nv), "lead {}", want.name);
+        assert_eq!(ints(&got["samples"]), want.samples, "{} lead {}: not sample-exact", files[0], want.name);
+    }
+    // Every warning the reader gave reaches the specialist.
+    let warnings: Vec<&str> = detail["warnings"].as_array().context("warnings")?.iter().filter_map(|w| w.as_str()).collect();
+    for w in &expected.warnings {
+        assert!(warnings.contains(&w.as_str()), "{}: warning {w:?} not shown: {warnings:?}", files[0]);
+    }
+    let src = &detail["source"];
+    for (i, o) in originals.iter().enumerate() {
+        let (status, bytes) = api.get_bytes(&format!("/api/studies/{uid}/original/{i}")).await?;
+        assert_eq!(status, 200);
+        let name = src["files"][i]["name"].as_str().context("name")?;
+        let want = &originals.iter().find(|x| x.name == name).context("original by name")?.bytes;
+        assert!(bytes == *want, "original {name} is not bit-identical");
+        let _ = o;
+    }
+    // The files end in sent/ once the hub has acknowledged every part.
+    let sent = clinic.inbox().join("sent");
+    let names: Vec<String> = originals.iter().map(|o| o.name.clone()).collect();
+    wait_for("the files in sent/", WAIT, || {
+        let (sent, names) = (sent.clone(), names.clone());
+        async move { names.iter().all(|n| sent.join(n).exists()).then_some(()) }
+    })
+    .await?;
+    Ok(uid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cart_files_dropped_in_the_inbox_reach_the_specialist_sample_exact_with_their_originals() -> anyhow::Result<()>
+{
+    let _one = ONE_AT_A_TIME.lock().await;
+    init_logs();
+    let tmp = tempfile::tempdir()?;
+    let hub = HubHandle::start(&tmp.path().join("hub"), county::test_broker()?).await?;
+    let clinic = Clinic::start(&tmp.path().join("clinics"), "xiangzhen-files", "cart-files", &hub).await?;
+
+    // A Chinese cart's own file: chest leads absent, limb leads derived.
+    let contec = through_the_inbox(&hub, &clinic, &["contec/0000050.ECG"], "urgent", Some("胸闷三天，请会诊")).await?;
+    let detail = hub.api.study(&contec).await?;
+    let names: Vec<&str> = detail["leads"].as_array().context("leads")?.iter().filter_map(|l| l["name"].as_str()).collect();
+    assert_eq!(names, ["I", "II", "III", "aVR", "aVL", "aVF"], "absent chest leads stay absent");
+
+    // A WFDB record of 14 files: per-lead gains and baselines, per-lead annotation files.
+    let mut ludb = vec!["wfdb/ludb/1.hea".to_string(), "wfdb/ludb/1.dat".to_string()];
+    for l in ["i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6"] {
+        ludb.push(format!("wfdb/ludb/1.{l}"));
+    }
+    let ludb: Vec<&str> = ludb.iter().map(String::as_str).collect();
+    let uid = through_the_inbox(&hub, &clinic, &ludb, "stat", None).await?;
+    let detail = hub.api.study(&uid).await?;
+    assert_eq!(detail["annotations"].as_array().map(Vec::len), Some(12 * 48));
+    assert_eq!(detail["source"]["files"].as_array().map(Vec::len), Some(14));
+
+    // The same file dropped again is sent once.
+    let before = hub.api.studies().await?.len();
+    drop_file(&shared_data().join("contec/0000050.ECG"), &clinic.inbox())?;
+    let inbox = clinic.inbox();
+    wait_for("the duplicate filed under sent/", WAIT, || {
+        let inbox = inbox.clone();
+        async move { (!inbox.join("0000050.ECG").exists() && inbox.join("sent/0000050.ECG.1").exists()).then_some(()) }
+    })
+    .await?;
+    assert_eq!(hub.api.studies().await?.len(), before, "a duplicate is not a new study");
+
+    // A file no reader takes is refused with what it looks like, and loses nothing.
+    std::fs::write(clinic.inbox().join("scan.pdf"), b"%PDF-1.4 a scanned paper ECG")?;
+    let reason = clinic.inbox().join("rejected/scan.pdf.reason.txt");
+    let text = wait_for("the reason beside the rejected file", WAIT, || {
+        let reason = reason.clone();
+        async move { std::fs::read_to_string(&reason).ok() }
+    })
+    .await?;
+    assert!(text.contains("PDF"), "{text}");
+    assert_eq!(std::fs::read(clinic.inbox().join("rejected/scan.pdf"))?, b"%PDF-1.4 a scanned paper ECG");
+
+    clinic.shutdown(&hub.broker_url).await?;
+    hub.stop().await?;
+    Ok(())
+}
