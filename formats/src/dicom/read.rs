@@ -434,6 +434,11 @@ fn mask_padding(
             ));
         }
     }
+    let absent: Vec<usize> = if declared && keep > 0 {
+        columns.iter().enumerate().filter(|(_, c)| c.iter().all(|&s| s == pad)).map(|(i, _)| i).collect()
+    } else {
+        vec![]
+    };
     let interior: Vec<usize> = (0..keep).filter(|&f| is_pad(f, columns)).collect();
     if !interior.is_empty() {
         for c in columns.iter_mut() {
@@ -449,10 +454,7 @@ fn mask_padding(
             interior.len()
         ));
     }
-    if !declared || keep == 0 {
-        return vec![];
-    }
-    columns.iter().enumerate().filter(|(_, c)| c.iter().all(|&s| s == pad)).map(|(i, _)| i).collect()
+    absent
 }
 
 /// One channel as a lead, or `None` when it is not an ECG lead (pressure, respiration...).

@@ -293,7 +293,7 @@ fn measurement_item(name: &str, value: f64, unit: &str) -> Result<Obj, DicomWrit
     put_seq(
         &mut item,
         tags::CONCEPT_NAME_CODE_SEQUENCE,
-        vec![code_item(&v, &s, None, &checked_text("measurement name", &m, 64)?)],
+        vec![code_item(&v, &s, scheme_version(&s), &checked_text("measurement name", &m, 64)?)],
     );
     put(&mut item, tags::REFERENCED_WAVEFORM_CHANNELS, VR::US, PrimitiveValue::U16([1, 0].into()));
     put_str(&mut item, tags::NUMERIC_VALUE, VR::DS, &ds_value(value));
@@ -306,7 +306,7 @@ fn annotation_item(a: &crate::recording::Annotation, first_group: &[&Lead]) -> R
     put_seq(
         &mut item,
         tags::CONCEPT_NAME_CODE_SEQUENCE,
-        vec![code_item(&v, &s, None, &checked_text("annotation label", &m, 64)?)],
+        vec![code_item(&v, &s, scheme_version(&s), &checked_text("annotation label", &m, 64)?)],
     );
     let channel =
         a.lead.as_ref().and_then(|name| first_group.iter().position(|l| &l.name == name)).map_or(0, |i| i + 1);
@@ -321,6 +321,11 @@ fn annotation_item(a: &crate::recording::Annotation, first_group: &[&Lead]) -> R
         put_str(&mut item, tags::UNFORMATTED_TEXT_VALUE, VR::ST, &checked_text("annotation text", text, 1024)?);
     }
     Ok(item)
+}
+
+/// The coding scheme version written with a concept (SCP-ECG codes are from version 1.3).
+fn scheme_version(scheme: &str) -> Option<&'static str> {
+    (scheme == "SCPECG").then_some("1.3")
 }
 
 fn code_item(value: &str, scheme: &str, version: Option<&str>, meaning: &str) -> Obj {
