@@ -111,7 +111,7 @@ pub(crate) fn meta(bytes: &[u8]) -> Result<Meta, DicomError> {
 }
 
 /// Checks that every length in the data set fits the bytes of its container, and that
-/// nesting stays shallow. Returns the encoding the data set uses.
+/// nesting stays shallow, in the encoding the transfer syntax names.
 pub(crate) fn check_dataset(bytes: &[u8], meta: &Meta) -> Result<(), DicomError> {
     let explicit = match meta.transfer_syntax.as_str() {
         IMPLICIT_LE => false,

@@ -2,9 +2,10 @@
 //! (e.g. Hemodynamic Waveform Storage), read with dicom-rs and written as 12-lead or General
 //! ECG Waveform Storage in explicit VR little endian with UTF-8 text.
 //!
-//! Layout: [`guard`] checks every length of the file before dicom-rs allocates from it,
-//! [`read`](mod@read) turns the parsed object into a [`Recording`], [`write`](mod@write) builds
-//! one, [`codes`] holds the coded concepts both share, and [`uid`] derives stable UIDs.
+//! Layout: `guard` checks every length of the file before dicom-rs allocates from it, `read`
+//! turns the parsed object into a [`Recording`], `write` builds one, `codes` holds the coded
+//! concepts both share, `text` decodes character sets, names and dates, and `uid` derives
+//! stable UIDs.
 
 mod codes;
 mod guard;
