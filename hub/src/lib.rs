@@ -14,6 +14,7 @@
 
 pub mod broker;
 pub mod clock;
+pub mod export;
 pub mod failpoint;
 pub mod http;
 pub mod ingest;

@@ -63,7 +63,8 @@ async fn through_the_inbox(
         assert_eq!(ints(&got["samples"]), want.samples, "{} lead {}: not sample-exact", files[0], want.name);
     }
     // Every warning the reader gave reaches the specialist.
-    let warnings: Vec<&str> = detail["warnings"].as_array().context("warnings")?.iter().filter_map(|w| w.as_str()).collect();
+    let warnings: Vec<&str> =
+        detail["warnings"].as_array().context("warnings")?.iter().filter_map(|w| w.as_str()).collect();
     for w in &expected.warnings {
         assert!(warnings.contains(&w.as_str()), "{}: warning {w:?} not shown: {warnings:?}", files[0]);
     }
@@ -87,6 +88,42 @@ async fn through_the_inbox(
     Ok(uid)
 }
 
+/// The hub's writers: each export of the study reads back (with our readers) to the integers the
+/// hub holds, lead by lead.
+async fn exports_read_back_identical(hub: &HubHandle, uid: &str) -> anyhow::Result<()> {
+    let detail = hub.api.study(uid).await?;
+    let held: Vec<(String, Vec<i32>)> = detail["leads"]
+        .as_array()
+        .context("leads")?
+        .iter()
+        .map(|l| (l["name"].as_str().unwrap_or_default().to_string(), ints(&l["samples"])))
+        .collect();
+    let get = |name: &str| {
+        let (api, path) = (hub.api.clone(), format!("/api/studies/{uid}/export/{name}"));
+        async move {
+            let (status, bytes) = api.get_bytes(&path).await?;
+            anyhow::ensure!(status == 200, "{path}: HTTP {status}");
+            Ok::<_, anyhow::Error>(bytes)
+        }
+    };
+    let opts = ReadOptions::default();
+    let mut read_back = vec![
+        ("dicom", yilian_formats::dicom::read(&get("ex.dcm").await?, &opts)?),
+        ("aecg", yilian_formats::aecg::read(&get("ex.xml").await?, &opts)?),
+        ("scp", yilian_formats::scp::read(&get("ex.scp").await?, &opts)?),
+    ];
+    let header = get("ex.hea").await?;
+    let files = std::collections::BTreeMap::from([("ex.dat".to_string(), get("ex.dat").await?)]);
+    read_back.push(("wfdb", yilian_formats::wfdb::read(&header, &files, &opts)?));
+    for (what, rec) in &read_back {
+        for (name, samples) in &held {
+            let lead = rec.lead(name).with_context(|| format!("{what}: lead {name}"))?;
+            assert_eq!(&lead.samples, samples, "{what} export, lead {name}");
+        }
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cart_files_dropped_in_the_inbox_reach_the_specialist_sample_exact_with_their_originals() -> anyhow::Result<()>
 {
@@ -99,7 +136,8 @@ async fn cart_files_dropped_in_the_inbox_reach_the_specialist_sample_exact_with_
     // A Chinese cart's own file: chest leads absent, limb leads derived.
     let contec = through_the_inbox(&hub, &clinic, &["contec/0000050.ECG"], "urgent", Some("胸闷三天，请会诊")).await?;
     let detail = hub.api.study(&contec).await?;
-    let names: Vec<&str> = detail["leads"].as_array().context("leads")?.iter().filter_map(|l| l["name"].as_str()).collect();
+    let names: Vec<&str> =
+        detail["leads"].as_array().context("leads")?.iter().filter_map(|l| l["name"].as_str()).collect();
     assert_eq!(names, ["I", "II", "III", "aVR", "aVL", "aVF"], "absent chest leads stay absent");
 
     // A WFDB record of 14 files: per-lead gains and baselines, per-lead annotation files.
@@ -112,6 +150,19 @@ async fn cart_files_dropped_in_the_inbox_reach_the_specialist_sample_exact_with_
     let detail = hub.api.study(&uid).await?;
     assert_eq!(detail["annotations"].as_array().map(Vec::len), Some(12 * 48));
     assert_eq!(detail["source"]["files"].as_array().map(Vec::len), Some(14));
+
+    // The same ECG from three more formats, and the specialist's exports of it.
+    let scp = through_the_inbox(&hub, &clinic, &["scp/ecgtoolkit_Example.scp"], "routine", None).await?;
+    let detail = hub.api.study(&scp).await?;
+    let beat = detail["median_beat"]["leads"].as_array().context("median beat")?;
+    assert_eq!(beat.len(), 12);
+    assert_eq!(ints(&beat[0]["samples"])[..8], [4, 4, 2, 3, 4, 4, 4, 4]);
+    assert!(
+        detail["measurements"].as_array().is_some_and(|m| m.iter().any(|m| m["name"] == "QTc" && m["value"] == 443.0))
+    );
+    through_the_inbox(&hub, &clinic, &["dicom-ecg/waveform_ecg.dcm"], "routine", None).await?;
+    through_the_inbox(&hub, &clinic, &["aecg/hl7aecg-Example2.xml"], "routine", None).await?;
+    exports_read_back_identical(&hub, &scp).await?;
 
     // The same file dropped again is sent once.
     let before = hub.api.studies().await?.len();

@@ -764,5 +764,18 @@ fn cart_reading(lang: Lang, uid: &str, study: &yilian_protocol::message::Study, 
             esc(&src.format_version)
         );
     }
+    let record: String = uid.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let link = |file: String, label: &str| {
+        format!(r#"<a href="/api/studies/{}/export/{}" download>{label}</a>"#, esc(uid), esc(&file))
+    };
+    out += &format!(
+        "<p>{}: {} · {} · {} · WFDB ({} + {})</p>",
+        lang.t("导出", "Export"),
+        link(format!("{record}.dcm"), "DICOM"),
+        link(format!("{record}.xml"), "HL7 aECG"),
+        link(format!("{record}.scp"), "SCP-ECG"),
+        link(format!("{record}.hea"), ".hea"),
+        link(format!("{record}.dat"), ".dat"),
+    );
     out
 }

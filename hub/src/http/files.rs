@@ -1,9 +1,12 @@
 //! A study's files: the cart's original bytes, served back exactly as the clinic's cart wrote
-//! them (checked against the signed SHA-256 on the way out).
+//! them (checked against the signed SHA-256 on the way out), and the study written out in the
+//! standard formats, for the hospital's ECG management system, a research export or a second
+//! opinion elsewhere.
 //!
 //! | method | path | what |
 //! | --- | --- | --- |
 //! | GET | `/api/studies/{uid}/original/{index}` | original file `index` (0-based), bit-identical |
+//! | GET | `/api/studies/{uid}/export/{name}` | the study as `NAME.dcm` (DICOM 12-lead/General ECG), `NAME.xml` (HL7 aECG), `NAME.scp` (SCP-ECG v2), or the WFDB record `NAME.hea` + `NAME.dat` (+ `NAME.atr`, `NAME.<lead>`) |
 
 use super::AppState;
 use super::api::{ApiError, audit};
@@ -17,7 +20,9 @@ use axum::routing::get;
 
 /// The routes of this module.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/studies/{uid}/original/{index}", get(original))
+    Router::new()
+        .route("/api/studies/{uid}/original/{index}", get(original))
+        .route("/api/studies/{uid}/export/{name}", get(export))
 }
 
 /// Loads a study's body or answers 404.
@@ -59,4 +64,48 @@ pub(crate) fn attachment(name: &str, content_type: &'static str, bytes: Vec<u8>)
         bytes,
     )
         .into_response()
+}
+
+async fn export(
+    State(s): State<AppState>,
+    who: Specialist,
+    Path((uid, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (record, ext) = name
+        .rsplit_once('.')
+        .filter(|(r, _)| !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .ok_or_else(|| {
+            ApiError(StatusCode::BAD_REQUEST, "name must be RECORD.EXT, RECORD of letters, digits, _".into())
+        })?;
+    let (record, ext) = (record.to_string(), ext.to_ascii_lowercase());
+    let study = load_study(&s, &uid).await?;
+    let rec =
+        crate::export::to_recording(&study).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let unprocessable = |e: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e);
+    let file_name = name.clone();
+    let (content_type, bytes) = tokio::task::spawn_blocking(move || -> Result<(&'static str, Vec<u8>), ApiError> {
+        Ok(match ext.as_str() {
+            "dcm" => {
+                ("application/dicom", yilian_formats::dicom::write(&rec).map_err(|e| unprocessable(e.to_string()))?)
+            }
+            "xml" => ("application/xml", yilian_formats::aecg::write(&rec).map_err(|e| unprocessable(e.to_string()))?),
+            "scp" => (
+                "application/octet-stream",
+                yilian_formats::scp::write(&rec).map_err(|e| unprocessable(e.to_string()))?,
+            ),
+            _ => {
+                let files = yilian_formats::wfdb::write(&rec, &record).map_err(|e| unprocessable(e.to_string()))?;
+                let bytes =
+                    files.into_iter().find(|(n, _)| n.eq_ignore_ascii_case(&file_name)).map(|(_, b)| b).ok_or_else(
+                        || ApiError(StatusCode::NOT_FOUND, format!("the WFDB record has no file {file_name}")),
+                    )?;
+                let text = file_name.to_ascii_lowercase().ends_with(".hea");
+                (if text { "text/plain; charset=utf-8" } else { "application/octet-stream" }, bytes)
+            }
+        })
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    audit(&s, &who.id, "export", &format!("{uid}/{name}")).await?;
+    Ok(attachment(&name, content_type, bytes))
 }
