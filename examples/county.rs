@@ -183,6 +183,10 @@ async fn main() -> anyhow::Result<()> {
             rec.sample_rate_hz,
             ptb.sample_rate_hz
         );
+        println!(
+            "         inbox  {}   (drop SCP-ECG, DICOM ECG, HL7 aECG, WFDB or Contec files; stat/ urgent/ routine/)",
+            c.inbox().display()
+        );
     }
     println!(
         "{}",
