@@ -39,3 +39,78 @@ fn run_with_a_broken_config_says_what_is_wrong() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a slug"), "{err}");
 }
+
+fn shared(rel: &str) -> std::path::PathBuf {
+    std::env::var_os("YILIAN_SHARED_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
+        .join(rel)
+}
+
+#[test]
+fn inspect_says_what_a_cart_file_holds_lead_by_lead() {
+    let out = agent().args(["inspect", "--json"]).arg(shared("scp/ecgtoolkit_Example.scp")).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["format"], "scp-ecg");
+    assert_eq!(v["patient"]["name"], "Clark");
+    assert_eq!(v["acquired_at"], "2002-11-22T09:10:00");
+    let sums: Vec<i64> = v["leads"].as_array().expect("leads").iter().filter_map(|l| l["sum"].as_i64()).collect();
+    assert_eq!(sums, [-4921, -4084, -2299, -2648, -3119, -2499, -3009, -1762, 837, 4432, -2721, -1570]);
+    assert_eq!(v["leads"][8]["name"], "III");
+    assert_eq!(v["leads"][8]["scp_code"], 61);
+    assert_eq!(v["leads"][0]["sample_rate_hz"], 500);
+    assert_eq!(v["leads"][0]["resolution_nv"], 2500.0);
+    assert_eq!(v["median_beat"].as_array().map(Vec::len), Some(12));
+
+    // A WFDB record by its header: the other files are found beside it.
+    let out = agent().arg("inspect").arg(shared("wfdb/mitdb/100.hea")).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("annotations: 2274"), "{text}");
+    assert!(text.contains("MLII"), "{text}");
+
+    // The truncated export of a Contec cart: read, with the warning the specialist will see.
+    let out = agent().arg("inspect").arg(shared("contec/0000050.ECG.scp")).output().expect("run");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("declares 37855 samples, holds 32767"));
+
+    // A file no reader takes: what it looks like, and a failure exit.
+    let out = agent().arg("inspect").arg(shared("contec/0000050.ECG.csv")).output().expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("text file"));
+    let out = agent().arg("inspect").arg(shared("dicom-img/MR_small.dcm")).output().expect("run");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("MR Image Storage"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn send_checks_the_file_then_queues_it_in_the_inbox_with_its_question() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("agent.toml");
+    std::fs::write(
+        &cfg,
+        "site = 'qiaotou'\ndevice = 'cart-1'\nkey = 'k'\nhub_public_key = 'h'\nspool_dir = 's'\nreports_dir = 'r'\n[inbox]\ndir = 'inbox'\n",
+    )
+    .expect("write");
+    let out = agent()
+        .args(["send", "--config"])
+        .arg(&cfg)
+        .arg(shared("aecg/Example_aECG.xml"))
+        .args(["--priority", "stat", "--question", "胸痛2小时，请排除急性心梗"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let queued = dir.path().join("inbox/stat/Example_aECG.xml");
+    assert_eq!(std::fs::read(&queued).expect("queued"), std::fs::read(shared("aecg/Example_aECG.xml")).expect("src"));
+    let q = std::fs::read_to_string(dir.path().join("inbox/stat/Example_aECG.xml.question.txt")).expect("question");
+    assert_eq!(q, "胸痛2小时，请排除急性心梗");
+
+    // Unreadable: refused at once, nothing copied.
+    let out = agent().args(["send", "--config"]).arg(&cfg).arg(shared("contec/0000050.ECG.csv")).output().expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not sent"));
+    assert!(!dir.path().join("inbox/routine/0000050.ECG.csv").exists());
+}

@@ -190,3 +190,42 @@ async fn cart_files_dropped_in_the_inbox_reach_the_specialist_sample_exact_with_
     hub.stop().await?;
     Ok(())
 }
+
+/// An undocumented cart: county IT records what it sends, byte for byte, with the time it came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn raw_capture_records_an_unknown_carts_bytes_with_their_times() -> anyhow::Result<()> {
+    use std::io::Write;
+    let _one = ONE_AT_A_TIME.lock().await;
+    init_logs();
+    let tmp = tempfile::tempdir()?;
+    let pty = yilian::sim::Pty::open()?;
+    let out = tmp.path().join("cart.capture");
+    let child = tokio::process::Command::new(yilian::procs::workspace_bin("yilian-agent")?)
+        .args(["raw-capture", "--baud", "9600", "--seconds", "3", "--port"])
+        .arg(pty.path())
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    // Let the capture open the port before the cart talks.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let mut w = pty.writer()?;
+    let first: Vec<u8> = (0..=255u8).collect();
+    w.write_all(&first)?;
+    w.flush()?;
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    w.write_all("病人 张伟\r\n".as_bytes())?;
+    w.flush()?;
+    let done = child.wait_with_output().await?;
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let text = std::fs::read_to_string(&out)?;
+    let records = yilian_agent::capture::parse(&text).map_err(anyhow::Error::msg)?;
+    let bytes: Vec<u8> = records.iter().flat_map(|(_, b)| b.clone()).collect();
+    let mut want = first.clone();
+    want.extend_from_slice("病人 张伟\r\n".as_bytes());
+    assert_eq!(bytes, want, "every byte, in order");
+    let times: Vec<f64> = records.iter().map(|(t, _)| *t).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]));
+    assert!(times.last().copied().unwrap_or_default() - times[0] >= 300.0, "the pause shows in the times: {times:?}");
+    Ok(())
+}
