@@ -84,8 +84,6 @@ async fn sign_in(c: &Console, user: &str, password: &str) -> Option<(String, Str
 }
 
 async fn queue_study(c: &Console, name: &str, question: &str) -> String {
-    let key = SigningKey::generate().expect("key");
-    let topic = Topic::new("xz", "cart", Channel::Up).expect("topic");
     let study = Study {
         study_uid: "cart-1-1-abcd0123".into(),
         patient: Patient {
@@ -108,11 +106,20 @@ async fn queue_study(c: &Console, name: &str, question: &str) -> String {
         interpretation: vec![],
         source: None,
     };
-    let part = study.split().expect("split").remove(0);
-    let bytes =
-        seal(&key, Header::new(&key, "cart", 1, 0, Lane::Stat), &topic, &Payload::StudyPart(part)).expect("seal");
-    let verified = Envelope::decode(&bytes).expect("decode").verify(&key.public_key(), &topic, None).expect("verify");
-    let batch = vec![Incoming { site: "xz".into(), verified, envelope: bytes }];
+    ingest_study(c, study).await
+}
+
+async fn ingest_study(c: &Console, study: Study) -> String {
+    let key = SigningKey::generate().expect("key");
+    let topic = Topic::new("xz", "cart", Channel::Up).expect("topic");
+    let mut batch = Vec::new();
+    for (i, part) in study.split().expect("split").into_iter().enumerate() {
+        let header = Header::new(&key, "cart", i as u64 + 1, 0, Lane::Stat);
+        let bytes = seal(&key, header, &topic, &Payload::StudyPart(part)).expect("seal");
+        let verified =
+            Envelope::decode(&bytes).expect("decode").verify(&key.public_key(), &topic, None).expect("verify");
+        batch.push(Incoming { site: "xz".into(), verified, envelope: bytes });
+    }
     c.store.call(move |db| db.ingest(&batch, 1_764_000_000_000)).await.expect("call").expect("ingest");
     study.study_uid
 }
@@ -280,4 +287,56 @@ async fn the_monitoring_view_shows_the_latest_stream_one_lead_or_all() {
     assert_eq!(send(&c, get("/devices/monitor-1/monitor?lead=V9", &cookie)).await.0, StatusCode::NOT_FOUND);
     let audit = c.store.call(|db| db.audit_log(20)).await.expect("call").expect("audit");
     assert!(audit.iter().any(|a| a.action == "view monitoring" && a.subject == "monitor-1"));
+}
+
+#[tokio::test]
+async fn a_long_cart_file_is_paged_with_derived_leads_marked_and_the_carts_own_reading_shown() {
+    let c = console().await;
+    let (cookie, _) = sign_in(&c, "li", "correct horse").await.expect("signed in");
+    // 30 s at 500 Hz: three pages of 10 s.
+    let ii: Vec<i32> = (0..15_000).map(|i| (i % 500) - 250).collect();
+    let iii: Vec<i32> = ii.iter().map(|v| v / 2).collect();
+    let study = Study {
+        study_uid: "cart-1-1764000000000-f0011223344556677".into(),
+        patient: Patient {
+            id: "7".into(),
+            name: "赵敏".into(),
+            sex: Sex::Female,
+            birth_date: None,
+            age_years: Some(58),
+        },
+        question: String::new(),
+        priority: Priority::Routine,
+        acquired_at_ms: 1_764_000_000_000,
+        sample_rate_hz: 500,
+        device_model: "Contec ECG90A".into(),
+        leads: vec![
+            StudyLead::encode("II", 5000.0, &ii),
+            StudyLead { derived: true, ..StudyLead::encode("III", 5000.0, &iii) },
+        ],
+        warnings: vec!["lead V1: every sample marked invalid by the cart; left out".into()],
+        median_beat: None,
+        annotations: vec![],
+        measurements: vec![Measurement { name: "QTc".into(), value: 443.0, unit: "ms".into() }],
+        interpretation: vec!["窦性心律".into()],
+        source: Some(SourceFile {
+            format: "contec".into(),
+            format_version: "ECG90A".into(),
+            files: vec![OriginalFile::pack("0000050.ECG", b"raw")],
+        }),
+    };
+    let uid = ingest_study(&c, study).await;
+    let (status, _, page) = send(&c, get(&format!("/studies/{uid}?lang=en"), &cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("showing 0–10 s / 30.0 s"), "paged");
+    assert!(page.contains("from=10"), "a link to the next page");
+    assert!(page.contains(">III*<"), "derived lead marked");
+    assert!(page.contains("QTc") && page.contains("443") && page.contains("窦性心律"), "the cart's reading");
+    assert!(page.contains(&format!("/api/studies/{uid}/original/0")), "the original file");
+    assert!(page.contains("every sample marked invalid"), "the reader's warning");
+    assert!(page.contains("赵敏</b> F 58"), "age as the cart recorded it");
+    let (_, _, page) = send(&c, get(&format!("/studies/{uid}?from=20&lang=en"), &cookie)).await;
+    assert!(page.contains("showing 20–30 s / 30.0 s"));
+    let (_, _, page) = send(&c, get(&format!("/studies/{uid}?from=9999&lang=en"), &cookie)).await;
+    assert!(page.contains("showing 20–30 s"), "past the end shows the last page");
 }

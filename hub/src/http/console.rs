@@ -483,7 +483,13 @@ pub const STATEMENTS: &[(&str, &str)] = &[
 struct PaperQuery {
     speed: Option<f64>,
     gain: Option<f64>,
+    /// Start of the page shown, in seconds from the start of the recording.
+    from: Option<f64>,
 }
+
+/// A study page shows this many seconds at a time (a resting ECG is 10 s; a file from a long
+/// recording is paged, every sample still drawn).
+const PAGE_S: f64 = 10.0;
 
 async fn study_page(
     State(s): State<AppState>,
@@ -504,29 +510,64 @@ async fn study_page(
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     let paper = super::viewer::Paper::chosen(q.speed, q.gain);
-    let decoded: Vec<(String, Vec<f64>)> = study
+    let rate = f64::from(study.sample_rate_hz.max(1));
+    let total_s = study.leads.first().map_or(0.0, |l| f64::from(l.samples.count) / rate);
+    // Up to 12 s is one page (some carts record 10.0x s); longer recordings are paged.
+    let (from_s, page_s) = if total_s <= PAGE_S * 1.2 {
+        (0.0, total_s)
+    } else {
+        let last = ((total_s / PAGE_S).ceil() - 1.0) * PAGE_S;
+        (q.from.unwrap_or(0.0).clamp(0.0, last.max(0.0)).div_euclid(PAGE_S) * PAGE_S, PAGE_S)
+    };
+    let (first, count) = ((from_s * rate) as usize, (page_s * rate).round() as usize);
+    let decoded: Vec<(String, bool, Vec<f64>)> = study
         .leads
         .iter()
         .filter_map(|l| {
             let scale = l.resolution_nv / 1000.0;
-            // A lead the cart computed is marked, so nobody reads it as an independent electrode.
-            let name = if l.derived { format!("{}*", l.lead) } else { l.lead.clone() };
-            Some((name, l.decode().ok()?.iter().map(|v| f64::from(*v) * scale).collect()))
+            let samples = l.decode().ok()?;
+            let window = samples.get(first..(first + count).min(samples.len())).unwrap_or_default();
+            Some((l.lead.clone(), l.derived, window.iter().map(|v| f64::from(*v) * scale).collect()))
         })
         .collect();
     let traces: Vec<super::viewer::Trace<'_>> =
-        decoded.iter().map(|(n, uv)| super::viewer::Trace { name: n, uv }).collect();
-    let svg = super::viewer::render(&traces, f64::from(study.sample_rate_hz), paper);
+        decoded.iter().map(|(n, d, uv)| super::viewer::Trace { name: n, uv, derived: *d }).collect();
+    let svg = super::viewer::render(&traces, rate, paper);
+    let pages = if total_s > PAGE_S * 1.2 {
+        let link = |to: f64, label: &str| {
+            format!(r#"<a href="?speed={}&gain={}&from={to}">{label}</a>"#, paper.speed_mm_per_s, paper.gain_mm_per_mv)
+        };
+        let prev = if from_s > 0.0 {
+            link(from_s - PAGE_S, lang.t("◀ 前10秒", "◀ previous 10 s"))
+        } else {
+            String::new()
+        };
+        let next = if from_s + PAGE_S < total_s {
+            link(from_s + PAGE_S, lang.t("后10秒 ▶", "next 10 s ▶"))
+        } else {
+            String::new()
+        };
+        format!(
+            "<p>{prev} {} {:.0}–{:.0} s / {:.1} s {next}</p>",
+            lang.t("显示", "showing"),
+            from_s,
+            (from_s + PAGE_S).min(total_s),
+            total_s
+        )
+    } else {
+        String::new()
+    };
     let age = age_years(row.birth_date.as_deref(), row.acquired_at_ms)
         .or(study.patient.age_years.map(i64::from))
         .map(|a| a.to_string())
         .unwrap_or_default();
     let options = format!(
-        r#"<p>{}: <a href="?speed=25&gain={g}">25 mm/s</a> · <a href="?speed=50&gain={g}">50 mm/s</a> | {}: <a href="?speed={sp}&gain=5">5</a> · <a href="?speed={sp}&gain=10">10</a> · <a href="?speed={sp}&gain=20">20</a> mm/mV</p>"#,
+        r#"<p>{}: <a href="?speed=25&gain={g}&from={f}">25 mm/s</a> · <a href="?speed=50&gain={g}&from={f}">50 mm/s</a> | {}: <a href="?speed={sp}&gain=5&from={f}">5</a> · <a href="?speed={sp}&gain=10&from={f}">10</a> · <a href="?speed={sp}&gain=20&from={f}">20</a> mm/mV</p>"#,
         lang.t("走纸速度", "Paper speed"),
         lang.t("增益", "Gain"),
         g = paper.gain_mm_per_mv,
-        sp = paper.speed_mm_per_s
+        sp = paper.speed_mm_per_s,
+        f = from_s
     );
     let warnings: String = study.warnings.iter().map(|w| format!(r#"<p class="error">⚠ {}</p>"#, esc(w))).collect();
     let cart_part = cart_reading(lang, &uid, &study, paper);
@@ -568,7 +609,7 @@ async fn study_page(
         )
     };
     let body = format!(
-        r#"<p><b>{}</b> {} {} · {} · {} · {}</p><p>{}: {}</p>{warnings}{options}<div class="tracing">{svg}</div><p>{}: <output id="caliper">{}</output></p>{CALIPERS_JS}{cart_part}{report_part}"#,
+        r#"<p><b>{}</b> {} {} · {} · {} · {}</p><p>{}: {}</p>{warnings}{options}{pages}<div class="tracing">{svg}</div><p>{}: <output id="caliper">{}</output></p>{CALIPERS_JS}{cart_part}{report_part}"#,
         esc(&row.patient_name),
         esc(match row.sex.as_str() {
             "female" => lang.t("女", "F"),
@@ -689,7 +730,7 @@ async fn monitor_page(
         return (StatusCode::NOT_FOUND, "no such lead").into_response();
     }
     let traces: Vec<super::viewer::Trace<'_>> =
-        scaled.iter().map(|(n, uv)| super::viewer::Trace { name: n, uv }).collect();
+        scaled.iter().map(|(n, uv)| super::viewer::Trace { name: n, uv, derived: false }).collect();
     let paper = super::viewer::Paper::chosen(q.speed, q.gain);
     let svg = super::viewer::render(&traces, st.sample_rate_hz as f64, paper);
     let gaps = st.runs.len().saturating_sub(1) + st.declared_gaps.len();
@@ -738,7 +779,7 @@ fn cart_reading(lang: Lang, uid: &str, study: &yilian_protocol::message::Study, 
             })
             .collect();
         let traces: Vec<super::viewer::Trace<'_>> =
-            decoded.iter().map(|(n, uv)| super::viewer::Trace { name: n, uv }).collect();
+            decoded.iter().map(|(n, uv)| super::viewer::Trace { name: n, uv, derived: false }).collect();
         let svg = super::viewer::render(&traces, f64::from(m.sample_rate_hz), paper);
         out += &format!(r#"<h3>{}</h3><div class="tracing median">{svg}</div>"#, lang.t("中位心搏", "Median beat"));
     }

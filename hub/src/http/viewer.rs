@@ -42,6 +42,16 @@ pub struct Trace<'a> {
     pub name: &'a str,
     /// Samples, µV.
     pub uv: &'a [f64],
+    /// Computed by the cart from other leads: labelled with `*`, so nobody reads it as an
+    /// independent electrode.
+    pub derived: bool,
+}
+
+impl Trace<'_> {
+    fn label(&self) -> String {
+        let name = super::console::esc(self.name);
+        if self.derived { format!("{name}*") } else { name }
+    }
 }
 
 const ROW_MM: f64 = 30.0;
@@ -108,7 +118,8 @@ pub fn render(traces: &[Trace<'_>], rate_hz: f64, paper: Paper) -> String {
                 let to = ((c + 1) * per_cell).min(t.uv.len());
                 let x0 = LEFT_MM + c as f64 * cell_s * paper.speed_mm_per_s;
                 polyline(&mut out, &t.uv[from..to], rate, x0, y0, paper);
-                let _ = write!(out, r#"<text x="{:.2}" y="{:.2}">{}</text>"#, x0 + 1.0, y0 - ROW_MM / 2.0 + 4.0, name);
+                let _ =
+                    write!(out, r#"<text x="{:.2}" y="{:.2}">{}</text>"#, x0 + 1.0, y0 - ROW_MM / 2.0 + 4.0, t.label());
             }
         }
         if let Some(t) = find("II") {
@@ -116,7 +127,13 @@ pub fn render(traces: &[Trace<'_>], rate_hz: f64, paper: Paper) -> String {
             calibration(&mut out, 1.0, y0, paper);
             let n = ((strip_s * rate).round() as usize).min(t.uv.len());
             polyline(&mut out, &t.uv[..n], rate, LEFT_MM, y0, paper);
-            let _ = write!(out, r#"<text x="{:.2}" y="{:.2}">II</text>"#, LEFT_MM + 1.0, y0 - ROW_MM / 2.0 + 4.0);
+            let _ = write!(
+                out,
+                r#"<text x="{:.2}" y="{:.2}">{}</text>"#,
+                LEFT_MM + 1.0,
+                y0 - ROW_MM / 2.0 + 4.0,
+                t.label()
+            );
         }
     } else {
         for (r, t) in traces.iter().enumerate() {
@@ -128,7 +145,7 @@ pub fn render(traces: &[Trace<'_>], rate_hz: f64, paper: Paper) -> String {
                 r#"<text x="{:.2}" y="{:.2}">{}</text>"#,
                 LEFT_MM + 1.0,
                 y0 - ROW_MM / 2.0 + 4.0,
-                super::console::esc(t.name)
+                t.label()
             );
         }
     }
@@ -162,7 +179,7 @@ mod tests {
         let names = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"];
         // A 1 mV step at 1 s, 500 Hz, 10 s.
         let uv: Vec<f64> = (0..5000).map(|i| if i >= 500 { 1000.0 } else { 0.0 }).collect();
-        let traces: Vec<Trace<'_>> = names.iter().map(|n| Trace { name: n, uv: &uv }).collect();
+        let traces: Vec<Trace<'_>> = names.iter().map(|n| Trace { name: n, uv: &uv, derived: false }).collect();
         let svg = render(&traces, 500.0, Paper::default());
         let lines = points(&svg);
         assert_eq!(lines.len(), 13, "12 cells and the rhythm strip");
@@ -182,7 +199,7 @@ mod tests {
     fn a_single_spike_survives_and_other_lead_sets_get_full_rows() {
         let mut uv = vec![0.0; 3600];
         uv[1800] = 5000.0; // a pacing-like spike of one sample
-        let traces = [Trace { name: "II", uv: &uv }, Trace { name: "V5<b>", uv: &uv }];
+        let traces = [Trace { name: "II", uv: &uv, derived: false }, Trace { name: "V5<b>", uv: &uv, derived: true }];
         let svg = render(&traces, 360.0, Paper::default());
         let lines = points(&svg);
         assert_eq!(lines.len(), 2);
