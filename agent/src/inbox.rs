@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use yilian_formats::ReadOptions;
 use yilian_formats::sniff::{self, Detected};
-use yilian_protocol::message::{Payload, Priority};
+use yilian_protocol::message::{DeviceOutput, Lane, Payload, Priority};
 
 const STATE: &str = ".yilian";
 const PRIORITY_DIRS: [(&str, Priority); 3] =
@@ -87,7 +87,7 @@ pub async fn run(
         return;
     }
     info!(inbox = %root.display(), "watching inbox");
-    let ctx = Ctx { cfg: cfg.clone(), device };
+    let ctx = Ctx { cfg: cfg.clone(), device, notices: Arc::default() };
     resume(&ctx, &tx).await;
     let mut w = Watcher {
         root: root.clone(),
@@ -105,7 +105,7 @@ pub async fn run(
         let (groups, stale) = w.poll(now);
         for (path, why) in stale {
             let r = ctx.clone();
-            blocking(move || reject(&r.cfg.dir, &[path], &why)).await;
+            blocking(move || r.reject(&[path], &why)).await;
         }
         for g in groups {
             if shutdown.is_cancelled() {
@@ -115,6 +115,14 @@ pub async fn run(
                 w.seen.remove(p);
             }
             ctx.take(g, &tx).await;
+        }
+        let notices: Vec<String> =
+            std::mem::take(&mut *ctx.notices.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for line in notices {
+            let out = DeviceOutput { port: "inbox".into(), line, received_at_ms: crate::clock::now_ms() };
+            if tx.send(Outgoing::new(Lane::Stream, Payload::DeviceOutput(out))).await.is_err() {
+                return;
+            }
         }
         let r = root.clone();
         let sp = spool.clone();
@@ -126,6 +134,8 @@ pub async fn run(
 struct Ctx {
     cfg: InboxConfig,
     device: String,
+    /// Rejections not yet reported to the hub (county IT sees them as the device's output).
+    notices: Arc<Mutex<Vec<String>>>,
 }
 
 impl Ctx {
@@ -146,7 +156,7 @@ impl Ctx {
             match read_bounded(p) {
                 Ok(bytes) => originals.push(Original { name: file_name(p), bytes }),
                 Err(e) => {
-                    reject(root, &all, &format!("cannot read {}: {e}", file_name(p)));
+                    self.reject(&all, &format!("cannot read {}: {e}", file_name(p)));
                     return None;
                 }
             }
@@ -168,7 +178,7 @@ impl Ctx {
         let recording = match read_recording(&originals, &opts) {
             Ok(r) => r,
             Err(why) => {
-                reject(root, &all, &why);
+                self.reject(&all, &why);
                 return None;
             }
         };
@@ -182,7 +192,7 @@ impl Ctx {
         let study = match cartfile::to_study(&recording, &originals, &ctx) {
             Ok(s) => s,
             Err(e) => {
-                reject(root, &all, &e.to_string());
+                self.reject(&all, &e.to_string());
                 return None;
             }
         };
@@ -228,11 +238,11 @@ impl Ctx {
         let parts = match study.split() {
             Ok(p) => p,
             Err(e) => {
-                let root = self.cfg.dir.clone();
+                let me = self.clone();
                 let files: Vec<PathBuf> = manifest.files.iter().map(|f| dir.join(f)).collect();
                 let why = format!("too large to send: {e}");
                 blocking(move || {
-                    reject(&root, &files, &why);
+                    me.reject(&files, &why);
                     let _ = std::fs::remove_dir_all(&dir);
                 })
                 .await;
@@ -545,13 +555,21 @@ fn file_away(dest: &Path, files: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
-/// Moves the files to `rejected/` and writes the reason beside the first.
-fn reject(root: &Path, files: &[PathBuf], why: &str) {
-    warn!(files = ?files, reason = %why, "cart file rejected");
-    let moved = file_away(&root.join("rejected"), files);
-    if let Some(first) = moved.first() {
-        let text = format!("无法发送此文件 / This file was not sent:\n{why}\n");
-        let _ = std::fs::write(format!("{}.reason.txt", first.display()), text);
+impl Ctx {
+    /// Moves the files to `rejected/`, writes the reason beside the first, and queues a notice
+    /// for the hub.
+    fn reject(&self, files: &[PathBuf], why: &str) {
+        warn!(files = ?files, reason = %why, "cart file rejected");
+        let moved = file_away(&self.cfg.dir.join("rejected"), files);
+        if let Some(first) = moved.first() {
+            let text = format!("无法发送此文件 / This file was not sent:\n{why}\n");
+            let _ = std::fs::write(format!("{}.reason.txt", first.display()), text);
+        }
+        let names: Vec<String> = files.iter().map(|f| file_name(f)).collect();
+        self.notices
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(format!("REJECTED cart file {}: {why}", names.join(" + ")));
     }
 }
 

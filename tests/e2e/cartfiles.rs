@@ -185,6 +185,17 @@ async fn cart_files_dropped_in_the_inbox_reach_the_specialist_sample_exact_with_
     .await?;
     assert!(text.contains("PDF"), "{text}");
     assert_eq!(std::fs::read(clinic.inbox().join("rejected/scan.pdf"))?, b"%PDF-1.4 a scanned paper ECG");
+    // County IT sees it too, without visiting the clinic.
+    let api = hub.api.clone();
+    let line = wait_for("the rejection in the device's output at the hub", WAIT, || {
+        let api = api.clone();
+        async move {
+            let lines = api.device_output("cart-files").await.ok()?;
+            lines.into_iter().find(|l| l["line"].as_str().is_some_and(|t| t.contains("REJECTED cart file scan.pdf")))
+        }
+    })
+    .await?;
+    assert_eq!(line["port"], "inbox");
 
     clinic.shutdown(&hub.broker_url).await?;
     hub.stop().await?;
