@@ -22,28 +22,20 @@ impl Api {
         Self { token: token.to_string(), ..self.clone() }
     }
 
+    async fn get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.context(path.to_string())
+    }
+
     /// GET a path; returns the HTTP status and JSON body.
     pub async fn get_raw(&self, path: &str) -> anyhow::Result<(u16, Value)> {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .context(path.to_string())?;
+        let r = self.get(path).await?;
         let status = r.status().as_u16();
         Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
 
     /// GET a file; returns the HTTP status and the body's bytes.
     pub async fn get_bytes(&self, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .context(path.to_string())?;
+        let r = self.get(path).await?;
         let status = r.status().as_u16();
         Ok((status, r.bytes().await.context(path.to_string())?.to_vec()))
     }
