@@ -186,9 +186,33 @@ fn walk_dataset(cur: &mut Cursor<'_>, explicit: bool, in_undefined_item: bool, d
             walk_items(cur, explicit, Some(end), depth + 1)?;
             cur.end = outer;
         } else {
+            whole_values(&h, at)?;
             cur.take(h.len, at)?;
         }
     }
+}
+
+/// Refuses a binary value whose length is not a whole number of values: dicom-rs reads
+/// `len / size` values and so would stop short of the length, then parse the rest of the value
+/// as element headers, believing whatever length it finds there (a fuzzed FL of 2 bytes made it
+/// allocate 4 GiB).
+fn whole_values(h: &Header, at: usize) -> Result<(), DicomError> {
+    let size = match h.vr {
+        VR::US | VR::SS | VR::OW => 2,
+        VR::UL | VR::SL | VR::FL | VR::AT | VR::OL | VR::OF => 4,
+        VR::FD | VR::SV | VR::UV | VR::OD | VR::OV => 8,
+        _ => return Ok(()),
+    };
+    if h.len.is_multiple_of(size) {
+        return Ok(());
+    }
+    Err(DicomError::Malformed {
+        offset: at,
+        reason: format!(
+            "({:04X},{:04X}) {} of {} bytes is not a whole number of {size}-byte values",
+            h.tag.0, h.tag.1, h.vr, h.len
+        ),
+    })
 }
 
 /// Walks the items of a sequence, up to `end` (defined length) or the sequence delimiter.
