@@ -182,7 +182,7 @@ impl Recording {
 pub struct Limits {
     /// Largest input accepted, in bytes (per file).
     pub max_input_bytes: usize,
-    /// Most leads (rhythm or median) accepted.
+    /// Most leads accepted (DICOM counts rhythm and median-beat channels together).
     pub max_leads: usize,
     /// Most samples per lead accepted.
     pub max_samples_per_lead: usize,

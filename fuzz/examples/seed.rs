@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use yilian_agent::assemble::{Assembled, Assembler};
-use yilian_formats::wfdb;
 use yilian_agent::quota;
+use yilian_formats::wfdb;
 use yilian_protocol::envelope::{self, Envelope, Header};
 use yilian_protocol::frame::{self, Frame, StreamSamples, StudyStart};
 use yilian_protocol::keys::SigningKey;
