@@ -207,6 +207,151 @@ fn derive_limb_leads(ii: &[i32], iii: &[i32]) -> [Vec<i32>; 4] {
     out
 }
 
+/// A recording a Contec ECG90A file cannot hold.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ContecWriteError {
+    /// Neither II nor III: the cart's file has nothing to derive the limb leads from.
+    #[error("a Contec file needs lead II or III")]
+    NoLimbLeads,
+    /// A lead at another rate or resolution (the format is fixed at 800 Hz, 5000 nV).
+    #[error("lead {lead}: {rate_hz} Hz, {resolution_nv} nV; a Contec file holds 800 Hz, 5000 nV")]
+    Scale {
+        /// Lead.
+        lead: String,
+        /// Its rate.
+        rate_hz: u32,
+        /// Its resolution.
+        resolution_nv: String,
+    },
+    /// Stored leads of different lengths.
+    #[error("lead {lead} has {samples} samples, the others {expected}")]
+    Length {
+        /// Lead.
+        lead: String,
+        /// Its count.
+        samples: usize,
+        /// The others' count.
+        expected: usize,
+    },
+    /// A sample the 16-bit store cannot hold, or one that would read back as the invalid marker.
+    #[error("lead {lead} sample {index}: {value} cannot be stored")]
+    Sample {
+        /// Lead.
+        lead: String,
+        /// Index.
+        index: usize,
+        /// Value.
+        value: i32,
+    },
+    /// A lead the cart derives (I, aVR, aVL, aVF) that is not what II and III give.
+    #[error("lead {0} differs from what II and III derive; a Contec file cannot store it")]
+    NotDerivable(String),
+    /// A lead the file has no place for.
+    #[error("lead {0} has no place in a Contec file (II, III, V1-V6)")]
+    UnknownLead(String),
+    /// A header field longer than its slot.
+    #[error("{field} {value:?} does not fit its {max} bytes")]
+    Field {
+        /// Field.
+        field: &'static str,
+        /// Value.
+        value: String,
+        /// Slot size.
+        max: usize,
+    },
+}
+
+/// Writes a Contec ECG90A file: II, III and V1-V6 as stored series (absent ones as the invalid
+/// marker), the limb leads left for the reader to derive, the name in GBK as the cart writes it.
+/// For feeding a clinic's inbox the way a real cart does, and for handing a study to Contec's
+/// own viewer.
+pub fn write(rec: &Recording) -> Result<Vec<u8>, ContecWriteError> {
+    let stored: Vec<Option<&Lead>> = SERIES.iter().map(|n| rec.lead(n)).collect();
+    if stored[0].is_none() && stored[1].is_none() {
+        return Err(ContecWriteError::NoLimbLeads);
+    }
+    let mut n = None;
+    for l in &rec.leads {
+        if !SERIES.contains(&l.name.as_str()) && !["I", "aVR", "aVL", "aVF"].contains(&l.name.as_str()) {
+            return Err(ContecWriteError::UnknownLead(l.name.clone()));
+        }
+        if l.sample_rate_hz != RATE_HZ || l.resolution_nv != RESOLUTION_NV {
+            return Err(ContecWriteError::Scale {
+                lead: l.name.clone(),
+                rate_hz: l.sample_rate_hz,
+                resolution_nv: l.resolution_nv.to_string(),
+            });
+        }
+        let expected = *n.get_or_insert(l.samples.len());
+        if l.samples.len() != expected {
+            return Err(ContecWriteError::Length { lead: l.name.clone(), samples: l.samples.len(), expected });
+        }
+    }
+    let n = n.unwrap_or(0);
+    if let (Some(ii), Some(iii)) = (stored[0], stored[1]) {
+        let derived = derive_limb_leads(&ii.samples, &iii.samples);
+        for (name, d) in ["I", "aVR", "aVL", "aVF"].iter().zip(&derived) {
+            if rec.lead(name).is_some_and(|l| l.samples != *d) {
+                return Err(ContecWriteError::NotDerivable((*name).into()));
+            }
+        }
+    } else if let Some(l) = rec.leads.iter().find(|l| ["I", "aVR", "aVL", "aVF"].contains(&l.name.as_str())) {
+        return Err(ContecWriteError::NotDerivable(l.name.clone()));
+    }
+    let mut out = vec![0u8; HEADER_LEN + n * FRAME_LEN + FOOTER_LEN];
+    write_header(rec, &mut out)?;
+    for (k, lead) in stored.iter().enumerate() {
+        for i in 0..n {
+            let v = match lead {
+                None => INVALID,
+                Some(l) => {
+                    let value = l.samples[i];
+                    value
+                        .checked_add(OFFSET)
+                        .and_then(|r| u16::try_from(r).ok())
+                        .filter(|&r| r != INVALID)
+                        .ok_or_else(|| ContecWriteError::Sample { lead: l.name.clone(), index: i, value })?
+                }
+            };
+            let at = HEADER_LEN + i * FRAME_LEN + 2 * k;
+            out[at..at + 2].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    Ok(out)
+}
+
+fn write_header(rec: &Recording, out: &mut [u8]) -> Result<(), ContecWriteError> {
+    let put = |out: &mut [u8], field: &'static str, at: usize, max: usize, value: &str, bytes: &[u8]| {
+        if bytes.len() > max {
+            return Err(ContecWriteError::Field { field, value: value.into(), max });
+        }
+        out[at..at + bytes.len()].copy_from_slice(bytes);
+        Ok(())
+    };
+    let id = &rec.patient.id;
+    if !id.is_ascii() {
+        return Err(ContecWriteError::Field { field: "patient id", value: id.clone(), max: 8 });
+    }
+    put(out, "patient id", 0, 8, id, id.as_bytes())?;
+    if let Some(t) = rec.acquired_at {
+        let stamp = t.strftime("%Y-%m-%d %H:%M:%S").to_string();
+        put(out, "acquisition time", 10, 20, &stamp, stamp.as_bytes())?;
+    }
+    let (name, _, unmappable) = encoding_rs::GBK.encode(&rec.patient.name);
+    if unmappable {
+        return Err(ContecWriteError::Field { field: "patient name (GBK)", value: rec.patient.name.clone(), max: 8 });
+    }
+    put(out, "patient name", 32, 8, &rec.patient.name, &name)?;
+    out[40] = match rec.patient.sex {
+        Sex::Female => 0,
+        Sex::Male => 1,
+        Sex::Unknown => 255,
+    };
+    out[41] = rec.patient.age_years.and_then(|a| u8::try_from(a).ok()).unwrap_or(0);
+    Ok(())
+}
+
 fn read_header(bytes: &[u8], rec: &mut Recording) {
     rec.patient.id = bytes.get(..8).map(text_field).unwrap_or_default();
     rec.patient.name = bytes.get(32..40).map(text_field).unwrap_or_default();

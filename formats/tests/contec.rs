@@ -111,3 +111,47 @@ fn limits_are_enforced() {
     let tiny = yilian_formats::Limits { max_input_bytes: 1000, ..Default::default() };
     assert_eq!(contec::read(&bytes, &opts(tiny)), Err(ContecError::TooLarge { size: 476_048, limit: 1000 }));
 }
+
+#[test]
+fn the_writer_gives_back_the_carts_own_sample_frames() {
+    for rel in ["contec/0000050.ECG", "contec/0000053.ECG"] {
+        let original = data(rel);
+        let rec = read(rel);
+        let written = contec::write(&rec).expect("write");
+        assert_eq!(written.len(), original.len(), "{rel}");
+        // Every frame byte is the cart's, including the invalid marker of absent chest leads.
+        assert!(written[43..written.len() - 37] == original[43..original.len() - 37], "{rel}: frames differ");
+        let again = contec::read(&written, &ReadOptions::default()).expect("read back");
+        assert_eq!(again.leads, rec.leads, "{rel}");
+        assert_eq!((again.acquired_at, again.patient.sex), (rec.acquired_at, rec.patient.sex));
+        assert_eq!(again.patient.id, rec.patient.id);
+    }
+}
+
+#[test]
+fn the_writer_stores_a_chinese_name_in_gbk_and_refuses_what_the_cart_cannot_hold() {
+    let mut rec = read("contec/0000053.ECG");
+    rec.patient.name = "张伟".into();
+    rec.patient.age_years = Some(67);
+    let written = contec::write(&rec).expect("write");
+    assert_eq!(&written[32..36], &[0xd5, 0xc5, 0xce, 0xb0], "GBK, as the cart writes it");
+    let again = contec::read(&written, &ReadOptions::default()).expect("read");
+    assert_eq!((again.patient.name.as_str(), again.patient.age_years), ("张伟", Some(67)));
+
+    let mut long = rec.clone();
+    long.patient.name = "欧阳建国同志".into();
+    assert!(matches!(contec::write(&long), Err(contec::ContecWriteError::Field { .. })));
+    let mut changed = rec.clone();
+    if let Some(i) = changed.leads.iter_mut().find(|l| l.name == "I") {
+        i.samples[0] += 1;
+    }
+    assert_eq!(contec::write(&changed), Err(contec::ContecWriteError::NotDerivable("I".into())));
+    let mut loud = rec.clone();
+    if let Some(v1) = loud.leads.iter_mut().find(|l| l.name == "V1") {
+        v1.samples[5] = 0x6800 - 2048;
+    }
+    assert!(matches!(contec::write(&loud), Err(contec::ContecWriteError::Sample { index: 5, .. })));
+    let mut fast = rec;
+    fast.leads.iter_mut().for_each(|l| l.sample_rate_hz = 500);
+    assert!(matches!(contec::write(&fast), Err(contec::ContecWriteError::Scale { .. })));
+}
