@@ -69,8 +69,9 @@ fn main() -> anyhow::Result<()> {
                 .map(|fs| fs.into_iter().flat_map(|(_, b)| b).collect())
                 .map_err(|e| e.to_string()),
         );
+        let contec = size(yilian_formats::contec::write(&rec).map_err(|e| e.to_string()));
         let ms = t.elapsed().as_secs_f64() * 1000.0;
-        println!("    writers {ms:.1} ms: dicom {dicom}, aecg {aecg}, scp {scp}, wfdb {wfdb}");
+        println!("    writers {ms:.1} ms: dicom {dicom}, aecg {aecg}, scp {scp}, wfdb {wfdb}, contec {contec}");
     }
     Ok(())
 }

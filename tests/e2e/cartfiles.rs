@@ -139,6 +139,11 @@ async fn cart_files_dropped_in_the_inbox_reach_the_specialist_sample_exact_with_
     let names: Vec<&str> =
         detail["leads"].as_array().context("leads")?.iter().filter_map(|l| l["name"].as_str()).collect();
     assert_eq!(names, ["I", "II", "III", "aVR", "aVL", "aVF"], "absent chest leads stay absent");
+    // Written back in the cart's own format, the sample frames are the cart's, byte for byte.
+    let (status, exported) = hub.api.get_bytes(&format!("/api/studies/{contec}/export/back.ECG")).await?;
+    assert_eq!(status, 200);
+    let original = std::fs::read(shared_data().join("contec/0000050.ECG"))?;
+    assert!(exported.len() == original.len() && exported[43..exported.len() - 37] == original[43..original.len() - 37]);
 
     // A WFDB record of 14 files: per-lead gains and baselines, per-lead annotation files.
     let mut ludb = vec!["wfdb/ludb/1.hea".to_string(), "wfdb/ludb/1.dat".to_string()];

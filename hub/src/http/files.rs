@@ -6,7 +6,7 @@
 //! | method | path | what |
 //! | --- | --- | --- |
 //! | GET | `/api/studies/{uid}/original/{index}` | original file `index` (0-based), bit-identical |
-//! | GET | `/api/studies/{uid}/export/{name}` | the study as `NAME.dcm` (DICOM 12-lead/General ECG), `NAME.xml` (HL7 aECG), `NAME.scp` (SCP-ECG v2), or the WFDB record `NAME.hea` + `NAME.dat` (+ `NAME.atr`, `NAME.<lead>`) |
+//! | GET | `/api/studies/{uid}/export/{name}` | the study as `NAME.dcm` (DICOM 12-lead/General ECG), `NAME.xml` (HL7 aECG), `NAME.scp` (SCP-ECG v2), `NAME.ECG` (Contec ECG90A, for a study at 800 Hz, 5000 nV), or the WFDB record `NAME.hea` + `NAME.dat` (+ `NAME.atr`, `NAME.<lead>`) |
 
 use super::AppState;
 use super::api::{ApiError, audit};
@@ -92,6 +92,10 @@ async fn export(
             "scp" => (
                 "application/octet-stream",
                 yilian_formats::scp::write(&rec).map_err(|e| unprocessable(e.to_string()))?,
+            ),
+            "ecg" => (
+                "application/octet-stream",
+                yilian_formats::contec::write(&rec).map_err(|e| unprocessable(e.to_string()))?,
             ),
             _ => {
                 let files = yilian_formats::wfdb::write(&rec, &record).map_err(|e| unprocessable(e.to_string()))?;
