@@ -3,8 +3,12 @@
 //! 5000 nV, of one length.
 #![no_main]
 
+#[path = "shared/recording.rs"]
+mod recording;
+
 use libfuzzer_sys::fuzz_target;
-use yilian_formats::{Limits, ReadOptions, Recording, contec};
+use recording::check;
+use yilian_formats::{ReadOptions, contec};
 
 fuzz_target!(|data: &[u8]| {
     let opts = ReadOptions::default();
@@ -19,14 +23,3 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(l.derived, ["I", "aVR", "aVL", "aVF"].contains(&l.name.as_str()), "{}", l.name);
     }
 });
-
-fn check(rec: &Recording, limits: &Limits) {
-    assert!(rec.leads.len() <= limits.max_leads, "{} leads", rec.leads.len());
-    assert!(rec.median_beat.len() <= limits.max_leads, "{} median leads", rec.median_beat.len());
-    assert!(rec.annotations.len() <= limits.max_annotations, "{} annotations", rec.annotations.len());
-    for l in rec.leads.iter().chain(&rec.median_beat) {
-        assert!(l.samples.len() <= limits.max_samples_per_lead, "{}: {} samples", l.name, l.samples.len());
-        assert!(l.resolution_nv.is_finite() && l.resolution_nv > 0.0, "{}: {} nV", l.name, l.resolution_nv);
-        assert!(l.sample_rate_hz > 0, "{}: rate 0", l.name);
-    }
-}

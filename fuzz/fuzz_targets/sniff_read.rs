@@ -4,9 +4,13 @@
 //! the format `sniff::detect` named.
 #![no_main]
 
+#[path = "shared/recording.rs"]
+mod recording;
+
 use libfuzzer_sys::fuzz_target;
+use recording::check;
 use yilian_formats::sniff::{self, Detected};
-use yilian_formats::{Format, Limits, ReadOptions, Recording};
+use yilian_formats::{Format, ReadOptions};
 
 const NAMES: [&str; 4] = ["cart-file", "cart-file.hea", "cart-file.dat", "CART.ECG"];
 
@@ -27,14 +31,3 @@ fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(rec.format, expected);
 });
-
-fn check(rec: &Recording, limits: &Limits) {
-    assert!(rec.leads.len() <= limits.max_leads, "{} leads", rec.leads.len());
-    assert!(rec.median_beat.len() <= limits.max_leads, "{} median leads", rec.median_beat.len());
-    assert!(rec.annotations.len() <= limits.max_annotations, "{} annotations", rec.annotations.len());
-    for l in rec.leads.iter().chain(&rec.median_beat) {
-        assert!(l.samples.len() <= limits.max_samples_per_lead, "{}: {} samples", l.name, l.samples.len());
-        assert!(l.resolution_nv.is_finite() && l.resolution_nv > 0.0, "{}: {} nV", l.name, l.resolution_nv);
-        assert!(l.sample_rate_hz > 0, "{}: rate 0", l.name);
-    }
-}
