@@ -11,6 +11,7 @@
 //! - [`quota`]: what gives way when the spool's disk is full.
 //! - [`uplink`]: sealing, publishing, acks, reports and receipts.
 //! - [`reports`]: received reports on disk.
+//! - [`image_uplink`]: complete image studies → signed manifest + chunks on the bulk lanes.
 //! - [`inbox`]: the watched folder for cart files; [`inspect`]: what a file holds.
 //! - [`capture`]: raw serial capture of undocumented carts.
 //! - [`run`]: wiring and shutdown.
@@ -21,6 +22,7 @@ pub mod cartfile;
 pub mod clock;
 pub mod config;
 pub mod driver;
+pub mod image_uplink;
 pub mod inbox;
 pub mod inspect;
 pub mod quota;

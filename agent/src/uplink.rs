@@ -25,6 +25,10 @@ use yilian_protocol::limits;
 use yilian_protocol::message::{Ack, Lane, LinkState, Payload, RefusalReason, ReportReceipt, Status};
 use yilian_protocol::topic::{Channel, Topic};
 
+/// Image chunks published and not yet acknowledged, at most (about 200 KB: under half a second
+/// of a 4 Mbit/s uplink ahead of an ECG).
+pub const BULK_WINDOW: usize = 2;
+
 /// Something to send to the hub.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
@@ -417,7 +421,22 @@ impl Uplink {
         let skip: std::collections::HashSet<u64> = self.inflight.keys().copied().collect();
         let batch = blocking(move || {
             let s = lock(&spool);
-            let seqs: Vec<u64> = s.pending().map(|(_, seq)| seq).filter(|seq| !skip.contains(seq)).take(room).collect();
+            // Image chunks get a small share of the window: on a slow link, whatever is in flight
+            // is ahead of a STAT ECG that arrives now, so only a little of it may be image data.
+            let mut bulk = skip.iter().filter(|seq| s.lane_of(**seq).is_some_and(Lane::is_bulk)).count();
+            let seqs: Vec<u64> = s
+                .pending()
+                .filter(|(_, seq)| !skip.contains(seq))
+                .filter(|(lane, _)| {
+                    if !lane.is_bulk() {
+                        return true;
+                    }
+                    bulk += 1;
+                    bulk <= BULK_WINDOW
+                })
+                .map(|(_, seq)| seq)
+                .take(room)
+                .collect();
             seqs.into_iter().filter_map(|seq| s.read(seq).ok().flatten().map(|b| (seq, b))).collect::<Vec<_>>()
         })
         .await

@@ -1,5 +1,5 @@
-//! Every body decoder: the first byte picks the kind (`byte % 16`: 1-8 are the kinds known
-//! today, 0 and 9-15 are unknown), the rest is the body. Decoded stream chunks and study parts
+//! Every body decoder: the first byte picks the kind (`byte % 16`: 1-10 are the kinds known
+//! today, 0 and 11-15 are unknown), the rest is the body. Decoded stream chunks and study parts
 //! also have their samples decoded (study parts through `message::assemble`). A decoded body
 //! re-encodes to an equal body.
 #![no_main]

@@ -17,6 +17,7 @@ pub mod clock;
 pub mod export;
 pub mod failpoint;
 pub mod http;
+pub mod imaging;
 pub mod ingest;
 pub mod keys;
 pub mod publish;

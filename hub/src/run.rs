@@ -43,6 +43,8 @@ pub struct HubConfig {
     pub limits: crate::ratelimit::Limits,
     /// Waiting targets for stat, urgent and routine studies (overdue past them).
     pub wait_targets: [Duration; 3],
+    /// An image study with nothing new for this long is marked partial, with what is missing.
+    pub image_partial_after: Duration,
 }
 
 impl HubConfig {
@@ -56,6 +58,7 @@ impl HubConfig {
             hub_id: "hub".into(),
             limits: crate::ratelimit::Limits::default(),
             wait_targets: crate::http::console::WAIT_TARGETS.map(|m| Duration::from_secs(m * 60)),
+            image_partial_after: Duration::from_secs(30 * 60),
         }
     }
 
@@ -161,6 +164,20 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
             }
         }
     });
+    let images_dir = cfg.data_dir.join("images");
+    let received = images_dir.join("received");
+    let deliver: crate::imaging::Deliver = Arc::new(move |path: &std::path::Path| {
+        std::fs::create_dir_all(&received).map_err(|e| e.to_string())?;
+        let name = path.file_name().map(|n| n.to_string_lossy().replace(".tmp", "")).unwrap_or_default();
+        std::fs::rename(path, received.join(name)).map_err(|e| e.to_string())
+    });
+    let imaging_task = tokio::spawn(crate::imaging::run(
+        store.clone(),
+        images_dir.join("work"),
+        deliver,
+        cfg.image_partial_after,
+        shutdown.child_token(),
+    ));
     let state = AppState {
         store,
         publisher,
@@ -174,6 +191,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         axum::serve(http, http::router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
     let _ = poll_task.await;
     let _ = ingest_task.await;
+    let _ = imaging_task.await;
     let _ = client.try_disconnect();
     info!("hub stopped");
     served.map_err(|source| HubError::Io { what: "http server", source })

@@ -127,7 +127,16 @@ fn channel_allows(channel: Channel, kind: u16) -> bool {
     use crate::message::kind as k;
     match channel {
         Channel::Up => {
-            matches!(kind, k::STREAM_CHUNK | k::STUDY_PART | k::DEVICE_OUTPUT | k::REPORT_RECEIPT | k::STREAM_GAP)
+            matches!(
+                kind,
+                k::STREAM_CHUNK
+                    | k::STUDY_PART
+                    | k::DEVICE_OUTPUT
+                    | k::REPORT_RECEIPT
+                    | k::STREAM_GAP
+                    | k::IMAGE_MANIFEST
+                    | k::BLOB_CHUNK
+            )
         }
         Channel::Status => kind == k::STATUS,
         Channel::Ack => kind == k::ACK,

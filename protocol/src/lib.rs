@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - [`message`]: the bodies that travel inside envelopes (stream chunks, studies, acks, reports).
+//! - [`imaging`]: image study manifests and blob chunks.
 //! - [`envelope`]: signed envelopes, domain separation, and the [`envelope::Verified`] type.
 //! - [`keys`]: Ed25519 keys (PKCS#8 files, hex public keys, key ids).
 //! - [`codec`]: lossless ECG sample compression (fixed linear prediction + Rice coding).
@@ -42,6 +43,7 @@ pub mod codec;
 pub mod envelope;
 pub mod error;
 pub mod frame;
+pub mod imaging;
 pub mod keys;
 pub mod lead;
 pub mod limits;

@@ -41,3 +41,11 @@ pub const ORIGINAL_MAX: usize = 64 * 1024 * 1024;
 pub const LEADS_MAX: usize = 16;
 /// How far ahead of the receiver's clock a message's creation time may be.
 pub const MAX_FUTURE_SKEW_MS: i64 = 24 * 3600 * 1000;
+/// Maximum body of one image manifest part.
+pub const IMAGE_MANIFEST_MAX: usize = 100 * 1024;
+/// Maximum body of one blob chunk.
+pub const BLOB_CHUNK_MAX: usize = 100 * 1024;
+/// Bytes of an instance carried per chunk.
+pub const BLOB_CHUNK_PAYLOAD: usize = 96 * 1024;
+/// Largest single DICOM instance accepted (a long multi-frame ultrasound or a big CT volume).
+pub const IMAGE_INSTANCE_MAX: u64 = 4 * 1024 * 1024 * 1024;

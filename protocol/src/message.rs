@@ -69,13 +69,21 @@ pub enum Lane {
     Stream,
     /// Routine studies.
     Routine,
-    /// Bulk transfers (images, original cart files).
+    /// Urgent image transfers: after every ECG, before routine images.
+    BulkUrgent,
+    /// Routine image transfers.
     Bulk,
 }
 
 impl Lane {
     /// All lanes, in sending order.
-    pub const ALL: [Lane; 5] = [Lane::Stat, Lane::Urgent, Lane::Stream, Lane::Routine, Lane::Bulk];
+    pub const ALL: [Lane; 6] = [Lane::Stat, Lane::Urgent, Lane::Stream, Lane::Routine, Lane::BulkUrgent, Lane::Bulk];
+
+    /// True for image transfer lanes, which get only a small share of the link's window so that
+    /// an ECG is never stuck behind megabytes of image chunks.
+    pub fn is_bulk(self) -> bool {
+        matches!(self, Lane::BulkUrgent | Lane::Bulk)
+    }
 
     /// Index into [`Lane::ALL`].
     pub fn index(self) -> usize {
@@ -737,6 +745,10 @@ pub enum Payload {
     Report(Report),
     /// Kind 8.
     StreamGap(StreamGap),
+    /// Kind 9.
+    ImageManifest(crate::imaging::ImageManifest),
+    /// Kind 10.
+    BlobChunk(crate::imaging::BlobChunk),
 }
 
 /// Kind numbers. Numbers are never reused; new kinds get new numbers (design.md keeps the
@@ -758,6 +770,10 @@ pub mod kind {
     pub const REPORT: u16 = 7;
     /// [`super::StreamGap`].
     pub const STREAM_GAP: u16 = 8;
+    /// [`crate::imaging::ImageManifest`].
+    pub const IMAGE_MANIFEST: u16 = 9;
+    /// [`crate::imaging::BlobChunk`].
+    pub const BLOB_CHUNK: u16 = 10;
 }
 
 impl Payload {
@@ -772,6 +788,8 @@ impl Payload {
             Payload::Ack(_) => kind::ACK,
             Payload::Report(_) => kind::REPORT,
             Payload::StreamGap(_) => kind::STREAM_GAP,
+            Payload::ImageManifest(_) => kind::IMAGE_MANIFEST,
+            Payload::BlobChunk(_) => kind::BLOB_CHUNK,
         }
     }
 
@@ -786,6 +804,8 @@ impl Payload {
             kind::ACK => "ack",
             kind::REPORT => "report",
             kind::STREAM_GAP => "stream gap",
+            kind::IMAGE_MANIFEST => "image manifest",
+            kind::BLOB_CHUNK => "blob chunk",
             _ => return None,
         })
     }
@@ -801,6 +821,8 @@ impl Payload {
             Payload::Ack(b) => wire::encode("ack", b, limits::ACK_MAX),
             Payload::Report(b) => wire::encode("report", b, limits::REPORT_MAX),
             Payload::StreamGap(b) => wire::encode("stream gap", b, limits::RECEIPT_MAX),
+            Payload::ImageManifest(b) => wire::encode("image manifest", b, limits::IMAGE_MANIFEST_MAX),
+            Payload::BlobChunk(b) => wire::encode("blob chunk", b, limits::BLOB_CHUNK_MAX),
         }
     }
 
@@ -822,6 +844,10 @@ impl Payload {
             kind::ACK => decode::<_, { limits::ACK_MAX }>("ack", body).map(Payload::Ack),
             kind::REPORT => decode::<_, { limits::REPORT_MAX }>("report", body).map(Payload::Report),
             kind::STREAM_GAP => decode::<_, { limits::RECEIPT_MAX }>("stream gap", body).map(Payload::StreamGap),
+            kind::IMAGE_MANIFEST => {
+                decode::<_, { limits::IMAGE_MANIFEST_MAX }>("image manifest", body).map(Payload::ImageManifest)
+            }
+            kind::BLOB_CHUNK => decode::<_, { limits::BLOB_CHUNK_MAX }>("blob chunk", body).map(Payload::BlobChunk),
             _ => return None,
         })
     }

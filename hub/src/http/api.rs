@@ -10,6 +10,7 @@
 //! | POST | `/api/studies/{uid}/claim` | claim for the caller |
 //! | POST | `/api/studies/{uid}/release` | release the caller's claim |
 //! | POST | `/api/studies/{uid}/report` | `{findings, conclusion}`: sign and send to the clinic |
+//! | GET | `/api/images` | image studies: receiving, complete or partial (with what is missing), claim and report |
 //! | GET | `/api/devices` | enrolled devices and their status |
 //! | GET | `/api/audit` | the latest audit entries (who viewed, claimed, reported what, when); admins only |
 //! | GET | `/api/devices/{device}/output` | the latest lines the device printed |
@@ -79,6 +80,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/queue", get(queue))
         .route("/api/studies", get(studies))
         .route("/api/studies/{uid}", get(study))
+        .route("/api/images", get(image_studies))
         .route("/api/studies/{uid}/claim", post(claim))
         .route("/api/studies/{uid}/release", post(release))
         .route("/api/studies/{uid}/report", post(report))
@@ -101,6 +103,13 @@ async fn stats(State(s): State<AppState>, _who: Specialist) -> Result<Json<serde
 
 async fn queue(State(s): State<AppState>, _who: Specialist) -> ApiResult<Vec<crate::store::StudyRow>> {
     Ok(Json(call(&s, |db| db.queue(now_ms())).await?))
+}
+
+async fn image_studies(
+    State(s): State<AppState>,
+    _who: Specialist,
+) -> ApiResult<Vec<crate::store::images::ImageStudyRow>> {
+    Ok(Json(call(&s, |db| db.image_studies(500)).await?))
 }
 
 async fn studies(State(s): State<AppState>, _who: Specialist) -> ApiResult<Vec<crate::store::StudyRow>> {

@@ -3,6 +3,7 @@
 //! Callers send closures to the owner thread with [`Store::call`] and await the answer, so the
 //! connection is never shared and no lock is held across an `.await` (mini-redis `db.rs`).
 
+pub mod images;
 pub mod schema;
 
 use crate::queue::{self, ClaimError, ClaimState};
@@ -539,12 +540,25 @@ impl Db {
             Payload::StreamGap(g) if g.first_sample >= g.end_sample || g.end_sample > i64::MAX as u64 => {
                 return Self::refuse(format!("stream gap {}..{} is not a range", g.first_sample, g.end_sample));
             }
+            Payload::ImageManifest(m) => {
+                if let Some(why) = images::check_manifest(tx, device, m)? {
+                    return Self::refuse(why);
+                }
+            }
+            Payload::BlobChunk(c) => {
+                if let Some(why) = images::check_chunk(tx, device, c)? {
+                    return Self::refuse(why);
+                }
+            }
             _ => {}
         }
+        // A chunk's bytes are kept once, in image_chunks; its provenance is the signed manifest's
+        // hash of the whole instance, so the envelope need not be kept twice.
+        let kept: &[u8] = if matches!(item.verified.payload(), Payload::BlobChunk(_)) { &[] } else { &item.envelope };
         tx.execute(
             "INSERT INTO messages (device_id, seq, kind, digest, created_at_ms, received_at_ms, envelope)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![device, seq, h.kind, item.verified.digest().to_vec(), h.created_at_ms, now_ms, item.envelope],
+            params![device, seq, h.kind, item.verified.digest().to_vec(), h.created_at_ms, now_ms, kept],
         )?;
         Self::bump(tx, "messages", 1)?;
         match item.verified.payload() {
@@ -577,10 +591,12 @@ impl Db {
                     params![now_ms, r.report_id, device],
                 )?;
                 if n == 1 {
-                    tx.execute(
-                        "UPDATE studies SET delivered_at_ms = COALESCE(delivered_at_ms, ?1) WHERE report_id = ?2",
-                        params![now_ms, r.report_id],
-                    )?;
+                    for table in ["studies", "image_studies"] {
+                        tx.execute(
+                            &format!("UPDATE {table} SET delivered_at_ms = COALESCE(delivered_at_ms, ?1) WHERE report_id = ?2"),
+                            params![now_ms, r.report_id],
+                        )?;
+                    }
                 } else {
                     warn!(device, report = %r.report_id, "receipt for a report this device was not sent");
                 }
@@ -593,6 +609,8 @@ impl Db {
                 )?;
                 warn!(device, stream = g.stream_id, first = g.first_sample, end = g.end_sample, reason = %g.reason, "device declared a stream gap");
             }
+            Payload::ImageManifest(m) => images::store_manifest(tx, &item.site, device, m, now_ms)?,
+            Payload::BlobChunk(c) => images::store_chunk(tx, device, c, now_ms)?,
             Payload::Status(_) | Payload::Ack(_) | Payload::Report(_) => {}
         }
         Ok(Stored::New)
@@ -729,11 +747,26 @@ impl Db {
             .transpose()
     }
 
+    /// The table holding a study: ECG studies and image studies are claimed and reported alike.
+    fn table_of(conn: &Connection, uid: &str) -> Result<Option<&'static str>, StoreError> {
+        for table in ["studies", "image_studies"] {
+            let n: i64 =
+                conn.query_row(&format!("SELECT COUNT(*) FROM {table} WHERE study_uid = ?1"), [uid], |r| r.get(0))?;
+            if n > 0 {
+                return Ok(Some(table));
+            }
+        }
+        Ok(None)
+    }
+
     fn claim_of(conn: &Connection, uid: &str) -> Result<Option<ClaimRow>, StoreError> {
+        let Some(table) = Self::table_of(conn, uid)? else { return Ok(None) };
         Ok(conn
             .query_row(
-                "SELECT claimed_by, claim_expires_ms, reported_at_ms IS NOT NULL, device_id, site_id, patient_name
-                 FROM studies WHERE study_uid = ?1",
+                &format!(
+                    "SELECT claimed_by, claim_expires_ms, reported_at_ms IS NOT NULL, device_id, site_id, patient_name
+                     FROM {table} WHERE study_uid = ?1"
+                ),
                 [uid],
                 |r| {
                     Ok(ClaimRow {
@@ -764,8 +797,9 @@ impl Db {
             return Ok(Err(e));
         }
         let expires = now_ms + ttl_ms;
+        let table = Self::table_of(&self.conn, uid)?.unwrap_or("studies");
         self.conn.execute(
-            "UPDATE studies SET claimed_by = ?1, claim_expires_ms = ?2 WHERE study_uid = ?3",
+            &format!("UPDATE {table} SET claimed_by = ?1, claim_expires_ms = ?2 WHERE study_uid = ?3"),
             params![who, expires, uid],
         )?;
         Ok(Ok(expires))
@@ -779,8 +813,11 @@ impl Db {
         if let Err(e) = queue::can_release(c.by.as_deref(), c.until, c.reported, who, now_ms) {
             return Ok(Err(e));
         }
-        self.conn
-            .execute("UPDATE studies SET claimed_by = NULL, claim_expires_ms = NULL WHERE study_uid = ?1", [uid])?;
+        let table = Self::table_of(&self.conn, uid)?.unwrap_or("studies");
+        self.conn.execute(
+            &format!("UPDATE {table} SET claimed_by = NULL, claim_expires_ms = NULL WHERE study_uid = ?1"),
+            [uid],
+        )?;
         Ok(Ok(()))
     }
 
@@ -820,8 +857,11 @@ impl Db {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![report.report_id, uid, device, site, who, findings, conclusion, now_ms, envelope],
         )?;
+        let table = Self::table_of(&tx, uid)?.unwrap_or("studies");
         tx.execute(
-            "UPDATE studies SET report_id = ?1, reported_at_ms = ?2, claimed_by = ?3, claim_expires_ms = NULL WHERE study_uid = ?4",
+            &format!(
+                "UPDATE {table} SET report_id = ?1, reported_at_ms = ?2, claimed_by = ?3, claim_expires_ms = NULL WHERE study_uid = ?4"
+            ),
             params![report.report_id, now_ms, who, uid],
         )?;
         tx.commit()?;

@@ -148,4 +148,55 @@ CREATE TABLE audit (
     detail  TEXT NOT NULL
 );
 "#,
+    // Image studies: the signed manifest's parts, its instances, and the chunks until each
+    // instance is rebuilt, checked and handed to the image store.
+    r#"
+CREATE TABLE image_studies (
+    study_uid        TEXT PRIMARY KEY,
+    device_id        TEXT NOT NULL,
+    site_id          TEXT NOT NULL,
+    priority         INTEGER NOT NULL,
+    modality         TEXT NOT NULL,
+    patient_name     TEXT NOT NULL,
+    patient_id       TEXT NOT NULL,
+    calling_ae       TEXT NOT NULL,
+    parts            INTEGER NOT NULL,
+    first_seen_ms    INTEGER NOT NULL,
+    last_seen_ms     INTEGER NOT NULL,
+    state            TEXT NOT NULL DEFAULT 'receiving' CHECK (state IN ('receiving', 'complete', 'partial')),
+    completed_at_ms  INTEGER,
+    missing          TEXT,
+    claimed_by       TEXT,
+    claim_expires_ms INTEGER,
+    report_id        TEXT,
+    reported_at_ms   INTEGER,
+    delivered_at_ms  INTEGER
+);
+CREATE TABLE image_manifest_parts (
+    study_uid TEXT NOT NULL,
+    part      INTEGER NOT NULL,
+    device_id TEXT NOT NULL,
+    PRIMARY KEY (study_uid, part)
+) WITHOUT ROWID;
+CREATE TABLE image_instances (
+    study_uid       TEXT NOT NULL,
+    sop_uid         TEXT NOT NULL,
+    series_uid      TEXT NOT NULL,
+    sop_class_uid   TEXT NOT NULL,
+    transfer_syntax TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    sha256          BLOB NOT NULL,
+    chunks          INTEGER NOT NULL,
+    stored_at_ms    INTEGER,
+    PRIMARY KEY (study_uid, sop_uid)
+) WITHOUT ROWID;
+CREATE TABLE image_chunks (
+    study_uid TEXT NOT NULL,
+    sop_uid   TEXT NOT NULL,
+    idx       INTEGER NOT NULL,
+    device_id TEXT NOT NULL,
+    bytes     BLOB NOT NULL,
+    PRIMARY KEY (study_uid, sop_uid, idx)
+);
+"#,
 ];
