@@ -13,6 +13,7 @@
 //! - [`reports`]: received reports on disk.
 //! - [`inbox`]: the watched folder for cart files; [`inspect`]: what a file holds.
 //! - [`capture`]: raw serial capture of undocumented carts.
+//! - [`dicom_node`]: the clinic's DICOM node (C-STORE SCP) that modalities send studies to.
 //! - [`run`]: wiring and shutdown.
 
 pub mod assemble;
@@ -20,6 +21,7 @@ pub mod capture;
 pub mod cartfile;
 pub mod clock;
 pub mod config;
+pub mod dicom_node;
 pub mod driver;
 pub mod inbox;
 pub mod inspect;
