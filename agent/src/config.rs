@@ -2,7 +2,9 @@
 
 use crate::driver::DriverKind;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use yilian_protocol::message::Priority;
 
 /// The agent's configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,6 +47,106 @@ pub struct AgentConfig {
     /// The watched folder where the cart (or a nurse) drops ECG files; none if absent.
     #[serde(default)]
     pub inbox: Option<InboxConfig>,
+    /// The clinic's DICOM node (C-STORE SCP for modalities); none if absent.
+    #[serde(default)]
+    pub dicom: Option<DicomNodeConfig>,
+}
+
+/// The DICOM node that clinic modalities (CR, DX, CT, MR, US, ECG carts) push studies to (see the
+/// `dicom_node` module).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomNodeConfig {
+    /// This node's AE title; associations calling another title are rejected. Default `YILIAN`.
+    #[serde(default = "default_ae_title")]
+    pub ae_title: String,
+    /// Address to listen on, `host:port`. Default `0.0.0.0:11112` (the registered DICOM port).
+    #[serde(default = "default_dicom_listen")]
+    pub listen: String,
+    /// Folder for received instances: `tmp/`, `incoming/<study>/`, `ready/<study>/`, `conflicts/`.
+    pub dir: PathBuf,
+    /// A study is complete once its associations are released and nothing more came for this
+    /// many seconds. Default 30.
+    #[serde(default = "default_quiet_secs")]
+    pub quiet_secs: u64,
+    /// Priority by modality when the C-STORE asks for MEDIUM (what most modalities send),
+    /// e.g. `CR = "urgent"`; values `stat`, `urgent`, `routine`. Default: none (routine).
+    #[serde(default)]
+    pub modality_priority: BTreeMap<String, String>,
+    /// Priority of a C-STORE sent with priority HIGH: `stat` or `urgent`. Default `urgent`.
+    #[serde(default = "default_high_priority")]
+    pub high_priority: String,
+    /// Associations served at once; more are rejected as "local limit exceeded". Default 8.
+    #[serde(default = "default_max_associations")]
+    pub max_associations: usize,
+    /// The largest instance accepted, in bytes; larger ones are refused (out of resources).
+    /// Default 4 GiB.
+    #[serde(default = "default_max_instance_bytes")]
+    pub max_instance_bytes: u64,
+    /// An association that sends nothing for this many seconds is aborted. Default 120.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+}
+
+impl DicomNodeConfig {
+    /// A node with every default, storing under `dir` and listening on `listen`.
+    pub fn new(dir: PathBuf, listen: &str) -> Self {
+        Self {
+            ae_title: default_ae_title(),
+            listen: listen.into(),
+            dir,
+            quiet_secs: default_quiet_secs(),
+            modality_priority: BTreeMap::new(),
+            high_priority: default_high_priority(),
+            max_associations: default_max_associations(),
+            max_instance_bytes: default_max_instance_bytes(),
+            idle_timeout_secs: default_idle_timeout(),
+        }
+    }
+
+    /// Checks the AE title, priorities and limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &str, reason: String| ConfigError::Invalid { field: field.into(), reason };
+        let t = self.ae_title.trim();
+        // An AE title is at most 16 characters of the default repertoire, no backslash or control.
+        if t.is_empty() || t.len() > 16 || !t.chars().all(|c| (c.is_ascii_graphic() && c != '\\') || c == ' ') {
+            return Err(invalid(
+                "dicom.ae_title",
+                format!("{:?} is not 1-16 printable ASCII characters", self.ae_title),
+            ));
+        }
+        if !self.listen.contains(':') {
+            return Err(invalid("dicom.listen", format!("{:?} is not host:port", self.listen)));
+        }
+        for (m, p) in &self.modality_priority {
+            if Priority::parse(p).is_none() {
+                return Err(invalid(
+                    &format!("dicom.modality_priority.{m}"),
+                    format!("{p:?} is not stat, urgent or routine"),
+                ));
+            }
+        }
+        if !matches!(self.high_priority.as_str(), "stat" | "urgent") {
+            return Err(invalid("dicom.high_priority", format!("{:?} is not stat or urgent", self.high_priority)));
+        }
+        if self.max_associations == 0 {
+            return Err(invalid("dicom.max_associations", "must be at least 1".into()));
+        }
+        if self.idle_timeout_secs == 0 {
+            return Err(invalid("dicom.idle_timeout_secs", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// The priority a study of this modality gets when the modality asked for MEDIUM.
+    pub fn priority_of_modality(&self, modality: &str) -> Option<Priority> {
+        self.modality_priority.get(modality.trim()).and_then(|p| Priority::parse(p))
+    }
+
+    /// The priority of a C-STORE sent with priority HIGH.
+    pub fn priority_of_high(&self) -> Priority {
+        Priority::parse(&self.high_priority).unwrap_or(Priority::Urgent)
+    }
 }
 
 /// The watched inbox folder (see the `inbox` module).
@@ -83,6 +185,27 @@ pub struct SerialConfig {
     pub encoding: String,
 }
 
+fn default_ae_title() -> String {
+    "YILIAN".into()
+}
+fn default_dicom_listen() -> String {
+    "0.0.0.0:11112".into()
+}
+fn default_quiet_secs() -> u64 {
+    30
+}
+fn default_high_priority() -> String {
+    "urgent".into()
+}
+fn default_max_associations() -> usize {
+    8
+}
+fn default_max_instance_bytes() -> u64 {
+    4 * 1024 * 1024 * 1024
+}
+fn default_idle_timeout() -> u64 {
+    120
+}
 fn default_broker() -> String {
     "mqtt://127.0.0.1:1883".into()
 }
@@ -155,8 +278,11 @@ impl AgentConfig {
             .map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let inbox = cfg.inbox.as_mut().map(|i| &mut i.dir);
-        for p in
-            [&mut cfg.key, &mut cfg.hub_public_key, &mut cfg.spool_dir, &mut cfg.reports_dir].into_iter().chain(inbox)
+        let dicom = cfg.dicom.as_mut().map(|d| &mut d.dir);
+        for p in [&mut cfg.key, &mut cfg.hub_public_key, &mut cfg.spool_dir, &mut cfg.reports_dir]
+            .into_iter()
+            .chain(inbox)
+            .chain(dicom)
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -183,6 +309,9 @@ impl AgentConfig {
         {
             return Err(invalid("inbox.utc_offset_minutes", "must be -720..=840".into()));
         }
+        if let Some(d) = &self.dicom {
+            d.validate()?;
+        }
         for s in &self.serial {
             if encoding_rs::Encoding::for_label(s.encoding.as_bytes()).is_none() {
                 return Err(invalid(
@@ -205,6 +334,11 @@ mod tests {
         let cfg = AgentConfig::load(&path).expect("example config is valid");
         assert_eq!(cfg.serial.len(), 2);
         assert!(cfg.spool_dir.is_absolute());
+        let dicom = cfg.dicom.expect("the example has a [dicom] section");
+        assert!(dicom.dir.is_absolute());
+        assert_eq!(dicom.ae_title, "YILIAN");
+        assert_eq!(dicom.priority_of_modality("CR"), Some(Priority::Urgent));
+        assert_eq!(dicom.priority_of_modality("MR"), None);
     }
 
     #[test]

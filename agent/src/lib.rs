@@ -14,6 +14,7 @@
 //! - [`image_uplink`]: complete image studies → signed manifest + chunks on the bulk lanes.
 //! - [`inbox`]: the watched folder for cart files; [`inspect`]: what a file holds.
 //! - [`capture`]: raw serial capture of undocumented carts.
+//! - [`dicom_node`]: the clinic's DICOM node (C-STORE SCP) that modalities send studies to.
 //! - [`run`]: wiring and shutdown.
 
 pub mod assemble;
@@ -21,6 +22,7 @@ pub mod capture;
 pub mod cartfile;
 pub mod clock;
 pub mod config;
+pub mod dicom_node;
 pub mod driver;
 pub mod image_uplink;
 pub mod inbox;
