@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use yilian_agent::config::{AgentConfig, InboxConfig, SerialConfig};
+use yilian_agent::config::{AgentConfig, DicomNodeConfig, InboxConfig, SerialConfig};
 use yilian_agent::driver::DriverKind;
 use yilian_agent::{AgentStats, stats};
 use yilian_hub::broker;
@@ -384,6 +384,12 @@ impl Clinic {
                 settle_ms: 500,
                 utc_offset_minutes: 480,
                 parts_wait_secs: 600,
+            }),
+            // Every clinic also has a DICOM node its modalities push images to.
+            dicom: Some(DicomNodeConfig {
+                quiet_secs: 1,
+                high_priority: "stat".into(),
+                ..DicomNodeConfig::new(dir.join("dicom"), &format!("127.0.0.1:{}", broker::free_port()?))
             }),
             serial: vec![
                 SerialConfig {

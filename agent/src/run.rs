@@ -94,6 +94,18 @@ pub async fn run(cfg: AgentConfig, stats: Arc<AgentStats>, shutdown: Cancellatio
     }
     drop(port_tx);
     let spool = Arc::new(std::sync::Mutex::new(spool));
+    if let Some(node) = cfg.dicom.clone() {
+        // Modalities push here; complete studies go up as signed manifests and chunks.
+        let inbox = cfg.inbox.as_ref().map(|i| i.dir.clone());
+        let dir = node.dir.clone();
+        let token = ports_token.clone();
+        tracker.spawn(async move {
+            if let Err(e) = crate::dicom_node::run(node, inbox, token).await {
+                error!(error = %e, "the DICOM node stopped");
+            }
+        });
+        tracker.spawn(crate::image_uplink::run(dir, out_tx.clone(), spool.clone(), ports_token.clone()));
+    }
     if let Some(inbox) = cfg.inbox.clone() {
         // Stopped with the ports: its sender must be gone before the uplink can finish.
         tracker.spawn(crate::inbox::run(inbox, cfg.device.clone(), out_tx.clone(), spool.clone(), ports_token.clone()));

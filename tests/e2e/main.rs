@@ -3,5 +3,7 @@
 mod browser;
 mod cartfiles;
 mod common;
+mod dicomgen;
 mod faults;
+mod imaging;
 mod slice;

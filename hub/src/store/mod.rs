@@ -325,6 +325,8 @@ pub struct Counts {
     pub duplicates: i64,
     /// Device output lines.
     pub device_output: i64,
+    /// Image chunk bytes stored (a chunk sent twice under two seqs counts twice).
+    pub image_bytes_received: i64,
 }
 
 fn decode_part(bytes: &[u8]) -> Result<StudyPart, StoreError> {
@@ -1111,6 +1113,7 @@ impl Db {
             messages: self.counter("messages")?,
             duplicates: self.counter("duplicates")?,
             device_output: self.counter("device_output")?,
+            image_bytes_received: self.counter("image_bytes_received")?,
         })
     }
 
