@@ -421,3 +421,171 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_instance_is_stored_once_and_a_changed_one_is_set_aside() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("dicom");
+    // No quiet-period completion here: the study completes by the hint.
+    let node = Running::start(config(&dir, 3600), None).await;
+    let ct = img("CT_small.dcm");
+    let sop = "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322";
+    let study = "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322";
+    for _ in 0..2 {
+        let out = storescu(node.addr, AE, &["-xe"], std::slice::from_ref(&ct)).await;
+        assert!(out.status.success() && !text(&out).contains("E: "), "{}", text(&out));
+    }
+    let incoming = dir.join("incoming").join(study);
+    let stored = incoming.join(format!("{sop}.dcm"));
+    assert_eq!(
+        walk(&dir).iter().filter(|p| p.extension().is_some_and(|e| e == "dcm")).collect::<Vec<_>>(),
+        vec![&stored],
+        "stored once"
+    );
+    assert!(dicom_node::conflicts(&dir).is_empty());
+
+    // Same SOP Instance UID, one pixel changed: answered with success, set aside, listed.
+    let mut changed = std::fs::read(&ct).expect("ct");
+    let pixel = changed.windows(8).rposition(|w| w == PIXEL_DATA_OW).expect("pixel data") + 12;
+    changed[pixel + 100] ^= 0x01;
+    let changed_path = tmp.path().join("CT_changed.dcm");
+    std::fs::write(&changed_path, &changed).expect("write");
+    let out = storescu(node.addr, AE, &["-xe"], std::slice::from_ref(&changed_path)).await;
+    assert!(out.status.success() && !text(&out).contains("E: "), "{}", text(&out));
+    let conflicts = dicom_node::conflicts(&dir);
+    assert_eq!(conflicts.len(), 1, "{conflicts:#?}");
+    let c = &conflicts[0];
+    assert_eq!(c.sop_instance_uid, sop);
+    assert_eq!(c.stored_sha256, sha256(&std::fs::read(&stored).expect("stored")));
+    assert_eq!(c.received_sha256, sha256(&std::fs::read(&c.file).expect("conflict")));
+    assert_ne!(c.stored_sha256, c.received_sha256);
+    assert_eq!(c.file, dir.join("conflicts").join(format!("{sop}-{}.dcm", &c.received_sha256[..8])));
+    let kept = std::fs::read(&c.file).expect("read");
+    let kept_pixel = kept.windows(8).rposition(|w| w == PIXEL_DATA_OW).expect("pixel data") + 12;
+    assert_eq!(kept[kept_pixel + 100], changed[pixel + 100], "the changed pixel is kept");
+
+    // The hint completes the study at once.
+    assert!(dicom_node::mark_complete(&dir, study).expect("hint"));
+    let ready = wait_ready(&dir, 1, Duration::from_secs(10)).await;
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].instances.len(), 1);
+    assert_eq!(ready[0].instances[0].sha256, c.stored_sha256);
+    assert_eq!(ready[0].priority, Priority::Routine);
+    assert!(!incoming.exists(), "incoming folder removed");
+    let on_disk: ReadyStudy =
+        serde_json::from_slice(&std::fs::read(ready[0].dir.join("study.json")).expect("study.json")).expect("json");
+    assert_eq!(on_disk.study_uid, study);
+    assert_eq!(on_disk.instances, ready[0].instances);
+
+    // Sent again after it became ready: recognised, nothing new.
+    let out = storescu(node.addr, AE, &["-xe"], std::slice::from_ref(&ct)).await;
+    assert!(out.status.success() && !text(&out).contains("E: "), "{}", text(&out));
+    assert!(!incoming.exists(), "a resend of a ready instance starts no new study");
+    assert_eq!(dicom_node::conflicts(&dir).len(), 1);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_called_ae_title_is_rejected() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("dicom");
+    let node = Running::start(config(&dir, 1), None).await;
+    let echo = echoscu(node.addr, "ANY-SCP").await;
+    assert!(!echo.status.success());
+    assert!(text(&echo).contains("Called AE Title Not Recognized"), "{}", text(&echo));
+    let out = storescu(node.addr, "ANY-SCP", &["-xe"], &[img("CT_small.dcm")]).await;
+    assert!(text(&out).contains("Called AE Title Not Recognized"), "{}", text(&out));
+    assert!(walk(&dir).is_empty(), "nothing stored: {:?}", walk(&dir));
+    node.stop().await;
+}
+
+/// Where a Part-10 file's dataset starts, and the file's length.
+fn meta_end_and_len(path: &Path) -> (u64, u64) {
+    let mut head = [0u8; 144];
+    std::io::Read::read_exact(&mut std::fs::File::open(path).expect("open"), &mut head).expect("head");
+    let meta_end = 144 + u64::from(u32::from_le_bytes(head[140..144].try_into().expect("4 bytes")));
+    (meta_end, std::fs::metadata(path).expect("metadata").len())
+}
+
+/// (7FE0,0010) Pixel Data, OW, in explicit VR little endian: tag, VR, two reserved bytes.
+const PIXEL_DATA_OW: [u8; 8] = [0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0];
+
+/// Peak resident memory of this process in KiB (`VmHWM`).
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// Writes a CT-like instance of `rows`×`rows` 16-bit pixels (CT_small.dcm's header, Rows and
+/// Columns patched) without holding it in memory; returns the SHA-256 of its dataset.
+fn write_large_ct(path: &Path, rows: u16) -> String {
+    use std::io::Write;
+    let mut head = std::fs::read(img("CT_small.dcm")).expect("ct");
+    let at = head.windows(8).rposition(|w| w == PIXEL_DATA_OW).expect("pixel data");
+    // After the pixels CT_small has 138 bytes of Data Set Trailing Padding (FFFC,FFFC), which
+    // storescu drops as it sends; leaving it out makes the wire carry this file's dataset as is.
+    assert_eq!(head.len(), at + 12 + 32_768 + 138);
+    head.truncate(at);
+    for tag in [[0x28, 0x00, 0x10, 0x00, b'U', b'S', 2, 0], [0x28, 0x00, 0x11, 0x00, b'U', b'S', 2, 0]] {
+        let p = head.windows(8).position(|w| w == tag).expect("rows/columns") + 8;
+        head[p..p + 2].copy_from_slice(&rows.to_le_bytes());
+    }
+    let len = u32::from(rows) * u32::from(rows) * 2;
+    head.extend_from_slice(&PIXEL_DATA_OW);
+    head.extend_from_slice(&len.to_le_bytes());
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    f.write_all(&head).expect("write");
+    let mut h = Sha256::new();
+    h.update(dataset(&head));
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut left = len as usize;
+    let mut n = 0u32;
+    while left > 0 {
+        for (i, b) in chunk.iter_mut().enumerate() {
+            *b = (i as u32).wrapping_mul(31).wrapping_add(n) as u8;
+        }
+        let take = left.min(chunk.len());
+        f.write_all(&chunk[..take]).expect("write");
+        h.update(&chunk[..take]);
+        left -= take;
+        n += 1;
+    }
+    f.flush().expect("flush");
+    hex::encode(h.finalize())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_mb_instance_is_streamed_to_disk_with_bounded_memory() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("dicom");
+    let big = tmp.path().join("CT_large.dcm");
+    let expected = write_large_ct(&big, 10_240);
+    assert_eq!(std::fs::metadata(&big).expect("big").len(), 39_206 - 138 - 32_768 + 209_715_200);
+    let node = Running::start(config(&dir, 3600), None).await;
+
+    // Reset the high-water mark (Linux 4.0+) so that it measures this transfer alone.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let before = peak_rss_kib();
+    let out = storescu(node.addr, AE, &["-xe"], std::slice::from_ref(&big)).await;
+    assert!(out.status.success() && !text(&out).contains("E: "), "{}", text(&out));
+    let growth_mib = peak_rss_kib().saturating_sub(before) / 1024;
+    println!("peak RSS growth while receiving 200 MB: {growth_mib} MiB");
+    assert!(growth_mib < 64, "peak RSS grew by {growth_mib} MiB while receiving 200 MB");
+
+    let stored = dir.join(
+        "incoming/1.3.6.1.4.1.5962.1.2.1.20040119072730.12322/1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322.dcm",
+    );
+    let (meta_end, len) = meta_end_and_len(&stored);
+    let (big_meta_end, big_len) = meta_end_and_len(&big);
+    assert_eq!(len - meta_end, big_len - big_meta_end, "dataset length");
+    let mut file = std::fs::File::open(&stored).expect("stored");
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(meta_end)).expect("seek");
+    let mut h = Sha256::new();
+    std::io::copy(&mut file, &mut h).expect("hash");
+    assert_eq!(hex::encode(h.finalize()), expected, "the 200 MB dataset is stored byte for byte");
+    node.stop().await;
+}
