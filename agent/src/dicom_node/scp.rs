@@ -46,6 +46,7 @@ const MAX_COMMAND_BYTES: usize = 64 * 1024;
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(10);
 const VERIFICATION: &str = "1.2.840.10008.1.1";
 const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
+const EXPLICIT_VR_BIG_ENDIAN: &str = "1.2.840.10008.1.2.2";
 
 const C_STORE_RQ: u16 = 0x0001;
 const C_STORE_RSP: u16 = 0x8001;
@@ -185,8 +186,15 @@ pub(crate) fn negotiate(ae_title: &str, rq: &AssociationRQ) -> Result<Vec<Presen
                 return refuse(PresentationContextResultReason::AbstractSyntaxNotSupported);
             }
             // Any transfer syntax the registry knows, stubs included: bytes are stored as
-            // received, never decoded here. The proposer's order is its preference.
-            match pc.transfer_syntaxes.iter().map(|t| trim_uid(t)).find(|t| TransferSyntaxRegistry.get(t).is_some()) {
+            // received, never decoded here. The proposer's order is its preference, except that
+            // Explicit VR Big Endian (retired, and poorly read downstream) is taken only alone.
+            let known: Vec<&str> = pc
+                .transfer_syntaxes
+                .iter()
+                .map(|t| trim_uid(t))
+                .filter(|t| TransferSyntaxRegistry.get(t).is_some())
+                .collect();
+            match known.iter().find(|t| **t != EXPLICIT_VR_BIG_ENDIAN).or(known.first()) {
                 Some(ts) => PresentationContextResult {
                     id: pc.id,
                     reason: PresentationContextResultReason::Acceptance,

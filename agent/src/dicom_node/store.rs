@@ -331,7 +331,7 @@ impl Store {
         let priority = priority_for(cfg, r.dimse_priority, &header.modality);
         let sop = part10::sanitize(&r.sop_instance_uid);
         let _g = self.guard();
-        if is_ecg(&header.sop_class_uid, &header.modality)
+        if is_ecg(&r.sop_class_uid, &header.modality)
             && let Some(inbox) = &self.inbox
         {
             return self.place_ecg(inbox, &r, &sop, priority);
