@@ -13,6 +13,7 @@
 //! <dir>/sent/<study>/       every chunk acknowledged by the hub
 //! ```
 
+use crate::dicom_node::{ReadyInstance, ReadyStudy};
 use crate::spool::Spool;
 use crate::uplink::Outgoing;
 use serde::{Deserialize, Serialize};
@@ -30,46 +31,6 @@ use yilian_protocol::message::{Lane, Payload, Priority};
 /// Chunks of one study spooled and not yet acknowledged, at most.
 pub const FEED_WINDOW: usize = 8;
 
-/// One instance to send.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TransferInstance {
-    /// SOP Instance UID.
-    pub sop_instance_uid: String,
-    /// SOP Class UID.
-    pub sop_class_uid: String,
-    /// Series Instance UID.
-    pub series_uid: String,
-    /// Transfer syntax as received.
-    pub transfer_syntax: String,
-    /// The Part-10 file, relative to the study's folder.
-    pub file: String,
-    /// Its size.
-    pub size: u64,
-    /// Its SHA-256, hex.
-    pub sha256: String,
-}
-
-/// A complete study, as the DICOM node writes it to `study.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TransferStudy {
-    /// Study Instance UID.
-    pub study_uid: String,
-    /// "stat", "urgent" or "routine".
-    pub priority: String,
-    /// Modality.
-    pub modality: String,
-    /// Patient name.
-    pub patient_name: String,
-    /// Patient id.
-    pub patient_id: String,
-    /// The modality's AE title.
-    pub calling_ae: String,
-    /// When the node had it all, Unix ms.
-    pub received_at_ms: i64,
-    /// The instances.
-    pub instances: Vec<TransferInstance>,
-}
-
 /// Where a study's transfer stands (persisted after every spooled chunk).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Progress {
@@ -85,7 +46,7 @@ struct Progress {
 
 struct Transfer {
     dir: PathBuf,
-    study: TransferStudy,
+    study: ReadyStudy,
     priority: Priority,
     progress: Progress,
 }
@@ -155,7 +116,7 @@ fn pick_up(dir: &Path, transfers: &mut Vec<Transfer>) {
                 continue;
             }
             let mut study_dir = e.path();
-            let Some(study) = read_json::<TransferStudy>(&study_dir.join("study.json")) else { continue };
+            let Some(study) = read_json::<ReadyStudy>(&study_dir.join("study.json")) else { continue };
             if fresh {
                 let target = dir.join("sending").join(&name);
                 if let Err(e) = std::fs::rename(&study_dir, &target) {
@@ -166,7 +127,7 @@ fn pick_up(dir: &Path, transfers: &mut Vec<Transfer>) {
                 info!(study = %study.study_uid, instances = study.instances.len(), modality = %study.modality, "sending image study");
             }
             let progress = read_json(&study_dir.join("progress.json")).unwrap_or_default();
-            let priority = Priority::parse(&study.priority).unwrap_or(Priority::Routine);
+            let priority = study.priority;
             transfers.push(Transfer { dir: study_dir, study, priority, progress });
         }
     }
@@ -226,8 +187,8 @@ async fn spool_one(tx: &mpsc::Sender<Outgoing>, lane: Lane, payload: Payload) ->
 }
 
 /// The manifest, in parts of at most [`INSTANCES_PER_PART`] instances.
-fn manifests(s: &TransferStudy, priority: Priority) -> Vec<ImageManifest> {
-    let groups: Vec<&[TransferInstance]> = s.instances.chunks(INSTANCES_PER_PART).collect();
+fn manifests(s: &ReadyStudy, priority: Priority) -> Vec<ImageManifest> {
+    let groups: Vec<&[ReadyInstance]> = s.instances.chunks(INSTANCES_PER_PART).collect();
     let parts = groups.len().max(1) as u32;
     let mut out: Vec<ImageManifest> = groups
         .iter()

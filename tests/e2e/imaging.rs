@@ -61,7 +61,9 @@ async fn rebuilt_identical(hub: &HubHandle, clinic: &Clinic, study: &str) -> any
     let mut n = 0;
     for i in manifest["instances"].as_array().context("instances")? {
         let sent = std::fs::read(entry.path().join(i["file"].as_str().context("file")?))?;
-        let at_hub = std::fs::read(hub.data_dir.join("images/received").join(format!("{}.dcm", i["sha256"].as_str().unwrap_or_default())))?;
+        let at_hub = std::fs::read(
+            hub.data_dir.join("images/received").join(format!("{}.dcm", i["sha256"].as_str().unwrap_or_default())),
+        )?;
         anyhow::ensure!(sent == at_hub, "instance {} differs at the hub", i["sop_instance_uid"]);
         n += 1;
     }
@@ -82,7 +84,12 @@ async fn images_pushed_by_a_modality_reach_the_hub_rebuilt_and_checked() -> anyh
         ("CT_small.dcm", "-xe", "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322", "CT"),
         ("CR_dicomdirtests_6154.dcm", "-xe", "1.3.6.1.4.1.5962.1.1.0.0.0.1196527414.5534.0.1", "CR"),
         ("OBXXXX1A_rle.dcm", "-xr", "1.3.46.670589.14.1000.210.4.199999.20110525182825.1.0", "US"),
-        ("JPGLosslessP14SV1_1s_1f_8b.dcm", "-xs", "1.2.826.0.1.3680043.2.1143.536994375713558855009808807549617714", "US"),
+        (
+            "JPGLosslessP14SV1_1s_1f_8b.dcm",
+            "-xs",
+            "1.2.826.0.1.3680043.2.1143.536994375713558855009808807549617714",
+            "US",
+        ),
         ("examples_ybr_color.dcm", "-xy", "1.2.840.114340.3.8251017118051.1.20160503.120850.2171", "US"),
         ("RG3_J2KI.dcm", "-xw", "1.3.6.1.4.1.5962.1.2.11.20040826185059.5457", "CR"),
     ];
@@ -100,7 +107,9 @@ async fn images_pushed_by_a_modality_reach_the_hub_rebuilt_and_checked() -> anyh
     let api = hub.api.clone();
     wait_for("the pushed ECG in the ECG queue", WAIT, || {
         let api = api.clone();
-        async move { api.queue().await.ok()?.into_iter().find(|s| s["sample_rate_hz"] == 1000 && s["samples_per_lead"] == 10_000) }
+        async move {
+            api.queue().await.ok()?.into_iter().find(|s| s["sample_rate_hz"] == 1000 && s["samples_per_lead"] == 10_000)
+        }
     })
     .await?;
     clinic.shutdown(&hub.broker_url).await?;
@@ -109,7 +118,14 @@ async fn images_pushed_by_a_modality_reach_the_hub_rebuilt_and_checked() -> anyh
 }
 
 /// Writes a CT series of `slices` slices of `rows × cols` into `dir`; returns the paths and bytes.
-fn ct_series(dir: &Path, study: &str, slices: u32, rows: u16, cols: u16, modality: &str) -> anyhow::Result<(Vec<PathBuf>, u64)> {
+fn ct_series(
+    dir: &Path,
+    study: &str,
+    slices: u32,
+    rows: u16,
+    cols: u16,
+    modality: &str,
+) -> anyhow::Result<(Vec<PathBuf>, u64)> {
     std::fs::create_dir_all(dir)?;
     let series = format!("{study}.1");
     let class = if modality == "CR" { "1.2.840.10008.5.1.4.1.1.1" } else { "1.2.840.10008.5.1.4.1.1.2" };
@@ -120,7 +136,17 @@ fn ct_series(dir: &Path, study: &str, slices: u32, rows: u16, cols: u16, modalit
         let path = dir.join(format!("{n:04}.dcm"));
         total += dicomgen::write(
             &path,
-            &dicomgen::Slice { study_uid: study, series_uid: &series, sop_uid: &sop, number: n, rows, cols, patient_name: "LI^LEI", modality, sop_class: class },
+            &dicomgen::Slice {
+                study_uid: study,
+                series_uid: &series,
+                sop_uid: &sop,
+                number: n,
+                rows,
+                cols,
+                patient_name: "LI^LEI",
+                modality,
+                sop_class: class,
+            },
         )?;
         files.push(path);
     }
@@ -188,20 +214,27 @@ async fn a_big_ct_yields_to_stat_traffic_and_resumes_after_a_cut_and_kill_9() ->
     wait_for("CT chunks on the link", WAIT, || async { (image_bytes(&hub).await > 1_000_000).then_some(()) }).await?;
 
     let busy = stat_ecg_latency(&hub, &clinic, 2).await?;
-    assert!(busy <= idle + Duration::from_secs(1), "STAT ECG took {busy:?} during the CT upload, {idle:?} on an idle link");
+    assert!(
+        busy <= idle + Duration::from_secs(1),
+        "STAT ECG took {busy:?} during the CT upload, {idle:?} on an idle link"
+    );
 
     let cr_study = "2.25.300000000000000000000000000002";
     let (cr, _) = ct_series(&tmp.path().join("cr"), cr_study, 1, 1024, 1024, "CR")?;
     storescu(addr, "-xe", true, &cr).await?;
     complete_at_hub(&hub, cr_study, Duration::from_secs(120)).await?;
     let (_, rows) = hub.api.get_raw("/api/images").await?;
-    let ct_row = rows.as_array().and_then(|r| r.iter().find(|r| r["study_uid"] == ct_study).cloned()).context("CT row")?;
+    let ct_row =
+        rows.as_array().and_then(|r| r.iter().find(|r| r["study_uid"] == ct_study).cloned()).context("CT row")?;
     assert_eq!(ct_row["state"], "receiving", "the STAT CR finished first");
 
     // Full speed to half way, then the link drops and the agent is killed.
     proxy.set(yilian::fault::LinkMode::Pass);
     let half = (ct_bytes / 2) as i64;
-    wait_for("half the CT at the hub", Duration::from_secs(600), || async { (image_bytes(&hub).await >= half).then_some(()) }).await?;
+    wait_for("half the CT at the hub", Duration::from_secs(600), || async {
+        (image_bytes(&hub).await >= half).then_some(())
+    })
+    .await?;
     proxy.set(yilian::fault::LinkMode::Reset);
     clinic.kill9_agent();
     let before_restart = image_bytes(&hub).await;
