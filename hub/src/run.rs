@@ -97,6 +97,10 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         .map_err(|source| HubError::Io { what: "creating the data folder", source })?;
     let key = Arc::new(keys::load_or_create(&cfg.data_dir)?);
     let store = Store::open(&cfg.db_path())?;
+    let images = Arc::new(
+        crate::images::ImageStore::open(&cfg.data_dir.join("images"))
+            .map_err(|e| HubError::Io { what: "opening the image store", source: std::io::Error::other(e) })?,
+    );
     let (host, port) = match &cfg.broker {
         BrokerMode::Embedded(addr) => {
             let addr = *addr;
@@ -167,6 +171,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         rejects,
         claim_ttl_ms: cfg.claim_ttl.as_millis() as i64,
         wait_targets_ms: cfg.wait_targets.map(|d| d.as_millis() as i64),
+        images,
     };
     let addr = http.local_addr().map_err(|source| HubError::Io { what: "http listener", source })?;
     info!(%addr, data = %cfg.data_dir.display(), key_id = %key.key_id(), "hub HTTP API listening");
