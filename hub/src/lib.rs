@@ -9,6 +9,7 @@
 //! - [`queue`]: claim and report rules.
 //! - [`ratelimit`]: per-device rate and size limits.
 //! - [`http`]: the JSON API.
+//! - [`images`]: DICOM image store and rendering.
 //! - [`keys`]: the hub's signing key.
 //! - [`run`]: wiring and shutdown.
 
@@ -17,6 +18,7 @@ pub mod clock;
 pub mod export;
 pub mod failpoint;
 pub mod http;
+pub mod images;
 pub mod imaging;
 pub mod ingest;
 pub mod keys;

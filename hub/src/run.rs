@@ -100,6 +100,10 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         .map_err(|source| HubError::Io { what: "creating the data folder", source })?;
     let key = Arc::new(keys::load_or_create(&cfg.data_dir)?);
     let store = Store::open(&cfg.db_path())?;
+    let images = Arc::new(
+        crate::images::ImageStore::open(&cfg.data_dir.join("images"))
+            .map_err(|e| HubError::Io { what: "opening the image store", source: std::io::Error::other(e) })?,
+    );
     let (host, port) = match &cfg.broker {
         BrokerMode::Embedded(addr) => {
             let addr = *addr;
@@ -164,16 +168,19 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
             }
         }
     });
-    let images_dir = cfg.data_dir.join("images");
-    let received = images_dir.join("received");
-    let deliver: crate::imaging::Deliver = Arc::new(move |path: &std::path::Path| {
-        std::fs::create_dir_all(&received).map_err(|e| e.to_string())?;
-        let name = path.file_name().map(|n| n.to_string_lossy().replace(".tmp", "")).unwrap_or_default();
-        std::fs::rename(path, received.join(name)).map_err(|e| e.to_string())
+    let into_store = images.clone();
+    let deliver: crate::imaging::Deliver = Arc::new(move |path: &std::path::Path| match into_store.insert_file(path) {
+        Ok(_) => Ok(()),
+        // The same SOP Instance UID with other bytes: the first copy stays, the study goes on.
+        Err(crate::images::ImageError::Conflict { sop_uid, stored }) => {
+            warn!(sop = %sop_uid, stored = %stored, "an instance came again with other bytes; the first copy is kept");
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
     });
     let imaging_task = tokio::spawn(crate::imaging::run(
         store.clone(),
-        images_dir.join("work"),
+        cfg.data_dir.join("image-work"),
         deliver,
         cfg.image_partial_after,
         shutdown.child_token(),
@@ -184,6 +191,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         rejects,
         claim_ttl_ms: cfg.claim_ttl.as_millis() as i64,
         wait_targets_ms: cfg.wait_targets.map(|d| d.as_millis() as i64),
+        images,
     };
     let addr = http.local_addr().map_err(|source| HubError::Io { what: "http listener", source })?;
     info!(%addr, data = %cfg.data_dir.display(), key_id = %key.key_id(), "hub HTTP API listening");

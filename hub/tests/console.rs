@@ -36,6 +36,7 @@ async fn console() -> Console {
         rejects: Arc::new(Rejects::default()),
         claim_ttl_ms: 60_000,
         wait_targets_ms: [600_000, 1_800_000, 86_400_000],
+        images: Arc::new(yilian_hub::images::ImageStore::open(&dir.path().join("images")).expect("image store")),
     };
     Console { app: router(state), store, _dir: dir }
 }

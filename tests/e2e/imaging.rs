@@ -58,9 +58,14 @@ async fn rebuilt_identical(hub: &HubHandle, clinic: &Clinic, study: &str) -> any
     let mut n = 0;
     for i in manifest["instances"].as_array().context("instances")? {
         let sent = std::fs::read(entry.path().join(i["file"].as_str().context("file")?))?;
-        let at_hub = std::fs::read(
-            hub.data_dir.join("images/received").join(format!("{}.dcm", i["sha256"].as_str().unwrap_or_default())),
-        )?;
+        // What a DICOMweb client (a PACS, OHIF) gets back from the hub.
+        let path = format!(
+            "/dicomweb/studies/{study}/series/{}/instances/{}?accept=application/dicom",
+            i["series_uid"].as_str().unwrap_or_default(),
+            i["sop_instance_uid"].as_str().unwrap_or_default()
+        );
+        let (status, at_hub) = hub.api.get_bytes(&path).await?;
+        anyhow::ensure!(status == 200, "{path}: HTTP {status}");
         anyhow::ensure!(sent == at_hub, "instance {} differs at the hub", i["sop_instance_uid"]);
         n += 1;
     }
@@ -253,9 +258,9 @@ async fn a_big_ct_yields_to_stat_traffic_and_resumes_after_a_cut_and_kill_9() ->
     );
     assert!(overhead <= window, "resent {overhead} bytes, more than one window ({window})");
     // Every instance is stored once, and whole (the hub checked each against the signed hash).
-    let received_dir = hub.data_dir.join("images/received");
-    let stored = std::fs::read_dir(&received_dir)?.count();
-    assert_eq!(stored, 301, "300 CT slices and 1 CR");
+    let (_, instances) =
+        hub.api.get_raw(&format!("/dicomweb/studies/{ct_study}/series/{ct_study}.1/instances?limit=1000")).await?;
+    assert_eq!(instances.as_array().map(Vec::len), Some(300), "300 CT slices, once each");
     clinic.kill9_agent();
     hub.stop().await?;
     Ok(())

@@ -54,7 +54,7 @@ impl Lang {
         }
     }
 
-    fn t(self, zh: &'static str, en: &'static str) -> &'static str {
+    pub(crate) fn t(self, zh: &'static str, en: &'static str) -> &'static str {
         match self {
             Lang::Zh => zh,
             Lang::En => en,
@@ -71,8 +71,8 @@ impl Lang {
 
 /// Language and session of a page request.
 pub struct Page {
-    lang: Lang,
-    session: Option<Session>,
+    pub(crate) lang: Lang,
+    pub(crate) session: Option<Session>,
 }
 
 impl FromRequestParts<AppState> for Page {
@@ -89,7 +89,7 @@ fn lang_param(q: &str) -> Option<&str> {
     q.split('&').find_map(|kv| kv.strip_prefix("lang="))
 }
 
-fn layout(lang: Lang, title: &str, s: Option<&Session>, body: &str) -> Html<String> {
+pub(crate) fn layout(lang: Lang, title: &str, s: Option<&Session>, body: &str) -> Html<String> {
     let nav = match s {
         Some(s) => {
             let mut fleet = format!(r#"<a href="/monitor">{}</a>"#, lang.t("监护", "Monitoring"));

@@ -3,10 +3,13 @@
 pub mod api;
 pub mod auth;
 pub mod console;
+pub mod dicomweb;
 pub mod files;
+pub mod imaging;
 pub mod session;
 pub mod viewer;
 
+use crate::images::ImageStore;
 use crate::ingest::Rejects;
 use crate::publish::Publisher;
 use crate::store::Store;
@@ -27,9 +30,16 @@ pub struct AppState {
     /// How long a study may wait before the worklist marks it overdue, ms, for stat, urgent and
     /// routine.
     pub wait_targets_ms: [i64; 3],
+    /// DICOM images (studies from the clinics' modalities).
+    pub images: Arc<ImageStore>,
 }
 
 /// The router with every route.
 pub fn router(state: AppState) -> Router {
-    api::routes().merge(files::routes()).merge(console::routes()).with_state(state)
+    api::routes()
+        .merge(files::routes())
+        .merge(console::routes())
+        .merge(dicomweb::routes())
+        .merge(imaging::routes())
+        .with_state(state)
 }
