@@ -83,3 +83,50 @@ async fn a_specialist_signs_in_opens_a_study_in_chromium_and_reports_it() -> any
     clinic.shutdown(&hub.broker_url).await?;
     hub.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_radiologist_scrolls_windows_and_measures_a_ct_in_chromium() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    init_logs();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    anyhow::ensure!(
+        root.join("tests/browser/node_modules/playwright-core").exists(),
+        "run `npm ci --prefix tests/browser` first (scripts/test does)"
+    );
+    let out = root.join("target/browser");
+    let tmp = tempfile::tempdir()?;
+    let hub = HubHandle::start(&tmp.path().join("hub"), county::test_broker()?).await?;
+    let clinic = Clinic::start(&tmp.path().join("clinics"), "xz-ct-web", "node-web", &hub).await?;
+    let study = "2.25.300000000000000000000000000077";
+    let (files, _) = crate::imaging::ct_series(&tmp.path().join("ct"), study, 20, 256, 256, "CT")?;
+    crate::imaging::storescu(crate::imaging::node_addr(&clinic)?, "-xe", &files).await?;
+    crate::imaging::complete_at_hub(&hub, study, WAIT).await?;
+    let output = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("node")
+            .arg(root.join("tests/browser/imaging.mjs"))
+            .args([&format!("http://{}", hub.http), county::DEMO_LOGIN.0, county::DEMO_LOGIN.1, study])
+            .arg(&out)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .context("the imaging browser test took over two minutes")??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}\n(see {})", String::from_utf8_lossy(&output.stderr), out.display());
+    let slice: u32 =
+        stdout.lines().find_map(|l| l.strip_prefix("slice ")).and_then(|v| v.parse().ok()).context("slice")?;
+    assert!(slice >= 5, "scrolled to slice {slice}");
+    assert!(stdout.lines().any(|l| l == "window 400.0,1800.0"), "the bone window: {stdout}");
+    let (measured, expected) = stdout
+        .lines()
+        .find_map(|l| {
+            let mut v = l.strip_prefix("length ")?.split(' ').map(|x| x.parse::<f64>().ok());
+            Some((v.next()??, v.next()??))
+        })
+        .context("length line")?;
+    assert!((measured - expected).abs() <= 1.0, "measured {measured} mm, expected {expected} mm");
+    clinic.shutdown(&hub.broker_url).await?;
+    hub.stop().await?;
+    Ok(())
+}

@@ -13,7 +13,7 @@ use yilian::county::{self, Clinic, HubHandle, wait_for};
 use yilian::records::shared_data;
 
 /// Sends `files` with `storescu`, proposing `propose`'s transfer syntax.
-async fn storescu(addr: SocketAddr, propose: &str, files: &[PathBuf]) -> anyhow::Result<()> {
+pub async fn storescu(addr: SocketAddr, propose: &str, files: &[PathBuf]) -> anyhow::Result<()> {
     let mut cmd = tokio::process::Command::new("storescu");
     cmd.args(["-R", "-nh", "-aet", "MODALITY", "-aec", "YILIAN", "-to", "10", "-ta", "10", "-td", "120", propose]);
     let out = cmd.arg(addr.ip().to_string()).arg(addr.port().to_string()).args(files).output().await?;
@@ -21,12 +21,12 @@ async fn storescu(addr: SocketAddr, propose: &str, files: &[PathBuf]) -> anyhow:
     Ok(())
 }
 
-fn node_addr(clinic: &Clinic) -> anyhow::Result<SocketAddr> {
+pub fn node_addr(clinic: &Clinic) -> anyhow::Result<SocketAddr> {
     Ok(clinic.config.dicom.as_ref().context("dicom node")?.listen.parse()?)
 }
 
 /// The image study at the hub once it is complete.
-async fn complete_at_hub(hub: &HubHandle, study: &str, within: Duration) -> anyhow::Result<Value> {
+pub async fn complete_at_hub(hub: &HubHandle, study: &str, within: Duration) -> anyhow::Result<Value> {
     let api = hub.api.clone();
     wait_for(&format!("image study {study} complete at the hub"), within, || {
         let (api, study) = (api.clone(), study.to_string());
@@ -104,6 +104,21 @@ async fn images_pushed_by_a_modality_reach_the_hub_rebuilt_and_checked() -> anyh
         assert_eq!(row["instances_stored"], 1, "{file}");
         assert_eq!(rebuilt_identical(&hub, &clinic, study).await?, 1, "{file}");
     }
+    // The imaging centre reads the CR and its report goes back to the clinic, signed.
+    let cr = "1.3.6.1.4.1.5962.1.1.0.0.0.1196527414.5534.0.1";
+    hub.api.claim(cr).await?;
+    let report = hub.api.report(cr, "双肺纹理清晰，未见实变。", "胸片未见明显异常。").await?;
+    assert!(report["report_id"].as_str().is_some());
+    let stats = clinic.stats.clone();
+    wait_for("the clinic's agent to store the imaging report", WAIT, || {
+        let s = stats.clone();
+        async move { (yilian_agent::AgentStats::get(&s.reports) >= 1).then_some(()) }
+    })
+    .await?;
+    let (_, rows) = hub.api.get_raw("/api/images").await?;
+    let row = rows.as_array().and_then(|r| r.iter().find(|r| r["study_uid"] == cr).cloned()).context("CR row")?;
+    assert!(row["report_id"].as_str().is_some());
+
     // An ECG a modality pushes goes the ECG way: read, and queued for the ECG centre.
     storescu(addr, "-xe", &[shared_data().join("dicom-ecg/waveform_ecg.dcm")]).await?;
     let api = hub.api.clone();
@@ -120,7 +135,7 @@ async fn images_pushed_by_a_modality_reach_the_hub_rebuilt_and_checked() -> anyh
 }
 
 /// Writes a CT series of `slices` slices of `rows × cols` into `dir`; returns the paths and bytes.
-fn ct_series(
+pub fn ct_series(
     dir: &Path,
     study: &str,
     slices: u32,
@@ -244,6 +259,7 @@ async fn a_big_ct_yields_to_stat_traffic_and_resumes_after_a_cut_and_kill_9() ->
     proxy.set(yilian::fault::LinkMode::Reset);
     clinic.kill9_agent();
     let before_restart = image_bytes(&hub).await;
+    let dups_before = hub.api.stats().await?["studies"]["duplicates"].as_i64().unwrap_or(0);
     proxy.set(yilian::fault::LinkMode::Pass);
     clinic.start_agent_process(&[]).await?;
     let row = complete_at_hub(&hub, ct_study, Duration::from_secs(900)).await?;
@@ -253,9 +269,12 @@ async fn a_big_ct_yields_to_stat_traffic_and_resumes_after_a_cut_and_kill_9() ->
     let window = yilian_agent::image_uplink::FEED_WINDOW as i64 * chunk;
     let cr_bytes = 2 * 1024 * 1024 + 4096;
     let overhead = received - ct_bytes as i64 - cr_bytes;
+    // Envelopes that were spooled before the kill and came again under their own seq.
+    let resent = hub.api.stats().await?["studies"]["duplicates"].as_i64().unwrap_or(0) - dups_before;
     println!(
-        "CT {ct_bytes} B; idle STAT ECG {idle:?}, during upload {busy:?}; {before_restart} B before the cut; overhead after kill -9: {overhead} B (window {window} B)"
+        "CT {ct_bytes} B; idle STAT ECG {idle:?}, during upload {busy:?}; {before_restart} B before the cut; after kill -9: {resent} envelopes resent, {overhead} B stored twice (window {window} B)"
     );
+    assert!(resent <= yilian_agent::image_uplink::FEED_WINDOW as i64 + 2, "{resent} envelopes resent");
     assert!(overhead <= window, "resent {overhead} bytes, more than one window ({window})");
     // Every instance is stored once, and whole (the hub checked each against the signed hash).
     let (_, instances) =

@@ -92,7 +92,11 @@ fn lang_param(q: &str) -> Option<&str> {
 pub(crate) fn layout(lang: Lang, title: &str, s: Option<&Session>, body: &str) -> Html<String> {
     let nav = match s {
         Some(s) => {
-            let mut fleet = format!(r#"<a href="/monitor">{}</a>"#, lang.t("监护", "Monitoring"));
+            let mut fleet = format!(
+                r#"<a href="/imaging">{}</a> <a href="/monitor">{}</a>"#,
+                lang.t("影像", "Imaging"),
+                lang.t("监护", "Monitoring")
+            );
             if s.role == Role::Admin {
                 fleet.push_str(&format!(r#" <a href="/fleet">{}</a>"#, lang.t("设备", "Fleet")));
             }
@@ -365,6 +369,8 @@ setInterval(refresh, 3000);
 </script>"#,
         rows_html(&rows, lang, now_ms(), s.wait_targets_ms, &session.user_id)
     );
+    let images = s.store.call(|db| db.image_studies(200)).await.ok().and_then(Result::ok).unwrap_or_default();
+    let body = body + &image_rows(&images, lang);
     layout(lang, lang.t("待诊列表", "Worklist"), Some(&session), &body).into_response()
 }
 
@@ -654,8 +660,10 @@ async fn report_form(
     if field("urgent") == "1" {
         conclusion = format!("【危急值 CRITICAL】{conclusion}");
     }
+    // The imaging viewer posts the same form; it says where to come back to.
+    let back = if field("back") == "imaging" { format!("/imaging/{uid}") } else { format!("/studies/{uid}") };
     match super::api::submit_report(&s, &session.user_id, &session.name, &uid, field("findings"), conclusion).await {
-        Ok(_) => Redirect::to(&format!("/studies/{uid}")).into_response(),
+        Ok(_) => Redirect::to(&back).into_response(),
         Err(e) => (e.0, e.1).into_response(),
     }
 }
@@ -819,4 +827,68 @@ fn cart_reading(lang: Lang, uid: &str, study: &yilian_protocol::message::Study, 
         link(format!("{record}.dat"), ".dat"),
     );
     out
+}
+
+/// The imaging centre's part of the worklist: unreported image studies, most urgent first, with
+/// how far their transfer has come.
+fn image_rows(rows: &[crate::store::images::ImageStudyRow], lang: Lang) -> String {
+    let open: Vec<&crate::store::images::ImageStudyRow> = rows.iter().filter(|r| r.report_id.is_none()).collect();
+    if open.is_empty() {
+        return String::new();
+    }
+    let body: String = open
+        .iter()
+        .map(|r| {
+            let state = match r.state.as_str() {
+                "complete" => lang.t("已接收", "received").to_string(),
+                "partial" => {
+                    format!("{}: {}", lang.t("不完整", "partial"), esc(r.missing.as_deref().unwrap_or_default()))
+                }
+                _ => format!("{} {}/{}", lang.t("传输中", "arriving"), r.instances_stored, r.instances),
+            };
+            let link = if r.state == "receiving" {
+                String::new()
+            } else {
+                format!(r#"<a href="/imaging/{}">{}</a>"#, esc(&r.study_uid), lang.t("阅片", "Read"))
+            };
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&r.priority),
+                esc(&r.site_id),
+                esc(&r.patient_name),
+                esc(&r.modality),
+                state,
+                link
+            )
+        })
+        .collect();
+    format!(
+        "<h2>{}</h2><table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr></thead><tbody>{body}</tbody></table>",
+        lang.t("影像检查", "Image studies"),
+        lang.t("优先级", "Priority"),
+        lang.t("卫生院", "Clinic"),
+        lang.t("患者", "Patient"),
+        lang.t("设备类型", "Modality"),
+        lang.t("状态", "State"),
+    )
+}
+
+/// The report form for an image study (posted to the same handler as ECG reports).
+pub(crate) fn imaging_report_form(lang: Lang, uid: &str, csrf: &str, reported: Option<&str>) -> String {
+    if let Some(id) = reported {
+        return format!("<p>{} {}</p>", lang.t("已出报告", "Reported"), esc(id));
+    }
+    format!(
+        r#"<form method="post" action="/studies/{}/report"><input type="hidden" name="csrf" value="{}"><input type="hidden" name="back" value="imaging">
+<p><label>{}<br><textarea name="findings" rows="4" cols="80"></textarea></label></p>
+<p><label>{}<br><textarea name="conclusion" rows="3" cols="80"></textarea></label></p>
+<p><label><input type="checkbox" name="urgent" value="1"> {}</label></p>
+<button>{}</button></form>"#,
+        esc(uid),
+        esc(csrf),
+        lang.t("影像所见", "Findings"),
+        lang.t("诊断意见", "Impression"),
+        lang.t("危急值，需立即电话回告临床", "Critical: call the clinic back now"),
+        lang.t("签发报告", "Sign and send")
+    )
 }

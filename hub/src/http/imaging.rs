@@ -253,6 +253,16 @@ async fn viewer_page(
         Lang::Zh => "影像阅片",
         Lang::En => "Imaging viewer",
     };
+    // The report goes back to the clinic by the signed report path ECG reports take.
+    let uid = study.clone();
+    let u = uid.clone();
+    let reported =
+        s.store.call(move |db| db.image_study(&u)).await.ok().and_then(Result::ok).flatten().map(|r| r.report_id);
+    let form = match reported {
+        Some(id) => super::console::imaging_report_form(lang, &uid, &session.csrf, id.as_deref()),
+        None => String::new(),
+    };
+    let body = body + &form;
     layout(lang, title, Some(&session), &body).into_response()
 }
 

@@ -288,15 +288,24 @@ impl Db {
 
     /// Image studies, most urgent then oldest first.
     pub fn image_studies(&mut self, limit: usize) -> Result<Vec<ImageStudyRow>, StoreError> {
+        self.image_studies_where(None, limit)
+    }
+
+    /// One image study.
+    pub fn image_study(&mut self, uid: &str) -> Result<Option<ImageStudyRow>, StoreError> {
+        Ok(self.image_studies_where(Some(uid), 1)?.pop())
+    }
+
+    fn image_studies_where(&mut self, uid: Option<&str>, limit: usize) -> Result<Vec<ImageStudyRow>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT s.study_uid, s.site_id, s.device_id, s.priority, s.modality, s.patient_name, s.patient_id, s.state,
                     (SELECT COUNT(*) FROM image_instances i WHERE i.study_uid = s.study_uid),
                     (SELECT COUNT(*) FROM image_instances i WHERE i.study_uid = s.study_uid AND i.stored_at_ms IS NOT NULL),
                     (SELECT COALESCE(SUM(size), 0) FROM image_instances i WHERE i.study_uid = s.study_uid),
                     s.first_seen_ms, s.completed_at_ms, s.missing, s.claimed_by, s.report_id, s.delivered_at_ms
-             FROM image_studies s ORDER BY s.priority, s.first_seen_ms LIMIT ?1",
+             FROM image_studies s WHERE (?2 IS NULL OR s.study_uid = ?2) ORDER BY s.priority, s.first_seen_ms LIMIT ?1",
         )?;
-        let rows = stmt.query_map([limit as i64], |r| {
+        let rows = stmt.query_map(params![limit as i64, uid], |r| {
             let rank: u8 = r.get(3)?;
             Ok(ImageStudyRow {
                 study_uid: r.get(0)?,
