@@ -559,12 +559,12 @@ fn write_large_ct(path: &Path, rows: u16) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_200_mb_instance_is_streamed_to_disk_with_bounded_memory() {
+async fn a_512_mib_instance_is_streamed_to_disk_with_bounded_memory() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("dicom");
     let big = tmp.path().join("CT_large.dcm");
-    let expected = write_large_ct(&big, 10_240);
-    assert_eq!(std::fs::metadata(&big).expect("big").len(), 39_206 - 138 - 32_768 + 209_715_200);
+    let expected = write_large_ct(&big, 16_384);
+    assert_eq!(std::fs::metadata(&big).expect("big").len(), 39_206 - 138 - 32_768 + 536_870_912);
     let node = Running::start(config(&dir, 3600), None).await;
 
     // Reset the high-water mark (Linux 4.0+) so that it measures this transfer alone.
@@ -573,8 +573,8 @@ async fn a_200_mb_instance_is_streamed_to_disk_with_bounded_memory() {
     let out = storescu(node.addr, AE, &["-xe"], std::slice::from_ref(&big)).await;
     assert!(out.status.success() && !text(&out).contains("E: "), "{}", text(&out));
     let growth_mib = peak_rss_kib().saturating_sub(before) / 1024;
-    println!("peak RSS growth while receiving 200 MB: {growth_mib} MiB");
-    assert!(growth_mib < 64, "peak RSS grew by {growth_mib} MiB while receiving 200 MB");
+    println!("peak RSS growth while receiving 512 MiB: {growth_mib} MiB");
+    assert!(growth_mib < 64, "peak RSS grew by {growth_mib} MiB while receiving 512 MiB");
 
     let stored = dir.join(
         "incoming/1.3.6.1.4.1.5962.1.2.1.20040119072730.12322/1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322.dcm",
@@ -586,6 +586,6 @@ async fn a_200_mb_instance_is_streamed_to_disk_with_bounded_memory() {
     std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(meta_end)).expect("seek");
     let mut h = Sha256::new();
     std::io::copy(&mut file, &mut h).expect("hash");
-    assert_eq!(hex::encode(h.finalize()), expected, "the 200 MB dataset is stored byte for byte");
+    assert_eq!(hex::encode(h.finalize()), expected, "the 512 MiB dataset is stored byte for byte");
     node.stop().await;
 }

@@ -111,3 +111,82 @@ fn hostile_stream_chunks_are_refused_without_touching_the_rest_of_the_batch() {
     assert_eq!(out[3], Stored::New);
     assert_eq!(db.counts(0).expect("counts").samples_received, 3);
 }
+
+fn sha(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+#[test]
+fn image_chunks_are_checked_and_a_study_that_stops_arriving_is_marked_partial_with_what_is_missing() {
+    use yilian_protocol::imaging::{BlobChunk, ImageManifest, ManifestInstance};
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut db = Db::open(&dir.path().join("y.db")).expect("db");
+    let key = SigningKey::generate().expect("key");
+    db.enroll("site", "dev", &key.public_key(), false, 0).expect("enroll");
+    let whole = vec![7u8; 100_000]; // two chunks: 98,304 + 1,696 bytes
+    let small = b"a small instance".to_vec();
+    let instance = |sop: &str, bytes: &[u8]| ManifestInstance {
+        sop_instance_uid: sop.into(),
+        sop_class_uid: "1.2.840.10008.5.1.4.1.1.1".into(),
+        series_uid: "1.2.3.1".into(),
+        transfer_syntax: "1.2.840.10008.1.2.1".into(),
+        size: bytes.len() as u64,
+        sha256: sha(bytes),
+        chunks: ManifestInstance::chunks_for(bytes.len() as u64),
+    };
+    let manifest = ImageManifest {
+        study_uid: "1.2.3".into(),
+        priority: Priority::Urgent,
+        modality: "CR".into(),
+        patient_name: "张伟".into(),
+        patient_id: "p".into(),
+        calling_ae: "DR".into(),
+        received_at_ms: 0,
+        part: 0,
+        parts: 1,
+        instances: vec![instance("1.2.3.1.1", &whole), instance("1.2.3.1.2", &small)],
+    };
+    let chunk = |sop: &str, index: u32, bytes: &[u8]| {
+        Payload::BlobChunk(BlobChunk {
+            study_uid: "1.2.3".into(),
+            sop_instance_uid: sop.into(),
+            index,
+            sha256: sha(bytes),
+            bytes: bytes.to_vec(),
+        })
+    };
+    let mut forged = chunk("1.2.3.1.2", 0, &small);
+    if let Payload::BlobChunk(c) = &mut forged {
+        c.bytes[0] ^= 1;
+    }
+    let batch = vec![
+        incoming(&key, 1, Payload::ImageManifest(manifest)),
+        incoming(&key, 2, chunk("1.2.3.1.1", 0, &whole[..98_304])),
+        incoming(&key, 3, chunk("1.2.3.1.1", 1, &whole[98_304..])),
+        incoming(&key, 4, forged),
+        incoming(&key, 5, chunk("1.2.3.1.1", 1, &whole[98_304..99_000])),
+    ];
+    let out = db.ingest(&batch, 1_000).expect("ingest");
+    let kinds: Vec<&str> = out
+        .iter()
+        .map(|s| match s {
+            Stored::New => "new",
+            Stored::Refused(_) => "refused",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["new", "new", "new", "refused", "refused"], "a chunk off its hash or its size is refused");
+    let ready = db.image_ready_instances(10).expect("ready");
+    assert_eq!(ready.len(), 1, "only the instance with every chunk");
+    assert_eq!(ready[0].sop_uid, "1.2.3.1.1");
+    let rows = db.image_studies(10).expect("rows");
+    assert_eq!((rows[0].state.as_str(), rows[0].instances, rows[0].priority.as_str()), ("receiving", 2, "urgent"));
+    // Nothing more comes: after the quiet time the study is partial, and says what is missing.
+    let stale = db.image_mark_partial(1_000 + 60_000, 30_000).expect("partial");
+    assert_eq!(stale, ["1.2.3"]);
+    let rows = db.image_studies(10).expect("rows");
+    assert_eq!(rows[0].state, "partial");
+    let missing = rows[0].missing.clone().unwrap_or_default();
+    assert!(missing.contains("2 instances incomplete") && missing.contains("1 chunks missing"), "{missing}");
+}
