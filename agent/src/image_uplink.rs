@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use yilian_protocol::imaging::{BlobChunk, INSTANCES_PER_PART, ImageManifest, ManifestInstance};
 use yilian_protocol::limits::BLOB_CHUNK_PAYLOAD;
-use yilian_protocol::message::{Lane, Payload, Priority};
+use yilian_protocol::message::{DeviceOutput, Lane, Payload, Priority};
 
 /// Chunks of one study spooled and not yet acknowledged, at most.
 pub const FEED_WINDOW: usize = 8;
@@ -81,6 +81,9 @@ pub async fn run(dir: PathBuf, tx: mpsc::Sender<Outgoing>, spool: Arc<Mutex<Spoo
             _ = tick.tick() => {}
         }
         pick_up(&dir, &mut transfers);
+        if report_conflicts(&dir, &tx).await.is_err() {
+            return;
+        }
         // Most urgent first, so a STAT study's chunks are spooled before a routine one's.
         transfers.sort_by_key(|t| (t.priority, t.study.received_at_ms));
         for t in &mut transfers {
@@ -104,6 +107,31 @@ pub async fn run(dir: PathBuf, tx: mpsc::Sender<Outgoing>, spool: Arc<Mutex<Spoo
             }
         });
     }
+}
+
+/// Tells the hub (as the device's output, which the console shows) of each instance a modality
+/// sent again with the same UID but other content, once: a marker beside it records the report.
+async fn report_conflicts(dir: &Path, tx: &mpsc::Sender<Outgoing>) -> Result<(), ()> {
+    for c in crate::dicom_node::conflicts(dir) {
+        let marker = c.file.with_extension("dcm.reported");
+        if marker.exists() {
+            continue;
+        }
+        let line = format!(
+            "CONFLICT: {} sent instance {} again with other content (stored {}, received {}); kept aside in {}",
+            c.calling_ae,
+            c.sop_instance_uid,
+            &c.stored_sha256.get(..12).unwrap_or_default(),
+            &c.received_sha256.get(..12).unwrap_or_default(),
+            c.file.display()
+        );
+        let out = DeviceOutput { port: "dicom".into(), line, received_at_ms: crate::clock::now_ms() };
+        spool_one(tx, Lane::Stream, Payload::DeviceOutput(out)).await?;
+        if let Err(e) = std::fs::write(&marker, b"") {
+            warn!(file = %marker.display(), error = %e, "cannot mark a conflict as reported");
+        }
+    }
+    Ok(())
 }
 
 /// Loads transfers left in `sending/` (after a restart) and starts those in `ready/`.

@@ -104,6 +104,21 @@ async fn images_pushed_by_a_modality_reach_the_hub_rebuilt_and_checked() -> anyh
         assert_eq!(row["instances_stored"], 1, "{file}");
         assert_eq!(rebuilt_identical(&hub, &clinic, study).await?, 1, "{file}");
     }
+    // The same SOP Instance UID with other content is set aside, and county IT sees it.
+    storescu(addr, "-xe", &[data.join("MR_small.dcm")]).await?;
+    storescu(addr, "-xi", &[data.join("MR_small_implicit.dcm")]).await?;
+    let api = hub.api.clone();
+    wait_for("the conflict in the device's output at the hub", WAIT, || {
+        let api = api.clone();
+        async move {
+            let lines = api.device_output("node-img").await.ok()?;
+            lines.into_iter().find(|l| {
+                l["line"].as_str().is_some_and(|t| t.contains("CONFLICT") && t.contains("1.3.6.1.4.1.5962.1.1.4.1.1.20040826185059.5457"))
+            })
+        }
+    })
+    .await?;
+
     // The imaging centre reads the CR and its report goes back to the clinic, signed.
     let cr = "1.3.6.1.4.1.5962.1.1.0.0.0.1196527414.5534.0.1";
     hub.api.claim(cr).await?;
@@ -227,6 +242,7 @@ async fn a_big_ct_yields_to_stat_traffic_and_resumes_after_a_cut_and_kill_9() ->
     // A 4 Mbit/s uplink, as township clinics have.
     proxy.set(yilian::fault::LinkMode::Throttle(500_000));
     let idle = stat_ecg_latency(&hub, &clinic, 1).await?;
+    let throttled_since = (std::time::Instant::now(), image_bytes(&hub).await);
 
     let ct_study = "2.25.300000000000000000000000000001";
     let (ct, ct_bytes) = ct_series(&tmp.path().join("ct"), ct_study, 300, 1024, 512, "CT")?;
@@ -249,13 +265,16 @@ async fn a_big_ct_yields_to_stat_traffic_and_resumes_after_a_cut_and_kill_9() ->
         rows.as_array().and_then(|r| r.iter().find(|r| r["study_uid"] == ct_study).cloned()).context("CT row")?;
     assert_eq!(ct_row["state"], "receiving", "the STAT CR finished first");
 
+    let throttled_rate = (image_bytes(&hub).await - throttled_since.1) as f64 / throttled_since.0.elapsed().as_secs_f64();
     // Full speed to half way, then the link drops and the agent is killed.
     proxy.set(yilian::fault::LinkMode::Pass);
+    let fast_since = (std::time::Instant::now(), image_bytes(&hub).await);
     let half = (ct_bytes / 2) as i64;
     wait_for("half the CT at the hub", Duration::from_secs(600), || async {
         (image_bytes(&hub).await >= half).then_some(())
     })
     .await?;
+    let fast_rate = (image_bytes(&hub).await - fast_since.1) as f64 / fast_since.0.elapsed().as_secs_f64();
     proxy.set(yilian::fault::LinkMode::Reset);
     clinic.kill9_agent();
     let before_restart = image_bytes(&hub).await;
@@ -272,7 +291,7 @@ async fn a_big_ct_yields_to_stat_traffic_and_resumes_after_a_cut_and_kill_9() ->
     // Envelopes that were spooled before the kill and came again under their own seq.
     let resent = hub.api.stats().await?["studies"]["duplicates"].as_i64().unwrap_or(0) - dups_before;
     println!(
-        "CT {ct_bytes} B; idle STAT ECG {idle:?}, during upload {busy:?}; {before_restart} B before the cut; after kill -9: {resent} envelopes resent, {overhead} B stored twice (window {window} B)"
+        "CT {ct_bytes} B; image bytes/s on the 500,000 B/s link: {throttled_rate:.0}, unthrottled: {fast_rate:.0}; idle STAT ECG {idle:?}, during upload {busy:?}; {before_restart} B before the cut; after kill -9: {resent} envelopes resent, {overhead} B stored twice (window {window} B)"
     );
     assert!(resent <= yilian_agent::image_uplink::FEED_WINDOW as i64 + 2, "{resent} envelopes resent");
     assert!(overhead <= window, "resent {overhead} bytes, more than one window ({window})");
