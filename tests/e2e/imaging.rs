@@ -21,6 +21,23 @@ pub async fn storescu(addr: SocketAddr, propose: &str, files: &[PathBuf]) -> any
     Ok(())
 }
 
+/// Sends `files` with dicom-rs's `storescu` (a second, independent implementation), never
+/// transcoding.
+async fn dicom_rs_storescu(addr: SocketAddr, files: &[PathBuf]) -> anyhow::Result<()> {
+    let bin = std::env::var_os("YILIAN_DICOM_STORESCU")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/bin/dicom-storescu"));
+    anyhow::ensure!(bin.exists(), "{} missing: scripts/test installs dicom-storescu", bin.display());
+    let out = tokio::process::Command::new(bin)
+        .args(["--calling-ae-title", "MODALITY", "--called-ae-title", "YILIAN", "--never-transcode", "--fail-first"])
+        .arg(addr.to_string())
+        .args(files)
+        .output()
+        .await?;
+    anyhow::ensure!(out.status.success(), "dicom-storescu: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
 pub fn node_addr(clinic: &Clinic) -> anyhow::Result<SocketAddr> {
     Ok(clinic.config.dicom.as_ref().context("dicom node")?.listen.parse()?)
 }
@@ -94,9 +111,16 @@ async fn images_pushed_by_a_modality_reach_the_hub_rebuilt_and_checked() -> anyh
         ),
         ("examples_ybr_color.dcm", "-xy", "1.2.840.114340.3.8251017118051.1.20160503.120850.2171", "US"),
         ("RG3_J2KI.dcm", "-xw", "1.3.6.1.4.1.5962.1.2.11.20040826185059.5457", "CR"),
+        ("examples_rgb_color.dcm", "-xe", "1.3.6.1.4.1.5962.1.2.13.20040826185059.5457", "US"),
+        ("image_dfl.dcm", "-xd", "1.3.6.1.4.1.5962.1.2.0.977067310.6001.0", "OT"),
     ];
-    for (file, propose, _, _) in &sends {
-        storescu(addr, propose, &[data.join(file)]).await.with_context(|| file.to_string())?;
+    // Two independent senders: dcmtk's storescu for some, dicom-rs's for the others.
+    for (i, (file, propose, _, _)) in sends.iter().enumerate() {
+        if i % 2 == 0 {
+            storescu(addr, propose, &[data.join(file)]).await.with_context(|| file.to_string())?;
+        } else {
+            dicom_rs_storescu(addr, &[data.join(file)]).await.with_context(|| format!("dicom-rs: {file}"))?;
+        }
     }
     for (file, _, study, modality) in &sends {
         let row = complete_at_hub(&hub, study, WAIT).await.with_context(|| file.to_string())?;
@@ -113,7 +137,9 @@ async fn images_pushed_by_a_modality_reach_the_hub_rebuilt_and_checked() -> anyh
         async move {
             let lines = api.device_output("node-img").await.ok()?;
             lines.into_iter().find(|l| {
-                l["line"].as_str().is_some_and(|t| t.contains("CONFLICT") && t.contains("1.3.6.1.4.1.5962.1.1.4.1.1.20040826185059.5457"))
+                l["line"].as_str().is_some_and(|t| {
+                    t.contains("CONFLICT") && t.contains("1.3.6.1.4.1.5962.1.1.4.1.1.20040826185059.5457")
+                })
             })
         }
     })
@@ -265,7 +291,8 @@ async fn a_big_ct_yields_to_stat_traffic_and_resumes_after_a_cut_and_kill_9() ->
         rows.as_array().and_then(|r| r.iter().find(|r| r["study_uid"] == ct_study).cloned()).context("CT row")?;
     assert_eq!(ct_row["state"], "receiving", "the STAT CR finished first");
 
-    let throttled_rate = (image_bytes(&hub).await - throttled_since.1) as f64 / throttled_since.0.elapsed().as_secs_f64();
+    let throttled_rate =
+        (image_bytes(&hub).await - throttled_since.1) as f64 / throttled_since.0.elapsed().as_secs_f64();
     // Full speed to half way, then the link drops and the agent is killed.
     proxy.set(yilian::fault::LinkMode::Pass);
     let fast_since = (std::time::Instant::now(), image_bytes(&hub).await);
