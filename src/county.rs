@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use yilian_agent::config::{AgentConfig, DicomNodeConfig, InboxConfig, SerialConfig};
+use yilian_agent::config::{AgentConfig, ClinicPageConfig, DicomNodeConfig, InboxConfig, SerialConfig};
 use yilian_agent::driver::DriverKind;
 use yilian_agent::{AgentStats, stats};
 use yilian_hub::broker;
@@ -329,6 +329,11 @@ pub struct Clinic {
 }
 
 impl Clinic {
+    /// The clinic page's address, `http://host:port`.
+    pub fn page_url(&self) -> Option<String> {
+        self.config.clinic_page.as_ref().map(|p| format!("http://{}", p.listen))
+    }
+
     /// The clinic's watched inbox folder (drop cart files here; `stat/`, `urgent/`, `routine/`).
     pub fn inbox(&self) -> PathBuf {
         self.config.inbox.as_ref().map_or_else(|| self.dir.join("inbox"), |i| i.dir.clone())
@@ -385,6 +390,7 @@ impl Clinic {
                 utc_offset_minutes: 480,
                 parts_wait_secs: 600,
             }),
+            clinic_page: Some(ClinicPageConfig { listen: format!("127.0.0.1:{}", broker::free_port()?) }),
             // Every clinic also has a DICOM node its modalities push images to.
             dicom: Some(DicomNodeConfig {
                 quiet_secs: 1,

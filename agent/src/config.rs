@@ -50,6 +50,17 @@ pub struct AgentConfig {
     /// The clinic's DICOM node (C-STORE SCP for modalities); none if absent.
     #[serde(default)]
     pub dicom: Option<DicomNodeConfig>,
+    /// The clinic page (what the agent holds, conflicts, refused files, reports); none if absent.
+    #[serde(default)]
+    pub clinic_page: Option<ClinicPageConfig>,
+}
+
+/// The clinic page's listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClinicPageConfig {
+    /// `host:port`; keep it on the clinic PC (`127.0.0.1:8090`) unless the clinic's LAN is trusted.
+    pub listen: String,
 }
 
 /// The DICOM node that clinic modalities (CR, DX, CT, MR, US, ECG carts) push studies to (see the

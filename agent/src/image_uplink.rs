@@ -87,6 +87,16 @@ pub async fn run(dir: PathBuf, tx: mpsc::Sender<Outgoing>, spool: Arc<Mutex<Spoo
         // Most urgent first, so a STAT study's chunks are spooled before a routine one's.
         transfers.sort_by_key(|t| (t.priority, t.study.received_at_ms));
         for t in &mut transfers {
+            // The clinic page may have changed the priority: later chunks take the new lane, and
+            // the manifest goes again so the hub's worklist shows it.
+            if let Some(s) = read_json::<ReadyStudy>(&t.dir.join("study.json"))
+                && s.priority != t.priority
+            {
+                info!(study = %t.study.study_uid, from = t.priority.as_str(), to = s.priority.as_str(), "image study priority changed");
+                t.priority = s.priority;
+                t.study.priority = s.priority;
+                t.progress.manifest_spooled = false;
+            }
             {
                 let s = spool.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 t.progress.inflight.retain(|seq| s.contains(*seq));
@@ -302,6 +312,11 @@ fn file_name(p: &Path) -> String {
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// Rewrites a study's `study.json` (the clinic page's priority change).
+pub fn write_study(dir: &Path, study: &ReadyStudy) -> std::io::Result<()> {
+    write_json(&dir.join("study.json"), study)
 }
 
 /// tmp + fsync + rename, so a crash leaves the old or the new file, never half of one.

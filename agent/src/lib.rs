@@ -12,6 +12,7 @@
 //! - [`uplink`]: sealing, publishing, acks, reports and receipts.
 //! - [`reports`]: received reports on disk.
 //! - [`image_uplink`]: complete image studies → signed manifest + chunks on the bulk lanes.
+//! - [`clinic_page`]: the local page for clinic staff.
 //! - [`inbox`]: the watched folder for cart files; [`inspect`]: what a file holds.
 //! - [`capture`]: raw serial capture of undocumented carts.
 //! - [`dicom_node`]: the clinic's DICOM node (C-STORE SCP) that modalities send studies to.
@@ -20,6 +21,7 @@
 pub mod assemble;
 pub mod capture;
 pub mod cartfile;
+pub mod clinic_page;
 pub mod clock;
 pub mod config;
 pub mod dicom_node;

@@ -106,6 +106,14 @@ pub async fn run(cfg: AgentConfig, stats: Arc<AgentStats>, shutdown: Cancellatio
         });
         tracker.spawn(crate::image_uplink::run(dir, out_tx.clone(), spool.clone(), ports_token.clone()));
     }
+    if let Some(page) = cfg.clinic_page.clone() {
+        let (config, token) = (cfg.clone(), ports_token.clone());
+        tracker.spawn(async move {
+            if let Err(e) = crate::clinic_page::run(&page.listen, config, token).await {
+                error!(listen = %page.listen, error = %e, "the clinic page cannot listen");
+            }
+        });
+    }
     if let Some(inbox) = cfg.inbox.clone() {
         // Stopped with the ports: its sender must be gone before the uplink can finish.
         tracker.spawn(crate::inbox::run(inbox, cfg.device.clone(), out_tx.clone(), spool.clone(), ports_token.clone()));

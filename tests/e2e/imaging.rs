@@ -144,6 +144,9 @@ async fn images_pushed_by_a_modality_reach_the_hub_rebuilt_and_checked() -> anyh
         }
     })
     .await?;
+    // And the clinic sees it on its own page.
+    let page = reqwest::get(clinic.page_url().context("clinic page")?).await?.text().await?;
+    assert!(page.contains("冲突") && page.contains("1.3.6.1.4.1.5962.1.1.4.1.1.20040826185059.5457"), "{page}");
 
     // The imaging centre reads the CR and its report goes back to the clinic, signed.
     let cr = "1.3.6.1.4.1.5962.1.1.0.0.0.1196527414.5534.0.1";
@@ -234,6 +237,26 @@ async fn stat_ecg_latency(hub: &HubHandle, clinic: &Clinic, n: usize) -> anyhow:
     Ok(started.elapsed())
 }
 
+/// Uses the clinic page's form to set the priority of the one image study being sent.
+async fn raise_on_clinic_page(clinic: &Clinic, priority: &str) -> anyhow::Result<()> {
+    let base = clinic.page_url().context("clinic page")?;
+    let page = reqwest::get(&base).await?.text().await?;
+    let action = page.split("action=\"").nth(1).and_then(|s| s.split('"').next()).context("a priority form")?.to_string();
+    let token = page.split("name=\"token\" value=\"").nth(1).and_then(|s| s.split('"').next()).context("the token")?;
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?
+        .post(format!("{base}{action}"))
+        .form(&[("priority", priority), ("token", token)])
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_redirection(), "clinic page answered {}", r.status());
+    // A forged post without the page's token changes nothing.
+    let forged = reqwest::Client::new().post(format!("{base}{action}")).form(&[("priority", "routine"), ("token", "x")]).send().await?;
+    anyhow::ensure!(forged.status() == 403, "a post without the page's token got {}", forged.status());
+    Ok(())
+}
+
 async fn image_bytes(hub: &HubHandle) -> i64 {
     hub.api.stats().await.ok().and_then(|s| s["studies"]["image_bytes_received"].as_i64()).unwrap_or(0)
 }
@@ -277,6 +300,18 @@ async fn a_big_ct_yields_to_stat_traffic_and_resumes_after_a_cut_and_kill_9() ->
     wait_for("CT chunks on the link", WAIT, || async { (image_bytes(&hub).await > 1_000_000).then_some(()) }).await?;
 
     let busy = stat_ecg_latency(&hub, &clinic, 2).await?;
+
+    // At the clinic, the nurse raises the CT to urgent on the clinic page; the hub's worklist follows.
+    raise_on_clinic_page(&clinic, "urgent").await?;
+    let api = hub.api.clone();
+    wait_for("the CT urgent at the hub", WAIT, || {
+        let api = api.clone();
+        async move {
+            let (_, rows) = api.get_raw("/api/images").await.ok()?;
+            rows.as_array()?.iter().find(|r| r["study_uid"] == ct_study && r["priority"] == "urgent").cloned()
+        }
+    })
+    .await?;
     assert!(
         busy <= idle + Duration::from_secs(1),
         "STAT ECG took {busy:?} during the CT upload, {idle:?} on an idle link"

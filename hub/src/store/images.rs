@@ -75,7 +75,11 @@ pub(super) fn store_manifest(
             params![m.study_uid, i.sop_instance_uid, i.series_uid, i.sop_class_uid, i.transfer_syntax, i.size as i64, i.sha256.to_vec(), i.chunks],
         )?;
     }
-    tx.execute("UPDATE image_studies SET last_seen_ms = ?2 WHERE study_uid = ?1", params![m.study_uid, now_ms])?;
+    // A manifest sent again carries the clinic's new priority.
+    tx.execute(
+        "UPDATE image_studies SET last_seen_ms = ?2, priority = ?3 WHERE study_uid = ?1",
+        params![m.study_uid, now_ms, m.priority.rank()],
+    )?;
     Ok(())
 }
 
