@@ -50,10 +50,8 @@ pub async fn run(listen: &str, cfg: AgentConfig, shutdown: CancellationToken) ->
         hex::encode(b)
     };
     let state = PageState { cfg: Arc::new(cfg), token: Arc::new(token) };
-    let app = Router::new()
-        .route("/", get(page))
-        .route("/images/{folder}/priority", post(set_priority))
-        .with_state(state);
+    let app =
+        Router::new().route("/", get(page)).route("/images/{folder}/priority", post(set_priority)).with_state(state);
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }
 
@@ -90,7 +88,11 @@ fn render(cfg: &AgentConfig, token: &str, en: bool) -> String {
         out += &images(&node.dir, token, en);
         let conflicts = dicom_node::conflicts(&node.dir);
         if !conflicts.is_empty() {
-            let _ = write!(out, "<h2 class=\"warn\">{}</h2><table>", t(en, "冲突（同一实例号、内容不同）", "Conflicts (same instance UID, other content)"));
+            let _ = write!(
+                out,
+                "<h2 class=\"warn\">{}</h2><table>",
+                t(en, "冲突（同一实例号、内容不同）", "Conflicts (same instance UID, other content)")
+            );
             for c in conflicts {
                 let _ = write!(
                     out,
@@ -131,7 +133,9 @@ fn images(root: &std::path::Path, token: &str, en: bool) -> String {
             let (patient, modality, count, priority) = match &study {
                 Some(s) => (s.patient_name.clone(), s.modality.clone(), s.instances.len(), s.priority.as_str()),
                 None => {
-                    let n = std::fs::read_dir(e.path()).map(|d| d.flatten().filter(|f| f.path().extension().is_some_and(|x| x == "dcm")).count()).unwrap_or(0);
+                    let n = std::fs::read_dir(e.path())
+                        .map(|d| d.flatten().filter(|f| f.path().extension().is_some_and(|x| x == "dcm")).count())
+                        .unwrap_or(0);
                     (String::new(), String::new(), n, "")
                 }
             };
@@ -151,7 +155,10 @@ fn images(root: &std::path::Path, token: &str, en: bool) -> String {
                             "urgent" => t(en, "加急", "urgent"),
                             _ => t(en, "常规", "routine"),
                         };
-                        format!(r#"<option value="{p}"{}>{label}</option>"#, if *p == priority { " selected" } else { "" })
+                        format!(
+                            r#"<option value="{p}"{}>{label}</option>"#,
+                            if *p == priority { " selected" } else { "" }
+                        )
                     })
                     .collect();
                 format!(
@@ -196,7 +203,10 @@ fn rejected(dir: &std::path::Path, en: bool) -> String {
     if rows.is_empty() {
         return String::new();
     }
-    format!("<h2 class=\"warn\">{}</h2><table>{rows}</table>", t(en, "未能发送的心电文件", "Cart files that were not sent"))
+    format!(
+        "<h2 class=\"warn\">{}</h2><table>{rows}</table>",
+        t(en, "未能发送的心电文件", "Cart files that were not sent")
+    )
 }
 
 fn reports(dir: &std::path::Path, en: bool) -> String {

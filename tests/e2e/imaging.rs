@@ -241,7 +241,8 @@ async fn stat_ecg_latency(hub: &HubHandle, clinic: &Clinic, n: usize) -> anyhow:
 async fn raise_on_clinic_page(clinic: &Clinic, priority: &str) -> anyhow::Result<()> {
     let base = clinic.page_url().context("clinic page")?;
     let page = reqwest::get(&base).await?.text().await?;
-    let action = page.split("action=\"").nth(1).and_then(|s| s.split('"').next()).context("a priority form")?.to_string();
+    let action =
+        page.split("action=\"").nth(1).and_then(|s| s.split('"').next()).context("a priority form")?.to_string();
     let token = page.split("name=\"token\" value=\"").nth(1).and_then(|s| s.split('"').next()).context("the token")?;
     let r = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -252,7 +253,11 @@ async fn raise_on_clinic_page(clinic: &Clinic, priority: &str) -> anyhow::Result
         .await?;
     anyhow::ensure!(r.status().is_redirection(), "clinic page answered {}", r.status());
     // A forged post without the page's token changes nothing.
-    let forged = reqwest::Client::new().post(format!("{base}{action}")).form(&[("priority", "routine"), ("token", "x")]).send().await?;
+    let forged = reqwest::Client::new()
+        .post(format!("{base}{action}"))
+        .form(&[("priority", "routine"), ("token", "x")])
+        .send()
+        .await?;
     anyhow::ensure!(forged.status() == 403, "a post without the page's token got {}", forged.status());
     Ok(())
 }
