@@ -226,9 +226,13 @@ async fn spool_one(tx: &mpsc::Sender<Outgoing>, lane: Lane, payload: Payload) ->
 
 /// The manifest, in parts of at most [`INSTANCES_PER_PART`] instances.
 fn manifests(s: &ReadyStudy, priority: Priority) -> Vec<ImageManifest> {
-    let groups: Vec<&[ReadyInstance]> = s.instances.chunks(INSTANCES_PER_PART).collect();
-    let parts = groups.len().max(1) as u32;
-    let mut out: Vec<ImageManifest> = groups
+    let mut groups: Vec<&[ReadyInstance]> = s.instances.chunks(INSTANCES_PER_PART).collect();
+    if groups.is_empty() {
+        // A study with no instance still gets its (empty) manifest, so the hub can close it.
+        groups.push(&[]);
+    }
+    let parts = groups.len() as u32;
+    groups
         .iter()
         .enumerate()
         .map(|(i, g)| ImageManifest {
@@ -254,22 +258,7 @@ fn manifests(s: &ReadyStudy, priority: Priority) -> Vec<ImageManifest> {
                 })
                 .collect(),
         })
-        .collect();
-    if out.is_empty() {
-        out.push(ImageManifest {
-            study_uid: s.study_uid.clone(),
-            priority,
-            modality: s.modality.clone(),
-            patient_name: s.patient_name.clone(),
-            patient_id: s.patient_id.clone(),
-            calling_ae: s.calling_ae.clone(),
-            received_at_ms: s.received_at_ms,
-            part: 0,
-            parts: 1,
-            instances: vec![],
-        });
-    }
-    out
+        .collect()
 }
 
 fn hex_32(s: &str) -> [u8; 32] {
@@ -327,4 +316,62 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     f.write_all(&serde_json::to_vec(value).map_err(std::io::Error::other)?)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn study(n: usize) -> ReadyStudy {
+        ReadyStudy {
+            study_uid: "1.2.3".into(),
+            priority: Priority::Routine,
+            modality: "CT".into(),
+            patient_name: "张伟".into(),
+            patient_id: "p".into(),
+            calling_ae: "CT1".into(),
+            received_at_ms: 0,
+            instances: (0..n)
+                .map(|i| ReadyInstance {
+                    sop_instance_uid: format!("1.2.3.1.{i}"),
+                    sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
+                    series_uid: "1.2.3.1".into(),
+                    transfer_syntax: "1.2.840.10008.1.2.1".into(),
+                    file: format!("{i}.dcm"),
+                    size: 200_000,
+                    sha256: "ab".repeat(32),
+                })
+                .collect(),
+            dir: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn a_large_study_has_its_manifest_in_parts_that_each_fit_a_packet() {
+        let parts = manifests(&study(450), Priority::Urgent);
+        assert_eq!(parts.iter().map(|m| m.instances.len()).collect::<Vec<_>>(), [200, 200, 50]);
+        for (i, m) in parts.iter().enumerate() {
+            assert_eq!((m.part, m.parts, m.priority), (i as u32, 3, Priority::Urgent));
+            m.validate().expect("valid");
+            let body = Payload::ImageManifest(m.clone()).encode().expect("fits its limit");
+            assert!(body.len() < yilian_protocol::limits::IMAGE_MANIFEST_MAX);
+        }
+        assert_eq!(parts[0].instances[0].chunks, 3, "200,000 bytes in 96 KiB chunks");
+        assert_eq!(parts[0].instances[0].sha256, [0xab; 32]);
+        let empty = manifests(&study(0), Priority::Routine);
+        assert_eq!((empty.len(), empty[0].parts, empty[0].instances.len()), (1, 1, 0));
+    }
+
+    #[test]
+    fn chunks_are_read_at_their_offsets_and_the_last_is_short() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("x.dcm");
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).expect("write");
+        let c1 = read_chunk(&path, 200_000, 1).expect("chunk 1");
+        assert_eq!(c1, bytes[BLOB_CHUNK_PAYLOAD..2 * BLOB_CHUNK_PAYLOAD]);
+        let c2 = read_chunk(&path, 200_000, 2).expect("chunk 2");
+        assert_eq!(c2, bytes[2 * BLOB_CHUNK_PAYLOAD..]);
+        assert!(read_chunk(&path, 300_000, 3).is_err(), "a file shorter than listed is an error, not a short read");
+    }
 }
