@@ -282,7 +282,7 @@ fn read_chunk(path: &Path, size: u64, index: u32) -> std::io::Result<Vec<u8>> {
 }
 
 fn save(t: &Transfer) {
-    if let Err(e) = write_json(&t.dir.join("progress.json"), &t.progress) {
+    if let Err(e) = crate::durable::write_json(&t.dir.join("progress.json"), &t.progress) {
         warn!(study = %t.study.study_uid, error = %e, "cannot record transfer progress; a restart resends more");
     }
 }
@@ -305,17 +305,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
 
 /// Rewrites a study's `study.json` (the clinic page's priority change).
 pub fn write_study(dir: &Path, study: &ReadyStudy) -> std::io::Result<()> {
-    write_json(&dir.join("study.json"), study)
-}
-
-/// tmp + fsync + rename, so a crash leaves the old or the new file, never half of one.
-fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec(value).map_err(std::io::Error::other)?)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    crate::durable::write_json(&dir.join("study.json"), study)
 }
 
 #[cfg(test)]

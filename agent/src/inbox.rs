@@ -20,7 +20,7 @@ use crate::config::InboxConfig;
 use crate::spool::Spool;
 use crate::uplink::Outgoing;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -153,10 +153,10 @@ impl Ctx {
             all.iter().cloned().partition(|p| is_sidecar(p));
         let mut originals = Vec::new();
         for p in &data_files {
-            match read_bounded(p) {
+            match crate::inspect::read_limited(p, &ReadOptions::default()) {
                 Ok(bytes) => originals.push(Original { name: file_name(p), bytes }),
                 Err(e) => {
-                    self.reject(&all, &format!("cannot read {}: {e}", file_name(p)));
+                    self.reject(&all, &format!("cannot read {e}"));
                     return None;
                 }
             }
@@ -175,7 +175,7 @@ impl Ctx {
             return None;
         }
         let opts = ReadOptions::default();
-        let recording = match read_recording(&originals, &opts) {
+        let recording = match crate::inspect::recording_of(&originals, &opts) {
             Ok(r) => r,
             Err(why) => {
                 self.reject(&all, &why);
@@ -293,9 +293,14 @@ async fn resume(ctx: &Ctx, tx: &mpsc::Sender<Outgoing>) {
             .iter()
             .map(|f| dir.join(f))
             .filter(|p| !is_sidecar(p))
-            .filter_map(|p| Some(Original { name: file_name(&p), bytes: read_bounded(&p).ok()? }))
+            .filter_map(|p| {
+                Some(Original {
+                    name: file_name(&p),
+                    bytes: crate::inspect::read_limited(&p, &ReadOptions::default()).ok()?,
+                })
+            })
             .collect();
-        let Ok(rec) = read_recording(&originals, &ReadOptions::default()) else { continue };
+        let Ok(rec) = crate::inspect::recording_of(&originals, &ReadOptions::default()) else { continue };
         let fc = FileContext {
             device_id: ctx.device.clone(),
             priority: Priority::parse(&m.priority).unwrap_or(Priority::Routine),
@@ -418,17 +423,6 @@ impl Watcher {
     }
 }
 
-/// Reads the recording of one file, or of a WFDB record (header first).
-fn read_recording(originals: &[Original], opts: &ReadOptions) -> Result<yilian_formats::Recording, String> {
-    let main = originals.first().ok_or("no files")?;
-    if extension(Path::new(&main.name)) == "hea" {
-        let files: BTreeMap<String, Vec<u8>> =
-            originals.iter().skip(1).map(|o| (o.name.clone(), o.bytes.clone())).collect();
-        return yilian_formats::wfdb::read(&main.bytes, &files, opts).map_err(|e| format!("WFDB: {e}"));
-    }
-    sniff::read(&main.name, &main.bytes, opts).map_err(|e| e.to_string())
-}
-
 /// Signal file names a WFDB header names (the first field of each signal line).
 fn wfdb_signal_files(text: &str) -> Vec<String> {
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
@@ -501,17 +495,6 @@ fn read_head(p: &Path) -> Vec<u8> {
     buf
 }
 
-fn read_bounded(p: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let limit = ReadOptions::default().limits.max_input_bytes as u64;
-    let mut buf = Vec::new();
-    std::fs::File::open(p)?.take(limit + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > limit {
-        return Err(std::io::Error::other(format!("larger than {limit} bytes")));
-    }
-    Ok(buf)
-}
-
 /// Sidecar text: UTF-8, else GB 18030 (what Chinese Windows editors save).
 fn decode_text(b: &[u8]) -> String {
     let t = match std::str::from_utf8(b) {
@@ -522,13 +505,7 @@ fn decode_text(b: &[u8]) -> String {
 }
 
 fn write_manifest(dir: &Path, m: &Manifest) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = dir.join("manifest.json.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec_pretty(m).map_err(std::io::Error::other)?)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, dir.join("manifest.json"))?;
-    std::fs::File::open(dir)?.sync_all()
+    crate::durable::write_json(&dir.join("manifest.json"), m)
 }
 
 fn read_manifest(dir: &Path) -> Option<Manifest> {

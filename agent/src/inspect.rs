@@ -10,31 +10,41 @@ use yilian_formats::{ReadOptions, Recording, lead};
 pub fn load(path: &Path, opts: &ReadOptions) -> Result<(Recording, Vec<Original>), String> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let bytes = read_limited(path, opts)?;
-    let is_header = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("hea"))
-        || yilian_formats::sniff::detect(&name, &bytes) == yilian_formats::sniff::Detected::WfdbHeader;
-    if !is_header {
-        let rec = yilian_formats::sniff::read(&name, &bytes, opts).map_err(|e| e.to_string())?;
-        return Ok((rec, vec![Original { name, bytes }]));
-    }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let record = name.split_once('.').map_or(name.as_str(), |(s, _)| s).to_string();
-    let mut files = BTreeMap::new();
-    let mut originals = vec![Original { name: name.clone(), bytes: bytes.clone() }];
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    for e in entries.flatten() {
-        let other = e.file_name().to_string_lossy().into_owned();
-        if other == name || other.split_once('.').map(|(s, _)| s) != Some(record.as_str()) || !e.path().is_file() {
-            continue;
+    let header = is_wfdb_header(&name, &bytes);
+    let mut originals = vec![Original { name: name.clone(), bytes }];
+    if header {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let record = name.split_once('.').map_or(name.as_str(), |(s, _)| s).to_string();
+        let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for e in entries.flatten() {
+            let other = e.file_name().to_string_lossy().into_owned();
+            if other == name || other.split_once('.').map(|(s, _)| s) != Some(record.as_str()) || !e.path().is_file() {
+                continue;
+            }
+            originals.push(Original { name: other, bytes: read_limited(&e.path(), opts)? });
         }
-        let b = read_limited(&e.path(), opts)?;
-        files.insert(other.clone(), b.clone());
-        originals.push(Original { name: other, bytes: b });
     }
-    let rec = yilian_formats::wfdb::read(&bytes, &files, opts).map_err(|e| format!("WFDB: {e}"))?;
-    Ok((rec, originals))
+    Ok((recording_of(&originals, opts)?, originals))
 }
 
-fn read_limited(path: &Path, opts: &ReadOptions) -> Result<Vec<u8>, String> {
+/// The recording in `originals`: one cart file, or a WFDB record with its header first.
+pub fn recording_of(originals: &[Original], opts: &ReadOptions) -> Result<Recording, String> {
+    let main = originals.first().ok_or("no files")?;
+    if !is_wfdb_header(&main.name, &main.bytes) {
+        return yilian_formats::sniff::read(&main.name, &main.bytes, opts).map_err(|e| e.to_string());
+    }
+    let files: BTreeMap<String, Vec<u8>> =
+        originals.iter().skip(1).map(|o| (o.name.clone(), o.bytes.clone())).collect();
+    yilian_formats::wfdb::read(&main.bytes, &files, opts).map_err(|e| format!("WFDB: {e}"))
+}
+
+fn is_wfdb_header(name: &str, bytes: &[u8]) -> bool {
+    name.rsplit_once('.').is_some_and(|(_, e)| e.eq_ignore_ascii_case("hea"))
+        || yilian_formats::sniff::detect(name, bytes) == yilian_formats::sniff::Detected::WfdbHeader
+}
+
+/// A file's bytes, refused (with the path in the message) past the readers' input limit.
+pub fn read_limited(path: &Path, opts: &ReadOptions) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let limit = opts.limits.max_input_bytes as u64;
     let mut buf = Vec::new();

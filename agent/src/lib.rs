@@ -7,6 +7,7 @@
 //! - [`serial`]: the port task (open, read, reopen).
 //! - [`assemble`]: frames → studies and stream chunks.
 //! - [`cartfile`]: a cart file's recording → a study with its original bytes.
+//! - [`durable`]: crash-safe file replacement.
 //! - [`spool`]: the durable spool and seq leases.
 //! - [`quota`]: what gives way when the spool's disk is full.
 //! - [`uplink`]: sealing, publishing, acks, reports and receipts.
@@ -26,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod dicom_node;
 pub mod driver;
+pub mod durable;
 pub mod image_uplink;
 pub mod inbox;
 pub mod inspect;

@@ -5,7 +5,6 @@ use jiff::Timestamp;
 use jiff::tz::{self, TimeZone};
 use serde::Serialize;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use yilian_protocol::message::Report;
 
@@ -61,14 +60,6 @@ pub fn render_text(r: &Report) -> String {
     )
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)
-}
-
 impl ReportStore {
     /// A store in `dir` (created on first use).
     pub fn new(dir: &Path) -> Self {
@@ -100,8 +91,8 @@ impl ReportStore {
         let json = serde_json::to_vec_pretty(&StoredReport { report, envelope_hex: hex::encode(envelope) })
             .map_err(|e| ReportError { path: json_path.clone(), source: std::io::Error::other(e) })?;
         let txt_path = json_path.with_extension("txt");
-        write_atomic(&txt_path, render_text(report).as_bytes()).map_err(err(&txt_path))?;
-        write_atomic(&json_path, &json).map_err(err(&json_path))?;
+        crate::durable::write_atomic(&txt_path, render_text(report).as_bytes()).map_err(err(&txt_path))?;
+        crate::durable::write_atomic(&json_path, &json).map_err(err(&json_path))?;
         Ok(json_path)
     }
 }

@@ -20,7 +20,7 @@ use crate::config::DicomNodeConfig;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -662,19 +662,11 @@ pub(crate) fn hash_file(path: &Path) -> Result<String, StoreError> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let tmp = path.with_extension("tmp~");
-    let mut f = std::fs::File::create(&tmp).map_err(io_err("creating", &tmp))?;
-    f.write_all(bytes).map_err(io_err("writing", &tmp))?;
-    f.sync_all().map_err(io_err("syncing", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err("renaming into place", path))?;
-    if let Some(dir) = path.parent() {
-        fsync_dir(dir)?;
-    }
-    Ok(())
+    crate::durable::write_atomic(path, bytes).map_err(io_err("writing into place", path))
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
-    std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(io_err("syncing folder", dir))
+    crate::durable::sync_dir(dir).map_err(io_err("syncing folder", dir))
 }
 
 #[cfg(test)]
