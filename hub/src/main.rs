@@ -79,6 +79,20 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the whole hash chain; exit status 1 and the first bad entry if it was edited,
+    /// removed or reordered.
+    Verify,
+    /// Write every entry as JSON lines (with its hashes) to standard output.
+    Export,
 }
 
 #[derive(Subcommand)]
@@ -91,7 +105,7 @@ enum UserCommand {
         /// Display name, e.g. "李娜".
         #[arg(long)]
         name: String,
-        /// `specialist` or `admin` (county IT).
+        /// `specialist`, `admin` (county IT) or `auditor` (reads the audit log only).
         #[arg(long, default_value = "specialist")]
         role: String,
     },
@@ -176,7 +190,10 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::User { command: UserCommand::Add { id, name, role } } => {
-            anyhow::ensure!(matches!(role.as_str(), "specialist" | "admin"), "--role must be specialist or admin");
+            anyhow::ensure!(
+                matches!(role.as_str(), "specialist" | "admin" | "auditor"),
+                "--role must be specialist, admin or auditor"
+            );
             let mut password = String::new();
             std::io::stdin().read_line(&mut password).context("reading the password from standard input")?;
             let password = password.trim_end_matches(['\r', '\n']);
@@ -184,6 +201,33 @@ fn main() -> anyhow::Result<()> {
             let hash = yilian_hub::http::session::hash_password(password).map_err(|e| anyhow::anyhow!(e))?;
             open_db(&cli.data)?.add_user(&id, &name, &role, &hash, now_ms())?;
             println!("user {id} ({name}) is a {role}");
+            Ok(())
+        }
+        Command::Audit { command: AuditCommand::Verify } => {
+            let db = open_db(&cli.data)?;
+            match db.audit_verify()? {
+                Ok(sum) => {
+                    println!("audit chain intact: {} entries, last id {}, head {}", sum.entries, sum.last_id, sum.head);
+                    Ok(())
+                }
+                Err(fault) => anyhow::bail!("audit chain BROKEN: {fault}"),
+            }
+        }
+        Command::Audit { command: AuditCommand::Export } => {
+            use std::io::Write;
+            let db = open_db(&cli.data)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut after = 0;
+            loop {
+                let batch = db.audit_records(after, 1000)?;
+                let Some(last) = batch.last() else { break };
+                after = last.id;
+                for r in &batch {
+                    serde_json::to_writer(&mut out, r)?;
+                    out.write_all(b"\n")?;
+                }
+            }
+            out.flush()?;
             Ok(())
         }
         Command::Key => {

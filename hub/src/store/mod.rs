@@ -3,6 +3,7 @@
 //! Callers send closures to the owner thread with [`Store::call`] and await the answer, so the
 //! connection is never shared and no lock is held across an `.await` (mini-redis `db.rs`).
 
+pub mod audit;
 pub mod images;
 pub mod schema;
 
@@ -238,6 +239,8 @@ pub struct ReportRow {
 /// One audit log entry: who did what to which subject, when.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEntry {
+    /// Entry id (chain order).
+    pub id: i64,
     /// Hub time, Unix ms.
     pub at_ms: i64,
     /// User id.
@@ -248,6 +251,12 @@ pub struct AuditEntry {
     pub subject: String,
     /// More.
     pub detail: String,
+    /// The user's role, or empty.
+    pub role: String,
+    /// `ok`, `denied`, `failed`.
+    pub result: String,
+    /// Source address, or `local`.
+    pub source: String,
 }
 
 /// A line of device text output.
@@ -411,6 +420,7 @@ impl Db {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let mut db = Self { conn };
         db.migrate()?;
+        db.audit_chain_legacy()?;
         Ok(db)
     }
 
@@ -983,7 +993,8 @@ impl Db {
         Ok(())
     }
 
-    /// Appends to the audit log: who did what to which subject, when.
+    /// Appends to the audit log: who did what to which subject, when (role empty, result `ok`,
+    /// source `local`; see [`Db::audit_event`] for every field).
     pub fn audit(
         &mut self,
         user: &str,
@@ -992,29 +1003,36 @@ impl Db {
         detail: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO audit (at_ms, user_id, action, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![now_ms, user, action, subject, detail],
-        )?;
+        self.audit_event(&audit::AuditEvent {
+            at_ms: now_ms,
+            user: user.into(),
+            role: audit::ROLE_UNKNOWN.into(),
+            action: action.into(),
+            object: subject.into(),
+            result: audit::RESULT_OK.into(),
+            source: audit::SOURCE_LOCAL.into(),
+            detail: detail.into(),
+        })?;
         Ok(())
     }
 
     /// The latest audit entries, newest first.
     pub fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut stmt =
-            self.conn.prepare("SELECT at_ms, user_id, action, subject, detail FROM audit ORDER BY id DESC LIMIT ?1")?;
-        let rows = stmt
-            .query_map([limit], |r| {
-                Ok(AuditEntry {
-                    at_ms: r.get(0)?,
-                    user: r.get(1)?,
-                    action: r.get(2)?,
-                    subject: r.get(3)?,
-                    detail: r.get(4)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        Ok(self
+            .audit_latest(limit)?
+            .into_iter()
+            .map(|r| AuditEntry {
+                id: r.id,
+                at_ms: r.at_ms,
+                user: r.user,
+                role: r.role,
+                action: r.action,
+                subject: r.object,
+                result: r.result,
+                source: r.source,
+                detail: r.detail,
+            })
+            .collect())
     }
 
     /// Adds (or replaces) a specialist with the SHA-256 (hex) of their API token.

@@ -199,4 +199,31 @@ CREATE TABLE image_chunks (
     PRIMARY KEY (study_uid, sop_uid, idx)
 );
 "#,
+    // Tamper-evident audit log (role, result, source address; each entry hash-chained, the head
+    // kept beside it) and the auditor role. The users table is rebuilt for its CHECK constraint;
+    // dropping it ends open sessions (everyone signs in again once).
+    r#"
+ALTER TABLE audit ADD COLUMN role TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit ADD COLUMN result TEXT NOT NULL DEFAULT 'ok';
+ALTER TABLE audit ADD COLUMN source TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit ADD COLUMN alg TEXT;
+ALTER TABLE audit ADD COLUMN prev TEXT;
+ALTER TABLE audit ADD COLUMN hash TEXT;
+CREATE TABLE audit_head (
+    one     INTEGER PRIMARY KEY CHECK (one = 1),
+    entries INTEGER NOT NULL,
+    last_id INTEGER NOT NULL,
+    hash    TEXT NOT NULL
+);
+CREATE TABLE users_new (
+    user_id       TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    role          TEXT NOT NULL CHECK (role IN ('specialist', 'admin', 'auditor')),
+    password_hash TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+INSERT INTO users_new SELECT user_id, name, role, password_hash, created_at_ms FROM users;
+DROP TABLE users;
+ALTER TABLE users_new RENAME TO users;
+"#,
 ];
