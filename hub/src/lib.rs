@@ -11,6 +11,7 @@
 //! - [`http`]: the JSON API.
 //! - [`images`]: DICOM image store and rendering.
 //! - [`keys`]: the hub's signing key.
+//! - [`logkey`]: the key of the hashes that stand in for patient names in logs.
 //! - [`run`]: wiring and shutdown.
 
 pub mod broker;
@@ -22,6 +23,7 @@ pub mod images;
 pub mod imaging;
 pub mod ingest;
 pub mod keys;
+pub mod logkey;
 pub mod publish;
 pub mod queue;
 pub mod ratelimit;

@@ -99,6 +99,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|source| HubError::Io { what: "creating the data folder", source })?;
     let key = Arc::new(keys::load_or_create(&cfg.data_dir)?);
+    crate::logkey::install(&cfg.data_dir).map_err(|source| HubError::Io { what: "the log key", source })?;
     let store = Store::open(&cfg.db_path())?;
     let images = Arc::new(
         crate::images::ImageStore::open(&cfg.data_dir.join("images"))
@@ -195,8 +196,9 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     };
     let addr = http.local_addr().map_err(|source| HubError::Io { what: "http listener", source })?;
     info!(%addr, data = %cfg.data_dir.display(), key_id = %key.key_id(), "hub HTTP API listening");
-    let served =
-        axum::serve(http, http::router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    let served = axum::serve(http, http::router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
     let _ = poll_task.await;
     let _ = ingest_task.await;
     let _ = imaging_task.await;

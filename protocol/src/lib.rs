@@ -13,6 +13,7 @@
 //! - [`frame`]: the serial framing spoken by ECG front ends (COBS + CRC-32), documented there.
 //! - [`lead`]: lead names and their SCP-ECG codes.
 //! - [`limits`]: the byte limits applied to every decode.
+//! - [`redact`]: keyed hashes that stand in for patient identifiers in operational logs.
 //! - [`wire`]: bincode configuration and limited decoding.
 //!
 //! # Example
@@ -48,6 +49,7 @@ pub mod keys;
 pub mod lead;
 pub mod limits;
 pub mod message;
+pub mod redact;
 pub mod topic;
 pub mod wire;
 

@@ -12,12 +12,14 @@
 //! | POST | `/api/studies/{uid}/report` | `{findings, conclusion}`: sign and send to the clinic |
 //! | GET | `/api/images` | image studies: receiving, complete or partial (with what is missing), claim and report |
 //! | GET | `/api/devices` | enrolled devices and their status |
-//! | GET | `/api/audit` | the latest audit entries (who viewed, claimed, reported what, when); admins only |
+//! | GET | `/api/audit` | the latest audit entries (who viewed, claimed, reported what, when, from where); auditors only |
+//! | GET | `/api/audit/verify` | the audit chain checked end to end: entries and head, or the first bad entry; auditors only |
 //! | GET | `/api/devices/{device}/output` | the latest lines the device printed |
 //! | GET | `/api/devices/{device}/streams` | monitoring streams, with gaps |
 //! | GET | `/api/devices/{device}/streams/{stream}/samples?from=&count=` | stream samples |
 
 use super::AppState;
+use super::actor::{self, Actor};
 use super::auth::Specialist;
 use crate::clock::now_ms;
 use crate::queue::ClaimError;
@@ -66,8 +68,9 @@ async fn call<R: Send + 'static>(
     Ok(s.store.call(f).await??)
 }
 
-/// Writes who did what to which study into the audit log (before the answer goes out).
-pub(crate) async fn audit(s: &AppState, who: &str, action: &'static str, subject: &str) -> Result<(), ApiError> {
+/// Writes who did what to which study into the audit log (before the answer goes out), with no
+/// role or source address; handlers use [`super::actor::record`], which has both.
+pub async fn audit(s: &AppState, who: &str, action: &'static str, subject: &str) -> Result<(), ApiError> {
     let (who, subject) = (who.to_string(), subject.to_string());
     call(s, move |db| db.audit(&who, action, &subject, "", now_ms())).await
 }
@@ -86,6 +89,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/studies/{uid}/report", post(report))
         .route("/api/devices", get(devices))
         .route("/api/audit", get(audit_log))
+        .route("/api/audit/verify", get(audit_verify))
         .route("/api/devices/{device}/output", get(device_output))
         .route("/api/devices/{device}/streams", get(streams))
         .route("/api/devices/{device}/streams/{stream}/samples", get(stream_samples))
@@ -155,7 +159,7 @@ async fn study(
         });
     }
     info!(specialist = %who.id, study = %uid, "study viewed");
-    audit(&s, &who.id, "view study", &uid).await?;
+    actor::ok(&s, &who.actor(), "view study", &uid).await?;
     let median = match &body.median_beat {
         Some(m) => {
             let mut beat = Vec::with_capacity(m.leads.len());
@@ -210,7 +214,7 @@ async fn claim(
     let (u, id, ttl) = (uid.clone(), who.id.clone(), s.claim_ttl_ms);
     let expires = call(&s, move |db| db.claim(&u, &id, now_ms(), ttl)).await??;
     info!(specialist = %who.id, study = %uid, "claimed");
-    audit(&s, &who.id, "claim", &uid).await?;
+    actor::ok(&s, &who.actor(), "claim", &uid).await?;
     Ok(Json(json!({ "study_uid": uid, "claimed_by": who.id, "claim_expires_ms": expires })))
 }
 
@@ -221,6 +225,7 @@ async fn release(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (u, id) = (uid.clone(), who.id.clone());
     call(&s, move |db| db.release(&u, &id, now_ms())).await??;
+    actor::ok(&s, &who.actor(), "release", &uid).await?;
     Ok(Json(json!({ "study_uid": uid, "released": true })))
 }
 
@@ -239,7 +244,7 @@ async fn report(
     Path(uid): Path<String>,
     Json(form): Json<ReportForm>,
 ) -> Result<(StatusCode, Json<crate::store::ReportRow>), ApiError> {
-    let row = submit_report(&s, &who.id, &who.name, &uid, form.findings, form.conclusion).await?;
+    let row = submit_report(&s, &who.actor(), &who.name, &uid, form.findings, form.conclusion).await?;
     Ok((StatusCode::CREATED, Json(row)))
 }
 
@@ -247,7 +252,7 @@ async fn report(
 /// API and the console's form both come here).
 pub async fn submit_report(
     s: &AppState,
-    who_id: &str,
+    who: &Actor,
     who_name: &str,
     uid: &str,
     findings: String,
@@ -265,7 +270,7 @@ pub async fn submit_report(
     let publisher = s.publisher.clone();
     let draft = ReportDraft {
         study_uid: uid.to_string(),
-        specialist_id: who_id.to_string(),
+        specialist_id: who.user.clone(),
         specialist_name: who_name.to_string(),
         findings,
         conclusion,
@@ -274,8 +279,8 @@ pub async fn submit_report(
         db.create_report(&draft, now_ms(), |r, seq, site, device| publisher.seal_report(r, seq, site, device))
     })
     .await??;
-    info!(specialist = %who_id, study = %uid, report = %row.report_id, "report signed");
-    audit(s, who_id, "report", &format!("{uid} {}", row.report_id)).await?;
+    info!(specialist = %who.user, study = %uid, report = %row.report_id, "report signed");
+    actor::record(s, who, "report", uid, crate::store::audit::RESULT_OK, &row.report_id).await?;
     if s.publisher.publish_report(&row.site_id, &row.device_id, row.envelope.clone()) {
         let rid = row.report_id.clone();
         call(s, move |db| db.mark_published(&rid, now_ms())).await?;
@@ -283,15 +288,34 @@ pub async fn submit_report(
     Ok(row)
 }
 
-/// County IT only (a console session with the admin role).
+/// Auditors only (a console session with the auditor role); a refused read is audited too.
 async fn audit_log(
     State(s): State<AppState>,
     who: super::session::Session,
 ) -> ApiResult<Vec<crate::store::AuditEntry>> {
-    if who.role != super::session::Role::Admin {
-        return Err(ApiError(StatusCode::FORBIDDEN, "county IT only".into()));
-    }
+    auditor_only(&s, &who, "read audit log").await?;
     Ok(Json(call(&s, |db| db.audit_log(500)).await?))
+}
+
+/// The chain check, for the auditor.
+async fn audit_verify(
+    State(s): State<AppState>,
+    who: super::session::Session,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    auditor_only(&s, &who, "verify audit log").await?;
+    Ok(Json(match call(&s, |db| db.audit_verify()).await? {
+        Ok(sum) => json!({ "ok": true, "entries": sum.entries, "last_id": sum.last_id, "head": sum.head }),
+        Err(fault) => json!({ "ok": false, "fault": fault.to_string() }),
+    }))
+}
+
+/// Lets auditors through and records the read; anyone else gets 403, also recorded.
+pub(crate) async fn auditor_only(s: &AppState, who: &super::session::Session, action: &str) -> Result<(), ApiError> {
+    if who.role != super::session::Role::Auditor {
+        actor::record(s, &who.actor(), action, "audit log", "denied", "").await?;
+        return Err(ApiError(StatusCode::FORBIDDEN, "auditors only / 仅限审计员".into()));
+    }
+    actor::ok(s, &who.actor(), action, "audit log").await
 }
 
 async fn devices(State(s): State<AppState>, _who: Specialist) -> ApiResult<Vec<crate::store::DeviceRow>> {
@@ -300,9 +324,10 @@ async fn devices(State(s): State<AppState>, _who: Specialist) -> ApiResult<Vec<c
 
 async fn device_output(
     State(s): State<AppState>,
-    _who: Specialist,
+    who: Specialist,
     Path(device): Path<String>,
 ) -> ApiResult<Vec<crate::store::OutputLine>> {
+    actor::ok(&s, &who.actor(), "view device output", &device).await?;
     Ok(Json(call(&s, move |db| db.device_output(&device, 200)).await?))
 }
 
@@ -323,13 +348,22 @@ struct Range {
 
 async fn stream_samples(
     State(s): State<AppState>,
-    _who: Specialist,
+    who: Specialist,
     Path((device, stream)): Path<(String, i64)>,
     Query(r): Query<Range>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if r.count <= 0 || r.count > 600_000 || r.from < 0 || r.from.checked_add(r.count).is_none() {
         return Err(ApiError(StatusCode::BAD_REQUEST, "count must be 1..=600000 and from >= 0".into()));
     }
+    actor::record(
+        &s,
+        &who.actor(),
+        "view monitoring",
+        &format!("{device}/{stream}"),
+        "ok",
+        &format!("from {} count {}", r.from, r.count),
+    )
+    .await?;
     let leads = call(&s, move |db| db.stream_samples(&device, stream, r.from, r.count)).await?;
     let leads: Vec<_> = leads
         .into_iter()

@@ -13,6 +13,17 @@ pub struct Specialist {
     pub id: String,
     /// Display name.
     pub name: String,
+    /// Role name: the session's, or `api` for a bearer token.
+    pub role: &'static str,
+    /// Peer address of the request.
+    pub source: String,
+}
+
+impl Specialist {
+    /// The actor of this caller's requests, for the audit log.
+    pub fn actor(&self) -> super::actor::Actor {
+        super::actor::Actor { user: self.id.clone(), role: self.role, source: self.source.clone() }
+    }
 }
 
 /// SHA-256 (hex) of a token, as stored.
@@ -44,17 +55,23 @@ impl FromRequestParts<AppState> for Specialist {
         let Some(token) = bearer else {
             let s =
                 super::session::session_of(parts, state).await.ok_or((StatusCode::UNAUTHORIZED, "sign in first"))?;
+            // An auditor reads who did what, never the studies themselves.
+            if s.role == super::session::Role::Auditor {
+                return Err((StatusCode::FORBIDDEN, "auditors see the audit log only"));
+            }
             if super::session::is_write(parts) {
                 let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
                 if !super::session::same_token(sent, &s.csrf) {
                     return Err((StatusCode::FORBIDDEN, "missing or wrong CSRF token"));
                 }
             }
-            return Ok(Specialist { id: s.user_id, name: s.name });
+            return Ok(Specialist { id: s.user_id, name: s.name, role: s.role.as_str(), source: s.source });
         };
         let hash = token_hash(token);
         match state.store.call(move |db| db.specialist_by_token(&hash)).await {
-            Ok(Ok(Some((id, name)))) => Ok(Specialist { id, name }),
+            Ok(Ok(Some((id, name)))) => {
+                Ok(Specialist { id, name, role: "api", source: super::actor::source_of(parts) })
+            }
             Ok(Ok(None)) => Err((StatusCode::UNAUTHORIZED, "unknown token")),
             _ => Err((StatusCode::SERVICE_UNAVAILABLE, "store unavailable")),
         }

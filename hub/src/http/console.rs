@@ -3,6 +3,7 @@
 //! with `?lang=en`. The worklist refreshes itself from `/console/worklist` every few seconds.
 
 use super::AppState;
+use super::actor::{self, Actor, Source};
 use super::auth::{new_token, token_hash};
 use super::session::{self, Role, Session, cookie, same_token, session_cookie, session_of};
 use crate::clock::now_ms;
@@ -100,6 +101,9 @@ pub(crate) fn layout(lang: Lang, title: &str, s: Option<&Session>, body: &str) -
             if s.role == Role::Admin {
                 fleet.push_str(&format!(r#" <a href="/fleet">{}</a>"#, lang.t("设备", "Fleet")));
             }
+            if s.role == Role::Auditor {
+                fleet = format!(r#"<a href="/audit">{}</a>"#, lang.t("审计日志", "Audit log"));
+            }
             format!(
                 r#"<nav><a href="/">{}</a> {fleet} <span class="who">{}</span>
 <form method="post" action="/logout" class="inline"><input type="hidden" name="csrf" value="{}"><button>{}</button></form>
@@ -185,7 +189,12 @@ struct LoginForm {
     csrf: String,
 }
 
-async fn login(State(s): State<AppState>, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
+async fn login(
+    State(s): State<AppState>,
+    Source(source): Source,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
     let cookie_csrf = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
     if f.csrf.is_empty() || !same_token(&f.csrf, cookie_csrf) {
         return (StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response();
@@ -197,26 +206,24 @@ async fn login(State(s): State<AppState>, headers: HeaderMap, Form(f): Form<Logi
     let hash = found.as_ref().map(|(_, _, h)| h.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
     let pw = f.password.clone();
     let ok = tokio::task::spawn_blocking(move || session::verify_password(&hash, &pw)).await.unwrap_or(false);
-    if !ok || found.is_none() {
-        warn!(user = %user, "console sign-in failed");
-        let _ = s.store.call(move |db| db.audit(&user, "sign-in failed", "", "", now_ms())).await;
+    let role = found.as_ref().and_then(|(_, r, _)| Role::parse(r)).map_or("", Role::as_str);
+    let who = Actor { user: user.clone(), role, source };
+    let Some(role) = found.as_ref().and_then(|(_, r, _)| Role::parse(r)).filter(|_| ok) else {
+        warn!(user = %user, source = %who.source, "console sign-in failed");
+        let _ = actor::record(&s, &who, "sign-in failed", "", "failed", "").await;
         return Redirect::to("/login?failed=1").into_response();
-    }
+    };
     let Ok(token) = new_token() else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
     let Ok(csrf) = new_token() else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
     let (h, u) = (token_hash(&token), user.clone());
-    let created = s
-        .store
-        .call(move |db| {
-            db.create_session(&h, &u, &csrf, now_ms(), session::SESSION_TTL_MS)?;
-            db.audit(&u, "sign in", "", "", now_ms())
-        })
-        .await;
-    if !matches!(created, Ok(Ok(()))) {
+    let created = s.store.call(move |db| db.create_session(&h, &u, &csrf, now_ms(), session::SESSION_TTL_MS)).await;
+    if !matches!(created, Ok(Ok(()))) || actor::ok(&s, &who, "sign in", "").await.is_err() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
-    info!(user = %user, "console sign-in");
-    let mut resp = Redirect::to("/").into_response();
+    info!(user = %user, source = %who.source, "console sign-in");
+    // An auditor's console is the audit log.
+    let home = if role == Role::Auditor { "/audit" } else { "/" };
+    let mut resp = Redirect::to(home).into_response();
     if let Ok(v) = HeaderValue::from_str(&session_cookie(&token)) {
         resp.headers_mut().append(SET_COOKIE, v);
     }
@@ -240,6 +247,7 @@ async fn logout(State(s): State<AppState>, headers: HeaderMap, session: Session,
         let h = token_hash(token);
         let _ = s.store.call(move |db| db.delete_session(&h)).await;
     }
+    let _ = actor::ok(&s, &session.actor(), "sign out", "").await;
     let mut resp = Redirect::to("/login").into_response();
     if let Ok(v) = HeaderValue::from_str(&session::clear_session_cookie()) {
         resp.headers_mut().append(SET_COOKIE, v);
@@ -510,9 +518,7 @@ async fn study_page(
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let Some((row, study)) = found else { return (StatusCode::NOT_FOUND, "no such study").into_response() };
-    let (who, subject) = (session.user_id.clone(), uid.clone());
-    if !matches!(s.store.call(move |db| db.audit(&who, "view study", &subject, "console", now_ms())).await, Ok(Ok(())))
-    {
+    if actor::record(&s, &session.actor(), "view study", &uid, "ok", "console").await.is_err() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     let paper = super::viewer::Paper::chosen(q.speed, q.gain);
@@ -662,7 +668,7 @@ async fn report_form(
     }
     // The imaging viewer posts the same form; it says where to come back to.
     let back = if field("back") == "imaging" { format!("/imaging/{uid}") } else { format!("/studies/{uid}") };
-    match super::api::submit_report(&s, &session.user_id, &session.name, &uid, field("findings"), conclusion).await {
+    match super::api::submit_report(&s, &session.actor(), &session.name, &uid, field("findings"), conclusion).await {
         Ok(_) => Redirect::to(&back).into_response(),
         Err(e) => (e.0, e.1).into_response(),
     }
@@ -720,14 +726,11 @@ async fn monitor_page(
     let Some(last) = st.runs.last().cloned() else { return (StatusCode::NOT_FOUND, "no samples").into_response() };
     let count = (seconds * st.sample_rate_hz).min(last.end_sample - last.first_sample);
     let from = last.end_sample - count;
-    let (d, who) = (device.clone(), session.user_id.clone());
-    let fetched = s
-        .store
-        .call(move |db| {
-            db.audit(&who, "view monitoring", &d, "", now_ms())?;
-            db.stream_samples(&d, stream_id, from, count)
-        })
-        .await;
+    if actor::ok(&s, &session.actor(), "view monitoring", &device).await.is_err() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let d = device.clone();
+    let fetched = s.store.call(move |db| db.stream_samples(&d, stream_id, from, count)).await;
     let Ok(Ok(leads)) = fetched else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
     let scaled: Vec<(String, Vec<f64>)> = leads
         .into_iter()

@@ -18,7 +18,7 @@
 //! is still served by WADO-RS.
 
 use super::AppState;
-use super::api::audit;
+use super::actor;
 use super::auth::{Specialist, new_token};
 use crate::images::render::{self, RenderError, RenderOptions, Window};
 use crate::images::store::valid_uid;
@@ -278,7 +278,7 @@ async fn retrieve(s: &AppState, who: &Specialist, what: &str, list: Vec<Instance
     if list.is_empty() {
         return Err(not_found(what));
     }
-    audit(s, &who.id, "retrieve images", what).await.map_err(|e| WebError::new(e.0, e.1))?;
+    actor::ok(s, &who.actor(), "retrieve images", what).await.map_err(|e| WebError::new(e.0, e.1))?;
     let parts = blocking(s, move |im| {
         list.iter()
             .map(|m| {
@@ -326,7 +326,7 @@ async fn wado_instance(
 ) -> Result<Response, WebError> {
     let m = instance_of(&s, study, series, sop).await?;
     if q.accept.as_deref() == Some("application/dicom") {
-        audit(&s, &who.id, "download image", &m.sop_uid).await.map_err(|e| WebError::new(e.0, e.1))?;
+        actor::ok(&s, &who.actor(), "download image", &m.sop_uid).await.map_err(|e| WebError::new(e.0, e.1))?;
         let p = s.images.path_of(&m);
         let bytes = tokio::fs::read(&p)
             .await
@@ -352,39 +352,43 @@ fn metadata_of(im: &ImageStore, m: &InstanceMeta) -> Result<Value, WebError> {
     Ok(v)
 }
 
-async fn metadata(s: &AppState, list: Vec<InstanceMeta>, what: &str) -> Result<Response, WebError> {
+async fn metadata(s: &AppState, who: &Specialist, list: Vec<InstanceMeta>, what: &str) -> Result<Response, WebError> {
     if list.is_empty() {
         return Err(not_found(what));
     }
+    actor::ok(s, &who.actor(), "read image metadata", what).await.map_err(|e| WebError::new(e.0, e.1))?;
     let all = blocking(s, move |im| list.iter().map(|m| metadata_of(im, m)).collect::<Result<Vec<_>, _>>()).await?;
     Ok(dicom_json(Value::Array(all)))
 }
 
 async fn study_metadata(
     State(s): State<AppState>,
-    _who: Specialist,
+    who: Specialist,
     Path(study): Path<String>,
 ) -> Result<Response, WebError> {
+    let what = format!("study {study}");
     let list = blocking(&s, move |im| Ok(im.study_instances(&study)?)).await?;
-    metadata(&s, list, "study").await
+    metadata(&s, &who, list, &what).await
 }
 
 async fn series_metadata(
     State(s): State<AppState>,
-    _who: Specialist,
+    who: Specialist,
     Path((study, series)): Path<(String, String)>,
 ) -> Result<Response, WebError> {
+    let what = format!("series {series}");
     let list = blocking(&s, move |im| Ok(im.instances(&study, &series)?)).await?;
-    metadata(&s, list, "series").await
+    metadata(&s, &who, list, &what).await
 }
 
 async fn instance_metadata(
     State(s): State<AppState>,
-    _who: Specialist,
+    who: Specialist,
     Path((study, series, sop)): Path<(String, String, String)>,
 ) -> Result<Response, WebError> {
     let m = instance_of(&s, study, series, sop).await?;
-    metadata(&s, vec![m], "instance").await
+    let what = format!("instance {}", m.sop_uid);
+    metadata(&s, &who, vec![m], &what).await
 }
 
 async fn frames(

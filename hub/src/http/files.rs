@@ -9,7 +9,8 @@
 //! | GET | `/api/studies/{uid}/export/{name}` | the study as `NAME.dcm` (DICOM 12-lead/General ECG), `NAME.xml` (HL7 aECG), `NAME.scp` (SCP-ECG v2), `NAME.ECG` (Contec ECG90A, for a study at 800 Hz, 5000 nV), or the WFDB record `NAME.hea` + `NAME.dat` (+ `NAME.atr`, `NAME.<lead>`) |
 
 use super::AppState;
-use super::api::{ApiError, audit};
+use super::actor;
+use super::api::ApiError;
 use super::auth::Specialist;
 use crate::clock::now_ms;
 use axum::Router;
@@ -49,7 +50,7 @@ async fn original(
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    audit(&s, &who.id, "download original", &format!("{uid}/{name}")).await?;
+    actor::ok(&s, &who.actor(), "download original", &format!("{uid}/{index}")).await?;
     Ok(attachment(&name, "application/octet-stream", bytes))
 }
 
@@ -110,6 +111,6 @@ async fn export(
     })
     .await
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    audit(&s, &who.id, "export", &format!("{uid}/{name}")).await?;
+    actor::ok(&s, &who.actor(), "export", &format!("{uid}/{name}")).await?;
     Ok(attachment(&name, content_type, bytes))
 }

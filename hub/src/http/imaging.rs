@@ -5,7 +5,7 @@
 //! decoded here, still offering the original file.
 
 use super::AppState;
-use super::api::audit;
+use super::actor;
 use super::console::{Lang, Page, esc, layout};
 use super::dicomweb::blocking;
 use crate::images::render::{can_decode, transfer_syntax_name};
@@ -150,7 +150,7 @@ async fn viewer_page(
     let Some(first) = series.first().and_then(|(_, i)| i.first()).cloned() else {
         return (StatusCode::NOT_FOUND, "no such imaging study").into_response();
     };
-    if audit(&s, &session.user_id, "view imaging study", &study).await.is_err() {
+    if actor::ok(&s, &session.actor(), "view imaging study", &study).await.is_err() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     let chosen = q.series.as_deref().and_then(|u| series.iter().position(|(se, _)| se.series_uid == u)).unwrap_or(0);

@@ -1,6 +1,8 @@
 //! The hub's HTTP server: the JSON API the console and tools use.
 
+pub mod actor;
 pub mod api;
+pub mod audit_page;
 pub mod auth;
 pub mod console;
 pub mod dicomweb;
@@ -41,5 +43,7 @@ pub fn router(state: AppState) -> Router {
         .merge(console::routes())
         .merge(dicomweb::routes())
         .merge(imaging::routes())
+        .merge(audit_page::routes())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), audit_page::auditor_fence))
         .with_state(state)
 }

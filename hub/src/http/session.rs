@@ -27,6 +27,8 @@ pub enum Role {
     Specialist,
     /// County IT: also the fleet pages.
     Admin,
+    /// Security officer: reads the audit log, nothing clinical.
+    Auditor,
 }
 
 impl Role {
@@ -35,7 +37,17 @@ impl Role {
         match s {
             "specialist" => Some(Role::Specialist),
             "admin" => Some(Role::Admin),
+            "auditor" => Some(Role::Auditor),
             _ => None,
+        }
+    }
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Specialist => "specialist",
+            Role::Admin => "admin",
+            Role::Auditor => "auditor",
         }
     }
 }
@@ -51,6 +63,15 @@ pub struct Session {
     pub role: Role,
     /// The session's CSRF token.
     pub csrf: String,
+    /// Peer address of the request.
+    pub source: String,
+}
+
+impl Session {
+    /// The actor of this session's requests, for the audit log.
+    pub fn actor(&self) -> super::actor::Actor {
+        super::actor::Actor { user: self.user_id.clone(), role: self.role.as_str(), source: self.source.clone() }
+    }
 }
 
 /// Hashes a password with argon2id and a random salt (PHC string).
@@ -90,7 +111,7 @@ pub async fn session_of(parts: &Parts, state: &AppState) -> Option<Session> {
     let token = cookie(&parts.headers, SESSION_COOKIE)?;
     let hash = token_hash(token);
     let (user_id, name, role, csrf) = state.store.call(move |db| db.session(&hash, now_ms())).await.ok()?.ok()??;
-    Some(Session { user_id, name, role: Role::parse(&role)?, csrf })
+    Some(Session { user_id, name, role: Role::parse(&role)?, csrf, source: super::actor::source_of(parts) })
 }
 
 /// Whether a request's method changes state (and so needs the CSRF token).
