@@ -30,6 +30,7 @@ use tracing::{error, info, warn};
 use yilian_formats::ReadOptions;
 use yilian_formats::sniff::{self, Detected};
 use yilian_protocol::message::{DeviceOutput, Lane, Payload, Priority};
+use yilian_protocol::redact;
 
 const STATE: &str = ".yilian";
 const PRIORITY_DIRS: [(&str, Priority); 3] =
@@ -164,13 +165,13 @@ impl Ctx {
         let question = question_file.first().and_then(|p| std::fs::read(p).ok()).map(|b| decode_text(&b));
         let hash = hex::encode(cartfile::content_hash(&originals));
         if let Ok(uid) = std::fs::read_to_string(root.join(STATE).join("sent").join(&hash)) {
-            info!(file = %g.main.display(), study = %uid.trim(), "same file already sent; not sent again");
+            info!(file = %redact::file_name(&g.main), study = %uid.trim(), "same file already sent; not sent again");
             file_away(&root.join("sent"), &all);
             return None;
         }
         let sending = root.join(STATE).join("sending").join(&hash);
         if sending.exists() {
-            info!(file = %g.main.display(), "same file is being sent; not sent again");
+            info!(file = %redact::file_name(&g.main), "same file is being sent; not sent again");
             file_away(&root.join("sent"), &all);
             return None;
         }
@@ -205,7 +206,7 @@ impl Ctx {
         for p in &all {
             let name = file_name(p);
             if let Err(e) = std::fs::rename(p, sending.join(&name)) {
-                warn!(file = %p.display(), error = %e, "cannot move file to the sending folder; will retry");
+                warn!(file = %redact::file_name(p), error = %e, "cannot move file to the sending folder; will retry");
                 return None;
             }
             names.push(name);
@@ -221,7 +222,7 @@ impl Ctx {
             warn!(error = %e, "cannot write the inbox manifest; the file will be sent again after a restart");
         }
         info!(
-            file = %g.main.display(), study = %study.study_uid, format = %recording.format.name(),
+            file = %redact::file_name(&g.main), study = %study.study_uid, format = %recording.format.name(),
             leads = study.leads.len(), warnings = study.warnings.len(), "cart file read"
         );
         Some((sending, manifest, study))
@@ -341,7 +342,7 @@ fn finish_acked(root: &Path, spool: &Mutex<Spool>) {
         file_away(&root.join("sent"), &files);
         let _ = std::fs::remove_file(dir.join("manifest.json"));
         let _ = std::fs::remove_dir(&dir);
-        info!(study = %m.study_uid, files = ?m.files, "hub confirmed; cart file moved to sent/");
+        info!(study = %m.study_uid, files = ?redact::file_names(&m.files), "hub confirmed; cart file moved to sent/");
     }
 }
 
@@ -526,7 +527,7 @@ fn file_away(dest: &Path, files: &[PathBuf]) -> Vec<PathBuf> {
         }
         match std::fs::rename(f, &target) {
             Ok(()) => out.push(target),
-            Err(e) => warn!(file = %f.display(), error = %e, "cannot move file"),
+            Err(e) => warn!(file = %redact::file_name(f), error = %e, "cannot move file"),
         }
     }
     out
@@ -536,7 +537,8 @@ impl Ctx {
     /// Moves the files to `rejected/`, writes the reason beside the first, and queues a notice
     /// for the hub.
     fn reject(&self, files: &[PathBuf], why: &str) {
-        warn!(files = ?files, reason = %why, "cart file rejected");
+        // Cart files are often named after the patient: logs carry keyed hashes of the names.
+        warn!(files = ?redact::file_names(files), reason = %redact::scrub_paths(why, files), "cart file rejected");
         let moved = file_away(&self.cfg.dir.join("rejected"), files);
         if let Some(first) = moved.first() {
             let text = format!("无法发送此文件 / This file was not sent:\n{why}\n");

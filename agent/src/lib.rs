@@ -17,6 +17,7 @@
 //! - [`inbox`]: the watched folder for cart files; [`inspect`]: what a file holds.
 //! - [`capture`]: raw serial capture of undocumented carts.
 //! - [`dicom_node`]: the clinic's DICOM node (C-STORE SCP) that modalities send studies to.
+//! - [`logkey`]: the key of the hashes that stand in for patient and file names in logs.
 //! - [`run`]: wiring and shutdown.
 
 pub mod assemble;
@@ -31,6 +32,7 @@ pub mod durable;
 pub mod image_uplink;
 pub mod inbox;
 pub mod inspect;
+pub mod logkey;
 pub mod quota;
 pub mod reports;
 pub mod run;

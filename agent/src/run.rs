@@ -62,6 +62,10 @@ pub fn load_keys(cfg: &AgentConfig) -> Result<(SigningKey, PublicKey), StartErro
 pub async fn run(cfg: AgentConfig, stats: Arc<AgentStats>, shutdown: CancellationToken) -> Result<(), StartError> {
     cfg.validate()?;
     let (key, hub_key) = load_keys(&cfg)?;
+    // The log key lives beside the device key.
+    let key_dir = cfg.key.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    crate::logkey::install(key_dir)
+        .map_err(|source| StartError::KeyFile { path: key_dir.join(crate::logkey::FILE), source })?;
     let (spool, report) = Spool::open(&cfg.spool_dir)?;
     // Counters reflect the spool before any task runs, so nobody reads "empty" while files wait.
     stats.spool_entries.store(spool.len() as u64, std::sync::atomic::Ordering::Relaxed);
