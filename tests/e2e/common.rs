@@ -13,11 +13,27 @@ pub fn now_ms() -> i64 {
     yilian_hub::clock::now_ms()
 }
 
+/// Where this test process's own logs (in-process hubs and agents) are also written, in full
+/// detail, so the canary test can read every line they wrote.
+pub fn inprocess_log_path() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("yilian-e2e-{}.log", std::process::id()))
+}
+
 pub fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,rumqttd=off".into()))
-        .with_test_writer()
-        .try_init();
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let console = tracing_subscriber::fmt::layer().with_test_writer().with_filter(tracing_subscriber::EnvFilter::new(
+        std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,rumqttd=off".into()),
+    ));
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(inprocess_log_path()).ok().map(|f| {
+        tracing_subscriber::fmt::layer().with_ansi(false).with_writer(std::sync::Mutex::new(f)).with_filter(
+            tracing_subscriber::EnvFilter::new(
+                "info,yilian=debug,yilian_hub=debug,yilian_agent=debug,yilian_formats=debug",
+            ),
+        )
+    });
+    let _ = tracing_subscriber::registry().with(console).with(file).try_init();
 }
 
 pub async fn study_row(api: &yilian::client::Api, uid: &str) -> Option<Value> {

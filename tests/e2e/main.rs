@@ -1,6 +1,7 @@
 //! End-to-end tests in one binary (built once, run one at a time).
 
 mod browser;
+mod canary;
 mod cartfiles;
 mod common;
 mod dicomgen;
