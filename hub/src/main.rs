@@ -79,6 +79,13 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Print the tags the logs show instead of a patient name or identity number (`ph:`), free
+    /// text (`th:`) or a file name (`fh:`), under this installation's log key: support finds a
+    /// patient's log lines without the logs ever holding the name.
+    LogTag {
+        /// The name, number, text or file name.
+        text: String,
+    },
     /// The tamper-evident audit log.
     Audit {
         #[command(subcommand)]
@@ -201,6 +208,14 @@ fn main() -> anyhow::Result<()> {
             let hash = yilian_hub::http::session::hash_password(password).map_err(|e| anyhow::anyhow!(e))?;
             open_db(&cli.data)?.add_user(&id, &name, &role, &hash, now_ms())?;
             println!("user {id} ({name}) is a {role}");
+            Ok(())
+        }
+        Command::LogTag { text } => {
+            use yilian_protocol::redact;
+            yilian_hub::logkey::install(&cli.data).context("the log key")?;
+            println!("patient {}", redact::patient(&text));
+            println!("text    {}", redact::text(&text));
+            println!("file    {}", redact::file_name(std::path::Path::new(&text)));
             Ok(())
         }
         Command::Audit { command: AuditCommand::Verify } => {

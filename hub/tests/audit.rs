@@ -34,7 +34,8 @@ fn event(i: i64) -> AuditEvent {
 /// A database with `n` chained entries (ids 1..=n).
 fn db_with(n: i64) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tmp");
-    let path = dir.path().join("y.db");
+    // The name `yilian-hub --data DIR` opens.
+    let path = dir.path().join("yilian.db");
     let mut db = Db::open(&path).expect("db");
     for i in 1..=n {
         assert_eq!(db.audit_event(&event(i)).expect("append"), i);
@@ -253,4 +254,51 @@ async fn sign_ins_are_audited_with_role_result_and_source_address() {
     );
     let chain = c.store.call(|db| db.audit_verify()).await.expect("call").expect("verify");
     assert!(chain.is_ok(), "{chain:?}");
+}
+
+/// `yilian-hub --data DIR args…`: (success, stdout, stderr).
+fn hub_cli(data: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_yilian-hub"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .expect("run yilian-hub");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_command_line_verifies_exports_and_names_the_first_bad_entry() {
+    let (dir, path) = db_with(4);
+    let (ok, out, _) = hub_cli(dir.path(), &["audit", "verify"]);
+    assert!(ok && out.contains("intact: 4 entries"), "{out}");
+    let (ok, out, _) = hub_cli(dir.path(), &["audit", "export"]);
+    assert!(ok);
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[2]["object"], "study-3");
+    assert_eq!(lines[3]["prev"], lines[2]["hash"]);
+    Connection::open(&path)
+        .expect("raw")
+        .execute("UPDATE audit SET action = 'nothing' WHERE id = 2", [])
+        .expect("edit");
+    let (ok, _, err) = hub_cli(dir.path(), &["audit", "verify"]);
+    assert!(!ok && err.contains("entry 2 was edited"), "{err}");
+}
+
+#[test]
+fn log_tags_are_keyed_per_installation() {
+    let a = tempfile::tempdir().expect("tmp");
+    let b = tempfile::tempdir().expect("tmp");
+    let (ok, tag_a, _) = hub_cli(a.path(), &["log-tag", "金丝雀测试"]);
+    assert!(ok && tag_a.contains("patient ph:") && !tag_a.contains("金丝雀"), "{tag_a}");
+    assert_eq!(hub_cli(a.path(), &["log-tag", "金丝雀测试"]).1, tag_a, "stable under one key");
+    assert_ne!(hub_cli(b.path(), &["log-tag", "金丝雀测试"]).1, tag_a, "another county, another tag");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(a.path().join("log.key")).expect("key").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
 }
