@@ -169,6 +169,12 @@ async fn main() -> anyhow::Result<()> {
         yilian::county::DEMO_LOGIN.0,
         yilian::county::DEMO_LOGIN.1
     );
+    println!(
+        "  audit log      http://{}/audit   (sign in as {} / {})",
+        hub.http,
+        yilian::county::DEMO_AUDITOR.0,
+        yilian::county::DEMO_AUDITOR.1
+    );
     println!("  hub HTTP API   http://{}   (specialist token: {})", hub.http, hub.token);
     println!("  try            curl -H 'Authorization: Bearer {}' http://{}/api/queue", hub.token, hub.http);
     println!("  MQTT broker    {}", hub.broker_url);

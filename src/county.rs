@@ -177,6 +177,8 @@ impl HubHandle {
 
 /// The demo console sign-in (an admin, so the fleet page shows too).
 pub const DEMO_LOGIN: (&str, &str) = ("demo", "yilian-demo");
+/// The demo county's security officer: reads the audit log (`/audit`) and nothing clinical.
+pub const DEMO_AUDITOR: (&str, &str) = ("auditor", "yilian-audit");
 
 /// Makes the hub's key and database in `data_dir`, with specialist `demo` (API token and console
 /// login [`DEMO_LOGIN`]); returns the hub key and the demo token.
@@ -189,6 +191,14 @@ fn prepare_hub_dir(data_dir: &Path) -> anyhow::Result<(SigningKey, String)> {
         DEMO_LOGIN.0,
         "演示医师",
         "admin",
+        &hash,
+        yilian_hub::clock::now_ms(),
+    )?;
+    let hash = yilian_hub::http::session::hash_password(DEMO_AUDITOR.1).map_err(|e| anyhow::anyhow!(e))?;
+    Db::open(&data_dir.join("yilian.db"))?.add_user(
+        DEMO_AUDITOR.0,
+        "审计员",
+        "auditor",
         &hash,
         yilian_hub::clock::now_ms(),
     )?;

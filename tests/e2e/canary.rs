@@ -43,6 +43,25 @@ fn canary_lines(path: &Path) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
+/// Signs in to the console over HTTP; the session cookie.
+async fn console_session(http: &reqwest::Client, base: &str, (user, password): (&str, &str)) -> anyhow::Result<String> {
+    let cookie_of = |r: &reqwest::Response, name: &str| {
+        r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+            v.strip_prefix(&format!("{name}=")).map(|r| r.split(';').next().unwrap_or_default().to_string())
+        })
+    };
+    let login = http.get(format!("{base}/login")).send().await?;
+    let csrf = cookie_of(&login, "yl_login_csrf").context("login csrf cookie")?;
+    let signed_in = http
+        .post(format!("{base}/login"))
+        .header("cookie", format!("yl_login_csrf={csrf}"))
+        .form(&[("user", user), ("password", password), ("csrf", csrf.as_str())])
+        .send()
+        .await?;
+    let session = cookie_of(&signed_in, "yl_session").with_context(|| format!("{user} signs in"))?;
+    Ok(format!("yl_session={session}"))
+}
+
 /// Every `*.log` file under `dir`.
 fn logs_under(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     for e in std::fs::read_dir(dir)?.flatten() {
@@ -196,6 +215,23 @@ async fn canary_patient_data_reaches_the_hub_and_no_log() -> anyhow::Result<()> 
         assert!(actions.iter().any(|a| a == want), "{want} not audited: {actions:?}");
     }
     drop(audit);
+    // Over real TCP: the county's security officer reads the log, with each entry's source
+    // address; the county IT admin may not.
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let base = format!("http://{}", hub.http);
+    let admin = console_session(&http, &base, county::DEMO_LOGIN).await?;
+    let status = http.get(format!("{base}/api/audit")).header("cookie", &admin).send().await?.status();
+    assert_eq!(status, 403);
+    let auditor = console_session(&http, &base, county::DEMO_AUDITOR).await?;
+    let page = http.get(format!("{base}/audit")).header("cookie", &auditor).send().await?;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await?.contains("审计链完整"));
+    let entries: Vec<serde_json::Value> =
+        http.get(format!("{base}/api/audit")).header("cookie", &auditor).send().await?.json().await?;
+    let from_here = |e: &serde_json::Value| e["source"].as_str().is_some_and(|s| s.starts_with("127.0.0.1:"));
+    assert!(entries.iter().any(|e| e["action"] == "sign in" && e["user"] == "auditor" && from_here(e)), "{entries:?}");
+    assert!(entries.iter().any(|e| e["action"] == "read audit log" && e["result"] == "denied" && from_here(e)));
+    assert!(entries.iter().any(|e| e["action"] == "view study" && e["role"] == "api" && from_here(e)));
 
     clinic.stop_agent_process().await?;
     hub.stop().await?;
