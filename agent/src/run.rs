@@ -62,12 +62,17 @@ pub fn load_keys(cfg: &AgentConfig) -> Result<(SigningKey, PublicKey), StartErro
 pub async fn run(cfg: AgentConfig, stats: Arc<AgentStats>, shutdown: CancellationToken) -> Result<(), StartError> {
     cfg.validate()?;
     let (key, hub_key) = load_keys(&cfg)?;
-    let (spool, report) = Spool::open(&cfg.spool_dir)?;
+    let spool_key = crate::spool::load_or_create_key(&cfg.spool_key_path())?;
+    let (spool, report) = Spool::open(&cfg.spool_dir, spool_key)?;
     // Counters reflect the spool before any task runs, so nobody reads "empty" while files wait.
     stats.spool_entries.store(spool.len() as u64, std::sync::atomic::Ordering::Relaxed);
     stats.spool_bytes.store(spool.bytes(), std::sync::atomic::Ordering::Relaxed);
+    stats.spool_tampered.store(spool.tampered(), std::sync::atomic::Ordering::Relaxed);
     if !report.quarantined.is_empty() {
         error!(files = ?report.quarantined, "damaged spool files moved to quarantine");
+    }
+    if report.migrated > 0 {
+        info!(records = report.migrated, "plaintext spool records from before encryption sealed in place");
     }
     info!(
         site = %cfg.site, device = %cfg.device, key_id = %key.key_id(), pending = report.pending,

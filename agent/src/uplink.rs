@@ -420,7 +420,7 @@ impl Uplink {
         let spool = self.spool.clone();
         let skip: std::collections::HashSet<u64> = self.inflight.keys().copied().collect();
         let batch = blocking(move || {
-            let s = lock(&spool);
+            let mut s = lock(&spool);
             // Image chunks get a small share of the window: on a slow link, whatever is in flight
             // is ahead of a STAT ECG that arrives now, so only a little of it may be image data.
             let mut bulk = skip.iter().filter(|seq| s.lane_of(**seq).is_some_and(Lane::is_bulk)).count();
@@ -437,10 +437,20 @@ impl Uplink {
                 .map(|(_, seq)| seq)
                 .take(room)
                 .collect();
-            seqs.into_iter().filter_map(|seq| s.read(seq).ok().flatten().map(|b| (seq, b))).collect::<Vec<_>>()
+            // A record that fails to open is quarantined by `read` and skipped; the rest go.
+            let batch = seqs.into_iter().filter_map(|seq| s.read(seq).ok().flatten().map(|b| (seq, b))).collect();
+            (batch, s.tampered())
         })
         .await
         .unwrap_or_default();
+        let (batch, tampered): (Vec<(u64, Vec<u8>)>, u64) = batch;
+        let known = self.stats.spool_tampered.swap(tampered, std::sync::atomic::Ordering::Relaxed);
+        if tampered > known {
+            self.problem(format!(
+                "{} spool record(s) failed authentication (changed, truncated or swapped on disk); quarantined, not sent",
+                tampered - known
+            ));
+        }
         let topic = self.up.to_string();
         for (seq, bytes) in batch {
             if self.client.try_publish(topic.clone(), QoS::AtLeastOnce, false, bytes).is_err() {

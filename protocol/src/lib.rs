@@ -14,6 +14,7 @@
 //! - [`lead`]: lead names and their SCP-ECG codes.
 //! - [`limits`]: the byte limits applied to every decode.
 //! - [`wire`]: bincode configuration and limited decoding.
+//! - [`at_rest`]: sealing data at rest (spool records, database values) with a local key.
 //!
 //! # Example
 //! ```
@@ -39,6 +40,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod at_rest;
 pub mod codec;
 pub mod envelope;
 pub mod error;
