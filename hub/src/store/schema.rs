@@ -199,4 +199,13 @@ CREATE TABLE image_chunks (
     PRIMARY KEY (study_uid, sop_uid, idx)
 );
 "#,
+    // Patient data sealed at rest (see `store::sealed`): the check value of the store key, kept
+    // outside the database. The values themselves are sealed by `sealed::seal_existing` on open,
+    // which needs the key and so cannot be SQL.
+    r#"
+CREATE TABLE store_key (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    check_value BLOB NOT NULL
+);
+"#,
 ];
