@@ -100,6 +100,8 @@ struct Uplink {
     last_problem: String,
     /// Bodies whose spool write failed (disk full), retried in order before anything new.
     unspooled: VecDeque<Outgoing>,
+    /// Rejected spool records already reported on the status topic (those found at open too).
+    tampered_reported: u64,
 }
 
 fn lock(spool: &Mutex<Spool>) -> std::sync::MutexGuard<'_, Spool> {
@@ -214,6 +216,7 @@ pub async fn run(
         connected: false,
         last_problem: String::new(),
         unspooled: VecDeque::new(),
+        tampered_reported: 0,
     };
     u.update_spool_stats();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -444,11 +447,12 @@ impl Uplink {
         .await
         .unwrap_or_default();
         let (batch, tampered): (Vec<(u64, Vec<u8>)>, u64) = batch;
-        let known = self.stats.spool_tampered.swap(tampered, std::sync::atomic::Ordering::Relaxed);
-        if tampered > known {
+        self.stats.spool_tampered.store(tampered, std::sync::atomic::Ordering::Relaxed);
+        if tampered > self.tampered_reported {
+            let new = tampered - self.tampered_reported;
+            self.tampered_reported = tampered;
             self.problem(format!(
-                "{} spool record(s) failed authentication (changed, truncated or swapped on disk); quarantined, not sent",
-                tampered - known
+                "{new} spool record(s) failed authentication (changed, truncated or swapped on disk); quarantined, not sent"
             ));
         }
         let topic = self.up.to_string();
