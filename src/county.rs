@@ -393,6 +393,7 @@ impl Clinic {
             heartbeat_secs: 5,
             window: 32,
             spool_max_bytes: 1 << 30,
+            spool_key: None,
             // Every clinic has a folder where its cart's PC software (or a nurse) drops files.
             inbox: Some(InboxConfig {
                 dir: dir.join("inbox"),

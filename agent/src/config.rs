@@ -53,6 +53,10 @@ pub struct AgentConfig {
     /// The clinic page (what the agent holds, conflicts, refused files, reports); none if absent.
     #[serde(default)]
     pub clinic_page: Option<ClinicPageConfig>,
+    /// The spool's encryption key (32 bytes, owner-only, made on first start); default
+    /// `spool.key` beside the spool folder. Not the signing key.
+    #[serde(default)]
+    pub spool_key: Option<PathBuf>,
 }
 
 /// The clinic page's listener.
@@ -290,10 +294,12 @@ impl AgentConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         let inbox = cfg.inbox.as_mut().map(|i| &mut i.dir);
         let dicom = cfg.dicom.as_mut().map(|d| &mut d.dir);
+        let spool_key = cfg.spool_key.as_mut();
         for p in [&mut cfg.key, &mut cfg.hub_public_key, &mut cfg.spool_dir, &mut cfg.reports_dir]
             .into_iter()
             .chain(inbox)
             .chain(dicom)
+            .chain(spool_key)
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -301,6 +307,11 @@ impl AgentConfig {
         }
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The spool key file: `spool_key`, or `spool.key` beside the spool folder.
+    pub fn spool_key_path(&self) -> PathBuf {
+        self.spool_key.clone().unwrap_or_else(|| crate::spool::default_key_path(&self.spool_dir))
     }
 
     /// Checks ids, encodings and numbers.

@@ -27,7 +27,7 @@ pub fn chunk_gap(c: &StreamChunk) -> StreamGap {
 }
 
 /// The range of a spooled stream chunk, if `seq` is one.
-fn spooled_chunk(spool: &Spool, seq: u64) -> Option<StreamGap> {
+fn spooled_chunk(spool: &mut Spool, seq: u64) -> Option<StreamGap> {
     let bytes = spool.read(seq).ok()??;
     let env = Envelope::decode(&bytes).ok()?;
     if env.header.kind != kind::STREAM_CHUNK {
@@ -120,7 +120,8 @@ mod tests {
     #[test]
     fn the_oldest_unprotected_chunks_go_first_and_nothing_else_is_touched() {
         let dir = tempfile::tempdir().expect("tmp");
-        let (mut s, _) = Spool::open(dir.path()).expect("open");
+        let (mut s, _) =
+            Spool::open(dir.path(), yilian_protocol::at_rest::DataKey::generate().expect("key")).expect("open");
         let key = SigningKey::generate().expect("key");
         let line = Payload::DeviceOutput(DeviceOutput { port: "p".into(), line: "x".into(), received_at_ms: 0 });
         let out = put(&mut s, &key, Lane::Stream, &line);

@@ -66,12 +66,17 @@ pub async fn run(cfg: AgentConfig, stats: Arc<AgentStats>, shutdown: Cancellatio
     let key_dir = cfg.key.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     crate::logkey::install(key_dir)
         .map_err(|source| StartError::KeyFile { path: key_dir.join(crate::logkey::FILE), source })?;
-    let (spool, report) = Spool::open(&cfg.spool_dir)?;
+    let spool_key = crate::spool::load_or_create_key(&cfg.spool_key_path())?;
+    let (spool, report) = Spool::open(&cfg.spool_dir, spool_key)?;
     // Counters reflect the spool before any task runs, so nobody reads "empty" while files wait.
     stats.spool_entries.store(spool.len() as u64, std::sync::atomic::Ordering::Relaxed);
     stats.spool_bytes.store(spool.bytes(), std::sync::atomic::Ordering::Relaxed);
+    stats.spool_tampered.store(spool.tampered(), std::sync::atomic::Ordering::Relaxed);
     if !report.quarantined.is_empty() {
         error!(files = ?report.quarantined, "damaged spool files moved to quarantine");
+    }
+    if report.migrated > 0 {
+        info!(records = report.migrated, "plaintext spool records from before encryption sealed in place");
     }
     info!(
         site = %cfg.site, device = %cfg.device, key_id = %key.key_id(), pending = report.pending,

@@ -33,6 +33,8 @@ pub struct AgentStats {
     pub spool_entries: AtomicU64,
     /// Bytes in the spool now.
     pub spool_bytes: AtomicU64,
+    /// Spool records that failed to open (changed, truncated, swapped) and were quarantined.
+    pub spool_tampered: AtomicU64,
     /// 1 while connected to the broker.
     pub connected: AtomicU64,
 }

@@ -100,6 +100,8 @@ struct Uplink {
     last_problem: String,
     /// Bodies whose spool write failed (disk full), retried in order before anything new.
     unspooled: VecDeque<Outgoing>,
+    /// Rejected spool records already reported on the status topic (those found at open too).
+    tampered_reported: u64,
 }
 
 fn lock(spool: &Mutex<Spool>) -> std::sync::MutexGuard<'_, Spool> {
@@ -214,6 +216,7 @@ pub async fn run(
         connected: false,
         last_problem: String::new(),
         unspooled: VecDeque::new(),
+        tampered_reported: 0,
     };
     u.update_spool_stats();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -420,7 +423,7 @@ impl Uplink {
         let spool = self.spool.clone();
         let skip: std::collections::HashSet<u64> = self.inflight.keys().copied().collect();
         let batch = blocking(move || {
-            let s = lock(&spool);
+            let mut s = lock(&spool);
             // Image chunks get a small share of the window: on a slow link, whatever is in flight
             // is ahead of a STAT ECG that arrives now, so only a little of it may be image data.
             let mut bulk = skip.iter().filter(|seq| s.lane_of(**seq).is_some_and(Lane::is_bulk)).count();
@@ -437,10 +440,21 @@ impl Uplink {
                 .map(|(_, seq)| seq)
                 .take(room)
                 .collect();
-            seqs.into_iter().filter_map(|seq| s.read(seq).ok().flatten().map(|b| (seq, b))).collect::<Vec<_>>()
+            // A record that fails to open is quarantined by `read` and skipped; the rest go.
+            let batch = seqs.into_iter().filter_map(|seq| s.read(seq).ok().flatten().map(|b| (seq, b))).collect();
+            (batch, s.tampered())
         })
         .await
         .unwrap_or_default();
+        let (batch, tampered): (Vec<(u64, Vec<u8>)>, u64) = batch;
+        self.stats.spool_tampered.store(tampered, std::sync::atomic::Ordering::Relaxed);
+        if tampered > self.tampered_reported {
+            let new = tampered - self.tampered_reported;
+            self.tampered_reported = tampered;
+            self.problem(format!(
+                "{new} spool record(s) failed authentication (changed, truncated or swapped on disk); quarantined, not sent"
+            ));
+        }
         let topic = self.up.to_string();
         for (seq, bytes) in batch {
             if self.client.try_publish(topic.clone(), QoS::AtLeastOnce, false, bytes).is_err() {

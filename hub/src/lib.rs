@@ -8,6 +8,7 @@
 //! - [`store`]: SQLite, owned by one thread.
 //! - [`queue`]: claim and report rules.
 //! - [`ratelimit`]: per-device rate and size limits.
+//! - [`retention`]: how long each kind of data is kept, and the sweep.
 //! - [`http`]: the JSON API.
 //! - [`images`]: DICOM image store and rendering.
 //! - [`keys`]: the hub's signing key.
@@ -27,6 +28,7 @@ pub mod logkey;
 pub mod publish;
 pub mod queue;
 pub mod ratelimit;
+pub mod retention;
 pub mod run;
 pub mod store;
 

@@ -15,6 +15,10 @@ struct Cli {
     /// Data folder (database, hub key).
     #[arg(long, global = true, default_value = "yilian-data", env = "YILIAN_DATA")]
     data: PathBuf,
+    /// The store key (32 bytes, owner-only) that seals patient data in the database; default
+    /// `keys/store.key` in the data folder. Keep it off the database's backups.
+    #[arg(long, global = true, env = "YILIAN_STORE_KEY")]
+    store_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,6 +55,18 @@ enum Command {
         /// Minutes a routine study may wait.
         #[arg(long, default_value_t = 1440)]
         routine_target_minutes: u64,
+        /// Days monitoring stream chunks are kept.
+        #[arg(long, default_value_t = yilian_hub::retention::Retention::default().stream_days)]
+        retain_stream_days: u32,
+        /// Days the carts' printed lines are kept.
+        #[arg(long, default_value_t = yilian_hub::retention::Retention::default().device_output_days)]
+        retain_device_output_days: u32,
+        /// Days ECG studies and their reports are kept (medical records: 30 years).
+        #[arg(long, default_value_t = yilian_hub::retention::Retention::default().studies_days)]
+        retain_studies_days: u32,
+        /// Days image studies and their reports are kept (medical records: 30 years).
+        #[arg(long, default_value_t = yilian_hub::retention::Retention::default().images_days)]
+        retain_images_days: u32,
     },
     /// Enrol a device with its public key (hex file from `yilian-agent keygen`).
     Enroll {
@@ -135,9 +151,11 @@ fn now_ms() -> i64 {
     yilian_hub::clock::now_ms()
 }
 
-fn open_db(data: &std::path::Path) -> anyhow::Result<Db> {
+fn open_db(data: &std::path::Path, store_key: Option<&std::path::Path>) -> anyhow::Result<Db> {
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
-    Ok(Db::open(&data.join("yilian.db"))?)
+    let db = data.join("yilian.db");
+    let key = store_key.map_or_else(|| yilian_hub::store::sealed::default_key_path(&db), std::path::Path::to_path_buf);
+    Ok(Db::open_with_key(&db, &key)?)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -160,9 +178,20 @@ fn main() -> anyhow::Result<()> {
             stat_target_minutes,
             urgent_target_minutes,
             routine_target_minutes,
+            retain_stream_days,
+            retain_device_output_days,
+            retain_studies_days,
+            retain_images_days,
         } => {
             let mode = broker.map_or(BrokerMode::Embedded(mqtt_listen), BrokerMode::External);
             let mut cfg = HubConfig::new(cli.data, mode);
+            cfg.store_key = cli.store_key;
+            cfg.retention = yilian_hub::retention::Retention {
+                stream_days: retain_stream_days,
+                device_output_days: retain_device_output_days,
+                studies_days: retain_studies_days,
+                images_days: retain_images_days,
+            };
             cfg.claim_ttl = Duration::from_secs(claim_minutes.max(1) * 60);
             cfg.limits.msgs_per_s = device_msgs_per_s.max(1.0);
             cfg.limits.msg_burst = device_burst.max(1.0);
@@ -186,13 +215,17 @@ fn main() -> anyhow::Result<()> {
             let text =
                 std::fs::read_to_string(&public_key).with_context(|| format!("reading {}", public_key.display()))?;
             let key = PublicKey::from_hex(&text).with_context(|| format!("{}", public_key.display()))?;
-            open_db(&cli.data)?.enroll(&site, &device, &key, replace, now_ms())?;
+            open_db(&cli.data, cli.store_key.as_deref())?.enroll(&site, &device, &key, replace, now_ms())?;
             println!("enrolled {device} at {site}, key id {}", key.id());
             Ok(())
         }
         Command::Specialist { command: SpecialistCommand::Add { id, name } } => {
             let token = yilian_hub::http::auth::new_token().map_err(|_| anyhow::anyhow!("random generator failed"))?;
-            open_db(&cli.data)?.add_specialist(&id, &name, &yilian_hub::http::auth::token_hash(&token))?;
+            open_db(&cli.data, cli.store_key.as_deref())?.add_specialist(
+                &id,
+                &name,
+                &yilian_hub::http::auth::token_hash(&token),
+            )?;
             println!("specialist {id} ({name}) token (shown once):\n{token}");
             Ok(())
         }
@@ -206,7 +239,7 @@ fn main() -> anyhow::Result<()> {
             let password = password.trim_end_matches(['\r', '\n']);
             anyhow::ensure!(password.chars().count() >= 8, "the password must have at least 8 characters");
             let hash = yilian_hub::http::session::hash_password(password).map_err(|e| anyhow::anyhow!(e))?;
-            open_db(&cli.data)?.add_user(&id, &name, &role, &hash, now_ms())?;
+            open_db(&cli.data, cli.store_key.as_deref())?.add_user(&id, &name, &role, &hash, now_ms())?;
             println!("user {id} ({name}) is a {role}");
             Ok(())
         }
@@ -219,7 +252,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit { command: AuditCommand::Verify } => {
-            let db = open_db(&cli.data)?;
+            let db = open_db(&cli.data, cli.store_key.as_deref())?;
             match db.audit_verify()? {
                 Ok(sum) => {
                     println!("audit chain intact: {} entries, last id {}, head {}", sum.entries, sum.last_id, sum.head);
@@ -230,7 +263,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Audit { command: AuditCommand::Export } => {
             use std::io::Write;
-            let db = open_db(&cli.data)?;
+            let db = open_db(&cli.data, cli.store_key.as_deref())?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let mut after = 0;
             loop {

@@ -45,6 +45,12 @@ pub struct HubConfig {
     pub wait_targets: [Duration; 3],
     /// An image study with nothing new for this long is marked partial, with what is missing.
     pub image_partial_after: Duration,
+    /// The store key file (patient data at rest); `None`: `keys/store.key` in the data folder.
+    pub store_key: Option<PathBuf>,
+    /// How long each kind of data is kept.
+    pub retention: crate::retention::Retention,
+    /// How often expired data is swept.
+    pub retention_interval: Duration,
 }
 
 impl HubConfig {
@@ -59,12 +65,20 @@ impl HubConfig {
             limits: crate::ratelimit::Limits::default(),
             wait_targets: crate::http::console::WAIT_TARGETS.map(|m| Duration::from_secs(m * 60)),
             image_partial_after: Duration::from_secs(30 * 60),
+            store_key: None,
+            retention: crate::retention::Retention::default(),
+            retention_interval: crate::retention::INTERVAL,
         }
     }
 
     /// The database file.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("yilian.db")
+    }
+
+    /// The store key file: `store_key`, or `keys/store.key` in the data folder.
+    pub fn store_key_path(&self) -> PathBuf {
+        self.store_key.clone().unwrap_or_else(|| crate::store::sealed::default_key_path(&self.db_path()))
     }
 }
 
@@ -100,9 +114,11 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         .map_err(|source| HubError::Io { what: "creating the data folder", source })?;
     let key = Arc::new(keys::load_or_create(&cfg.data_dir)?);
     crate::logkey::install(&cfg.data_dir).map_err(|source| HubError::Io { what: "the log key", source })?;
-    let store = Store::open(&cfg.db_path())?;
+    let store = Store::open_with_key(&cfg.db_path(), &cfg.store_key_path())?;
+    // The store opened with this key and checked it, so the image index is sealed with the same.
+    let store_key = crate::store::sealed::load_or_create_key_file(&cfg.store_key_path())?;
     let images = Arc::new(
-        crate::images::ImageStore::open(&cfg.data_dir.join("images"))
+        crate::images::ImageStore::open_with_key(&cfg.data_dir.join("images"), store_key)
             .map_err(|e| HubError::Io { what: "opening the image store", source: std::io::Error::other(e) })?,
     );
     let (host, port) = match &cfg.broker {
@@ -186,6 +202,13 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         cfg.image_partial_after,
         shutdown.child_token(),
     ));
+    let retention_task = tokio::spawn(retention_loop(
+        store.clone(),
+        images.clone(),
+        cfg.retention,
+        cfg.retention_interval,
+        shutdown.child_token(),
+    ));
     let state = AppState {
         store,
         publisher,
@@ -202,9 +225,45 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     let _ = poll_task.await;
     let _ = ingest_task.await;
     let _ = imaging_task.await;
+    let _ = retention_task.await;
     let _ = client.try_disconnect();
     info!("hub stopped");
     served.map_err(|source| HubError::Io { what: "http server", source })
+}
+
+/// Sweeps expired data now and then every `every` (see [`crate::retention`]).
+async fn retention_loop(
+    store: Store,
+    images: Arc<crate::images::ImageStore>,
+    policy: crate::retention::Retention,
+    every: Duration,
+    token: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = crate::clock::now_ms();
+        let swept = match store.call(move |db| crate::retention::sweep(db, &policy, now)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                warn!(error = %e, "retention sweep failed; it runs again later");
+                continue;
+            }
+            Err(_) => return,
+        };
+        for uid in swept.image_studies {
+            let images = images.clone();
+            match tokio::task::spawn_blocking(move || images.delete_study(&uid)).await {
+                Ok(Err(e)) => warn!(error = %e, "retention: deleting an image study's files failed"),
+                Err(e) => warn!(error = %e, "retention: deleting an image study's files failed"),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
 }
 
 fn poll_pub_subscribe(p: &Publisher, filter: &str) -> Result<(), rumqttc::ClientError> {

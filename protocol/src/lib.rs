@@ -15,6 +15,7 @@
 //! - [`limits`]: the byte limits applied to every decode.
 //! - [`redact`]: keyed hashes that stand in for patient identifiers in operational logs.
 //! - [`wire`]: bincode configuration and limited decoding.
+//! - [`at_rest`]: sealing data at rest (spool records, database values) with a local key.
 //!
 //! # Example
 //! ```
@@ -40,6 +41,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod at_rest;
 pub mod codec;
 pub mod envelope;
 pub mod error;

@@ -1,5 +1,6 @@
 //! End-to-end tests in one binary (built once, run one at a time).
 
+mod at_rest;
 mod browser;
 mod canary;
 mod cartfiles;

@@ -15,6 +15,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use yilian_protocol::at_rest::{AtRestError, DataKey};
 
 /// Longest side of a series thumbnail, pixels.
 pub const THUMBNAIL_SIDE: u32 = 128;
@@ -157,6 +158,42 @@ pub struct SeriesSummary {
 pub struct ImageStore {
     dir: PathBuf,
     db: Mutex<Connection>,
+    /// Seals the index's patient fields (the main store's key).
+    key: DataKey,
+}
+
+/// Associated data of a sealed index field: the column and the instance it belongs to.
+fn field_aad(column: &str, sop_uid: &str) -> Vec<u8> {
+    format!("yilian images v1\0instances\0{column}\0{sop_uid}").into_bytes()
+}
+
+fn seal_field(key: &DataKey, column: &str, sop_uid: &str, value: &str) -> Result<Vec<u8>, ImageError> {
+    key.seal(&field_aad(column, sop_uid), value.as_bytes()).map_err(|e| sealed_error(column, sop_uid, e))
+}
+
+fn sealed_error(column: &str, sop_uid: &str, e: AtRestError) -> ImageError {
+    ImageError::Io {
+        what: "opening a sealed index field",
+        path: format!("instances.{column} of {sop_uid}"),
+        source: std::io::Error::other(e),
+    }
+}
+
+/// Opens a sealed index field inside a row mapper; a plaintext value (an index from before
+/// sealing, sealed on the next open) is read as it is.
+fn open_field(key: &DataKey, r: &Row<'_>, idx: usize, column: &str, sop_uid: &str) -> rusqlite::Result<String> {
+    let bytes = match r.get_ref(idx)? {
+        rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => t.to_vec(),
+        _ => Vec::new(),
+    };
+    if !yilian_protocol::at_rest::is_sealed(&bytes) {
+        return Ok(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    let plain = key
+        .open(&field_aad(column, sop_uid), &bytes)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Blob, Box::new(e)))?;
+    String::from_utf8(plain)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Blob, Box::new(e)))
 }
 
 impl std::fmt::Debug for ImageStore {
@@ -208,16 +245,17 @@ fn sync_dir(dir: &Path) -> Result<(), ImageError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("syncing folder", dir))
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<InstanceMeta> {
+fn from_row(key: &DataKey, r: &Row<'_>) -> rusqlite::Result<InstanceMeta> {
     let opt_pair = |a: Option<f64>, b: Option<f64>| a.zip(b);
+    let sop_uid: String = r.get(0)?;
     Ok(InstanceMeta {
-        sop_uid: r.get(0)?,
+        patient_name: open_field(key, r, 5, "patient_name", &sop_uid)?,
+        patient_id: open_field(key, r, 6, "patient_id", &sop_uid)?,
+        sop_uid,
         study_uid: r.get(1)?,
         series_uid: r.get(2)?,
         sop_class: r.get(3)?,
         modality: r.get(4)?,
-        patient_name: r.get(5)?,
-        patient_id: r.get(6)?,
         study_date: r.get(7)?,
         study_time: r.get(8)?,
         accession_number: r.get(9)?,
@@ -239,16 +277,30 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<InstanceMeta> {
 }
 
 impl ImageStore {
-    /// Opens (creating) the store in `dir`.
+    /// Opens (creating) the store in `dir`, sealing patient fields with the store key at
+    /// `keys/store.key` beside `dir` (the main database's default).
     pub fn open(dir: &Path) -> Result<ImageStore, ImageError> {
+        let key_path = dir.parent().unwrap_or(Path::new(".")).join("keys").join("store.key");
+        let key = crate::store::sealed::load_or_create_key_file(&key_path).map_err(|e| ImageError::Io {
+            what: "reading the store key",
+            path: key_path.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        Self::open_with_key(dir, key)
+    }
+
+    /// Opens (creating) the store in `dir`, sealing patient fields in its index with `key`.
+    pub fn open_with_key(dir: &Path, key: DataKey) -> Result<ImageStore, ImageError> {
         std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         let conn = Connection::open(dir.join("images.db"))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         // As the main store: a commit is on disk when it returns, since the ingest acks after it.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(ImageStore { dir: dir.to_path_buf(), db: Mutex::new(conn) })
+        seal_plaintext_fields(&conn, &key)?;
+        Ok(ImageStore { dir: dir.to_path_buf(), db: Mutex::new(conn), key })
     }
 
     /// The store's folder.
@@ -343,8 +395,8 @@ impl ImageStore {
                 m.series_uid,
                 m.sop_class,
                 m.modality,
-                m.patient_name,
-                m.patient_id,
+                seal_field(&self.key, "patient_name", &m.sop_uid, &m.patient_name)?,
+                seal_field(&self.key, "patient_id", &m.sop_uid, &m.patient_id)?,
                 m.study_date,
                 m.study_time,
                 m.accession_number,
@@ -374,20 +426,28 @@ impl ImageStore {
     pub fn studies(&self) -> Result<Vec<StudySummary>, ImageError> {
         let db = self.db();
         let mut st = db.prepare(
-            "SELECT study_uid, MAX(patient_name), MAX(patient_id), MAX(study_date), MAX(study_time), \
+            "SELECT study_uid, MIN(sop_uid), MIN(sop_uid), MAX(study_date), MAX(study_time), \
              MAX(accession_number), MAX(study_description), GROUP_CONCAT(DISTINCT modality), \
              COUNT(DISTINCT series_uid), COUNT(*) FROM instances GROUP BY study_uid \
              ORDER BY MAX(study_date) DESC, MAX(study_time) DESC, study_uid",
         )?;
+        // The patient fields are sealed per instance: they come from the study's first instance.
+        let names = |sop: &str| {
+            db.query_row("SELECT patient_name, patient_id FROM instances WHERE sop_uid = ?1", [sop], |r| {
+                Ok((open_field(&self.key, r, 0, "patient_name", sop)?, open_field(&self.key, r, 1, "patient_id", sop)?))
+            })
+        };
         let rows = st.query_map([], |r| {
+            let first: String = r.get(1)?;
+            let (patient_name, patient_id) = names(&first)?;
             let mods: Option<String> = r.get(7)?;
             let mut modalities: Vec<String> =
                 mods.unwrap_or_default().split(',').filter(|m| !m.is_empty()).map(str::to_string).collect();
             modalities.sort();
             Ok(StudySummary {
                 study_uid: r.get(0)?,
-                patient_name: r.get(1)?,
-                patient_id: r.get(2)?,
+                patient_name,
+                patient_id,
                 study_date: r.get(3)?,
                 study_time: r.get(4)?,
                 accession_number: r.get(5)?,
@@ -428,7 +488,7 @@ impl ImageStore {
             "SELECT {COLUMNS} FROM instances WHERE study_uid = ?1 AND series_uid = ?2 \
              ORDER BY instance_number IS NULL, instance_number, sop_uid"
         ))?;
-        let rows = st.query_map([study, series], from_row)?;
+        let rows = st.query_map([study, series], |r| from_row(&self.key, r))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -439,19 +499,35 @@ impl ImageStore {
             "SELECT {COLUMNS} FROM instances WHERE study_uid = ?1 \
              ORDER BY series_number IS NULL, series_number, series_uid, instance_number IS NULL, instance_number, sop_uid"
         ))?;
-        let rows = st.query_map([study], from_row)?;
+        let rows = st.query_map([study], |r| from_row(&self.key, r))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// One instance by SOP Instance UID.
     pub fn instance(&self, sop: &str) -> Result<Option<InstanceMeta>, ImageError> {
         let db = self.db();
-        Ok(db.query_row(&format!("SELECT {COLUMNS} FROM instances WHERE sop_uid = ?1"), [sop], from_row).optional()?)
+        Ok(db
+            .query_row(&format!("SELECT {COLUMNS} FROM instances WHERE sop_uid = ?1"), [sop], |r| {
+                from_row(&self.key, r)
+            })
+            .optional()?)
     }
 
     /// The stored file of an instance, if it is in that study and series.
     pub fn instance_file(&self, study: &str, series: &str, sop: &str) -> Result<Option<PathBuf>, ImageError> {
         Ok(self.instance(sop)?.filter(|m| m.study_uid == study && m.series_uid == series).map(|m| self.path_of(&m)))
+    }
+
+    /// Deletes a study's files and index rows (retention); returns how many instances went.
+    pub fn delete_study(&self, study: &str) -> Result<usize, ImageError> {
+        let study = checked("Study Instance UID", study)?;
+        let dir = self.dir.join(study);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("deleting", &dir)(e)),
+        }
+        Ok(self.db().execute("DELETE FROM instances WHERE study_uid = ?1", [study])?)
     }
 
     /// Where an indexed instance's file is.
@@ -481,6 +557,24 @@ impl ImageStore {
             .map_err(io_err("writing thumbnail", &path))?;
         Ok(png)
     }
+}
+
+/// Seals index fields written before sealing (a store from an earlier version).
+fn seal_plaintext_fields(conn: &Connection, key: &DataKey) -> Result<(), ImageError> {
+    for column in ["patient_name", "patient_id"] {
+        let rows: Vec<(String, String)> = {
+            let mut st =
+                conn.prepare(&format!("SELECT sop_uid, {column} FROM instances WHERE typeof({column}) = 'text'"))?;
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
+        };
+        for (sop, value) in rows {
+            conn.execute(
+                &format!("UPDATE instances SET {column} = ?1 WHERE sop_uid = ?2"),
+                params![seal_field(key, column, &sop, &value)?, sop],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Moves `from` to `to` durably: rename, or copy + fsync + rename across file systems.

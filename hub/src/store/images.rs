@@ -2,6 +2,7 @@
 //! [`yilian_protocol::imaging`]). Chunks are kept until their instance is rebuilt and checked
 //! against the manifest's hash by [`crate::imaging`], which then hands the file to the image store.
 
+use super::sealed::StoreKey;
 use super::{Db, StoreError};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -43,6 +44,7 @@ pub(super) fn check_manifest(tx: &Connection, device: &str, m: &ImageManifest) -
 
 pub(super) fn store_manifest(
     tx: &Connection,
+    key: &StoreKey,
     site: &str,
     device: &str,
     m: &ImageManifest,
@@ -57,8 +59,8 @@ pub(super) fn store_manifest(
             site,
             m.priority.rank(),
             m.modality,
-            m.patient_name,
-            m.patient_id,
+            key.seal_text("image_studies", "patient_name", &m.study_uid, &m.patient_name)?,
+            key.seal_text("image_studies", "patient_id", &m.study_uid, &m.patient_id)?,
             m.calling_ae,
             m.parts,
             now_ms
@@ -121,10 +123,17 @@ pub fn chunk_len(size: u64, index: u32) -> u64 {
     size.saturating_sub(start).min(BLOB_CHUNK_PAYLOAD as u64)
 }
 
-pub(super) fn store_chunk(tx: &Connection, device: &str, c: &BlobChunk, now_ms: i64) -> Result<(), StoreError> {
+pub(super) fn store_chunk(
+    tx: &Connection,
+    key: &StoreKey,
+    device: &str,
+    c: &BlobChunk,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let row = format!("{}/{}/{}", c.study_uid, c.sop_instance_uid, c.index);
     tx.execute(
         "INSERT OR IGNORE INTO image_chunks (study_uid, sop_uid, idx, device_id, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![c.study_uid, c.sop_instance_uid, c.index, device, c.bytes],
+        params![c.study_uid, c.sop_instance_uid, c.index, device, key.seal("image_chunks", "bytes", &row, &c.bytes)?],
     )?;
     tx.execute("UPDATE image_studies SET last_seen_ms = ?2 WHERE study_uid = ?1", params![c.study_uid, now_ms])?;
     Db::bump(tx, "image_bytes_received", c.bytes.len() as i64)?;
@@ -209,9 +218,12 @@ impl Db {
     /// Chunks `from..from + n` of an instance, in order.
     pub fn image_chunks(&mut self, study: &str, sop: &str, from: u32, n: u32) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT bytes FROM image_chunks WHERE study_uid = ?1 AND sop_uid = ?2 AND idx >= ?3 AND idx < ?4 ORDER BY idx",
+            "SELECT bytes, idx FROM image_chunks WHERE study_uid = ?1 AND sop_uid = ?2 AND idx >= ?3 AND idx < ?4 ORDER BY idx",
         )?;
-        let rows = stmt.query_map(params![study, sop, from, from.saturating_add(n)], |r| r.get(0))?;
+        let rows = stmt.query_map(params![study, sop, from, from.saturating_add(n)], |r| {
+            let idx: i64 = r.get(1)?;
+            super::sealed_bytes(&self.key, r, 0, "image_chunks", "bytes", &format!("{study}/{sop}/{idx}"))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -309,16 +321,18 @@ impl Db {
                     s.first_seen_ms, s.completed_at_ms, s.missing, s.claimed_by, s.report_id, s.delivered_at_ms
              FROM image_studies s WHERE (?2 IS NULL OR s.study_uid = ?2) ORDER BY s.priority, s.first_seen_ms LIMIT ?1",
         )?;
+        let key = &self.key;
         let rows = stmt.query_map(params![limit as i64, uid], |r| {
             let rank: u8 = r.get(3)?;
+            let study_uid: String = r.get(0)?;
             Ok(ImageStudyRow {
-                study_uid: r.get(0)?,
+                patient_name: super::sealed_text(key, r, 5, "image_studies", "patient_name", &study_uid)?,
+                patient_id: super::sealed_text(key, r, 6, "image_studies", "patient_id", &study_uid)?,
+                study_uid,
                 site_id: r.get(1)?,
                 device_id: r.get(2)?,
                 priority: ["stat", "urgent", "routine"].get(usize::from(rank)).copied().unwrap_or("routine").into(),
                 modality: r.get(4)?,
-                patient_name: r.get(5)?,
-                patient_id: r.get(6)?,
                 state: r.get(7)?,
                 instances: r.get(8)?,
                 instances_stored: r.get(9)?,

@@ -5,14 +5,17 @@
 
 pub mod audit;
 pub mod images;
+pub mod retention;
 pub mod schema;
+pub mod sealed;
 
 use crate::queue::{self, ClaimError, ClaimState};
 use rusqlite::{Connection, OptionalExtension, params};
+use sealed::StoreKey;
 use serde::Serialize;
 use std::path::Path;
 use tokio::sync::oneshot;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 use yilian_protocol::envelope::{Envelope, Verified};
 use yilian_protocol::keys::PublicKey;
 use yilian_protocol::message::{self, Payload, Priority, RefusalReason, Report, Sex, Study, StudyPart};
@@ -33,6 +36,14 @@ pub enum StoreError {
     /// Stored data that should decode does not.
     #[error("stored data is damaged: {0}")]
     Damaged(String),
+    /// The store key is missing, unreadable, or not the one the database was sealed with.
+    #[error("store key {path}: {reason}")]
+    Key {
+        /// Key file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 type Job = Box<dyn FnOnce(&mut Db) + Send>;
@@ -44,9 +55,15 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the database at `path` and starts its owner thread.
+    /// Opens (or creates) the database at `path` and starts its owner thread; the store key is
+    /// `keys/store.key` beside the database.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let mut db = Db::open(path)?;
+        Self::open_with_key(path, &sealed::default_key_path(path))
+    }
+
+    /// Opens (or creates) the database at `path` with the store key at `key_path`.
+    pub fn open_with_key(path: &Path, key_path: &Path) -> Result<Self, StoreError> {
+        let mut db = Db::open_with_key(path, key_path)?;
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("yilian-store".into())
@@ -81,6 +98,7 @@ impl Store {
 /// The connection and the operations on it (synchronous; used on the owner thread).
 pub struct Db {
     conn: Connection,
+    key: StoreKey,
 }
 
 /// What happened to one uplink envelope.
@@ -363,7 +381,51 @@ const STUDY_COLUMNS: &str = "study_uid, site_id, device_id, patient_id, patient_
      acquired_at_ms, received_at_ms, sample_rate_hz, resolution_nv, leads, samples_per_lead, claimed_by, \
      claim_expires_ms, report_id, reported_at_ms, delivered_at_ms";
 
-fn study_row(r: &rusqlite::Row<'_>, now_ms: i64) -> rusqlite::Result<StudyRow> {
+/// Opens a sealed column inside a row mapper (a failure is a conversion error of that column).
+fn sealed_text(
+    key: &StoreKey,
+    r: &rusqlite::Row<'_>,
+    idx: usize,
+    table: &str,
+    column: &str,
+    row: &str,
+) -> rusqlite::Result<String> {
+    let bytes: Vec<u8> = r.get(idx)?;
+    key.open_text(table, column, row, &bytes)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Blob, Box::new(e)))
+}
+
+/// Like [`sealed_text`] for a column that may be NULL.
+fn sealed_text_opt(
+    key: &StoreKey,
+    r: &rusqlite::Row<'_>,
+    idx: usize,
+    table: &str,
+    column: &str,
+    row: &str,
+) -> rusqlite::Result<Option<String>> {
+    match r.get_ref(idx)? {
+        rusqlite::types::ValueRef::Null => Ok(None),
+        _ => sealed_text(key, r, idx, table, column, row).map(Some),
+    }
+}
+
+/// Like [`sealed_text`] for bytes.
+fn sealed_bytes(
+    key: &StoreKey,
+    r: &rusqlite::Row<'_>,
+    idx: usize,
+    table: &str,
+    column: &str,
+    row: &str,
+) -> rusqlite::Result<Vec<u8>> {
+    let bytes: Vec<u8> = r.get(idx)?;
+    key.open(table, column, row, &bytes)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Blob, Box::new(e)))
+}
+
+fn study_row(key: &StoreKey, r: &rusqlite::Row<'_>, now_ms: i64) -> rusqlite::Result<StudyRow> {
+    let uid: String = r.get(0)?;
     let leads: String = r.get(13)?;
     let claimed_by: Option<String> = r.get(15)?;
     let claim_expires_ms: Option<i64> = r.get(16)?;
@@ -384,14 +446,14 @@ fn study_row(r: &rusqlite::Row<'_>, now_ms: i64) -> rusqlite::Result<StudyRow> {
         ClaimState::Free => (None, None),
     };
     Ok(StudyRow {
-        study_uid: r.get(0)?,
         site_id: r.get(1)?,
         device_id: r.get(2)?,
-        patient_id: r.get(3)?,
-        patient_name: r.get(4)?,
+        patient_id: sealed_text(key, r, 3, "studies", "patient_id", &uid)?,
+        patient_name: sealed_text(key, r, 4, "studies", "patient_name", &uid)?,
         sex: r.get(5)?,
-        birth_date: r.get(6)?,
-        question: r.get(7)?,
+        birth_date: sealed_text_opt(key, r, 6, "studies", "birth_date", &uid)?,
+        question: sealed_text(key, r, 7, "studies", "question", &uid)?,
+        study_uid: uid,
         priority: priority_of(r.get(8)?).to_string(),
         acquired_at_ms: r.get(9)?,
         received_at_ms: r.get(10)?,
@@ -409,25 +471,45 @@ fn study_row(r: &rusqlite::Row<'_>, now_ms: i64) -> rusqlite::Result<StudyRow> {
 }
 
 impl Db {
-    /// Opens the database, sets WAL and full fsync on commit, and migrates.
+    /// Opens the database, sets WAL and full fsync on commit, and migrates; the store key is
+    /// `keys/store.key` beside the database.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
+        Self::open_with_key(path, &sealed::default_key_path(path))
+    }
+
+    /// The store key (to seal another database of the hub with it).
+    pub fn store_key(&self) -> &StoreKey {
+        &self.key
+    }
+
+    /// Opens the database with the store key at `key_path` (made on first use; refused if the
+    /// database was sealed with another key), migrates, and seals any plaintext left from before.
+    pub fn open_with_key(path: &Path, key_path: &Path) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         // WAL with synchronous=FULL: a commit is on disk when it returns, because the hub acks
         // right after it and the agent then deletes its copy.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut db = Self { conn };
-        db.migrate()?;
+        // Deleted and overwritten content is zeroed, so neither retention nor sealing old rows
+        // leaves patient data behind in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")?;
+        Self::migrate(&mut conn)?;
+        let key = StoreKey::load(&conn, key_path)?;
+        let n = sealed::seal_existing(&mut conn, &key)?;
+        if n > 0 {
+            info!(values = n, "patient data stored before encryption is now sealed");
+        }
+        let mut db = Self { conn, key };
         db.audit_chain_legacy()?;
         Ok(db)
     }
 
-    fn migrate(&mut self) -> Result<(), StoreError> {
-        let version: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         for (i, m) in schema::MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-            let tx = self.conn.transaction()?;
+            let tx = conn.transaction()?;
             tx.execute_batch(m)?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
             tx.commit()?;
@@ -499,10 +581,11 @@ impl Db {
     /// that one envelope the database fails on does not hold back the others.
     pub fn ingest(&mut self, batch: &[Incoming], now_ms: i64) -> Result<Vec<Stored>, StoreError> {
         let mut tx = self.conn.transaction()?;
+        let key = &self.key;
         let mut out = Vec::with_capacity(batch.len());
         for item in batch {
             let sp = tx.savepoint()?;
-            match Self::ingest_one(&sp, item, now_ms) {
+            match Self::ingest_one(&sp, key, item, now_ms) {
                 Ok(stored @ (Stored::New | Stored::Duplicate)) => {
                     sp.commit()?;
                     out.push(stored);
@@ -519,7 +602,7 @@ impl Db {
         Ok(Stored::Refused(RefusalReason::Inconsistent(why.into())))
     }
 
-    fn ingest_one(tx: &Connection, item: &Incoming, now_ms: i64) -> Result<Stored, StoreError> {
+    fn ingest_one(tx: &Connection, key: &StoreKey, item: &Incoming, now_ms: i64) -> Result<Stored, StoreError> {
         let h = item.verified.header();
         let device = h.device_id.as_str();
         let Ok(seq) = i64::try_from(h.seq) else { return Self::refuse(format!("seq {} out of range", h.seq)) };
@@ -540,7 +623,7 @@ impl Db {
         // Validate the kind-specific effect first, so a refused body stores nothing.
         match item.verified.payload() {
             Payload::StudyPart(p) => {
-                if let Some(reason) = Self::check_part(tx, device, p)? {
+                if let Some(reason) = Self::check_part(tx, key, device, p)? {
                     return Self::refuse(reason);
                 }
             }
@@ -566,7 +649,12 @@ impl Db {
         }
         // A chunk's bytes are kept once, in image_chunks; its provenance is the signed manifest's
         // hash of the whole instance, so the envelope need not be kept twice.
-        let kept: &[u8] = if matches!(item.verified.payload(), Payload::BlobChunk(_)) { &[] } else { &item.envelope };
+        let row = format!("{device}/{seq}");
+        let kept = if matches!(item.verified.payload(), Payload::BlobChunk(_)) {
+            Vec::new()
+        } else {
+            key.seal("messages", "envelope", &row, &item.envelope)?
+        };
         tx.execute(
             "INSERT INTO messages (device_id, seq, kind, digest, created_at_ms, received_at_ms, envelope)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -575,7 +663,7 @@ impl Db {
         Self::bump(tx, "messages", 1)?;
         match item.verified.payload() {
             Payload::StudyPart(p) => {
-                if let Some(why) = Self::store_part(tx, &item.site, device, seq, p, now_ms)? {
+                if let Some(why) = Self::store_part(tx, key, &item.site, device, seq, p, now_ms)? {
                     return Self::refuse(why);
                 }
             }
@@ -592,7 +680,7 @@ impl Db {
             Payload::DeviceOutput(o) => {
                 tx.execute(
                     "INSERT INTO device_output (device_id, seq, port, line, received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![device, seq, o.port, o.line, now_ms],
+                    params![device, seq, o.port, key.seal_text("device_output", "line", &row, &o.line)?, now_ms],
                 )?;
                 Self::bump(tx, "device_output", 1)?;
             }
@@ -621,30 +709,32 @@ impl Db {
                 )?;
                 warn!(device, stream = g.stream_id, first = g.first_sample, end = g.end_sample, reason = %g.reason, "device declared a stream gap");
             }
-            Payload::ImageManifest(m) => images::store_manifest(tx, &item.site, device, m, now_ms)?,
-            Payload::BlobChunk(c) => images::store_chunk(tx, device, c, now_ms)?,
+            Payload::ImageManifest(m) => images::store_manifest(tx, key, &item.site, device, m, now_ms)?,
+            Payload::BlobChunk(c) => images::store_chunk(tx, key, device, c, now_ms)?,
             Payload::Status(_) | Payload::Ack(_) | Payload::Report(_) => {}
         }
         Ok(Stored::New)
     }
 
-    fn check_part(tx: &Connection, device: &str, p: &StudyPart) -> Result<Option<String>, StoreError> {
+    fn check_part(tx: &Connection, key: &StoreKey, device: &str, p: &StudyPart) -> Result<Option<String>, StoreError> {
         if p.count == 0 || p.index >= p.count || p.count > yilian_protocol::limits::STUDY_PARTS_MAX {
             return Ok(Some(format!("study part {} of {} is out of range", p.index, p.count)));
         }
         if p.total_len as usize > yilian_protocol::limits::STUDY_MAX {
             return Ok(Some(format!("study of {} bytes exceeds the limit", p.total_len)));
         }
-        let earlier: Option<(String, Vec<u8>)> = tx
-            .query_row("SELECT device_id, part FROM study_parts WHERE study_uid = ?1 LIMIT 1", [&p.study_uid], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+        let earlier: Option<(String, Vec<u8>, i64)> = tx
+            .query_row(
+                "SELECT device_id, part, idx FROM study_parts WHERE study_uid = ?1 LIMIT 1",
+                [&p.study_uid],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .optional()?;
-        if let Some((owner, bytes)) = earlier {
+        if let Some((owner, bytes, idx)) = earlier {
             if owner != device {
                 return Ok(Some("study uid belongs to another device".into()));
             }
-            let e = decode_part(&bytes)?;
+            let e = decode_part(&key.open("study_parts", "part", &format!("{}/{idx}", p.study_uid), &bytes)?)?;
             if (e.count, e.total_len, e.digest_sha256) != (p.count, p.total_len, p.digest_sha256) {
                 return Ok(Some(format!("study uid {} reused for another recording", p.study_uid)));
             }
@@ -653,8 +743,10 @@ impl Db {
     }
 
     /// Stores a part; with the last one, assembles and queues the study. `Some(why)` refuses.
+    #[allow(clippy::too_many_arguments)] // the transaction, the key, and what one part needs
     fn store_part(
         tx: &Connection,
+        key: &StoreKey,
         site: &str,
         device: &str,
         seq: i64,
@@ -663,6 +755,7 @@ impl Db {
     ) -> Result<Option<String>, StoreError> {
         let part = yilian_protocol::wire::encode("study part", p, yilian_protocol::limits::STUDY_PART_MAX)
             .map_err(|e| StoreError::Damaged(e.to_string()))?;
+        let part = key.seal("study_parts", "part", &format!("{}/{}", p.study_uid, p.index), &part)?;
         // The same part may come again under a new seq (the cart resent the study): keep the first.
         tx.execute(
             "INSERT OR IGNORE INTO study_parts (study_uid, idx, count, device_id, seq, part) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -676,12 +769,12 @@ impl Db {
         if have < i64::from(p.count) || exists {
             return Ok(None);
         }
-        let mut stmt = tx.prepare("SELECT part FROM study_parts WHERE study_uid = ?1 ORDER BY idx")?;
+        let mut stmt = tx.prepare("SELECT part, idx FROM study_parts WHERE study_uid = ?1 ORDER BY idx")?;
         let parts: Vec<StudyPart> = stmt
-            .query_map([&p.study_uid], |r| r.get::<_, Vec<u8>>(0))?
+            .query_map([&p.study_uid], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?
             .collect::<Result<Vec<_>, _>>()?
             .iter()
-            .map(|b| decode_part(b))
+            .map(|(b, idx)| decode_part(&key.open("study_parts", "part", &format!("{}/{idx}", p.study_uid), b)?))
             .collect::<Result<_, _>>()?;
         let study = match message::assemble(&parts) {
             Ok(s) => s,
@@ -694,14 +787,25 @@ impl Db {
             error!(study = %p.study_uid, device, %why, "study refused");
             return Ok(Some(format!("study: {why}")));
         }
-        Self::insert_study(tx, site, device, &study, now_ms)?;
+        Self::insert_study(tx, key, site, device, &study, now_ms)?;
         Ok(None)
     }
 
-    fn insert_study(tx: &Connection, site: &str, device: &str, s: &Study, now_ms: i64) -> Result<(), StoreError> {
+    fn insert_study(
+        tx: &Connection,
+        key: &StoreKey,
+        site: &str,
+        device: &str,
+        s: &Study,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         let per_lead = s.leads.first().map_or(0, |l| l.samples.count);
         let leads: Vec<&str> = s.leads.iter().map(|l| l.lead.as_str()).collect();
         let body = s.encode().map_err(|e| StoreError::Damaged(e.to_string()))?;
+        let uid = s.study_uid.as_str();
+        let body = key.seal("studies", "body", uid, &body)?;
+        let birth_date =
+            s.patient.birth_date.map(|d| key.seal_text("studies", "birth_date", uid, &d.to_string())).transpose()?;
         tx.execute(
             "INSERT INTO studies (study_uid, device_id, site_id, patient_id, patient_name, sex, birth_date, question,
              priority, acquired_at_ms, received_at_ms, sample_rate_hz, resolution_nv, leads, samples_per_lead, body)
@@ -710,11 +814,11 @@ impl Db {
                 s.study_uid,
                 device,
                 site,
-                s.patient.id,
-                s.patient.name,
+                key.seal_text("studies", "patient_id", uid, &s.patient.id)?,
+                key.seal_text("studies", "patient_name", uid, &s.patient.name)?,
                 sex_str(s.patient.sex),
-                s.patient.birth_date.map(|d| d.to_string()),
-                s.question,
+                birth_date,
+                key.seal_text("studies", "question", uid, &s.question)?,
                 s.priority.rank(),
                 s.acquired_at_ms,
                 now_ms,
@@ -735,7 +839,7 @@ impl Db {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {STUDY_COLUMNS} FROM studies WHERE reported_at_ms IS NULL ORDER BY priority, received_at_ms, study_uid"
         ))?;
-        let rows = stmt.query_map([], |r| study_row(r, now_ms))?.collect::<Result<Vec<_>, _>>()?;
+        let rows = stmt.query_map([], |r| study_row(&self.key, r, now_ms))?.collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
 
@@ -743,7 +847,7 @@ impl Db {
     pub fn studies(&self, now_ms: i64, limit: i64) -> Result<Vec<StudyRow>, StoreError> {
         let mut stmt =
             self.conn.prepare(&format!("SELECT {STUDY_COLUMNS} FROM studies ORDER BY received_at_ms DESC LIMIT ?1"))?;
-        let rows = stmt.query_map([limit], |r| study_row(r, now_ms))?.collect::<Result<Vec<_>, _>>()?;
+        let rows = stmt.query_map([limit], |r| study_row(&self.key, r, now_ms))?.collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
 
@@ -752,7 +856,9 @@ impl Db {
         let row: Option<(StudyRow, Vec<u8>)> = self
             .conn
             .query_row(&format!("SELECT {STUDY_COLUMNS}, body FROM studies WHERE study_uid = ?1"), [uid], |r| {
-                Ok((study_row(r, now_ms)?, r.get(20)?))
+                let row = study_row(&self.key, r, now_ms)?;
+                let body = sealed_bytes(&self.key, r, 20, "studies", "body", &row.study_uid)?;
+                Ok((row, body))
             })
             .optional()?;
         row.map(|(row, body)| Study::decode(&body).map(|s| (row, s)).map_err(|e| StoreError::Damaged(e.to_string())))
@@ -771,7 +877,7 @@ impl Db {
         Ok(None)
     }
 
-    fn claim_of(conn: &Connection, uid: &str) -> Result<Option<ClaimRow>, StoreError> {
+    fn claim_of(conn: &Connection, key: &StoreKey, uid: &str) -> Result<Option<ClaimRow>, StoreError> {
         let Some(table) = Self::table_of(conn, uid)? else { return Ok(None) };
         Ok(conn
             .query_row(
@@ -787,7 +893,7 @@ impl Db {
                         reported: r.get(2)?,
                         device: r.get(3)?,
                         site: r.get(4)?,
-                        patient_name: r.get(5)?,
+                        patient_name: sealed_text(key, r, 5, table, "patient_name", uid)?,
                     })
                 },
             )
@@ -802,7 +908,7 @@ impl Db {
         now_ms: i64,
         ttl_ms: i64,
     ) -> Result<Result<i64, ClaimError>, StoreError> {
-        let Some(c) = Self::claim_of(&self.conn, uid)? else {
+        let Some(c) = Self::claim_of(&self.conn, &self.key, uid)? else {
             return Ok(Err(ClaimError::NotFound));
         };
         if let Err(e) = queue::can_claim(c.by.as_deref(), c.until, c.reported, who, now_ms) {
@@ -819,7 +925,7 @@ impl Db {
 
     /// Releases `who`'s claim.
     pub fn release(&mut self, uid: &str, who: &str, now_ms: i64) -> Result<Result<(), ClaimError>, StoreError> {
-        let Some(c) = Self::claim_of(&self.conn, uid)? else {
+        let Some(c) = Self::claim_of(&self.conn, &self.key, uid)? else {
             return Ok(Err(ClaimError::NotFound));
         };
         if let Err(e) = queue::can_release(c.by.as_deref(), c.until, c.reported, who, now_ms) {
@@ -843,7 +949,7 @@ impl Db {
     ) -> Result<Result<ReportRow, ClaimError>, StoreError> {
         let tx = self.conn.transaction()?;
         let (uid, who) = (draft.study_uid.as_str(), draft.specialist_id.as_str());
-        let Some(c) = Self::claim_of(&tx, uid)? else {
+        let Some(c) = Self::claim_of(&tx, &self.key, uid)? else {
             return Ok(Err(ClaimError::NotFound));
         };
         if let Err(e) = queue::can_report(c.by.as_deref(), c.until, c.reported, who, now_ms) {
@@ -867,7 +973,17 @@ impl Db {
         tx.execute(
             "INSERT INTO reports (report_id, study_uid, device_id, site_id, specialist_id, findings, conclusion, reported_at_ms, envelope)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![report.report_id, uid, device, site, who, findings, conclusion, now_ms, envelope],
+            params![
+                report.report_id,
+                uid,
+                device,
+                site,
+                who,
+                self.key.seal_text("reports", "findings", &report.report_id, findings)?,
+                self.key.seal_text("reports", "conclusion", &report.report_id, conclusion)?,
+                now_ms,
+                self.key.seal("reports", "envelope", &report.report_id, &envelope)?
+            ],
         )?;
         let table = Self::table_of(&tx, uid)?.unwrap_or("studies");
         tx.execute(
@@ -908,18 +1024,19 @@ impl Db {
         )?;
         let rows = stmt
             .query_map([device], |r| {
+                let id: String = r.get(0)?;
                 Ok(ReportRow {
-                    report_id: r.get(0)?,
                     study_uid: r.get(1)?,
                     device_id: r.get(2)?,
                     site_id: r.get(3)?,
                     specialist_id: r.get(4)?,
-                    findings: r.get(5)?,
-                    conclusion: r.get(6)?,
+                    findings: sealed_text(&self.key, r, 5, "reports", "findings", &id)?,
+                    conclusion: sealed_text(&self.key, r, 6, "reports", "conclusion", &id)?,
                     reported_at_ms: r.get(7)?,
                     published_at_ms: r.get(8)?,
                     receipt_at_ms: r.get(9)?,
-                    envelope: r.get(10)?,
+                    envelope: sealed_bytes(&self.key, r, 10, "reports", "envelope", &id)?,
+                    report_id: id,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -1151,7 +1268,9 @@ impl Db {
         )?;
         let rows = stmt
             .query_map(params![device, limit], |r| {
-                Ok(OutputLine { seq: r.get(0)?, port: r.get(1)?, line: r.get(2)?, received_at_ms: r.get(3)? })
+                let seq: i64 = r.get(0)?;
+                let line = sealed_text(&self.key, r, 2, "device_output", "line", &format!("{device}/{seq}"))?;
+                Ok(OutputLine { seq, port: r.get(1)?, line, received_at_ms: r.get(3)? })
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
@@ -1221,13 +1340,17 @@ impl Db {
         count: i64,
     ) -> Result<Vec<(String, u32, Vec<i32>)>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT m.envelope FROM stream_chunks c JOIN messages m ON m.device_id = c.device_id AND m.seq = c.seq
+            "SELECT m.envelope, c.seq FROM stream_chunks c JOIN messages m ON m.device_id = c.device_id AND m.seq = c.seq
              WHERE c.device_id = ?1 AND c.stream_id = ?2 AND c.first_sample + c.samples_per_lead > ?3 AND c.first_sample < ?4
              ORDER BY c.first_sample",
         )?;
         let end = from.saturating_add(count);
-        let envs: Vec<Vec<u8>> =
-            stmt.query_map(params![device, stream_id, from, end], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        let envs: Vec<Vec<u8>> = stmt
+            .query_map(params![device, stream_id, from, end], |r| {
+                let seq: i64 = r.get(1)?;
+                sealed_bytes(&self.key, r, 0, "messages", "envelope", &format!("{device}/{seq}"))
+            })?
+            .collect::<Result<_, _>>()?;
         let mut leads: Vec<(String, u32, Vec<i32>)> = Vec::new();
         // Samples are appended in index order; an overlapping chunk (a restarted stream) adds
         // only what lies past what is already there, so no index appears twice.

@@ -226,4 +226,13 @@ INSERT INTO users_new SELECT user_id, name, role, password_hash, created_at_ms F
 DROP TABLE users;
 ALTER TABLE users_new RENAME TO users;
 "#,
+    // Patient data sealed at rest (see `store::sealed`): the check value of the store key, kept
+    // outside the database. The values themselves are sealed by `sealed::seal_existing` on open,
+    // which needs the key and so cannot be SQL.
+    r#"
+CREATE TABLE store_key (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    check_value BLOB NOT NULL
+);
+"#,
 ];
