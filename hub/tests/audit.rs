@@ -302,3 +302,26 @@ fn log_tags_are_keyed_per_installation() {
     let mode = std::fs::metadata(a.path().join("log.key")).expect("key").permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[test]
+fn a_long_log_is_verified_in_steps_with_the_same_verdict() {
+    use yilian_hub::store::audit::ChainCheck;
+    let stepwise = |db: &Db| {
+        let mut check = ChainCheck::default();
+        loop {
+            if let Some(done) = db.audit_verify_step(&mut check, 4).expect("step") {
+                return done;
+            }
+        }
+    };
+    let (_dir, path) = db_with(25);
+    let db = Db::open(&path).expect("db");
+    let whole = db.audit_verify().expect("verify");
+    assert_eq!(whole.as_ref().map(|s| s.entries), Ok(25));
+    assert_eq!(stepwise(&db), whole);
+    drop(db);
+    Connection::open(&path).expect("raw").execute("UPDATE audit SET at_ms = 0 WHERE id = 13", []).expect("edit");
+    let db = Db::open(&path).expect("db");
+    assert_eq!(stepwise(&db), Err(ChainFault::Edited { id: 13 }));
+    assert_eq!(db.audit_verify().expect("verify"), Err(ChainFault::Edited { id: 13 }));
+}
