@@ -276,11 +276,31 @@ fn the_command_line_verifies_exports_and_names_the_first_bad_entry() {
     let (dir, path) = db_with(4);
     let (ok, out, _) = hub_cli(dir.path(), &["audit", "verify"]);
     assert!(ok && out.contains("intact: 4 entries"), "{out}");
+    // Account changes on the command line are audited too.
+    let add = std::process::Command::new(env!("CARGO_BIN_EXE_yilian-hub"))
+        .arg("--data")
+        .arg(dir.path())
+        .args(["user", "add", "--id", "sec", "--name", "保密员", "--role", "auditor"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(b"a long password\n")?;
+            c.wait()
+        })
+        .expect("user add");
+    assert!(add.success());
+    let (ok, out, _) = hub_cli(dir.path(), &["audit", "verify"]);
+    assert!(ok && out.contains("intact: 5 entries"), "{out}");
     let (ok, out, _) = hub_cli(dir.path(), &["audit", "export"]);
     assert!(ok);
     let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
-    assert_eq!(lines.len(), 4);
+    assert_eq!(lines.len(), 5);
     assert_eq!(lines[2]["object"], "study-3");
+    assert_eq!(
+        (lines[4]["action"].as_str(), lines[4]["object"].as_str(), lines[4]["detail"].as_str()),
+        (Some("set user"), Some("sec"), Some("auditor"))
+    );
     assert_eq!(lines[3]["prev"], lines[2]["hash"]);
     Connection::open(&path)
         .expect("raw")
