@@ -221,11 +221,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Specialist { command: SpecialistCommand::Add { id, name } } => {
             let token = yilian_hub::http::auth::new_token().map_err(|_| anyhow::anyhow!("random generator failed"))?;
-            open_db(&cli.data, cli.store_key.as_deref())?.add_specialist(
-                &id,
-                &name,
-                &yilian_hub::http::auth::token_hash(&token),
-            )?;
+            let mut db = open_db(&cli.data, cli.store_key.as_deref())?;
+            db.add_specialist(&id, &name, &yilian_hub::http::auth::token_hash(&token))?;
+            db.audit("cli", "issue api token", &id, "", now_ms())?;
             println!("specialist {id} ({name}) token (shown once):\n{token}");
             Ok(())
         }
@@ -239,7 +237,9 @@ fn main() -> anyhow::Result<()> {
             let password = password.trim_end_matches(['\r', '\n']);
             anyhow::ensure!(password.chars().count() >= 8, "the password must have at least 8 characters");
             let hash = yilian_hub::http::session::hash_password(password).map_err(|e| anyhow::anyhow!(e))?;
-            open_db(&cli.data, cli.store_key.as_deref())?.add_user(&id, &name, &role, &hash, now_ms())?;
+            let mut db = open_db(&cli.data, cli.store_key.as_deref())?;
+            db.add_user(&id, &name, &role, &hash, now_ms())?;
+            db.audit("cli", "set user", &id, &role, now_ms())?;
             println!("user {id} ({name}) is a {role}");
             Ok(())
         }

@@ -276,11 +276,31 @@ fn the_command_line_verifies_exports_and_names_the_first_bad_entry() {
     let (dir, path) = db_with(4);
     let (ok, out, _) = hub_cli(dir.path(), &["audit", "verify"]);
     assert!(ok && out.contains("intact: 4 entries"), "{out}");
+    // Account changes on the command line are audited too.
+    let add = std::process::Command::new(env!("CARGO_BIN_EXE_yilian-hub"))
+        .arg("--data")
+        .arg(dir.path())
+        .args(["user", "add", "--id", "sec", "--name", "保密员", "--role", "auditor"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(b"a long password\n")?;
+            c.wait()
+        })
+        .expect("user add");
+    assert!(add.success());
+    let (ok, out, _) = hub_cli(dir.path(), &["audit", "verify"]);
+    assert!(ok && out.contains("intact: 5 entries"), "{out}");
     let (ok, out, _) = hub_cli(dir.path(), &["audit", "export"]);
     assert!(ok);
     let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
-    assert_eq!(lines.len(), 4);
+    assert_eq!(lines.len(), 5);
     assert_eq!(lines[2]["object"], "study-3");
+    assert_eq!(
+        (lines[4]["action"].as_str(), lines[4]["object"].as_str(), lines[4]["detail"].as_str()),
+        (Some("set user"), Some("sec"), Some("auditor"))
+    );
     assert_eq!(lines[3]["prev"], lines[2]["hash"]);
     Connection::open(&path)
         .expect("raw")
@@ -301,4 +321,27 @@ fn log_tags_are_keyed_per_installation() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(a.path().join("log.key")).expect("key").permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn a_long_log_is_verified_in_steps_with_the_same_verdict() {
+    use yilian_hub::store::audit::ChainCheck;
+    let stepwise = |db: &Db| {
+        let mut check = ChainCheck::default();
+        loop {
+            if let Some(done) = db.audit_verify_step(&mut check, 4).expect("step") {
+                return done;
+            }
+        }
+    };
+    let (_dir, path) = db_with(25);
+    let db = Db::open(&path).expect("db");
+    let whole = db.audit_verify().expect("verify");
+    assert_eq!(whole.as_ref().map(|s| s.entries), Ok(25));
+    assert_eq!(stepwise(&db), whole);
+    drop(db);
+    Connection::open(&path).expect("raw").execute("UPDATE audit SET at_ms = 0 WHERE id = 13", []).expect("edit");
+    let db = Db::open(&path).expect("db");
+    assert_eq!(stepwise(&db), Err(ChainFault::Edited { id: 13 }));
+    assert_eq!(db.audit_verify().expect("verify"), Err(ChainFault::Edited { id: 13 }));
 }

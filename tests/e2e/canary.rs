@@ -254,5 +254,7 @@ async fn canary_patient_data_reaches_the_hub_and_no_log() -> anyhow::Result<()> 
         found.extend(canary_lines(log)?);
     }
     assert!(found.is_empty(), "canary patient data in the logs:\n{}", found.join("\n"));
+    // Kept when the test fails, for reading; tests after this one write to an unlinked file.
+    let _ = std::fs::remove_file(inprocess_log_path());
     Ok(())
 }

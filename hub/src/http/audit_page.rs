@@ -40,9 +40,10 @@ async fn audit_page(State(s): State<AppState>, page: Page) -> Response {
     if let Err(e) = super::api::auditor_only(&s, &session, "read audit log").await {
         return (e.0, e.1).into_response();
     }
-    let Ok(Ok((rows, chain))) =
-        s.store.call(|db| Ok::<_, crate::store::StoreError>((db.audit_latest(500)?, db.audit_verify()?))).await
-    else {
+    let Ok(chain) = super::api::verify_chain(&s).await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let Ok(Ok(rows)) = s.store.call(|db| db.audit_latest(500)).await else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let status = match chain {

@@ -192,9 +192,16 @@ fn page<T>(items: Vec<T>, q: &HashMap<String, String>) -> Vec<T> {
 
 async fn qido_studies(
     State(st): State<AppState>,
-    _who: Specialist,
+    who: Specialist,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
+    // A search by patient is a look-up of that patient: recorded, with the keys searched on (the
+    // values stay out of the log).
+    let mut keys: Vec<&str> = q.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    actor::record(&st, &who.actor(), "search images", "studies", "ok", &keys.join(","))
+        .await
+        .map_err(|e| WebError::new(e.0, e.1))?;
     let all = blocking(&st, |im| Ok(im.studies()?)).await?;
     let chosen: Vec<_> = all
         .into_iter()

@@ -146,6 +146,15 @@ pub struct ChainSummary {
 
 const GENESIS: [u8; 32] = [0; 32];
 
+/// Where a stepwise chain check has got to ([`Db::audit_verify_step`]).
+#[derive(Debug, Clone, Default)]
+pub struct ChainCheck {
+    running: [u8; 32],
+    count: i64,
+    last_id: i64,
+    after: i64,
+}
+
 /// The bytes that are hashed for one entry: a tag, then every field length-prefixed.
 fn canonical(alg: &str, id: i64, e: &AuditEvent) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
@@ -290,56 +299,72 @@ impl Db {
 
     /// Checks the whole chain and its head. `Ok(Err(fault))` names the first bad entry and why.
     pub fn audit_verify(&self) -> Result<Result<ChainSummary, ChainFault>, StoreError> {
-        let mut running = GENESIS;
-        let (mut count, mut last_id, mut after) = (0i64, 0i64, 0i64);
+        let mut check = ChainCheck::default();
         loop {
-            let batch = self.audit_records(after, 1000)?;
-            if batch.is_empty() {
-                break;
-            }
-            for r in &batch {
-                after = r.id;
-                let (Some(alg), Some(prev), Some(hash)) = (&r.alg, &r.prev, &r.hash) else {
-                    return Ok(Err(ChainFault::Unchained { id: r.id }));
-                };
-                let (Some(prev_b), Some(hash_b)) = (unhex32(prev), unhex32(hash)) else {
-                    return Ok(Err(ChainFault::Edited { id: r.id }));
-                };
-                let Some(own) = link(alg, &prev_b, &canonical(alg, r.id, &r.event())) else {
-                    return Ok(Err(ChainFault::UnknownAlgorithm { id: r.id, alg: alg.clone() }));
-                };
-                if own != hash_b {
-                    return Ok(Err(ChainFault::Edited { id: r.id }));
-                }
-                if prev_b != running {
-                    let follows: Option<i64> =
-                        self.conn.query_row("SELECT id FROM audit WHERE hash = ?1", [prev], |r| r.get(0)).optional()?;
-                    return Ok(Err(match follows {
-                        Some(f) if f > r.id => ChainFault::Reordered { id: r.id, follows: f },
-                        _ => ChainFault::Removed { id: r.id },
-                    }));
-                }
-                running = hash_b;
-                count += 1;
-                last_id = r.id;
+            if let Some(done) = self.audit_verify_step(&mut check, 1000)? {
+                return Ok(done);
             }
         }
-        let head_hex = hex::encode(running);
+    }
+
+    /// Checks up to `limit` more entries; `Some` once the chain is checked to its head (or
+    /// broken). The hub's console calls this in steps, so a long log does not hold up the store
+    /// thread that also takes the clinics' uplink.
+    pub fn audit_verify_step(
+        &self,
+        check: &mut ChainCheck,
+        limit: i64,
+    ) -> Result<Option<Result<ChainSummary, ChainFault>>, StoreError> {
+        let batch = self.audit_records(check.after, limit)?;
+        for r in &batch {
+            check.after = r.id;
+            let (Some(alg), Some(prev), Some(hash)) = (&r.alg, &r.prev, &r.hash) else {
+                return Ok(Some(Err(ChainFault::Unchained { id: r.id })));
+            };
+            let (Some(prev_b), Some(hash_b)) = (unhex32(prev), unhex32(hash)) else {
+                return Ok(Some(Err(ChainFault::Edited { id: r.id })));
+            };
+            let Some(own) = link(alg, &prev_b, &canonical(alg, r.id, &r.event())) else {
+                return Ok(Some(Err(ChainFault::UnknownAlgorithm { id: r.id, alg: alg.clone() })));
+            };
+            if own != hash_b {
+                return Ok(Some(Err(ChainFault::Edited { id: r.id })));
+            }
+            if prev_b != check.running {
+                let follows: Option<i64> =
+                    self.conn.query_row("SELECT id FROM audit WHERE hash = ?1", [prev], |r| r.get(0)).optional()?;
+                return Ok(Some(Err(match follows {
+                    Some(f) if f > r.id => ChainFault::Reordered { id: r.id, follows: f },
+                    _ => ChainFault::Removed { id: r.id },
+                })));
+            }
+            check.running = hash_b;
+            check.count += 1;
+            check.last_id = r.id;
+        }
+        if !batch.is_empty() {
+            return Ok(None);
+        }
+        let (count, last_id, head_hex) = (check.count, check.last_id, hex::encode(check.running));
         match head(&self.conn)? {
             None if count == 0 => {}
-            None => return Ok(Err(ChainFault::Head("no head record".into()))),
+            None => return Ok(Some(Err(ChainFault::Head("no head record".into())))),
             Some((entries, head_last, hash)) => {
                 if entries > count || head_last > last_id {
-                    return Ok(Err(ChainFault::TailRemoved { expected: entries, found: count, last_id: head_last }));
+                    return Ok(Some(Err(ChainFault::TailRemoved {
+                        expected: entries,
+                        found: count,
+                        last_id: head_last,
+                    })));
                 }
                 if entries != count || head_last != last_id || hash != head_hex {
-                    return Ok(Err(ChainFault::Head(format!(
+                    return Ok(Some(Err(ChainFault::Head(format!(
                         "head records {entries} entries ending at id {head_last}, the log has {count} ending at id {last_id}"
-                    ))));
+                    )))));
                 }
             }
         }
-        Ok(Ok(ChainSummary { entries: count, last_id, head: head_hex }))
+        Ok(Some(Ok(ChainSummary { entries: count, last_id, head: head_hex })))
     }
 
     /// Chains the entries written before the log was chained, once: only when no entry has a
