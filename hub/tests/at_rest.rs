@@ -124,10 +124,12 @@ fn without_its_key_or_with_another_the_database_is_refused_and_plaintext_rows_ar
     let err = Db::open_with_key(&path, &other).err().expect("wrong key: refused");
     assert!(err.to_string().contains("not the key"), "{err}");
 
-    // A row written in plaintext (a database from before sealing) is sealed on the next open.
+    // A database from before sealing (plaintext rows, no key check value) is sealed when it
+    // first opens with a key.
     {
         let conn = rusqlite::Connection::open(&path).expect("raw");
         conn.execute("UPDATE studies SET patient_name = '王五', question = '旧问题'", []).expect("plaintext");
+        conn.execute("DELETE FROM store_key", []).expect("as before sealing");
     }
     let db = Db::open_with_key(&path, &kept).expect("reopen with the key");
     let (row, _) = db.study("dev-1-1", 1).expect("query").expect("stored");

@@ -56,3 +56,24 @@ fn county_it_enrols_devices_adds_specialists_and_reads_the_hub_key() {
     let o2 = hub(&data, &["key"]);
     assert_eq!(String::from_utf8_lossy(&o2.stdout), String::from_utf8_lossy(&o.stdout));
 }
+
+#[test]
+fn the_store_key_can_live_elsewhere_and_without_it_the_hub_refuses_the_database() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let key_file = dir.path().join("vault/store.key");
+    let key_arg = key_file.to_str().expect("utf-8 path");
+    let key = yilian_protocol::keys::SigningKey::generate().expect("key");
+    let pub_path = dir.path().join("cart-01.pub");
+    std::fs::write(&pub_path, format!("{}\n", key.public_key().to_hex())).expect("write");
+    let p = pub_path.to_str().expect("utf-8 path");
+    let enroll = ["enroll", "--site", "qiaotou-wsy", "--device", "cart-01", "--public-key", p];
+
+    let o = hub(&data, &[&["--store-key", key_arg][..], &enroll[..]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(key_file.exists() && !data.join("keys/store.key").exists(), "the key is made where --store-key says");
+    let o = hub(&data, &enroll);
+    assert!(!o.status.success(), "without its key the database must be refused");
+    assert!(text(&o).contains("missing"), "{}", text(&o));
+    assert!(hub(&data, &[&["--store-key", key_arg][..], &enroll[..]].concat()).status.success());
+}

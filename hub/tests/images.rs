@@ -184,6 +184,15 @@ async fn every_sample_is_stored_once_and_qido_lists_it() {
     assert_eq!(ct.sop_uid, CT_SOP);
     assert_eq!(ct.patient_name, "CompressedSamples^CT1");
     assert_eq!(ct.patient_id, "1CT1");
+    // The index's patient fields are sealed at rest: its database files do not hold them.
+    let index: Vec<u8> = ["images.db", "images.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::read(h.dir.path().join("images").join(f)).ok())
+        .flatten()
+        .collect();
+    for needle in ["CompressedSamples^CT1", "Citizen^Jan"] {
+        assert!(!index.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} readable in images.db");
+    }
     assert_eq!(ct.study_date, "20040119");
     assert_eq!(ct.modality, "CT");
     assert_eq!((ct.rows, ct.columns, ct.frames), (Some(128), Some(128), 1));

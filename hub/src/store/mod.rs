@@ -496,8 +496,8 @@ impl Db {
         // leaves patient data behind in free pages.
         conn.pragma_update(None, "secure_delete", "ON")?;
         Self::migrate(&mut conn)?;
-        let key = StoreKey::load(&conn, key_path)?;
-        let n = sealed::seal_existing(&mut conn, &key)?;
+        let (key, first) = StoreKey::load(&conn, key_path)?;
+        let n = if first { sealed::seal_existing(&mut conn, &key)? } else { 0 };
         if n > 0 {
             info!(values = n, "patient data stored before encryption is now sealed");
         }

@@ -92,7 +92,8 @@ impl StoreKey {
     /// Loads the key at `path` and checks it against the database's key check value. With no
     /// key file: a database that already holds a check value is refused (its data would be
     /// unreadable); otherwise a new key is made (mode 0600) and its check value stored.
-    pub fn load(conn: &Connection, path: &Path) -> Result<Self, StoreError> {
+    /// The flag is true when the database had no check value yet (new, or from before sealing).
+    pub fn load(conn: &Connection, path: &Path) -> Result<(Self, bool), StoreError> {
         let check: Option<Vec<u8>> =
             conn.query_row("SELECT check_value FROM store_key WHERE id = 1", [], |r| r.get(0)).optional()?;
         let key = match (read_key_file(path)?, &check) {
@@ -110,6 +111,7 @@ impl StoreKey {
                 key
             }
         };
+        let first = check.is_none();
         match check {
             Some(c) => {
                 if key.open(CHECK_AAD, &c).as_deref() != Ok(CHECK_PLAINTEXT) {
@@ -121,7 +123,7 @@ impl StoreKey {
                 conn.execute("INSERT INTO store_key (id, check_value) VALUES (1, ?1)", [c])?;
             }
         }
-        Ok(Self { key })
+        Ok((Self { key }, first))
     }
 
     /// The key itself (the image store seals its own database with it).
@@ -212,7 +214,8 @@ const SEALED: &[SealedColumn] = &[
 ];
 
 /// Seals every value still in plaintext (rows from before encryption), in one transaction.
-/// Values already sealed are left alone, so this is cheap on every open. Returns how many.
+/// Values already sealed are left alone. It scans every sealed column, so it runs only when the
+/// database first gets its key (see [`StoreKey::load`]). Returns how many values it sealed.
 pub fn seal_existing(conn: &mut Connection, key: &StoreKey) -> Result<usize, StoreError> {
     let tx = conn.transaction()?;
     let mut sealed = 0;
