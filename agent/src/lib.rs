@@ -8,6 +8,7 @@
 //! - [`assemble`]: frames → studies and stream chunks.
 //! - [`cartfile`]: a cart file's recording → a study with its original bytes.
 //! - [`durable`]: crash-safe file replacement.
+//! - [`enrol`]: enrolment with a bootstrap token, proof of possession, waiting for approval.
 //! - [`spool`]: the durable spool and seq leases.
 //! - [`quota`]: what gives way when the spool's disk is full.
 //! - [`uplink`]: sealing, publishing, acks, reports and receipts.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod dicom_node;
 pub mod driver;
 pub mod durable;
+pub mod enrol;
 pub mod image_uplink;
 pub mod inbox;
 pub mod inspect;

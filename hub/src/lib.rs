@@ -11,6 +11,7 @@
 //! - [`http`]: the JSON API.
 //! - [`images`]: DICOM image store and rendering.
 //! - [`keys`]: the hub's signing key.
+//! - [`lifecycle`]: enrolment tokens, device certificates, disconnecting revoked devices.
 //! - [`run`]: wiring and shutdown.
 
 pub mod broker;
@@ -22,6 +23,7 @@ pub mod images;
 pub mod imaging;
 pub mod ingest;
 pub mod keys;
+pub mod lifecycle;
 pub mod publish;
 pub mod queue;
 pub mod ratelimit;

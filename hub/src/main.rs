@@ -79,6 +79,62 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Issue a single-use bootstrap token for enrolling one device at a clinic; prints it once
+    /// and writes a bootstrap file for `yilian-agent enrol --bootstrap FILE`.
+    EnrolToken {
+        /// Site (clinic) the token is bound to.
+        #[arg(long)]
+        site: String,
+        /// Hours until the token expires.
+        #[arg(long, default_value_t = yilian_hub::lifecycle::DEFAULT_TOKEN_TTL_HOURS)]
+        ttl_hours: u64,
+        /// The hub's address as the clinic reaches it.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        hub_url: String,
+        /// The broker's address as the clinic reaches it.
+        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+        broker_url: String,
+        /// Where to write the bootstrap file (default `bootstrap-SITE-TOKENID.toml`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Approve, reject, revoke or list devices.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Approve a pending device (its messages become clinical data).
+    Approve {
+        /// Device id.
+        device: String,
+    },
+    /// Reject a pending device.
+    Reject {
+        /// Device id.
+        device: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Revoke a device (stolen or retired cart): refused, disconnected, nothing sent to it.
+    Revoke {
+        /// Device id.
+        device: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// List devices with their state.
+    List,
+}
+
+/// Who did it, for the audit log of CLI actions.
+fn cli_user() -> String {
+    format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
 }
 
 #[derive(Subcommand)]
@@ -184,6 +240,61 @@ fn main() -> anyhow::Result<()> {
             let hash = yilian_hub::http::session::hash_password(password).map_err(|e| anyhow::anyhow!(e))?;
             open_db(&cli.data)?.add_user(&id, &name, &role, &hash, now_ms())?;
             println!("user {id} ({name}) is a {role}");
+            Ok(())
+        }
+        Command::EnrolToken { site, ttl_hours, hub_url, broker_url, out } => {
+            yilian_protocol::topic::check_slug("site", &site)?;
+            let t = yilian_hub::lifecycle::new_token().map_err(|_| anyhow::anyhow!("random generator failed"))?;
+            let now = now_ms();
+            let expires = now.saturating_add((ttl_hours.max(1) * 3_600_000) as i64);
+            open_db(&cli.data)?.add_enrol_token(&t.id, &t.secret_sha256, &site, &cli_user(), expires, now)?;
+            let out = out.unwrap_or_else(|| PathBuf::from(format!("bootstrap-{site}-{}.toml", t.id)));
+            let b = yilian_hub::lifecycle::Bootstrap {
+                hub: hub_url,
+                broker: broker_url,
+                site: site.clone(),
+                token: t.token.clone(),
+            };
+            yilian_hub::lifecycle::write_bootstrap(&out, &b).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "enrolment token for {site} (single use, expires in {ttl_hours} h; shown once):\n{}\nbootstrap file: {}\non the device: yilian-agent enrol --bootstrap {} --device DEVICE",
+                t.token,
+                out.display(),
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Device { command } => {
+            use yilian_hub::store::lifecycle::Action;
+            let mut db = open_db(&cli.data)?;
+            let (device, action, reason) = match command {
+                DeviceCommand::List => {
+                    for r in db.lifecycle_devices()? {
+                        println!(
+                            "{:<20} {:<20} {:<9} key {} quarantined {} {}",
+                            r.site_id,
+                            r.device_id,
+                            r.state.as_str(),
+                            r.key_id,
+                            r.quarantined,
+                            r.state_reason.unwrap_or_default()
+                        );
+                    }
+                    return Ok(());
+                }
+                DeviceCommand::Approve { device } => (device, Action::Approve, String::new()),
+                DeviceCommand::Reject { device, reason } => (device, Action::Reject, reason),
+                DeviceCommand::Revoke { device, reason } => (device, Action::Revoke, reason),
+            };
+            let state =
+                db.device_action(&device, action, &cli_user(), &reason, now_ms())?.map_err(anyhow::Error::from)?;
+            println!("{device} is now {}", state.as_str());
+            if action == Action::Revoke {
+                println!(
+                    "a running hub disconnects it from the broker within {} s",
+                    yilian_hub::lifecycle::REVOCATION_POLL.as_secs()
+                );
+            }
             Ok(())
         }
         Command::Key => {

@@ -29,6 +29,11 @@ impl Publisher {
         &self.client
     }
 
+    /// The public half of the key the hub signs with (agents pin it).
+    pub fn public_key(&self) -> yilian_protocol::keys::PublicKey {
+        self.key.public_key()
+    }
+
     /// Seals a report for a device's report topic (used inside the store transaction).
     pub fn seal_report(&self, report: &Report, hub_seq: u64, site: &str, device: &str) -> Result<Vec<u8>, String> {
         let topic = Topic::new(site, device, Channel::Report).map_err(|e| e.to_string())?;

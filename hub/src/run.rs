@@ -128,8 +128,18 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     let publisher = Publisher::new(client.clone(), key.clone(), &cfg.hub_id);
     let rejects = Arc::new(Rejects::default());
     let (tx, rx) = mpsc::channel(4096);
-    let ingest_task =
-        tokio::spawn(ingest::run(Ingest::new(store.clone(), publisher.clone(), rejects.clone(), cfg.limits), rx));
+    let (revoked_tx, revoked_rx) = mpsc::channel(64);
+    let ingest_task = tokio::spawn(ingest::run(
+        Ingest::new(store.clone(), publisher.clone(), rejects.clone(), cfg.limits).with_revoked_sink(revoked_tx),
+        rx,
+    ));
+    let disconnect_task = tokio::spawn(crate::lifecycle::run_disconnects(
+        store.clone(),
+        host.clone(),
+        port,
+        revoked_rx,
+        shutdown.child_token(),
+    ));
     let poll_token = shutdown.child_token();
     let (poll_store, poll_pub) = (store.clone(), publisher.clone());
     let poll_task = tokio::spawn(async move {
@@ -195,11 +205,14 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     };
     let addr = http.local_addr().map_err(|source| HubError::Io { what: "http listener", source })?;
     info!(%addr, data = %cfg.data_dir.display(), key_id = %key.key_id(), "hub HTTP API listening");
-    let served =
-        axum::serve(http, http::router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    // Connect info gives the enrolment endpoint the address a request came from.
+    let served = axum::serve(http, http::router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
     let _ = poll_task.await;
     let _ = ingest_task.await;
     let _ = imaging_task.await;
+    let _ = disconnect_task.await;
     let _ = client.try_disconnect();
     info!("hub stopped");
     served.map_err(|source| HubError::Io { what: "http server", source })

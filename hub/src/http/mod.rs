@@ -4,6 +4,7 @@ pub mod api;
 pub mod auth;
 pub mod console;
 pub mod dicomweb;
+pub mod enrol;
 pub mod files;
 pub mod imaging;
 pub mod session;
@@ -41,5 +42,6 @@ pub fn router(state: AppState) -> Router {
         .merge(console::routes())
         .merge(dicomweb::routes())
         .merge(imaging::routes())
+        .merge(enrol::routes())
         .with_state(state)
 }
