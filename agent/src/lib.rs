@@ -12,6 +12,7 @@
 //! - [`spool`]: the durable spool and seq leases.
 //! - [`quota`]: what gives way when the spool's disk is full.
 //! - [`uplink`]: sealing, publishing, acks, reports and receipts.
+//! - [`rotation`]: device key rotation (next key file, hand-over after the hub acks).
 //! - [`reports`]: received reports on disk.
 //! - [`image_uplink`]: complete image studies → signed manifest + chunks on the bulk lanes.
 //! - [`clinic_page`]: the local page for clinic staff.
@@ -35,6 +36,7 @@ pub mod inbox;
 pub mod inspect;
 pub mod quota;
 pub mod reports;
+pub mod rotation;
 pub mod run;
 pub mod serial;
 pub mod spool;

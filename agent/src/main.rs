@@ -49,6 +49,13 @@ enum Command {
         #[arg(long, default_value_t = 24 * 60)]
         wait_minutes: u64,
     },
+    /// Rotate this device's key: makes the next key beside the current one; the running agent
+    /// sends it to the hub (signed by the current key) and switches once the hub has taken it.
+    RotateKey {
+        /// Configuration file of the agent.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Run the agent.
     Run {
         /// Configuration file (see agent.example.toml).
@@ -152,6 +159,17 @@ fn main() -> anyhow::Result<()> {
                 println!("approved. start the agent with: yilian-agent run --config {}", config.display());
                 anyhow::Ok(())
             })
+        }
+        Command::RotateKey { config } => {
+            let cfg = AgentConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
+            let next = yilian_agent::rotation::prepare(&cfg.key)
+                .with_context(|| format!("writing {}", yilian_agent::rotation::next_key_path(&cfg.key).display()))?;
+            println!(
+                "next key id {} written to {}; the running agent sends it to the hub and switches once the hub has taken it",
+                next.key_id(),
+                yilian_agent::rotation::next_key_path(&cfg.key).display()
+            );
+            Ok(())
         }
         Command::Inspect { file, json } => {
             let (rec, _) = yilian_agent::inspect::load(&file, &yilian_formats::ReadOptions::default())

@@ -66,6 +66,8 @@ pub struct UplinkConfig {
     pub window: usize,
     /// Spool quota in bytes (see [`crate::quota`]).
     pub spool_max_bytes: u64,
+    /// The device key file, watched for a waiting rotation (see [`crate::rotation`]).
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 enum LinkEvent {
@@ -100,6 +102,8 @@ struct Uplink {
     last_problem: String,
     /// Bodies whose spool write failed (disk full), retried in order before anything new.
     unspooled: VecDeque<Outgoing>,
+    /// A key rotation on its way: the next key and the seq of the rotation message.
+    rotation: Option<(Arc<SigningKey>, u64)>,
 }
 
 fn lock(spool: &Mutex<Spool>) -> std::sync::MutexGuard<'_, Spool> {
@@ -214,8 +218,10 @@ pub async fn run(
         connected: false,
         last_problem: String::new(),
         unspooled: VecDeque::new(),
+        rotation: None,
     };
     u.update_spool_stats();
+    u.start_rotation().await;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut heartbeat = tokio::time::interval(u.cfg.heartbeat);
     loop {
@@ -236,7 +242,10 @@ pub async fn run(
                 u.retry_unspooled().await;
                 u.pump().await;
             }
-            _ = heartbeat.tick() => u.publish_status(LinkState::Heartbeat),
+            _ = heartbeat.tick() => {
+                u.publish_status(LinkState::Heartbeat);
+                u.start_rotation().await;
+            }
         }
     }
     u.retry_unspooled().await;
@@ -282,6 +291,47 @@ fn reseal(
 }
 
 impl Uplink {
+    /// Sends the rotation to a waiting next key (`yilian-agent rotate-key`), signed by the
+    /// current key; the switch happens when the hub acks it ([`Uplink::finish_rotation`]).
+    async fn start_rotation(&mut self) {
+        let Some(path) = self.cfg.key_file.clone() else { return };
+        if self.rotation.is_some() {
+            return;
+        }
+        let next = match blocking(move || crate::rotation::pending(&path)).await {
+            Some(Ok(Some(k))) => Arc::new(k),
+            Some(Ok(None)) => return,
+            Some(Err(e)) => return self.problem(format!("cannot read the next device key: {e}")),
+            None => return,
+        };
+        if next.public_key() == self.key.public_key() {
+            return;
+        }
+        let body =
+            yilian_protocol::message::KeyRotation::sign(&self.cfg.device, &self.key.public_key(), &next, now_ms());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut o = Outgoing::new(Lane::Stream, Payload::KeyRotation(body));
+        o.spooled = Some(tx);
+        self.spool_outgoing(o).await;
+        if let Ok(seq) = rx.try_recv() {
+            info!(seq, from = %self.key.key_id(), to = %next.key_id(), "device key rotation sent");
+            self.rotation = Some((next, seq));
+        }
+    }
+
+    /// The hub acked the rotation: the next key becomes the key, on disk and for signing.
+    async fn finish_rotation(&mut self) {
+        let (Some((next, _)), Some(path)) = (self.rotation.take(), self.cfg.key_file.clone()) else { return };
+        match blocking(move || crate::rotation::commit(&path)).await {
+            Some(Ok(())) => {
+                info!(from = %self.key.key_id(), to = %next.key_id(), "device key rotated");
+                self.key = next;
+            }
+            Some(Err(e)) => self.problem(format!("the hub took the new key but it cannot replace the old file: {e}")),
+            None => self.problem("key rotation task failed".into()),
+        }
+    }
+
     fn update_spool_stats(&self) {
         let s = lock(&self.spool);
         self.stats.spool_entries.store(s.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -541,6 +591,14 @@ impl Uplink {
         .await;
         if let Some((removed, ack, notes)) = result {
             self.inflight.retain(|seq, _| !ack.contains(*seq) && !ack.refused.iter().any(|r| r.seq == *seq));
+            if let Some((_, seq)) = &self.rotation {
+                if ack.contains(*seq) {
+                    self.finish_rotation().await;
+                } else if ack.refused.iter().any(|r| r.seq == *seq) {
+                    self.rotation = None;
+                    self.problem("the hub refused the key rotation; the current key stays".into());
+                }
+            }
             AgentStats::add(&self.stats.acked, removed);
             for n in notes {
                 if n.starts_with("PROBLEM") {

@@ -19,6 +19,8 @@ use yilian_protocol::{DecodeError, VerifyError};
 
 /// How long an unenrolled device id is remembered as such (enrolment takes effect after it).
 const UNKNOWN_TTL: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long a device's old key stays valid after it rotated, unless configured.
+pub const DEFAULT_KEY_OVERLAP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 /// How long a device's state and keys are trusted from memory: an approval, rotation or a
 /// revocation made by another process (the CLI) takes effect after at most this long.
 const KEYS_TTL: std::time::Duration = std::time::Duration::from_secs(2);
@@ -71,6 +73,8 @@ pub struct Ingest {
     keys: HashMap<String, (DeviceKeys, std::time::Instant)>,
     /// Revoked devices seen sending: the disconnect task takes them off the broker again.
     revoked_seen: Option<mpsc::Sender<String>>,
+    /// How long a device's old key stays valid after it rotated to a new one.
+    key_overlap: std::time::Duration,
 }
 
 enum Checked {
@@ -94,7 +98,14 @@ impl Ingest {
             rejects,
             keys: HashMap::new(),
             revoked_seen: None,
+            key_overlap: DEFAULT_KEY_OVERLAP,
         }
+    }
+
+    /// Sets how long a device's old key stays valid after a rotation.
+    pub fn with_key_overlap(mut self, overlap: std::time::Duration) -> Self {
+        self.key_overlap = overlap;
+        self
     }
 
     /// Reports revoked devices that are still sending to `tx` (see
@@ -208,6 +219,19 @@ impl Ingest {
                 return Checked::Rejected;
             }
         };
+        if let Payload::KeyRotation(r) = verified.payload() {
+            // Only the current key may hand over (or a resend of the hand-over already made),
+            // and the new key must prove itself.
+            let signer = found.keys.iter().find(|k| k.id() == verified.header().key_id).copied();
+            let current = found.keys.first().copied();
+            let ok = signer.is_some_and(|old| {
+                r.check(topic.device(), &old).is_ok() && (Some(old) == current || Some(r.new_public_key) == current)
+            });
+            if !ok {
+                self.reject(&p, "bad key rotation", topic.device());
+                return Checked::Rejected;
+            }
+        }
         match topic.channel() {
             Channel::Status => Checked::Status(topic.device().to_string(), verified),
             _ if found.state == DeviceState::Pending => Checked::Quarantine(Quarantined {
@@ -290,6 +314,7 @@ impl Ingest {
             }
         };
         crate::failpoint::hit(&self.failpoint, "after-commit");
+        self.apply_rotations(&incoming, &outcomes).await;
         type Key = (String, String, u64);
         let mut acks: BTreeMap<Key, (Vec<u64>, Vec<Refusal>)> = BTreeMap::new();
         for (item, outcome) in incoming.iter().zip(outcomes) {
@@ -324,6 +349,30 @@ impl Ingest {
 }
 
 impl Ingest {
+    /// Makes stored key rotations take effect before they are acked (a resent one again: it
+    /// changes nothing the second time), so an acked rotation is always in force.
+    async fn apply_rotations(&mut self, incoming: &[Incoming], outcomes: &[Stored]) {
+        for (item, outcome) in incoming.iter().zip(outcomes) {
+            let Payload::KeyRotation(r) = item.verified.payload() else { continue };
+            if !matches!(outcome, Stored::New | Stored::Duplicate) {
+                continue;
+            }
+            let device = item.verified.header().device_id.clone();
+            let (d, new, now) = (device.clone(), r.new_public_key, now_ms());
+            let until = now.saturating_add(self.key_overlap.as_millis() as i64);
+            match self.store.call(move |db| db.rotate_device_key(&d, &new, until, &d, now)).await {
+                Ok(Ok(Ok(()))) => {
+                    info!(device, key_id = %new.id(), "device key rotated; the old key is valid until {until}")
+                }
+                Ok(Ok(Err(e))) => warn!(device, error = %e, "key rotation not applied"),
+                Ok(Err(e)) | Err(e) => {
+                    warn!(device, error = %e, "cannot apply a key rotation; it is applied when sent again")
+                }
+            }
+            self.keys.remove(&device);
+        }
+    }
+
     /// Keeps a pending device's messages aside. They are not acked: the agent keeps them in its
     /// spool and sends them again, and once an admin approves the device they are stored as
     /// they come.

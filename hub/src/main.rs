@@ -51,6 +51,9 @@ enum Command {
         /// Minutes a routine study may wait.
         #[arg(long, default_value_t = 1440)]
         routine_target_minutes: u64,
+        /// Hours a device's old key stays valid after it rotated to a new one.
+        #[arg(long, default_value_t = 24)]
+        key_overlap_hours: u64,
     },
     /// Enrol a device with its public key (hex file from `yilian-agent keygen`).
     Enroll {
@@ -195,6 +198,7 @@ fn main() -> anyhow::Result<()> {
             stat_target_minutes,
             urgent_target_minutes,
             routine_target_minutes,
+            key_overlap_hours,
         } => {
             let mode = broker.map_or(BrokerMode::Embedded(mqtt_listen), BrokerMode::External);
             let mut cfg = HubConfig::new(cli.data, mode);
@@ -203,6 +207,7 @@ fn main() -> anyhow::Result<()> {
             cfg.limits.msg_burst = device_burst.max(1.0);
             cfg.wait_targets = [stat_target_minutes, urgent_target_minutes, routine_target_minutes]
                 .map(|m| Duration::from_secs(m.max(1) * 60));
+            cfg.key_overlap = Duration::from_secs(key_overlap_hours * 3600);
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async {
                 let listener = tokio::net::TcpListener::bind(http).await.with_context(|| format!("binding {http}"))?;

@@ -45,6 +45,8 @@ pub struct HubConfig {
     pub wait_targets: [Duration; 3],
     /// An image study with nothing new for this long is marked partial, with what is missing.
     pub image_partial_after: Duration,
+    /// How long a device's old key stays valid after the device rotated to a new one.
+    pub key_overlap: Duration,
 }
 
 impl HubConfig {
@@ -59,6 +61,7 @@ impl HubConfig {
             limits: crate::ratelimit::Limits::default(),
             wait_targets: crate::http::console::WAIT_TARGETS.map(|m| Duration::from_secs(m * 60)),
             image_partial_after: Duration::from_secs(30 * 60),
+            key_overlap: crate::ingest::DEFAULT_KEY_OVERLAP,
         }
     }
 
@@ -130,7 +133,9 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     let (tx, rx) = mpsc::channel(4096);
     let (revoked_tx, revoked_rx) = mpsc::channel(64);
     let ingest_task = tokio::spawn(ingest::run(
-        Ingest::new(store.clone(), publisher.clone(), rejects.clone(), cfg.limits).with_revoked_sink(revoked_tx),
+        Ingest::new(store.clone(), publisher.clone(), rejects.clone(), cfg.limits)
+            .with_revoked_sink(revoked_tx)
+            .with_key_overlap(cfg.key_overlap),
         rx,
     ));
     let disconnect_task = tokio::spawn(crate::lifecycle::run_disconnects(

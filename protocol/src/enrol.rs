@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 const DOMAIN_ENROL: &[u8] = b"yilian/v1/enrol\0";
 const DOMAIN_POLL: &[u8] = b"yilian/v1/enrol-poll\0";
+const DOMAIN_ROTATE: &[u8] = b"yilian/v1/rotate\0";
 /// How far the signing time of an enrolment request or poll may be from the hub's clock.
 pub const MAX_SKEW_MS: i64 = 5 * 60 * 1000;
 
@@ -155,6 +156,41 @@ fn check_alg_and_time(alg: u8, at_ms: i64, now_ms: i64) -> Result<(), EnrolError
     Ok(())
 }
 
+/// The bytes a device's new key signs when the device rotates to it (the envelope carrying the
+/// rotation is signed by the old key, so both keys vouch for the move).
+pub fn rotation_statement(alg: u8, device: &str, old: &PublicKey, new: &PublicKey, at_ms: i64) -> Vec<u8> {
+    let mut m = DOMAIN_ROTATE.to_vec();
+    m.push(alg);
+    push_field(&mut m, device.as_bytes());
+    m.extend_from_slice(&old.0);
+    m.extend_from_slice(&new.0);
+    m.extend_from_slice(&at_ms.to_be_bytes());
+    m
+}
+
+impl crate::message::KeyRotation {
+    /// A rotation of `device` from `old` to `new`, with the new key's proof of possession.
+    pub fn sign(device: &str, old: &PublicKey, new: &SigningKey, at_ms: i64) -> Self {
+        let new_public_key = new.public_key();
+        let statement = rotation_statement(ALG_ED25519, device, old, &new_public_key, at_ms);
+        Self { alg: ALG_ED25519, new_public_key, at_ms, new_key_signature: new.sign(&statement) }
+    }
+
+    /// Checks the new key's proof for `device` rotating away from `old` (the key that signed
+    /// the envelope).
+    pub fn check(&self, device: &str, old: &PublicKey) -> Result<(), EnrolError> {
+        if self.alg != ALG_ED25519 {
+            return Err(EnrolError::UnknownAlgorithm(self.alg));
+        }
+        let statement = rotation_statement(self.alg, device, old, &self.new_public_key, self.at_ms);
+        if self.new_public_key.verify(&statement, &self.new_key_signature) {
+            Ok(())
+        } else {
+            Err(EnrolError::BadSignature)
+        }
+    }
+}
+
 /// A signed poll: `(alg, at_ms, signature hex)` for the query of `GET /api/enrol/{device}`.
 pub fn sign_poll(device: &str, key: &SigningKey, at_ms: i64) -> (u8, i64, String) {
     let statement = poll_statement(ALG_ED25519, device, &key.public_key(), at_ms);
@@ -201,6 +237,17 @@ mod tests {
         assert_eq!(EnrolRequest { alg: 9, ..req.clone() }.verify(NOW), Err(EnrolError::UnknownAlgorithm(9)));
         assert!(matches!(req.verify(NOW + MAX_SKEW_MS + 1), Err(EnrolError::Stale { .. })));
         assert!(matches!(EnrolRequest { device: "a/b".into(), ..req }.verify(NOW), Err(EnrolError::Id(_))));
+    }
+
+    #[test]
+    fn a_rotation_is_proven_by_the_new_key_for_this_device_and_old_key_only() {
+        let (old, new) = (SigningKey::generate().expect("key"), SigningKey::generate().expect("key"));
+        let r = crate::message::KeyRotation::sign("cart-1", &old.public_key(), &new, NOW);
+        assert_eq!(r.check("cart-1", &old.public_key()), Ok(()));
+        assert_eq!(r.check("cart-2", &old.public_key()), Err(EnrolError::BadSignature));
+        assert_eq!(r.check("cart-1", &new.public_key()), Err(EnrolError::BadSignature));
+        let forged = crate::message::KeyRotation { new_public_key: old.public_key(), ..r.clone() };
+        assert_eq!(forged.check("cart-1", &old.public_key()), Err(EnrolError::BadSignature));
     }
 
     #[test]

@@ -136,6 +136,7 @@ fn channel_allows(channel: Channel, kind: u16) -> bool {
                     | k::STREAM_GAP
                     | k::IMAGE_MANIFEST
                     | k::BLOB_CHUNK
+                    | k::KEY_ROTATION
             )
         }
         Channel::Status => kind == k::STATUS,

@@ -202,6 +202,12 @@ fn payloads() -> Vec<(&'static str, Channel, Lane, Payload)> {
                 reported_at_ms: T,
             }),
         ),
+        (
+            "key_rotation",
+            Channel::Up,
+            Lane::Stream,
+            Payload::KeyRotation(yilian_protocol::message::KeyRotation::sign("cart-1", &key().public_key(), &key(), T)),
+        ),
     ]
 }
 

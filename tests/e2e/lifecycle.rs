@@ -255,3 +255,83 @@ async fn revocation_disconnects_a_connected_device_and_refuses_it() -> anyhow::R
     conn.task.abort();
     hub.stop().await
 }
+
+/// Device key rotation: the running agent hands over to the next key (signed by the old one,
+/// proven by the new one); the new key works, the old one works during the overlap and is
+/// refused after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_device_rotates_its_key_with_an_overlap_then_the_old_key_is_refused() -> anyhow::Result<()> {
+    init_logs();
+    let tmp = tempfile::tempdir()?;
+    let overlap = Duration::from_secs(15);
+    let hub = HubHandle::start_with(&tmp.path().join("hub"), Broker::Embedded, |c| c.key_overlap = overlap).await?;
+    let (site, device) = ("clinic-k", "cart-rotate");
+    let mut clinic = Clinic::start(&tmp.path().join("clinics"), site, device, &hub).await?;
+    let old = SigningKey::from_pkcs8(&std::fs::read(&clinic.config.key)?)?;
+    let next = yilian_agent::rotation::prepare(&clinic.config.key)?.public_key();
+
+    wait_for("the hub to take the new key", WAIT, || {
+        let k = hub.device_key(device).ok().flatten();
+        async move { (k.map(|(_, k)| k) == Some(next)).then_some(()) }
+    })
+    .await?;
+    let key_file = clinic.config.key.clone();
+    wait_for("the agent to switch to the new key", WAIT, || {
+        let k = std::fs::read(&key_file).ok().and_then(|b| SigningKey::from_pkcs8(&b).ok());
+        let waiting = yilian_agent::rotation::next_key_path(&key_file).exists();
+        async move { (k.map(|k| k.public_key()) == Some(next) && !waiting).then_some(()) }
+    })
+    .await?;
+    let rotated_at = Instant::now();
+
+    // The new key works: what the agent sends now is signed by it and stored.
+    let api = hub.api.clone();
+    let stored = |api: yilian::client::Api| async move {
+        let devices = api.get_raw("/api/devices").await.ok()?.1;
+        devices.as_array()?.iter().find(|d| d["device_id"] == device)?["messages"].as_i64()
+    };
+    let before = stored(api.clone()).await.unwrap_or(0);
+    clinic.print("新密钥 new key")?;
+    wait_for("a message signed by the new key stored", WAIT, || {
+        let api = api.clone();
+        async move { (stored(api).await? > before).then_some(()) }
+    })
+    .await?;
+    clinic.wait_drained(WAIT).await?;
+
+    // The old key still works during the overlap...
+    let conn = connect_as(&hub.broker_url, "rotation-test")?;
+    wait_count("the test client to connect", &conn.connects, 1).await?;
+    let up = Topic::new(site, device, Channel::Up)?;
+    let signed_by_old = |seq: u64| -> anyhow::Result<Vec<u8>> {
+        let body = Payload::DeviceOutput(DeviceOutput {
+            port: "old".into(),
+            line: format!("old key {seq}"),
+            received_at_ms: now_ms(),
+        });
+        Ok(seal(&old, Header::new(&old, device, seq, now_ms(), Lane::Stream), &up, &body)?)
+    };
+    let before = stored(api.clone()).await.unwrap_or(0);
+    conn.client.publish(up.to_string(), rumqttc::QoS::AtLeastOnce, false, signed_by_old(1_000_000)?).await?;
+    wait_for("a message signed by the old key stored during the overlap", WAIT, || {
+        let api = api.clone();
+        async move { (stored(api).await? > before).then_some(()) }
+    })
+    .await?;
+    assert!(rotated_at.elapsed() < overlap, "the overlap ended before the old key was tried; raise it");
+
+    // ...and is refused after it.
+    tokio::time::sleep(overlap.saturating_sub(rotated_at.elapsed()) + Duration::from_secs(3)).await;
+    let wrong_before = rejected(&api.stats().await?, "wrong key");
+    conn.client.publish(up.to_string(), rumqttc::QoS::AtLeastOnce, false, signed_by_old(1_000_001)?).await?;
+    wait_for("the old key refused after the overlap", WAIT, || {
+        let api = api.clone();
+        async move { (rejected(&api.stats().await.ok()?, "wrong key") > wrong_before).then_some(()) }
+    })
+    .await?;
+    let audit = yilian_hub::store::Db::open(&hub.data_dir.join("yilian.db"))?.audit_log(50)?;
+    assert!(audit.iter().any(|e| e.action == "device-rotate-key" && e.subject == device), "audited");
+    conn.task.abort();
+    clinic.stop_agent().await?;
+    hub.stop().await
+}
