@@ -68,6 +68,8 @@ pub struct UplinkConfig {
     pub spool_max_bytes: u64,
     /// The device key file, watched for a waiting rotation (see [`crate::rotation`]).
     pub key_file: Option<std::path::PathBuf>,
+    /// The pinned hub key file, rewritten when the hub rotates its key.
+    pub hub_key_file: Option<std::path::PathBuf>,
 }
 
 enum LinkEvent {
@@ -330,6 +332,29 @@ impl Uplink {
             Some(Err(e)) => self.problem(format!("the hub took the new key but it cannot replace the old file: {e}")),
             None => self.problem("key rotation task failed".into()),
         }
+    }
+
+    /// The hub moved to a new key, said with its pinned key and proven by the new one: pin the
+    /// new key (durably first, so a crash cannot leave the agent trusting a key it forgot).
+    async fn follow_hub_key(&mut self, r: yilian_protocol::message::KeyRotation, hub_id: &str) {
+        if r.new_public_key == self.hub_key {
+            return;
+        }
+        if let Err(e) = r.check(&yilian_protocol::enrol::hub_signer(hub_id), &self.hub_key) {
+            warn!(error = %e, "hub key rotation without a valid proof ignored");
+            AgentStats::add(&self.stats.rejected_downlink, 1);
+            return;
+        }
+        if let Some(path) = self.cfg.hub_key_file.clone() {
+            let text = format!("{}\n", r.new_public_key.to_hex());
+            match blocking(move || crate::durable::write_atomic(&path, text.as_bytes())).await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return self.problem(format!("cannot pin the hub's new key: {e}")),
+                None => return self.problem("pinning the hub's new key failed".into()),
+            }
+        }
+        info!(from = %self.hub_key.id(), to = %r.new_public_key.id(), "hub key rotated; following");
+        self.hub_key = r.new_public_key;
     }
 
     fn update_spool_stats(&self) {
@@ -638,6 +663,7 @@ impl Uplink {
         };
         match v.payload() {
             Payload::Ack(ack) if ack.device_id == self.cfg.device => self.on_ack(ack.clone()).await,
+            Payload::HubKeyRotation(r) => self.follow_hub_key(r.clone(), &v.header().device_id).await,
             Payload::Report(report) => {
                 let (store, r, bytes) = (self.reports.clone(), report.clone(), p.payload.to_vec());
                 match blocking(move || store.store(&r, &bytes)).await {

@@ -80,7 +80,7 @@ pub struct Ingest {
 enum Checked {
     Ignored,
     Up(Incoming),
-    Status(String, Verified<Payload>),
+    Status(String, String, Verified<Payload>),
     /// A pending device's validly signed message: kept aside, not stored, not acked.
     Quarantine(Quarantined),
     Rejected,
@@ -233,7 +233,7 @@ impl Ingest {
             }
         }
         match topic.channel() {
-            Channel::Status => Checked::Status(topic.device().to_string(), verified),
+            Channel::Status => Checked::Status(site, topic.device().to_string(), verified),
             _ if found.state == DeviceState::Pending => Checked::Quarantine(Quarantined {
                 device_id: topic.device().to_string(),
                 seq: verified.header().seq,
@@ -245,7 +245,7 @@ impl Ingest {
         }
     }
 
-    async fn on_status(&mut self, device: String, v: Verified<Payload>) {
+    async fn on_status(&mut self, site: String, device: String, v: Verified<Payload>) {
         let Payload::Status(s) = v.payload() else {
             return;
         };
@@ -264,6 +264,8 @@ impl Ingest {
         }
         if state == LinkState::Online {
             info!(device, spool = s.spool_entries, "device online");
+            // First, so an agent pinning the old hub key follows before anything signed by the new one.
+            self.publisher.publish_hub_rotation(&site, &device);
             // The broker may have lost queued reports (rumqttd keeps sessions in memory only).
             self.publisher.republish_reports(&self.store, Some(device)).await;
         } else if state == LinkState::Offline {
@@ -278,7 +280,7 @@ impl Ingest {
         for p in batch {
             match self.check(p).await {
                 Checked::Up(i) => incoming.push(i),
-                Checked::Status(device, v) => self.on_status(device, v).await,
+                Checked::Status(site, device, v) => self.on_status(site, device, v).await,
                 Checked::Quarantine(q) => held.push(q),
                 Checked::Rejected | Checked::Ignored => {}
             }

@@ -75,8 +75,11 @@ enum Command {
         #[command(subcommand)]
         command: SpecialistCommand,
     },
-    /// Print the hub's public key (give `hub.pub` to every agent).
-    Key,
+    /// Print the hub's public key (give `hub.pub` to every agent), or rotate it.
+    Key {
+        #[command(subcommand)]
+        command: Option<KeyCommand>,
+    },
     /// Manage console users (specialists and county IT admins).
     User {
         #[command(subcommand)]
@@ -106,6 +109,12 @@ enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Make a new hub signing key (with the hub stopped); agents follow at their next connection.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -302,7 +311,24 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Key => {
+        Command::Key { command: Some(KeyCommand::Rotate) } => {
+            let (old, new) = yilian_hub::keys::rotate(&cli.data)?;
+            open_db(&cli.data)?.audit(
+                &cli_user(),
+                "hub-key-rotate",
+                "hub",
+                &format!("key id {} → {}", old.key_id(), new.key_id()),
+                now_ms(),
+            )?;
+            println!(
+                "hub key rotated: {} → {}\nstart the hub: it signs with the new key and tells each agent to follow;\ndelete {} once every agent has followed",
+                old.key_id(),
+                new.key_id(),
+                yilian_hub::keys::previous_key_path(&cli.data).display()
+            );
+            Ok(())
+        }
+        Command::Key { command: None } => {
             let key = yilian_hub::keys::load_or_create(&cli.data)?;
             println!("{}\n{}", yilian_hub::keys::public_key_path(&cli.data).display(), key.public_key().to_hex());
             Ok(())

@@ -128,7 +128,11 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     opts.set_inflight(1000);
     opts.set_request_channel_capacity(10_000);
     let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
-    let publisher = Publisher::new(client.clone(), key.clone(), &cfg.hub_id);
+    let previous = keys::load_previous(&cfg.data_dir)?.map(Arc::new);
+    if let Some(p) = &previous {
+        info!(from = %p.key_id(), to = %key.key_id(), "hub key rotated; agents are told to follow at their next birth");
+    }
+    let publisher = Publisher::new(client.clone(), key.clone(), &cfg.hub_id).with_previous_key(previous);
     let rejects = Arc::new(Rejects::default());
     let (tx, rx) = mpsc::channel(4096);
     let (revoked_tx, revoked_rx) = mpsc::channel(64);

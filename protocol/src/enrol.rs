@@ -191,6 +191,12 @@ impl crate::message::KeyRotation {
     }
 }
 
+/// The signer name in a hub key rotation's statement: `hub:` cannot begin a device id (a slug),
+/// so a hub's statement can never pass for a device's.
+pub fn hub_signer(hub_id: &str) -> String {
+    format!("hub:{hub_id}")
+}
+
 /// A signed poll: `(alg, at_ms, signature hex)` for the query of `GET /api/enrol/{device}`.
 pub fn sign_poll(device: &str, key: &SigningKey, at_ms: i64) -> (u8, i64, String) {
     let statement = poll_statement(ALG_ED25519, device, &key.public_key(), at_ms);

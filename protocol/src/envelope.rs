@@ -140,7 +140,7 @@ fn channel_allows(channel: Channel, kind: u16) -> bool {
             )
         }
         Channel::Status => kind == k::STATUS,
-        Channel::Ack => kind == k::ACK,
+        Channel::Ack => kind == k::ACK || kind == k::HUB_KEY_ROTATION,
         Channel::Report => kind == k::REPORT,
     }
 }

@@ -766,6 +766,8 @@ pub enum Payload {
     BlobChunk(crate::imaging::BlobChunk),
     /// Kind 11.
     KeyRotation(KeyRotation),
+    /// Kind 12: the hub moves to a new signing key (signer id `hub:{hub id}` in the statement).
+    HubKeyRotation(KeyRotation),
 }
 
 /// Kind numbers. Numbers are never reused; new kinds get new numbers (design.md keeps the
@@ -793,6 +795,8 @@ pub mod kind {
     pub const BLOB_CHUNK: u16 = 10;
     /// [`super::KeyRotation`].
     pub const KEY_ROTATION: u16 = 11;
+    /// [`super::KeyRotation`] of the hub's key, on the ack channel.
+    pub const HUB_KEY_ROTATION: u16 = 12;
 }
 
 impl Payload {
@@ -810,6 +814,7 @@ impl Payload {
             Payload::ImageManifest(_) => kind::IMAGE_MANIFEST,
             Payload::BlobChunk(_) => kind::BLOB_CHUNK,
             Payload::KeyRotation(_) => kind::KEY_ROTATION,
+            Payload::HubKeyRotation(_) => kind::HUB_KEY_ROTATION,
         }
     }
 
@@ -827,6 +832,7 @@ impl Payload {
             kind::IMAGE_MANIFEST => "image manifest",
             kind::BLOB_CHUNK => "blob chunk",
             kind::KEY_ROTATION => "key rotation",
+            kind::HUB_KEY_ROTATION => "hub key rotation",
             _ => return None,
         })
     }
@@ -845,6 +851,7 @@ impl Payload {
             Payload::ImageManifest(b) => wire::encode("image manifest", b, limits::IMAGE_MANIFEST_MAX),
             Payload::BlobChunk(b) => wire::encode("blob chunk", b, limits::BLOB_CHUNK_MAX),
             Payload::KeyRotation(b) => wire::encode("key rotation", b, limits::RECEIPT_MAX),
+            Payload::HubKeyRotation(b) => wire::encode("hub key rotation", b, limits::RECEIPT_MAX),
         }
     }
 
@@ -871,6 +878,9 @@ impl Payload {
             }
             kind::BLOB_CHUNK => decode::<_, { limits::BLOB_CHUNK_MAX }>("blob chunk", body).map(Payload::BlobChunk),
             kind::KEY_ROTATION => decode::<_, { limits::RECEIPT_MAX }>("key rotation", body).map(Payload::KeyRotation),
+            kind::HUB_KEY_ROTATION => {
+                decode::<_, { limits::RECEIPT_MAX }>("hub key rotation", body).map(Payload::HubKeyRotation)
+            }
             _ => return None,
         })
     }

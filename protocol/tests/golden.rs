@@ -208,6 +208,17 @@ fn payloads() -> Vec<(&'static str, Channel, Lane, Payload)> {
             Lane::Stream,
             Payload::KeyRotation(yilian_protocol::message::KeyRotation::sign("cart-1", &key().public_key(), &key(), T)),
         ),
+        (
+            "hub_key_rotation",
+            Channel::Ack,
+            Lane::Stream,
+            Payload::HubKeyRotation(yilian_protocol::message::KeyRotation::sign(
+                &yilian_protocol::enrol::hub_signer("hub"),
+                &key().public_key(),
+                &key(),
+                T,
+            )),
+        ),
     ]
 }
 

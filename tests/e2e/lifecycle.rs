@@ -335,3 +335,63 @@ async fn a_device_rotates_its_key_with_an_overlap_then_the_old_key_is_refused() 
     clinic.stop_agent().await?;
     hub.stop().await
 }
+
+/// Hub key rotation: with the hub stopped, `yilian-hub key rotate`; the restarted hub signs only
+/// with the new key and, at the agent's birth, tells it (signed by the old key, proven by the
+/// new) to follow. The agent pins the new key and accepts a report signed by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_hub_rotates_its_key_and_an_agent_follows_then_accepts_its_report() -> anyhow::Result<()> {
+    init_logs();
+    let tmp = tempfile::tempdir()?;
+    let hub_dir = tmp.path().join("hub");
+    let hub = HubHandle::start(&hub_dir, Broker::Embedded).await?;
+    let (site, device) = ("clinic-h", "cart-follow");
+    let mut clinic = Clinic::start(&tmp.path().join("clinics"), site, device, &hub).await?;
+    clinic.stop_agent().await?;
+    hub.stop().await?;
+
+    let (old, new) = yilian_hub::keys::rotate(&hub_dir)?;
+    assert!(yilian_hub::keys::rotate(&hub_dir).is_err(), "one rotation at a time");
+    let hub = HubHandle::start(&hub_dir, Broker::Embedded).await?;
+    assert_eq!(hub.hub_key, new.public_key());
+    let pinned = clinic.config.hub_public_key.clone();
+    assert_eq!(std::fs::read_to_string(&pinned)?.trim(), old.public_key().to_hex());
+    // The restarted hub's embedded broker listens elsewhere (rumqttd cannot be stopped in-process).
+    clinic.config.broker = hub.broker_url.clone();
+    clinic.start_agent().await?;
+    wait_for("the agent to pin the hub's new key", WAIT, || {
+        let text = std::fs::read_to_string(&pinned).unwrap_or_default();
+        let want = new.public_key().to_hex();
+        async move { (text.trim() == want).then_some(()) }
+    })
+    .await?;
+
+    let rec = records::ptb_12_lead()?;
+    let visit = sim::demo_visit(5);
+    let acquired = now_ms();
+    let (id, _) = clinic
+        .cart(move |c| -> anyhow::Result<_> {
+            c.hello()?;
+            c.study(&rec, 1234, 10_000, &visit, acquired)
+        })
+        .await?;
+    let prefix = format!("{device}-{acquired}-{id}-");
+    let api = hub.api.clone();
+    let row = wait_for("the study after the hub's key rotation", WAIT, || {
+        let (api, prefix) = (api.clone(), prefix.clone());
+        async move { api.queue().await.ok()?.into_iter().find(|s| uid_of(s).starts_with(&prefix)) }
+    })
+    .await?;
+    let uid = uid_of(&row).to_string();
+    api.claim(&uid).await?;
+    api.report(&uid, "窦性心律。", "正常心电图。").await?;
+    let stats = clinic.stats.clone();
+    wait_for("the agent to accept the report signed by the new key", WAIT, || {
+        let s = stats.clone();
+        async move { (s.reports.load(Ordering::Relaxed) >= 1).then_some(()) }
+    })
+    .await?;
+    clinic.wait_drained(WAIT).await?;
+    clinic.stop_agent().await?;
+    hub.stop().await
+}

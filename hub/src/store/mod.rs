@@ -623,7 +623,11 @@ impl Db {
             Payload::ImageManifest(m) => images::store_manifest(tx, &item.site, device, m, now_ms)?,
             Payload::BlobChunk(c) => images::store_chunk(tx, device, c, now_ms)?,
             // A key rotation is kept as evidence here; ingest applies it once this commits.
-            Payload::Status(_) | Payload::Ack(_) | Payload::Report(_) | Payload::KeyRotation(_) => {}
+            Payload::Status(_)
+            | Payload::Ack(_)
+            | Payload::Report(_)
+            | Payload::KeyRotation(_)
+            | Payload::HubKeyRotation(_) => {}
         }
         Ok(Stored::New)
     }
