@@ -168,7 +168,16 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
                         }
                     }
                     let (s, p) = (poll_store.clone(), poll_pub.clone());
-                    tokio::spawn(async move { p.republish_reports(&s, None).await });
+                    tokio::spawn(async move {
+                        // Agents that stayed connected through a hub restart (an external
+                        // broker) have no new birth: tell them of a hub key rotation now.
+                        if let Ok(Ok(devices)) = s.call(|db| db.lifecycle_devices()).await {
+                            for d in devices.iter().filter(|d| d.state.may_act()) {
+                                p.publish_hub_rotation(&d.site_id, &d.device_id);
+                            }
+                        }
+                        p.republish_reports(&s, None).await
+                    });
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if tx.send(p).await.is_err() {
