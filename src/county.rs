@@ -648,3 +648,54 @@ fn toml_string(cfg: &AgentConfig) -> anyhow::Result<String> {
 
 /// Counters re-exported for callers that read agent stats.
 pub use stats::AgentStats as Stats;
+
+/// Device lifecycle helpers (what `yilian-hub enrol-token` and `yilian-hub device` do).
+impl HubHandle {
+    /// Issues a bootstrap token for `site`, valid for `ttl_ms` from `issued_at_ms`.
+    pub fn enrol_token_at(&self, site: &str, ttl_ms: i64, issued_at_ms: i64) -> anyhow::Result<String> {
+        let t = yilian_hub::lifecycle::new_token().map_err(|_| anyhow::anyhow!("rng"))?;
+        Db::open(&self.data_dir.join("yilian.db"))?.add_enrol_token(
+            &t.id,
+            &t.secret_sha256,
+            site,
+            "test",
+            issued_at_ms + ttl_ms,
+            issued_at_ms,
+        )?;
+        Ok(t.token)
+    }
+
+    /// Issues a bootstrap token for `site`, valid for an hour.
+    pub fn enrol_token(&self, site: &str) -> anyhow::Result<String> {
+        self.enrol_token_at(site, 3_600_000, yilian_hub::clock::now_ms())
+    }
+
+    /// The bootstrap a clinic gets with `token`.
+    pub fn bootstrap(&self, site: &str, token: &str) -> yilian_agent::enrol::Bootstrap {
+        yilian_agent::enrol::Bootstrap {
+            hub: format!("http://{}", self.http),
+            broker: self.broker_url.clone(),
+            site: site.to_string(),
+            token: token.to_string(),
+        }
+    }
+
+    /// Approves, rejects or revokes a device as county IT does from the CLI.
+    pub fn device_action(&self, device: &str, action: &str, reason: &str) -> anyhow::Result<()> {
+        let action = yilian_hub::store::lifecycle::Action::parse(action).context("action")?;
+        Db::open(&self.data_dir.join("yilian.db"))?
+            .device_action(device, action, "test", reason, yilian_hub::clock::now_ms())?
+            .map_err(anyhow::Error::from)?;
+        Ok(())
+    }
+
+    /// Messages of `device` held in quarantine.
+    pub fn quarantined(&self, device: &str) -> anyhow::Result<i64> {
+        Ok(Db::open(&self.data_dir.join("yilian.db"))?.quarantined(device)?)
+    }
+
+    /// The site and current key the broker's connect check would accept for `device`.
+    pub fn device_key(&self, device: &str) -> anyhow::Result<Option<(String, PublicKey)>> {
+        Ok(Db::open(&self.data_dir.join("yilian.db"))?.device_key(device)?)
+    }
+}

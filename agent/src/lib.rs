@@ -8,9 +8,11 @@
 //! - [`assemble`]: frames → studies and stream chunks.
 //! - [`cartfile`]: a cart file's recording → a study with its original bytes.
 //! - [`durable`]: crash-safe file replacement.
+//! - [`enrol`]: enrolment with a bootstrap token, proof of possession, waiting for approval.
 //! - [`spool`]: the durable spool and seq leases.
 //! - [`quota`]: what gives way when the spool's disk is full.
 //! - [`uplink`]: sealing, publishing, acks, reports and receipts.
+//! - [`rotation`]: device key rotation (next key file, hand-over after the hub acks).
 //! - [`reports`]: received reports on disk.
 //! - [`image_uplink`]: complete image studies → signed manifest + chunks on the bulk lanes.
 //! - [`clinic_page`]: the local page for clinic staff.
@@ -29,12 +31,14 @@ pub mod config;
 pub mod dicom_node;
 pub mod driver;
 pub mod durable;
+pub mod enrol;
 pub mod image_uplink;
 pub mod inbox;
 pub mod inspect;
 pub mod logkey;
 pub mod quota;
 pub mod reports;
+pub mod rotation;
 pub mod run;
 pub mod serial;
 pub mod spool;

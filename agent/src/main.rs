@@ -21,6 +21,41 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Enrol this device with a bootstrap token from county IT: make the key here, prove it to
+    /// the hub, wait for approval, then write the hub key and a ready-to-run agent.toml.
+    Enrol {
+        /// The bootstrap file from `yilian-hub enrol-token`.
+        #[arg(long, required_unless_present = "token")]
+        bootstrap: Option<PathBuf>,
+        /// The hub's address (instead of a bootstrap file).
+        #[arg(long, requires_all = ["token", "site", "broker"])]
+        hub: Option<String>,
+        /// The token (instead of a bootstrap file).
+        #[arg(long)]
+        token: Option<String>,
+        /// The clinic the token is for (instead of a bootstrap file).
+        #[arg(long)]
+        site: Option<String>,
+        /// The broker address (instead of a bootstrap file).
+        #[arg(long)]
+        broker: Option<String>,
+        /// This device's id.
+        #[arg(long)]
+        device: String,
+        /// Folder for the key, credentials, agent.toml, spool and reports.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Give up waiting for approval after this many minutes (run again to keep waiting).
+        #[arg(long, default_value_t = 24 * 60)]
+        wait_minutes: u64,
+    },
+    /// Rotate this device's key: makes the next key beside the current one; the running agent
+    /// sends it to the hub (signed by the current key) and switches once the hub has taken it.
+    RotateKey {
+        /// Configuration file of the agent.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Run the agent.
     Run {
         /// Configuration file (see agent.example.toml).
@@ -82,6 +117,57 @@ fn main() -> anyhow::Result<()> {
                 pk8.display(),
                 public.display(),
                 public.display()
+            );
+            Ok(())
+        }
+        Command::Enrol { bootstrap, hub, token, site, broker, device, dir, wait_minutes } => {
+            let b = match (bootstrap, hub, token, site, broker) {
+                (Some(path), ..) => yilian_agent::enrol::load_bootstrap(&path)?,
+                (None, Some(hub), Some(token), Some(site), Some(broker)) => {
+                    yilian_agent::enrol::Bootstrap { hub, broker, site, token }
+                }
+                _ => anyhow::bail!("give --bootstrap FILE, or --hub, --token, --site and --broker"),
+            };
+            yilian_protocol::topic::check_slug("device", &device)?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async {
+                let key = yilian_agent::enrol::load_or_make_key(&dir, &device)?;
+                let status =
+                    yilian_agent::enrol::request(&b, &device, &key, yilian_agent::clock::now_ms()).await?;
+                println!(
+                    "{device} at {} is {}; key id {} (county IT compares it before approving).",
+                    status.site,
+                    status.state,
+                    key.key_id()
+                );
+                if status.hub_public_key.is_some() {
+                    let config = yilian_agent::enrol::write_credentials(&b, &device, &dir, &status)?;
+                    println!(
+                        "the agent may run now (yilian-agent run --config {}); the hub holds what it sends until approval. Waiting for approval...",
+                        config.display()
+                    );
+                }
+                let config = yilian_agent::enrol::wait_for_approval(
+                    &b,
+                    &device,
+                    &dir,
+                    &key,
+                    std::time::Duration::from_secs(10),
+                    std::time::Duration::from_secs(wait_minutes * 60),
+                )
+                .await?;
+                println!("approved. start the agent with: yilian-agent run --config {}", config.display());
+                anyhow::Ok(())
+            })
+        }
+        Command::RotateKey { config } => {
+            let cfg = AgentConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
+            let next = yilian_agent::rotation::prepare(&cfg.key)
+                .with_context(|| format!("writing {}", yilian_agent::rotation::next_key_path(&cfg.key).display()))?;
+            println!(
+                "next key id {} written to {}; the running agent sends it to the hub and switches once the hub has taken it",
+                next.key_id(),
+                yilian_agent::rotation::next_key_path(&cfg.key).display()
             );
             Ok(())
         }

@@ -93,6 +93,8 @@ pub async fn run(cfg: AgentConfig, stats: Arc<AgentStats>, shutdown: Cancellatio
         heartbeat: Duration::from_secs(cfg.heartbeat_secs.max(1)),
         window: cfg.window,
         spool_max_bytes: cfg.spool_max_bytes,
+        key_file: Some(cfg.key.clone()),
+        hub_key_file: Some(cfg.hub_public_key.clone()),
     };
     let tracker = TaskTracker::new();
     let (out_tx, out_rx) = mpsc::channel::<Outgoing>(256);

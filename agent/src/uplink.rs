@@ -66,6 +66,10 @@ pub struct UplinkConfig {
     pub window: usize,
     /// Spool quota in bytes (see [`crate::quota`]).
     pub spool_max_bytes: u64,
+    /// The device key file, watched for a waiting rotation (see [`crate::rotation`]).
+    pub key_file: Option<std::path::PathBuf>,
+    /// The pinned hub key file, rewritten when the hub rotates its key.
+    pub hub_key_file: Option<std::path::PathBuf>,
 }
 
 enum LinkEvent {
@@ -102,6 +106,8 @@ struct Uplink {
     unspooled: VecDeque<Outgoing>,
     /// Rejected spool records already reported on the status topic (those found at open too).
     tampered_reported: u64,
+    /// A key rotation on its way: the next key and the seq of the rotation message.
+    rotation: Option<(Arc<SigningKey>, u64)>,
 }
 
 fn lock(spool: &Mutex<Spool>) -> std::sync::MutexGuard<'_, Spool> {
@@ -217,8 +223,10 @@ pub async fn run(
         last_problem: String::new(),
         unspooled: VecDeque::new(),
         tampered_reported: 0,
+        rotation: None,
     };
     u.update_spool_stats();
+    u.start_rotation().await;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut heartbeat = tokio::time::interval(u.cfg.heartbeat);
     loop {
@@ -239,7 +247,10 @@ pub async fn run(
                 u.retry_unspooled().await;
                 u.pump().await;
             }
-            _ = heartbeat.tick() => u.publish_status(LinkState::Heartbeat),
+            _ = heartbeat.tick() => {
+                u.publish_status(LinkState::Heartbeat);
+                u.start_rotation().await;
+            }
         }
     }
     u.retry_unspooled().await;
@@ -285,6 +296,70 @@ fn reseal(
 }
 
 impl Uplink {
+    /// Sends the rotation to a waiting next key (`yilian-agent rotate-key`), signed by the
+    /// current key; the switch happens when the hub acks it ([`Uplink::finish_rotation`]).
+    async fn start_rotation(&mut self) {
+        let Some(path) = self.cfg.key_file.clone() else { return };
+        if self.rotation.is_some() {
+            return;
+        }
+        let next = match blocking(move || crate::rotation::pending(&path)).await {
+            Some(Ok(Some(k))) => Arc::new(k),
+            Some(Ok(None)) => return,
+            Some(Err(e)) => return self.problem(format!("cannot read the next device key: {e}")),
+            None => return,
+        };
+        if next.public_key() == self.key.public_key() {
+            return;
+        }
+        let body =
+            yilian_protocol::message::KeyRotation::sign(&self.cfg.device, &self.key.public_key(), &next, now_ms());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut o = Outgoing::new(Lane::Stream, Payload::KeyRotation(body));
+        o.spooled = Some(tx);
+        self.spool_outgoing(o).await;
+        if let Ok(seq) = rx.try_recv() {
+            info!(seq, from = %self.key.key_id(), to = %next.key_id(), "device key rotation sent");
+            self.rotation = Some((next, seq));
+        }
+    }
+
+    /// The hub acked the rotation: the next key becomes the key, on disk and for signing.
+    async fn finish_rotation(&mut self) {
+        let (Some((next, _)), Some(path)) = (self.rotation.take(), self.cfg.key_file.clone()) else { return };
+        match blocking(move || crate::rotation::commit(&path)).await {
+            Some(Ok(())) => {
+                info!(from = %self.key.key_id(), to = %next.key_id(), "device key rotated");
+                self.key = next;
+            }
+            Some(Err(e)) => self.problem(format!("the hub took the new key but it cannot replace the old file: {e}")),
+            None => self.problem("key rotation task failed".into()),
+        }
+    }
+
+    /// The hub moved to a new key, said with its pinned key and proven by the new one: pin the
+    /// new key (durably first, so a crash cannot leave the agent trusting a key it forgot).
+    async fn follow_hub_key(&mut self, r: yilian_protocol::message::KeyRotation, hub_id: &str) {
+        if r.new_public_key == self.hub_key {
+            return;
+        }
+        if let Err(e) = r.check(&yilian_protocol::enrol::hub_signer(hub_id), &self.hub_key) {
+            warn!(error = %e, "hub key rotation without a valid proof ignored");
+            AgentStats::add(&self.stats.rejected_downlink, 1);
+            return;
+        }
+        if let Some(path) = self.cfg.hub_key_file.clone() {
+            let text = format!("{}\n", r.new_public_key.to_hex());
+            match blocking(move || crate::durable::write_atomic(&path, text.as_bytes())).await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return self.problem(format!("cannot pin the hub's new key: {e}")),
+                None => return self.problem("pinning the hub's new key failed".into()),
+            }
+        }
+        info!(from = %self.hub_key.id(), to = %r.new_public_key.id(), "hub key rotated; following");
+        self.hub_key = r.new_public_key;
+    }
+
     fn update_spool_stats(&self) {
         let s = lock(&self.spool);
         self.stats.spool_entries.store(s.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -555,6 +630,14 @@ impl Uplink {
         .await;
         if let Some((removed, ack, notes)) = result {
             self.inflight.retain(|seq, _| !ack.contains(*seq) && !ack.refused.iter().any(|r| r.seq == *seq));
+            if let Some((_, seq)) = &self.rotation {
+                if ack.contains(*seq) {
+                    self.finish_rotation().await;
+                } else if ack.refused.iter().any(|r| r.seq == *seq) {
+                    self.rotation = None;
+                    self.problem("the hub refused the key rotation; the current key stays".into());
+                }
+            }
             AgentStats::add(&self.stats.acked, removed);
             for n in notes {
                 if n.starts_with("PROBLEM") {
@@ -594,6 +677,7 @@ impl Uplink {
         };
         match v.payload() {
             Payload::Ack(ack) if ack.device_id == self.cfg.device => self.on_ack(ack.clone()).await,
+            Payload::HubKeyRotation(r) => self.follow_hub_key(r.clone(), &v.header().device_id).await,
             Payload::Report(report) => {
                 let (store, r, bytes) = (self.reports.clone(), report.clone(), p.payload.to_vec());
                 match blocking(move || store.store(&r, &bytes)).await {

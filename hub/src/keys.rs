@@ -53,6 +53,43 @@ pub fn load_or_create(data_dir: &Path) -> Result<SigningKey, HubKeyError> {
     Ok(key)
 }
 
+/// Path of the hub's previous key while agents follow a rotation.
+pub fn previous_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("hub.prev.pk8")
+}
+
+/// Rotates the hub key (run with the hub stopped): the current key becomes `hub.prev.pk8`, a new
+/// `hub.pk8` and `hub.pub` are made. On its next start the hub signs only with the new key and
+/// tells each agent, in a message signed by the old key that carries the new key's proof, to
+/// follow. Delete `hub.prev.pk8` once every agent has followed. Returns (old, new).
+pub fn rotate(data_dir: &Path) -> Result<(SigningKey, SigningKey), HubKeyError> {
+    let prev = previous_key_path(data_dir);
+    if prev.exists() {
+        return Err(HubKeyError::Io {
+            path: prev,
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a rotation is still being followed; delete it once every agent has the new key",
+            ),
+        });
+    }
+    let old = load_or_create(data_dir)?;
+    let current = data_dir.join("hub.pk8");
+    std::fs::rename(&current, &prev).map_err(|source| HubKeyError::Io { path: prev.clone(), source })?;
+    let new = load_or_create(data_dir)?;
+    Ok((old, new))
+}
+
+/// The previous hub key while a rotation is being followed.
+pub fn load_previous(data_dir: &Path) -> Result<Option<SigningKey>, HubKeyError> {
+    let path = previous_key_path(data_dir);
+    match std::fs::read(&path) {
+        Ok(bytes) => SigningKey::from_pkcs8(&bytes).map(Some).map_err(|source| HubKeyError::Key { path, source }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(HubKeyError::Io { path, source }),
+    }
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;

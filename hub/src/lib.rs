@@ -13,6 +13,7 @@
 //! - [`images`]: DICOM image store and rendering.
 //! - [`keys`]: the hub's signing key.
 //! - [`logkey`]: the key of the hashes that stand in for patient names in logs.
+//! - [`lifecycle`]: enrolment tokens, device certificates, disconnecting revoked devices.
 //! - [`run`]: wiring and shutdown.
 
 pub mod broker;
@@ -25,6 +26,7 @@ pub mod imaging;
 pub mod ingest;
 pub mod keys;
 pub mod logkey;
+pub mod lifecycle;
 pub mod publish;
 pub mod queue;
 pub mod ratelimit;

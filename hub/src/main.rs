@@ -67,6 +67,9 @@ enum Command {
         /// Days image studies and their reports are kept (medical records: 30 years).
         #[arg(long, default_value_t = yilian_hub::retention::Retention::default().images_days)]
         retain_images_days: u32,
+        /// Hours a device's old key stays valid after it rotated to a new one.
+        #[arg(long, default_value_t = 24)]
+        key_overlap_hours: u64,
     },
     /// Enrol a device with its public key (hex file from `yilian-agent keygen`).
     Enroll {
@@ -88,8 +91,11 @@ enum Command {
         #[command(subcommand)]
         command: SpecialistCommand,
     },
-    /// Print the hub's public key (give `hub.pub` to every agent).
-    Key,
+    /// Print the hub's public key (give `hub.pub` to every agent), or rotate it.
+    Key {
+        #[command(subcommand)]
+        command: Option<KeyCommand>,
+    },
     /// Manage console users (specialists and county IT admins).
     User {
         #[command(subcommand)]
@@ -107,6 +113,30 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Issue a single-use bootstrap token for enrolling one device at a clinic; prints it once
+    /// and writes a bootstrap file for `yilian-agent enrol --bootstrap FILE`.
+    EnrolToken {
+        /// Site (clinic) the token is bound to.
+        #[arg(long)]
+        site: String,
+        /// Hours until the token expires.
+        #[arg(long, default_value_t = yilian_hub::lifecycle::DEFAULT_TOKEN_TTL_HOURS)]
+        ttl_hours: u64,
+        /// The hub's address as the clinic reaches it.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        hub_url: String,
+        /// The broker's address as the clinic reaches it.
+        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+        broker_url: String,
+        /// Where to write the bootstrap file (default `bootstrap-SITE-TOKENID.toml`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Approve, reject, revoke or list devices.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -116,6 +146,44 @@ enum AuditCommand {
     Verify,
     /// Write every entry as JSON lines (with its hashes) to standard output.
     Export,
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Make a new hub signing key (with the hub stopped); agents follow at their next connection.
+    Rotate,
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Approve a pending device (its messages become clinical data).
+    Approve {
+        /// Device id.
+        device: String,
+    },
+    /// Reject a pending device.
+    Reject {
+        /// Device id.
+        device: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Revoke a device (stolen or retired cart): refused, disconnected, nothing sent to it.
+    Revoke {
+        /// Device id.
+        device: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// List devices with their state.
+    List,
+}
+
+/// Who did it, for the audit log of CLI actions.
+fn cli_user() -> String {
+    format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
 }
 
 #[derive(Subcommand)]
@@ -182,6 +250,7 @@ fn main() -> anyhow::Result<()> {
             retain_device_output_days,
             retain_studies_days,
             retain_images_days,
+            key_overlap_hours,
         } => {
             let mode = broker.map_or(BrokerMode::Embedded(mqtt_listen), BrokerMode::External);
             let mut cfg = HubConfig::new(cli.data, mode);
@@ -197,6 +266,7 @@ fn main() -> anyhow::Result<()> {
             cfg.limits.msg_burst = device_burst.max(1.0);
             cfg.wait_targets = [stat_target_minutes, urgent_target_minutes, routine_target_minutes]
                 .map(|m| Duration::from_secs(m.max(1) * 60));
+            cfg.key_overlap = Duration::from_secs(key_overlap_hours * 3600);
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async {
                 let listener = tokio::net::TcpListener::bind(http).await.with_context(|| format!("binding {http}"))?;
@@ -278,7 +348,79 @@ fn main() -> anyhow::Result<()> {
             out.flush()?;
             Ok(())
         }
-        Command::Key => {
+        Command::EnrolToken { site, ttl_hours, hub_url, broker_url, out } => {
+            yilian_protocol::topic::check_slug("site", &site)?;
+            let t = yilian_hub::lifecycle::new_token().map_err(|_| anyhow::anyhow!("random generator failed"))?;
+            let now = now_ms();
+            let expires = now.saturating_add((ttl_hours.max(1) * 3_600_000) as i64);
+            open_db(&cli.data, cli.store_key.as_deref())?.add_enrol_token(&t.id, &t.secret_sha256, &site, &cli_user(), expires, now)?;
+            let out = out.unwrap_or_else(|| PathBuf::from(format!("bootstrap-{site}-{}.toml", t.id)));
+            let b = yilian_hub::lifecycle::Bootstrap {
+                hub: hub_url,
+                broker: broker_url,
+                site: site.clone(),
+                token: t.token.clone(),
+            };
+            yilian_hub::lifecycle::write_bootstrap(&out, &b).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "enrolment token for {site} (single use, expires in {ttl_hours} h; shown once):\n{}\nbootstrap file: {}\non the device: yilian-agent enrol --bootstrap {} --device DEVICE",
+                t.token,
+                out.display(),
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Device { command } => {
+            use yilian_hub::store::lifecycle::Action;
+            let mut db = open_db(&cli.data, cli.store_key.as_deref())?;
+            let (device, action, reason) = match command {
+                DeviceCommand::List => {
+                    for r in db.lifecycle_devices()? {
+                        println!(
+                            "{:<20} {:<20} {:<9} key {} quarantined {} {}",
+                            r.site_id,
+                            r.device_id,
+                            r.state.as_str(),
+                            r.key_id,
+                            r.quarantined,
+                            r.state_reason.unwrap_or_default()
+                        );
+                    }
+                    return Ok(());
+                }
+                DeviceCommand::Approve { device } => (device, Action::Approve, String::new()),
+                DeviceCommand::Reject { device, reason } => (device, Action::Reject, reason),
+                DeviceCommand::Revoke { device, reason } => (device, Action::Revoke, reason),
+            };
+            let state =
+                db.device_action(&device, action, &cli_user(), &reason, now_ms())?.map_err(anyhow::Error::from)?;
+            println!("{device} is now {}", state.as_str());
+            if action == Action::Revoke {
+                println!(
+                    "a running hub disconnects it from the broker within {} s",
+                    yilian_hub::lifecycle::REVOCATION_POLL.as_secs()
+                );
+            }
+            Ok(())
+        }
+        Command::Key { command: Some(KeyCommand::Rotate) } => {
+            let (old, new) = yilian_hub::keys::rotate(&cli.data)?;
+            open_db(&cli.data, cli.store_key.as_deref())?.audit(
+                &cli_user(),
+                "hub-key-rotate",
+                "hub",
+                &format!("key id {} → {}", old.key_id(), new.key_id()),
+                now_ms(),
+            )?;
+            println!(
+                "hub key rotated: {} → {}\nstart the hub: it signs with the new key and tells each agent to follow;\ndelete {} once every agent has followed",
+                old.key_id(),
+                new.key_id(),
+                yilian_hub::keys::previous_key_path(&cli.data).display()
+            );
+            Ok(())
+        }
+        Command::Key { command: None } => {
             let key = yilian_hub::keys::load_or_create(&cli.data)?;
             println!("{}\n{}", yilian_hub::keys::public_key_path(&cli.data).display(), key.public_key().to_hex());
             Ok(())

@@ -16,17 +16,49 @@ pub struct Publisher {
     client: AsyncClient,
     key: Arc<SigningKey>,
     hub_id: String,
+    /// The key before the last rotation, while agents follow it.
+    previous: Option<Arc<SigningKey>>,
 }
 
 impl Publisher {
     /// A publisher signing with `key` as `hub_id`.
     pub fn new(client: AsyncClient, key: Arc<SigningKey>, hub_id: &str) -> Self {
-        Self { client, key, hub_id: hub_id.to_string() }
+        Self { client, key, hub_id: hub_id.to_string(), previous: None }
+    }
+
+    /// Tells agents that still pin `previous` to follow the current key.
+    pub fn with_previous_key(mut self, previous: Option<Arc<SigningKey>>) -> Self {
+        self.previous = previous;
+        self
+    }
+
+    /// Sends a device the hub key rotation, if one is being followed: signed by the previous key
+    /// (which the agent pins), carrying the current key's proof of possession. An agent that
+    /// already follows ignores it. Sent on every birth, before anything signed by the new key.
+    pub fn publish_hub_rotation(&self, site: &str, device: &str) {
+        let Some(prev) = &self.previous else { return };
+        let Ok(topic) = Topic::new(site, device, Channel::Ack) else { return };
+        let signer = yilian_protocol::enrol::hub_signer(&self.hub_id);
+        let body = yilian_protocol::message::KeyRotation::sign(&signer, &prev.public_key(), &self.key, now_ms());
+        let header = Header::new(prev, &self.hub_id, 0, now_ms(), Lane::Stream);
+        match seal(prev, header, &topic, &Payload::HubKeyRotation(body)) {
+            Ok(bytes) => {
+                if let Err(e) = self.client.try_publish(topic.to_string(), QoS::AtLeastOnce, false, bytes) {
+                    warn!(error = %e, %topic, "hub key rotation not sent now; it goes again at the next birth");
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot seal the hub key rotation"),
+        }
     }
 
     /// The MQTT client.
     pub fn client(&self) -> &AsyncClient {
         &self.client
+    }
+
+    /// The public half of the key the hub signs with (agents pin it).
+    pub fn public_key(&self) -> yilian_protocol::keys::PublicKey {
+        self.key.public_key()
     }
 
     /// Seals a report for a device's report topic (used inside the store transaction).

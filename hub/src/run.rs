@@ -51,6 +51,8 @@ pub struct HubConfig {
     pub retention: crate::retention::Retention,
     /// How often expired data is swept.
     pub retention_interval: Duration,
+    /// How long a device's old key stays valid after the device rotated to a new one.
+    pub key_overlap: Duration,
 }
 
 impl HubConfig {
@@ -68,6 +70,7 @@ impl HubConfig {
             store_key: None,
             retention: crate::retention::Retention::default(),
             retention_interval: crate::retention::INTERVAL,
+            key_overlap: crate::ingest::DEFAULT_KEY_OVERLAP,
         }
     }
 
@@ -142,11 +145,27 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     opts.set_inflight(1000);
     opts.set_request_channel_capacity(10_000);
     let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
-    let publisher = Publisher::new(client.clone(), key.clone(), &cfg.hub_id);
+    let previous = keys::load_previous(&cfg.data_dir)?.map(Arc::new);
+    if let Some(p) = &previous {
+        info!(from = %p.key_id(), to = %key.key_id(), "hub key rotated; agents are told to follow at their next birth");
+    }
+    let publisher = Publisher::new(client.clone(), key.clone(), &cfg.hub_id).with_previous_key(previous);
     let rejects = Arc::new(Rejects::default());
     let (tx, rx) = mpsc::channel(4096);
-    let ingest_task =
-        tokio::spawn(ingest::run(Ingest::new(store.clone(), publisher.clone(), rejects.clone(), cfg.limits), rx));
+    let (revoked_tx, revoked_rx) = mpsc::channel(64);
+    let ingest_task = tokio::spawn(ingest::run(
+        Ingest::new(store.clone(), publisher.clone(), rejects.clone(), cfg.limits)
+            .with_revoked_sink(revoked_tx)
+            .with_key_overlap(cfg.key_overlap),
+        rx,
+    ));
+    let disconnect_task = tokio::spawn(crate::lifecycle::run_disconnects(
+        store.clone(),
+        host.clone(),
+        port,
+        revoked_rx,
+        shutdown.child_token(),
+    ));
     let poll_token = shutdown.child_token();
     let (poll_store, poll_pub) = (store.clone(), publisher.clone());
     let poll_task = tokio::spawn(async move {
@@ -166,7 +185,16 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
                         }
                     }
                     let (s, p) = (poll_store.clone(), poll_pub.clone());
-                    tokio::spawn(async move { p.republish_reports(&s, None).await });
+                    tokio::spawn(async move {
+                        // Agents that stayed connected through a hub restart (an external
+                        // broker) have no new birth: tell them of a hub key rotation now.
+                        if let Ok(Ok(devices)) = s.call(|db| db.lifecycle_devices()).await {
+                            for d in devices.iter().filter(|d| d.state.may_act()) {
+                                p.publish_hub_rotation(&d.site_id, &d.device_id);
+                            }
+                        }
+                        p.republish_reports(&s, None).await
+                    });
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if tx.send(p).await.is_err() {
@@ -219,6 +247,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     };
     let addr = http.local_addr().map_err(|source| HubError::Io { what: "http listener", source })?;
     info!(%addr, data = %cfg.data_dir.display(), key_id = %key.key_id(), "hub HTTP API listening");
+    // Connect info gives the enrolment endpoint the address a request came from.
     let served = axum::serve(http, http::router(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
@@ -226,6 +255,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     let _ = ingest_task.await;
     let _ = imaging_task.await;
     let _ = retention_task.await;
+    let _ = disconnect_task.await;
     let _ = client.try_disconnect();
     info!("hub stopped");
     served.map_err(|source| HubError::Io { what: "http server", source })

@@ -136,10 +136,11 @@ fn channel_allows(channel: Channel, kind: u16) -> bool {
                     | k::STREAM_GAP
                     | k::IMAGE_MANIFEST
                     | k::BLOB_CHUNK
+                    | k::KEY_ROTATION
             )
         }
         Channel::Status => kind == k::STATUS,
-        Channel::Ack => kind == k::ACK,
+        Channel::Ack => kind == k::ACK || kind == k::HUB_KEY_ROTATION,
         Channel::Report => kind == k::REPORT,
     }
 }

@@ -7,6 +7,7 @@
 //! - [`message`]: the bodies that travel inside envelopes (stream chunks, studies, acks, reports).
 //! - [`imaging`]: image study manifests and blob chunks.
 //! - [`envelope`]: signed envelopes, domain separation, and the [`envelope::Verified`] type.
+//! - [`enrol`]: enrolment requests with a bootstrap token and proof of key possession.
 //! - [`keys`]: Ed25519 keys (PKCS#8 files, hex public keys, key ids).
 //! - [`codec`]: lossless ECG sample compression (fixed linear prediction + Rice coding).
 //! - [`topic`]: the MQTT topic layout `yl/v1/{site}/{device}/{up|ack|report|status}`.
@@ -43,6 +44,7 @@
 
 pub mod at_rest;
 pub mod codec;
+pub mod enrol;
 pub mod envelope;
 pub mod error;
 pub mod frame;

@@ -726,6 +726,21 @@ pub struct Report {
     pub reported_at_ms: i64,
 }
 
+/// A device moves to a new key. The envelope carrying it is signed by the device's current key;
+/// `new_key_signature` is the new key's signature over
+/// [`crate::enrol::rotation_statement`], proving the device holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRotation {
+    /// Signature algorithm id of the new key ([`crate::envelope::ALG_ED25519`]).
+    pub alg: u8,
+    /// The new public key.
+    pub new_public_key: crate::keys::PublicKey,
+    /// Device clock when made, Unix ms.
+    pub at_ms: i64,
+    /// The new key's signature over the rotation statement.
+    pub new_key_signature: Vec<u8>,
+}
+
 /// Every body kind, decoded. The kind number on the wire is [`Payload::kind`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
@@ -749,6 +764,10 @@ pub enum Payload {
     ImageManifest(crate::imaging::ImageManifest),
     /// Kind 10.
     BlobChunk(crate::imaging::BlobChunk),
+    /// Kind 11.
+    KeyRotation(KeyRotation),
+    /// Kind 12: the hub moves to a new signing key (signer id `hub:{hub id}` in the statement).
+    HubKeyRotation(KeyRotation),
 }
 
 /// Kind numbers. Numbers are never reused; new kinds get new numbers (design.md keeps the
@@ -774,6 +793,10 @@ pub mod kind {
     pub const IMAGE_MANIFEST: u16 = 9;
     /// [`crate::imaging::BlobChunk`].
     pub const BLOB_CHUNK: u16 = 10;
+    /// [`super::KeyRotation`].
+    pub const KEY_ROTATION: u16 = 11;
+    /// [`super::KeyRotation`] of the hub's key, on the ack channel.
+    pub const HUB_KEY_ROTATION: u16 = 12;
 }
 
 impl Payload {
@@ -790,6 +813,8 @@ impl Payload {
             Payload::StreamGap(_) => kind::STREAM_GAP,
             Payload::ImageManifest(_) => kind::IMAGE_MANIFEST,
             Payload::BlobChunk(_) => kind::BLOB_CHUNK,
+            Payload::KeyRotation(_) => kind::KEY_ROTATION,
+            Payload::HubKeyRotation(_) => kind::HUB_KEY_ROTATION,
         }
     }
 
@@ -806,6 +831,8 @@ impl Payload {
             kind::STREAM_GAP => "stream gap",
             kind::IMAGE_MANIFEST => "image manifest",
             kind::BLOB_CHUNK => "blob chunk",
+            kind::KEY_ROTATION => "key rotation",
+            kind::HUB_KEY_ROTATION => "hub key rotation",
             _ => return None,
         })
     }
@@ -823,6 +850,8 @@ impl Payload {
             Payload::StreamGap(b) => wire::encode("stream gap", b, limits::RECEIPT_MAX),
             Payload::ImageManifest(b) => wire::encode("image manifest", b, limits::IMAGE_MANIFEST_MAX),
             Payload::BlobChunk(b) => wire::encode("blob chunk", b, limits::BLOB_CHUNK_MAX),
+            Payload::KeyRotation(b) => wire::encode("key rotation", b, limits::RECEIPT_MAX),
+            Payload::HubKeyRotation(b) => wire::encode("hub key rotation", b, limits::RECEIPT_MAX),
         }
     }
 
@@ -848,6 +877,10 @@ impl Payload {
                 decode::<_, { limits::IMAGE_MANIFEST_MAX }>("image manifest", body).map(Payload::ImageManifest)
             }
             kind::BLOB_CHUNK => decode::<_, { limits::BLOB_CHUNK_MAX }>("blob chunk", body).map(Payload::BlobChunk),
+            kind::KEY_ROTATION => decode::<_, { limits::RECEIPT_MAX }>("key rotation", body).map(Payload::KeyRotation),
+            kind::HUB_KEY_ROTATION => {
+                decode::<_, { limits::RECEIPT_MAX }>("hub key rotation", body).map(Payload::HubKeyRotation)
+            }
             _ => return None,
         })
     }

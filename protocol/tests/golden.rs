@@ -202,6 +202,23 @@ fn payloads() -> Vec<(&'static str, Channel, Lane, Payload)> {
                 reported_at_ms: T,
             }),
         ),
+        (
+            "key_rotation",
+            Channel::Up,
+            Lane::Stream,
+            Payload::KeyRotation(yilian_protocol::message::KeyRotation::sign("cart-1", &key().public_key(), &key(), T)),
+        ),
+        (
+            "hub_key_rotation",
+            Channel::Ack,
+            Lane::Stream,
+            Payload::HubKeyRotation(yilian_protocol::message::KeyRotation::sign(
+                &yilian_protocol::enrol::hub_signer("hub"),
+                &key().public_key(),
+                &key(),
+                T,
+            )),
+        ),
     ]
 }
 

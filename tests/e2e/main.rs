@@ -8,4 +8,5 @@ mod common;
 mod dicomgen;
 mod faults;
 mod imaging;
+mod lifecycle;
 mod slice;

@@ -281,7 +281,13 @@ pub async fn submit_report(
     .await??;
     info!(specialist = %who.user, study = %uid, report = %row.report_id, "report signed");
     actor::record(s, who, "report", uid, crate::store::audit::RESULT_OK, &row.report_id).await?;
-    if s.publisher.publish_report(&row.site_id, &row.device_id, row.envelope.clone()) {
+    // Nothing goes down to a revoked device (a stolen cart); the report stays at the hub.
+    let dev = row.device_id.clone();
+    let may_receive = call(s, move |db| {
+        Ok(db.device_keys(&dev, now_ms())?.is_some_and(|d| d.state == crate::store::lifecycle::DeviceState::Active))
+    })
+    .await?;
+    if may_receive && s.publisher.publish_report(&row.site_id, &row.device_id, row.envelope.clone()) {
         let rid = row.report_id.clone();
         call(s, move |db| db.mark_published(&rid, now_ms())).await?;
     }

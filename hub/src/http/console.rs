@@ -426,7 +426,8 @@ async fn fleet_page(State(s): State<AppState>, page: Page) -> Response {
         .collect();
     let body = format!(
         "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>{rows}</tbody></table>
-<h2>{}</h2><table><tbody>{rejects}</tbody></table>",
+<h2>{}</h2><table><tbody>{rejects}</tbody></table>
+<p><a href=\"/fleet/enrolment\">{}</a></p>",
         lang.t("卫生院", "Clinic"),
         lang.t("设备", "Device"),
         lang.t("状态", "State"),
@@ -435,6 +436,7 @@ async fn fleet_page(State(s): State<AppState>, page: Page) -> Response {
         lang.t("版本", "Version"),
         lang.t("最近问题", "Last problem"),
         lang.t("拒收的消息", "Rejected messages"),
+        lang.t("设备登记与吊销", "Device enrolment and revocation"),
     );
     layout(lang, lang.t("设备管理", "Fleet"), Some(&session), &body).into_response()
 }

@@ -6,6 +6,7 @@ pub mod audit_page;
 pub mod auth;
 pub mod console;
 pub mod dicomweb;
+pub mod enrol;
 pub mod files;
 pub mod imaging;
 pub mod session;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .merge(console::routes())
         .merge(dicomweb::routes())
         .merge(imaging::routes())
+        .merge(enrol::routes())
         .merge(audit_page::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit_page::auditor_fence))
         .with_state(state)

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod images;
 pub mod retention;
+pub mod lifecycle;
 pub mod schema;
 pub mod sealed;
 
@@ -44,6 +45,9 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// A revoked or rejected device cannot be enrolled again under its old key.
+    #[error("device {0} is revoked or rejected; enrol it again only with a new key and --replace")]
+    Revoked(String),
 }
 
 type Job = Box<dyn FnOnce(&mut Db) + Send>;
@@ -543,38 +547,43 @@ impl Db {
         replace: bool,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let existing: Option<String> = self
+        let existing: Option<(String, String)> = self
             .conn
-            .query_row("SELECT public_key FROM devices WHERE device_id = ?1", [device], |r| r.get(0))
+            .query_row("SELECT public_key, state FROM devices WHERE device_id = ?1", [device], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
-        if let Some(k) = existing
-            && k != key.to_hex()
+        if let Some((k, _)) = &existing
+            && *k != key.to_hex()
             && !replace
         {
             return Err(StoreError::AlreadyEnrolled(device.to_string()));
         }
+        // A stolen cart's key must never come back to life by being enrolled again.
+        if let Some((k, state)) = &existing
+            && matches!(state.as_str(), "revoked" | "rejected")
+            && (*k == key.to_hex() || !replace)
+        {
+            return Err(StoreError::Revoked(device.to_string()));
+        }
+        // Pre-provisioning from the CLI is county IT's own act: a replaced key is active at once.
         self.conn.execute(
             "INSERT INTO devices (device_id, site_id, public_key, key_id, enrolled_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(device_id) DO UPDATE SET site_id = ?2, public_key = ?3, key_id = ?4, enrolled_at_ms = ?5",
-            params![device, site, key.to_hex(), key.id().to_string(), now_ms],
+             ON CONFLICT(device_id) DO UPDATE SET site_id = ?2, public_key = ?3, key_id = ?4, enrolled_at_ms = ?5,
+                 state = CASE WHEN ?6 THEN 'active' ELSE state END,
+                 old_public_key = CASE WHEN ?6 THEN NULL ELSE old_public_key END,
+                 old_key_until_ms = CASE WHEN ?6 THEN NULL ELSE old_key_until_ms END",
+            params![device, site, key.to_hex(), key.id().to_string(), now_ms, replace],
         )?;
         Ok(())
     }
 
-    /// The enrolled site and key of a device.
+    /// The site and current key of a device that may act now (pending or active); `None` for an
+    /// unknown, rejected or revoked device. During a key rotation's overlap the old key is valid
+    /// too: see [`Db::device_keys`], the one place that decides.
     pub fn device_key(&self, device: &str) -> Result<Option<(String, PublicKey)>, StoreError> {
-        let row: Option<(String, String)> = self
-            .conn
-            .query_row("SELECT site_id, public_key FROM devices WHERE device_id = ?1", [device], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        row.map(|(site, hex)| {
-            PublicKey::from_hex(&hex)
-                .map(|k| (site, k))
-                .map_err(|_| StoreError::Damaged(format!("key of device {device}")))
-        })
-        .transpose()
+        let now = crate::clock::now_ms();
+        Ok(self.device_keys(device, now)?.and_then(|d| d.keys.first().copied().map(|k| (d.site, k))))
     }
 
     /// Stores a batch of verified envelopes in one transaction, each under its own savepoint so
@@ -711,7 +720,12 @@ impl Db {
             }
             Payload::ImageManifest(m) => images::store_manifest(tx, key, &item.site, device, m, now_ms)?,
             Payload::BlobChunk(c) => images::store_chunk(tx, key, device, c, now_ms)?,
-            Payload::Status(_) | Payload::Ack(_) | Payload::Report(_) => {}
+            // A key rotation is kept as evidence here; ingest applies it once this commits.
+            Payload::Status(_)
+            | Payload::Ack(_)
+            | Payload::Report(_)
+            | Payload::KeyRotation(_)
+            | Payload::HubKeyRotation(_) => {}
         }
         Ok(Stored::New)
     }
@@ -1020,7 +1034,9 @@ impl Db {
         let mut stmt = self.conn.prepare(
             "SELECT report_id, study_uid, device_id, site_id, specialist_id, findings, conclusion, reported_at_ms,
                     published_at_ms, receipt_at_ms, envelope
-             FROM reports WHERE receipt_at_ms IS NULL AND (?1 IS NULL OR device_id = ?1) ORDER BY reported_at_ms",
+             FROM reports WHERE receipt_at_ms IS NULL AND (?1 IS NULL OR device_id = ?1)
+                 AND device_id NOT IN (SELECT device_id FROM devices WHERE state IN ('revoked', 'rejected'))
+             ORDER BY reported_at_ms",
         )?;
         let rows = stmt
             .query_map([device], |r| {

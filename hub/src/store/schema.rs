@@ -235,4 +235,37 @@ CREATE TABLE store_key (
     check_value BLOB NOT NULL
 );
 "#,
+    // Device lifecycle: enrolment with a bootstrap token and approval, quarantine of a pending
+    // device's messages, key rotation with an overlap, revocation. Devices enrolled before this
+    // (pre-provisioned from the CLI) are active.
+    r#"
+ALTER TABLE devices ADD COLUMN state TEXT NOT NULL DEFAULT 'active'
+    CHECK (state IN ('pending', 'active', 'rejected', 'revoked'));
+ALTER TABLE devices ADD COLUMN state_reason TEXT;
+ALTER TABLE devices ADD COLUMN state_at_ms INTEGER;
+ALTER TABLE devices ADD COLUMN enrol_addr TEXT;
+ALTER TABLE devices ADD COLUMN old_public_key TEXT;
+ALTER TABLE devices ADD COLUMN old_key_until_ms INTEGER;
+ALTER TABLE devices ADD COLUMN kicked_at_ms INTEGER;
+CREATE TABLE enrol_tokens (
+    token_id       TEXT PRIMARY KEY,
+    secret_sha256  BLOB NOT NULL,
+    site_id        TEXT NOT NULL,
+    created_by     TEXT NOT NULL,
+    created_at_ms  INTEGER NOT NULL,
+    expires_at_ms  INTEGER NOT NULL,
+    used_at_ms     INTEGER,
+    used_by_device TEXT
+);
+CREATE TABLE quarantine (
+    device_id      TEXT NOT NULL,
+    seq            INTEGER NOT NULL,
+    digest         BLOB NOT NULL,
+    kind           INTEGER NOT NULL,
+    reason         TEXT NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    envelope       BLOB NOT NULL,
+    PRIMARY KEY (device_id, seq, digest)
+) WITHOUT ROWID;
+"#,
 ];

@@ -1,0 +1,191 @@
+//! Device lifecycle outside the store: bootstrap tokens and files, the device certificate handed
+//! out on approval, and disconnecting revoked devices from the broker.
+//!
+//! rumqttd 0.20 has no admin API to drop a client. MQTT does it for us: a CONNECT with a client
+//! id already connected makes the broker drop the older connection (rumqttd `routing.rs`
+//! "Duplicate client_id, dropping previous connection"; Mosquitto does the same). So the hub
+//! connects with the revoked device's client id and a clean session, which also discards any
+//! reports queued for it, and disconnects. The broker's connect check then refuses the device
+//! itself (it asks [`crate::store::Db::device_keys`], which lists no key for a revoked device).
+
+use crate::clock::now_ms;
+use crate::store::Store;
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use yilian_protocol::keys::PublicKey;
+
+/// How often the hub looks for devices revoked by another process (the CLI).
+pub const REVOCATION_POLL: Duration = Duration::from_secs(5);
+/// A revoked device that keeps coming back is disconnected again at most this often.
+const KICK_EVERY: Duration = Duration::from_secs(5);
+/// Default time a bootstrap token stays valid.
+pub const DEFAULT_TOKEN_TTL_HOURS: u64 = 72;
+
+/// A new bootstrap token: show `token` once; store `id` and `secret_sha256`.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// The whole token, `id.secret` (hex), for the clinic's bootstrap file.
+    pub token: String,
+    /// The part the hub looks the token up by.
+    pub id: String,
+    /// SHA-256 of the secret part: all the hub keeps of it.
+    pub secret_sha256: [u8; 32],
+}
+
+/// Makes a random bootstrap token (8-byte id, 32-byte secret).
+pub fn new_token() -> Result<NewToken, ring::error::Unspecified> {
+    use ring::rand::SecureRandom;
+    let rng = ring::rand::SystemRandom::new();
+    let (mut id, mut secret) = ([0u8; 8], [0u8; 32]);
+    rng.fill(&mut id)?;
+    rng.fill(&mut secret)?;
+    let (id, secret) = (hex::encode(id), hex::encode(secret));
+    Ok(NewToken { token: format!("{id}.{secret}"), secret_sha256: secret_hash(&secret), id })
+}
+
+fn secret_hash(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Splits a token into its id and the SHA-256 of its secret; `None` if it is not `id.secret`.
+pub fn parse_token(token: &str) -> Option<(String, [u8; 32])> {
+    let (id, secret) = token.trim().split_once('.')?;
+    let hex16 = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex16(id, 16) && hex16(secret, 64)).then(|| (id.to_ascii_lowercase(), secret_hash(&secret.to_ascii_lowercase())))
+}
+
+/// What a clinic's agent needs to enrol: `yilian-agent enrol --bootstrap FILE --device ID`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Bootstrap {
+    /// The hub's HTTP(S) address, e.g. `https://hub.county:8443`.
+    pub hub: String,
+    /// The broker the agent will connect to, `mqtt://host:port`.
+    pub broker: String,
+    /// The clinic the token is bound to.
+    pub site: String,
+    /// The single-use token.
+    pub token: String,
+}
+
+/// Writes a bootstrap file readable only by its owner (it holds a secret).
+pub fn write_bootstrap(path: &Path, b: &Bootstrap) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = toml::to_string(b).map_err(std::io::Error::other)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(format!("# Yilian enrolment bootstrap for clinic {}; single use.\n{text}", b.site).as_bytes())?;
+    f.sync_all()?;
+    Ok(path.to_path_buf())
+}
+
+/// The device's certificate (PEM) from the county CA, handed out once an admin approved it.
+/// Always `None` here: the county CA lands with the TLS work, which fills this in.
+pub fn device_certificate(_site: &str, _device: &str, _key: &PublicKey) -> Option<String> {
+    None
+}
+
+/// The county CA certificate (PEM) that agents pin; `None` until the TLS work lands (see
+/// [`device_certificate`]).
+pub fn ca_certificate() -> Option<String> {
+    None
+}
+
+/// Takes over `client_id` on the broker, which drops whoever is connected with it, and leaves.
+pub async fn disconnect_client(host: &str, port: u16, client_id: &str) -> Result<(), String> {
+    let mut opts = MqttOptions::new(client_id, host, port);
+    opts.set_clean_session(true);
+    opts.set_keep_alive(Duration::from_secs(10));
+    let (client, mut ev) = AsyncClient::new(opts, 4);
+    let drive = async {
+        loop {
+            match ev.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    client.disconnect().await.map_err(|e| e.to_string())?;
+                }
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), drive).await.map_err(|_| "broker did not answer".to_string())?
+}
+
+/// Disconnects revoked and rejected devices: those the store lists as due (checked every
+/// [`REVOCATION_POLL`]), and those ingest saw sending again (`seen`).
+pub async fn run_disconnects(
+    store: Store,
+    host: String,
+    port: u16,
+    mut seen: mpsc::Receiver<String>,
+    shutdown: CancellationToken,
+) {
+    let mut last: HashMap<String, Instant> = HashMap::new();
+    // Seen again too soon after a disconnect: taken off at the next tick instead.
+    let mut deferred: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut tick = tokio::time::interval(REVOCATION_POLL);
+    loop {
+        let devices: Vec<String> = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                let mut due: Vec<String> = match store.call(|db| db.disconnects_due()).await {
+                    Ok(Ok(due)) => due.into_iter().map(|(_, d)| d).collect(),
+                    Ok(Err(e)) | Err(e) => {
+                        warn!(error = %e, "cannot list revoked devices");
+                        Vec::new()
+                    }
+                };
+                due.extend(std::mem::take(&mut deferred));
+                due.sort();
+                due.dedup();
+                due
+            }
+            d = seen.recv() => match d {
+                Some(d) if last.get(&d).is_none_or(|t| t.elapsed() >= KICK_EVERY) => vec![d],
+                Some(d) => {
+                    if deferred.len() < 10_000 {
+                        deferred.insert(d);
+                    }
+                    continue;
+                }
+                None => return,
+            },
+        };
+        for device in devices {
+            match disconnect_client(&host, port, &device).await {
+                Ok(()) => {
+                    info!(device, "revoked device disconnected from the broker");
+                    last.insert(device.clone(), Instant::now());
+                    let d = device.clone();
+                    if let Ok(Err(e)) | Err(e) = store.call(move |db| db.mark_disconnected(&d, now_ms())).await {
+                        warn!(device, error = %e, "cannot record the disconnect");
+                    }
+                }
+                Err(e) => warn!(device, error = %e, "cannot disconnect a revoked device; trying again"),
+            }
+        }
+        last.retain(|_, t| t.elapsed() < KICK_EVERY * 4);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_parse_back_and_garbage_does_not() {
+        let t = new_token().expect("rng");
+        let (id, hash) = parse_token(&t.token).expect("parses");
+        assert_eq!((id.as_str(), hash), (t.id.as_str(), t.secret_sha256));
+        assert_ne!(new_token().expect("rng").token, t.token);
+        for bad in ["", ".", "abc.def", &t.id, &format!("{}.{}", t.id, "zz".repeat(32)), &format!("{}x", t.token)] {
+            assert!(parse_token(bad).is_none(), "{bad:?}");
+        }
+    }
+}
