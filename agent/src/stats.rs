@@ -35,6 +35,8 @@ pub struct AgentStats {
     pub spool_bytes: AtomicU64,
     /// 1 while connected to the broker.
     pub connected: AtomicU64,
+    /// Connections made to the broker (the first and every reconnect).
+    pub connects: AtomicU64,
 }
 
 impl AgentStats {

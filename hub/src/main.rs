@@ -23,12 +23,20 @@ struct Cli {
 enum Command {
     /// Run the hub.
     Run {
-        /// Use an external broker (mqtt://host:port) instead of the embedded one.
+        /// Use an external broker (mqtts://host:port) instead of the embedded one.
         #[arg(long)]
         broker: Option<String>,
-        /// Listen address of the embedded broker.
-        #[arg(long, default_value = "0.0.0.0:1883")]
+        /// Listen address of the embedded broker (MQTT over TLS).
+        #[arg(long, default_value = "0.0.0.0:8883")]
         mqtt_listen: SocketAddr,
+        /// Host name or address clinics and browsers use for this hub (repeatable); the server
+        /// certificate is issued for these besides localhost and 127.0.0.1.
+        #[arg(long = "tls-name")]
+        tls_names: Vec<String>,
+        /// Run MQTT and HTTP WITHOUT TLS. For debugging only: patient data crosses the network
+        /// in the clear.
+        #[arg(long)]
+        insecure_plaintext: bool,
         /// Listen address of the HTTP API.
         #[arg(long, default_value = "127.0.0.1:8080")]
         http: SocketAddr,
@@ -66,6 +74,14 @@ enum Command {
         /// Replace a different key already enrolled for this device.
         #[arg(long)]
         replace: bool,
+        /// Also write the device's credentials here: `ca.pem`, `<device>.crt`, `hub.pub`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The county CA.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
     },
     /// Manage specialists.
     Specialist {
@@ -78,6 +94,17 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Create the county CA and the hub's server certificate in the data folder (`run` does this
+    /// on first start too); prints where they are and how to trust the CA in a browser.
+    Init {
+        /// Host names or addresses for the server certificate besides localhost (repeatable).
+        #[arg(long = "tls-name")]
+        tls_names: Vec<String>,
     },
 }
 
@@ -132,6 +159,8 @@ fn main() -> anyhow::Result<()> {
         Command::Run {
             broker,
             mqtt_listen,
+            tls_names,
+            insecure_plaintext,
             http,
             claim_minutes,
             device_msgs_per_s,
@@ -142,6 +171,8 @@ fn main() -> anyhow::Result<()> {
         } => {
             let mode = broker.map_or(BrokerMode::Embedded(mqtt_listen), BrokerMode::External);
             let mut cfg = HubConfig::new(cli.data, mode);
+            cfg.tls_names = tls_names;
+            cfg.insecure_plaintext = insecure_plaintext;
             cfg.claim_ttl = Duration::from_secs(claim_minutes.max(1) * 60);
             cfg.limits.msgs_per_s = device_msgs_per_s.max(1.0);
             cfg.limits.msg_burst = device_burst.max(1.0);
@@ -160,13 +191,32 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })
         }
-        Command::Enroll { site, device, public_key, replace } => {
+        Command::Enroll { site, device, public_key, replace, out } => {
             yilian_protocol::topic::Topic::new(&site, &device, yilian_protocol::topic::Channel::Up)?;
             let text =
                 std::fs::read_to_string(&public_key).with_context(|| format!("reading {}", public_key.display()))?;
             let key = PublicKey::from_hex(&text).with_context(|| format!("{}", public_key.display()))?;
             open_db(&cli.data)?.enroll(&site, &device, &key, replace, now_ms())?;
             println!("enrolled {device} at {site}, key id {}", key.id());
+            if let Some(out) = out {
+                let ca = yilian_hub::ca::CountyCa::load_or_create(&cli.data)?;
+                let hub = yilian_hub::keys::load_or_create(&cli.data)?;
+                let files = yilian_hub::ca::write_credentials(&ca, &out, &site, &device, &key, &hub.public_key())?;
+                println!(
+                    "credentials for the agent: ca_certificate = {}, certificate = {}, hub_public_key = {}",
+                    files.ca.display(),
+                    files.certificate.display(),
+                    files.hub_public_key.display()
+                );
+            }
+            Ok(())
+        }
+        Command::Ca { command: CaCommand::Init { tls_names } } => {
+            let ca = yilian_hub::ca::CountyCa::load_or_create(&cli.data)?;
+            let server = ca.server_cert(&tls_names)?;
+            println!("county CA: {}", ca.ca_pem_path().display());
+            println!("hub server certificate: {} (key {})", server.cert.display(), server.key.display());
+            println!("{}", yilian_hub::ca::trust_hint(&ca.ca_pem_path()));
             Ok(())
         }
         Command::Specialist { command: SpecialistCommand::Add { id, name } } => {

@@ -15,14 +15,15 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use yilian_protocol::limits::MQTT_MAX_PACKET;
-use yilian_protocol::topic::{STATUS_FILTER, UP_FILTER, broker_addr};
+use yilian_protocol::topic::{STATUS_FILTER, UP_FILTER, parse_broker_url};
 
 /// Where the hub's broker is.
 #[derive(Debug, Clone)]
 pub enum BrokerMode {
     /// Run rumqttd in this process, listening here.
     Embedded(SocketAddr),
-    /// Use an external broker (Mosquitto, EMQX): `mqtt://host:port`.
+    /// Use an external broker (Mosquitto, EMQX): `mqtts://host:port` (`mqtt://` only with
+    /// `insecure_plaintext`).
     External(String),
 }
 
@@ -45,6 +46,10 @@ pub struct HubConfig {
     pub wait_targets: [Duration; 3],
     /// An image study with nothing new for this long is marked partial, with what is missing.
     pub image_partial_after: Duration,
+    /// Plaintext MQTT and HTTP, for debugging only (logged loudly). Default false: TLS.
+    pub insecure_plaintext: bool,
+    /// Host names or addresses (besides localhost) the server certificate is issued for.
+    pub tls_names: Vec<String>,
 }
 
 impl HubConfig {
@@ -59,6 +64,8 @@ impl HubConfig {
             limits: crate::ratelimit::Limits::default(),
             wait_targets: crate::http::console::WAIT_TARGETS.map(|m| Duration::from_secs(m * 60)),
             image_partial_after: Duration::from_secs(30 * 60),
+            insecure_plaintext: false,
+            tls_names: Vec::new(),
         }
     }
 
@@ -84,6 +91,15 @@ pub enum HubError {
     /// Bad broker URL.
     #[error("broker url: {0}")]
     BrokerUrl(#[from] yilian_protocol::TopicError),
+    /// County CA trouble.
+    #[error(transparent)]
+    Ca(#[from] crate::ca::CaError),
+    /// TLS configuration trouble.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// A plaintext broker URL without `insecure_plaintext`.
+    #[error("broker {0} is plaintext (mqtt://); use mqtts:// or, for debugging only, --insecure-plaintext")]
+    PlaintextRefused(String),
     /// I/O (data folder, HTTP server).
     #[error("{what}: {source}")]
     Io {
@@ -104,18 +120,54 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         crate::images::ImageStore::open(&cfg.data_dir.join("images"))
             .map_err(|e| HubError::Io { what: "opening the image store", source: std::io::Error::other(e) })?,
     );
-    let (host, port) = match &cfg.broker {
+    let ca = crate::ca::CountyCa::load_or_create(&cfg.data_dir)?;
+    let server_cert = ca.server_cert(&cfg.tls_names)?;
+    if cfg.insecure_plaintext {
+        warn!(
+            "INSECURE: --insecure-plaintext: MQTT and HTTP run WITHOUT TLS; anyone on the network can read patient data. For debugging only."
+        );
+    } else {
+        info!(ca = %ca.ca_pem_path().display(), "TLS on; {}", crate::ca::trust_hint(&ca.ca_pem_path()));
+    }
+    let client_tls = {
+        let hub_client = ca.issue_hub_client(&key.public_key())?;
+        let path = cfg.data_dir.join("ca").join("hub-client.pem");
+        std::fs::write(&path, &hub_client)
+            .map_err(|source| HubError::Io { what: "writing the hub client certificate", source })?;
+        yilian_protocol::tls::mqtt_client_config(ca.ca_pem().as_bytes(), hub_client.as_bytes(), key.pkcs8())
+            .map_err(crate::tls::TlsError::from)?
+    };
+    let (host, port, tls) = match &cfg.broker {
         BrokerMode::Embedded(addr) => {
             let addr = *addr;
-            tokio::task::spawn_blocking(move || broker::start_embedded(addr))
+            let tls = (!cfg.insecure_plaintext).then(|| broker::BrokerTls {
+                ca: ca.ca_pem_path(),
+                cert: server_cert.cert.clone(),
+                key: server_cert.key.clone(),
+            });
+            let auth = broker::Authenticator { store: store.clone(), hub_key: key.public_key() };
+            tokio::task::spawn_blocking(move || broker::start_embedded(addr, tls.as_ref(), auth))
                 .await
                 .map_err(|e| HubError::Io { what: "starting the broker", source: std::io::Error::other(e) })??;
-            info!(%addr, "embedded MQTT broker listening");
-            (addr.ip().to_string(), addr.port())
+            info!(%addr, tls = !cfg.insecure_plaintext, "embedded MQTT broker listening");
+            (addr.ip().to_string(), addr.port(), !cfg.insecure_plaintext)
         }
-        BrokerMode::External(url) => broker_addr(url)?,
+        BrokerMode::External(url) => {
+            let u = parse_broker_url(url)?;
+            if !u.tls && !cfg.insecure_plaintext {
+                return Err(HubError::PlaintextRefused(url.clone()));
+            }
+            (u.host, u.port, u.tls)
+        }
     };
     let mut opts = MqttOptions::new(cfg.client_id.clone(), host.clone(), port);
+    if tls {
+        opts.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(client_tls)));
+    }
+    let password = |key: &yilian_protocol::keys::SigningKey, client_id: &str| {
+        yilian_protocol::connect::connect_password(key, client_id, crate::clock::now_ms())
+    };
+    opts.set_credentials(crate::ca::HUB_IDENTITY, password(&key, &cfg.client_id));
     opts.set_keep_alive(Duration::from_secs(15));
     opts.set_clean_session(false);
     // PUBACKs go out on receipt. Durability rests on the agent's spool and the hub's signed
@@ -132,6 +184,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         tokio::spawn(ingest::run(Ingest::new(store.clone(), publisher.clone(), rejects.clone(), cfg.limits), rx));
     let poll_token = shutdown.child_token();
     let (poll_store, poll_pub) = (store.clone(), publisher.clone());
+    let (poll_key, poll_client_id) = (key.clone(), cfg.client_id.clone());
     let poll_task = tokio::spawn(async move {
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -159,6 +212,10 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
                 Ok(_) => {}
                 Err(e) => {
                     warn!(error = %e, "broker connection lost; retrying");
+                    // The password carries its time: a reconnect needs a fresh one.
+                    eventloop
+                        .mqtt_options
+                        .set_credentials(crate::ca::HUB_IDENTITY, password(&poll_key, &poll_client_id));
                     tokio::select! {
                         _ = poll_token.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
@@ -194,9 +251,28 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         images,
     };
     let addr = http.local_addr().map_err(|source| HubError::Io { what: "http listener", source })?;
-    info!(%addr, data = %cfg.data_dir.display(), key_id = %key.key_id(), "hub HTTP API listening");
-    let served =
-        axum::serve(http, http::router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    let served = if cfg.insecure_plaintext {
+        warn!(%addr, "INSECURE: hub HTTP API listening WITHOUT TLS (http://)");
+        axum::serve(http, http::router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await
+    } else {
+        info!(%addr, data = %cfg.data_dir.display(), key_id = %key.key_id(), "hub HTTPS API listening (https://)");
+        let tls = axum_server::tls_rustls::RustlsConfig::from_config(crate::tls::https_server_config(
+            &server_cert.cert,
+            &server_cert.key,
+        )?);
+        let handle = axum_server::Handle::new();
+        let stop = handle.clone();
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            token.cancelled().await;
+            stop.graceful_shutdown(Some(Duration::from_secs(10)));
+        });
+        let std_listener = http.into_std().map_err(|source| HubError::Io { what: "http listener", source })?;
+        axum_server::from_tcp_rustls(std_listener, tls)
+            .handle(handle)
+            .serve(http::router(state).into_make_service())
+            .await
+    };
     let _ = poll_task.await;
     let _ = ingest_task.await;
     let _ = imaging_task.await;

@@ -8,9 +8,11 @@
 //! - [`imaging`]: image study manifests and blob chunks.
 //! - [`envelope`]: signed envelopes, domain separation, and the [`envelope::Verified`] type.
 //! - [`keys`]: Ed25519 keys (PKCS#8 files, hex public keys, key ids).
+//! - [`connect`]: the MQTT CONNECT password (a fresh signature over client id and time).
 //! - [`codec`]: lossless ECG sample compression (fixed linear prediction + Rice coding).
 //! - [`topic`]: the MQTT topic layout `yl/v1/{site}/{device}/{up|ack|report|status}`.
 //! - [`frame`]: the serial framing spoken by ECG front ends (COBS + CRC-32), documented there.
+//! - `tls` (feature `tls`): rustls client settings pinned to the county CA.
 //! - [`lead`]: lead names and their SCP-ECG codes.
 //! - [`limits`]: the byte limits applied to every decode.
 //! - [`wire`]: bincode configuration and limited decoding.
@@ -40,6 +42,7 @@
 #![deny(missing_docs)]
 
 pub mod codec;
+pub mod connect;
 pub mod envelope;
 pub mod error;
 pub mod frame;
@@ -48,6 +51,8 @@ pub mod keys;
 pub mod lead;
 pub mod limits;
 pub mod message;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod topic;
 pub mod wire;
 

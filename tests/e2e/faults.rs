@@ -632,9 +632,7 @@ async fn a_flooding_device_cannot_starve_the_others() -> anyhow::Result<()> {
 
     // The flood: thousands of validly signed messages from an enrolled device, and garbage
     // from a device nobody enrolled, as fast as the broker takes them.
-    let (host, port) = yilian_protocol::topic::broker_addr(&hub.broker_url)?;
-    let mut o = rumqttc::MqttOptions::new("cart-flood", host, port);
-    o.set_max_packet_size(yilian_protocol::limits::MQTT_MAX_PACKET, yilian_protocol::limits::MQTT_MAX_PACKET);
+    let mut o = hub.device_mqtt_options("xz-flood", "cart-flood", &flood_key)?;
     o.set_inflight(1000);
     let (flooder, mut ev) = rumqttc::AsyncClient::new(o, 1024);
     tokio::spawn(async move { while ev.poll().await.is_ok() {} });

@@ -6,4 +6,5 @@ mod common;
 mod dicomgen;
 mod faults;
 mod imaging;
+mod security_transport;
 mod slice;

@@ -4,7 +4,7 @@
 
 use crate::common::*;
 use anyhow::Context;
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, QoS};
 use std::time::Duration;
 use yilian::county::{self, Broker, Clinic, HubHandle, wait_for};
 use yilian::records;
@@ -101,8 +101,8 @@ async fn full_path(broker: Broker, tag: &str) -> anyhow::Result<()> {
 
     // The demo login printed by the county example signs in to the console, which lists the
     // study as reported.
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-    let base = format!("http://{}", hub.http);
+    let http = hub.http_client()?.redirect(reqwest::redirect::Policy::none()).build()?;
+    let base = hub.base_url.clone();
     let login = http.get(format!("{base}/login")).send().await?;
     let csrf_cookie = login
         .headers()
@@ -198,11 +198,10 @@ async fn garbage_and_truncated_frames_on_the_serial_line_lose_no_good_data() -> 
     hub.stop().await
 }
 
-/// A raw MQTT client playing an attacker or a confused device.
-async fn raw_client(broker_url: &str, id: &str) -> anyhow::Result<AsyncClient> {
-    let (host, port) = yilian_protocol::topic::broker_addr(broker_url)?;
-    let mut o = MqttOptions::new(id, host, port);
-    o.set_max_packet_size(limits::MQTT_MAX_PACKET, limits::MQTT_MAX_PACKET);
+/// A raw MQTT client playing an attacker who holds a device's key and certificate (a stolen
+/// cart), or a confused device.
+async fn raw_client(hub: &HubHandle, site: &str, device: &str, key: &SigningKey) -> anyhow::Result<AsyncClient> {
+    let o = hub.device_mqtt_options(site, device, key)?;
     let (client, mut ev) = AsyncClient::new(o, 64);
     tokio::spawn(async move { while ev.poll().await.is_ok() {} });
     Ok(client)
@@ -235,7 +234,9 @@ async fn hostile_messages_are_rejected_with_their_reason_and_change_nothing() ->
     hub.enroll("xz-h", "cart-h", &key.public_key())?;
     let api = hub.api.clone();
     let topic = Topic::new("xz-h", "cart-h", Channel::Up)?;
-    let mallory = raw_client(&hub.broker_url, "mallory-h").await?;
+    // Mallory holds cart-h's key and certificate (a stolen cart): the broker lets her in, so
+    // what follows is the hub's own checks.
+    let mallory = raw_client(&hub, "xz-h", "cart-h", &key).await?;
     let send = |t: &Topic, bytes: Vec<u8>| {
         let (m, t) = (mallory.clone(), t.to_string());
         async move { m.publish(t, QoS::AtLeastOnce, false, bytes).await }
@@ -359,11 +360,11 @@ async fn the_hub_restarts_while_the_agent_streams_and_nothing_is_lost_or_duplica
     init_logs();
     let tmp = tempfile::tempdir()?;
     // The broker outlives the hub here (rumqttd cannot be stopped inside one process).
+    let hub_dir = tmp.path().join("hub");
     let broker = match county::external_test_broker()? {
         Some(url) => url,
-        None => county::standalone_broker()?,
+        None => county::standalone_broker(&hub_dir)?,
     };
-    let hub_dir = tmp.path().join("hub");
     let hub = HubHandle::start(&hub_dir, Broker::External(broker.clone())).await?;
     let mut clinic = Clinic::start(&tmp.path().join("clinics"), "xz-r", "cart-r", &hub).await?;
     let rec = records::mitdb("100")?;
