@@ -130,7 +130,7 @@ async fn an_agent_pinned_to_another_ca_refuses_the_hub_and_a_foreign_client_cert
     hub.enroll("xz-w2", "cart-w2", &clinic.public_key)?;
     std::fs::write(clinic.config.ca_certificate.as_ref().context("ca path")?, other.ca_pem())?;
     clinic.start_agent().await?;
-    clinic.cart(|c| c.hello()).await?;
+    clinic.print("心率 72")?;
     // It keeps trying (each attempt fails its handshake) and is never connected.
     let s = clinic.stats.clone();
     wait_for("the agent to publish nothing and spool its output", WAIT, || {
