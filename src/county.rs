@@ -24,8 +24,40 @@ use yilian_protocol::keys::{PublicKey, SigningKey};
 pub enum Broker {
     /// rumqttd inside the hub process, on a free loopback port.
     Embedded,
-    /// An external broker at `mqtt://host:port`.
+    /// An external broker at `mqtts://host:port`.
     External(String),
+    /// A Mosquitto of the hub's own, started from the configuration `yilian-hub broker-config
+    /// mosquitto` writes (TLS, client certificates, ACL), so that configuration is what is
+    /// tested.
+    Mosquitto,
+}
+
+/// True when the tests should also cover Mosquitto (`$YILIAN_TEST_MOSQUITTO` set, as
+/// scripts/test does).
+pub fn mosquitto_enabled() -> bool {
+    std::env::var("YILIAN_TEST_MOSQUITTO").is_ok_and(|v| !v.is_empty())
+}
+
+/// Starts a Mosquitto for the hub whose data folder is `hub_dir`, configured by
+/// [`yilian_hub::mosquitto::write_config`] from that hub's county CA, on a free port.
+pub async fn mosquitto_for(hub_dir: &Path) -> anyhow::Result<crate::procs::Mosquitto> {
+    std::fs::create_dir_all(hub_dir)?;
+    let ca = yilian_hub::ca::CountyCa::load_or_create(hub_dir)?;
+    let port = broker::free_port()?;
+    // Started as root (CI containers), Mosquitto would drop to its own user, who cannot read the
+    // 0600 key this process wrote; the test broker runs as whoever runs the tests (the owner of
+    // the folder this process just made).
+    let created_by_root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(hub_dir)?) == 0;
+    let run_as = created_by_root.then_some("root");
+    let files = yilian_hub::mosquitto::write_config(
+        &ca,
+        &hub_dir.join("mosquitto"),
+        &format!("127.0.0.1:{port}"),
+        &[],
+        false,
+        run_as,
+    )?;
+    crate::procs::Mosquitto::start_with_config(&files.conf, port).await
 }
 
 /// The external broker named by `$YILIAN_TEST_MQTT_URL` (e.g. Mosquitto), if any.
@@ -44,15 +76,23 @@ pub fn external_test_broker() -> anyhow::Result<Option<String>> {
     Ok(Some(url))
 }
 
-/// The broker the tests should use: the external one if `$YILIAN_TEST_MQTT_URL` is set.
+/// The broker the tests should use: Mosquitto if `$YILIAN_TEST_MOSQUITTO` is set, else the
+/// external one if `$YILIAN_TEST_MQTT_URL` is set, else the embedded one.
 pub fn test_broker() -> anyhow::Result<Broker> {
+    if mosquitto_enabled() {
+        return Ok(Broker::Mosquitto);
+    }
     Ok(external_test_broker()?.map_or(Broker::Embedded, Broker::External))
 }
 
-/// Every broker the tests should cover: embedded, plus the external one if set.
+/// Every broker the tests should cover: embedded, plus Mosquitto or the external one if set.
 pub fn test_brokers() -> anyhow::Result<Vec<Broker>> {
     let mut v = vec![Broker::Embedded];
-    v.extend(external_test_broker()?.map(Broker::External));
+    if mosquitto_enabled() {
+        v.push(Broker::Mosquitto);
+    } else {
+        v.extend(external_test_broker()?.map(Broker::External));
+    }
     Ok(v)
 }
 
@@ -60,7 +100,7 @@ pub fn test_brokers() -> anyhow::Result<Vec<Broker>> {
 /// `hub_dir` (its county CA, its enrolled devices, its key) and returns its URL (for tests that
 /// restart the hub while the broker stays up).
 pub fn standalone_broker(hub_dir: &Path) -> anyhow::Result<String> {
-    prepare_hub_dir(hub_dir)?;
+    std::fs::create_dir_all(hub_dir)?;
     let port = broker::free_port()?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let ca = yilian_hub::ca::CountyCa::load_or_create(hub_dir)?;
@@ -156,6 +196,8 @@ pub struct HubHandle {
     pub ca_pem: PathBuf,
     /// `https://127.0.0.1:port` (`http://` when run with `insecure_plaintext`).
     pub base_url: String,
+    /// The hub's own Mosquitto ([`Broker::Mosquitto`]), stopped with the hub.
+    pub mosquitto: Option<crate::procs::Mosquitto>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), yilian_hub::run::HubError>>,
 }
@@ -173,12 +215,19 @@ impl HubHandle {
         adjust: impl FnOnce(&mut HubConfig),
     ) -> anyhow::Result<Self> {
         let (key, token) = prepare_hub_dir(data_dir)?;
+        let mut mosquitto = None;
         let (mode, broker_url) = match broker {
             Broker::Embedded => {
                 let addr: SocketAddr = ([127, 0, 0, 1], broker::free_port()?).into();
                 (BrokerMode::Embedded(addr), format!("mqtts://{addr}"))
             }
             Broker::External(url) => (BrokerMode::External(url.clone()), url),
+            Broker::Mosquitto => {
+                let m = mosquitto_for(data_dir).await?;
+                let url = m.url();
+                mosquitto = Some(m);
+                (BrokerMode::External(url.clone()), url)
+            }
         };
         let mut cfg = HubConfig::new(data_dir.to_path_buf(), mode);
         cfg.claim_ttl = Duration::from_secs(600);
@@ -211,6 +260,7 @@ impl HubHandle {
             hub_key: key.public_key(),
             ca_pem,
             base_url,
+            mosquitto,
             shutdown,
             task,
         })
@@ -253,6 +303,8 @@ impl HubHandle {
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         self.task.await.context("hub task")??;
+        // The hub's own Mosquitto (if any) goes with it: its process is killed on drop.
+        drop(self.mosquitto);
         Ok(())
     }
 }

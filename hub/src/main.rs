@@ -83,6 +83,11 @@ enum Command {
         #[command(subcommand)]
         command: CaCommand,
     },
+    /// Write an external broker's configuration from the county CA.
+    BrokerConfig {
+        #[command(subcommand)]
+        command: BrokerConfigCommand,
+    },
     /// Manage specialists.
     Specialist {
         #[command(subcommand)]
@@ -94,6 +99,28 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BrokerConfigCommand {
+    /// Mosquitto: TLS listener requiring county-CA client certificates (CN = device id = username
+    /// = client id) and an ACL confining each device to its own topics. Start it with
+    /// `mosquitto -c DIR/mosquitto.conf` and run the hub with `--broker mqtts://HOST:PORT`.
+    Mosquitto {
+        /// Folder for mosquitto.conf, acl, ca.pem, broker.pem and broker.key.
+        #[arg(long)]
+        out: PathBuf,
+        /// Listener: `host:port`, or a port alone for every interface.
+        #[arg(long, default_value = "8883")]
+        listen: String,
+        /// Host names or addresses clinics use for the broker (repeatable).
+        #[arg(long = "tls-name")]
+        tls_names: Vec<String>,
+        /// The user Mosquitto runs as when started as root (it must be able to read broker.key);
+        /// default: Mosquitto's own (`mosquitto`).
+        #[arg(long)]
+        user: Option<String>,
     },
 }
 
@@ -209,6 +236,13 @@ fn main() -> anyhow::Result<()> {
                     files.hub_public_key.display()
                 );
             }
+            Ok(())
+        }
+        Command::BrokerConfig { command: BrokerConfigCommand::Mosquitto { out, listen, tls_names, user } } => {
+            let ca = yilian_hub::ca::CountyCa::load_or_create(&cli.data)?;
+            let files = yilian_hub::mosquitto::write_config(&ca, &out, &listen, &tls_names, true, user.as_deref())?;
+            println!("mosquitto configuration: {} (ACL {})", files.conf.display(), files.acl.display());
+            println!("start it with: mosquitto -c {}", files.conf.display());
             Ok(())
         }
         Command::Ca { command: CaCommand::Init { tls_names } } => {

@@ -50,13 +50,15 @@ pub fn acl() -> String {
 /// Writes `mosquitto.conf`, `acl`, the CA and the broker's certificate and key (0600) into
 /// `out`, for a TLS listener on `listen` (`host:port`, or a port alone for every interface).
 /// The broker's certificate is the hub's server certificate for `tls_names` (same CA, same
-/// names; the broker usually runs on the hub's machine).
+/// names; the broker usually runs on the hub's machine). Mosquitto started as root drops to
+/// `run_as` (its default is the `mosquitto` user), which must be able to read `broker.key`.
 pub fn write_config(
     ca: &CountyCa,
     out: &Path,
     listen: &str,
     tls_names: &[String],
     persistence: bool,
+    run_as: Option<&str>,
 ) -> Result<MosquittoFiles, CaError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -93,8 +95,11 @@ pub fn write_config(
     } else {
         "persistence false\n".to_string()
     };
+    let user = run_as.map(|u| format!("user {u}\n")).unwrap_or_default();
     let conf = format!(
         "# Yilian county broker (written by yilian-hub broker-config mosquitto).\n\
+         # broker.key (mode 0600) must be readable by the user Mosquitto runs as.\n\
+         {user}\
          per_listener_settings false\n\
          allow_anonymous false\n\
          acl_file {acl}\n\
@@ -127,7 +132,7 @@ mod tests {
     fn the_config_requires_client_certificates_and_the_acl_confines_devices_to_their_own_topics() {
         let tmp = tempfile::tempdir().expect("tmp");
         let ca = CountyCa::load_or_create(tmp.path()).expect("ca");
-        let files = write_config(&ca, &tmp.path().join("mq"), "127.0.0.1:8883", &[], false).expect("write");
+        let files = write_config(&ca, &tmp.path().join("mq"), "127.0.0.1:8883", &[], false, None).expect("write");
         let conf = std::fs::read_to_string(&files.conf).expect("conf");
         for line in [
             "listener 8883 127.0.0.1",

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use yilian::client::Api;
 use yilian::county::{self, Clinic, HubHandle, HubProc, wait_for};
 use yilian::fault::{FaultProxy, LinkMode};
-use yilian::procs::Mosquitto;
 use yilian::records::{self, Recording};
 use yilian::sim;
 use yilian_agent::AgentStats;
@@ -318,7 +317,7 @@ async fn mosquitto_restarts_with_messages_in_flight_and_a_report_waiting() -> an
     let _one = ONE_AT_A_TIME.lock().await;
     init_logs();
     let tmp = tempfile::tempdir()?;
-    let mut mosquitto = Mosquitto::start(tmp.path(), yilian_hub::broker::free_port()?).await?;
+    let mut mosquitto = county::mosquitto_for(&tmp.path().join("hub")).await?;
     let hub = HubHandle::start(&tmp.path().join("hub"), county::Broker::External(mosquitto.url())).await?;
     let mut clinic = Clinic::prepare(&tmp.path().join("clinics"), "xz-mq", "cart-mq", &hub.hub_key, &mosquitto.url())?;
     hub.enroll("xz-mq", "cart-mq", &clinic.public_key)?;

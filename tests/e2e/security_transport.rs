@@ -230,3 +230,66 @@ async fn a_device_publishing_on_another_devices_topic_is_rejected_and_counted_by
     assert_eq!(stats["studies"]["messages"].as_i64(), Some(messages_before), "nothing stored for B");
     hub.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_mosquitto_a_device_cannot_take_over_another_or_publish_on_its_topics() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    init_logs();
+    if !county::mosquitto_enabled() {
+        eprintln!("YILIAN_TEST_MOSQUITTO is not set (scripts/test sets it): Mosquitto's ACL is not tested here");
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    // The hub's Mosquitto runs from the generated mosquitto.conf and acl.
+    let hub = HubHandle::start(&tmp.path().join("hub"), county::Broker::Mosquitto).await?;
+    let mut b = Clinic::start(&tmp.path().join("clinics"), "xz-mb", "cart-mb", &hub).await?;
+    let s = b.stats.clone();
+    wait_for("cart-mb online", WAIT, || {
+        let s = s.clone();
+        async move { (AgentStats::get(&s.connected) == 1).then_some(()) }
+    })
+    .await?;
+    let connects_before = AgentStats::get(&b.stats.connects);
+    let a = SigningKey::generate()?;
+    hub.enroll("xz-ma", "cart-ma", &a.public_key())?;
+
+    // A asks for B's client id: its certificate says cart-ma, so Mosquitto makes it cart-ma
+    // (use_username_as_clientid) and B's session is untouched.
+    let mut as_b = hub.device_mqtt_options("xz-ma", "cart-ma", &a)?;
+    as_b.set_client_id("cart-mb".into());
+    let client = connected(as_b).await?;
+    // A plaintext connection is refused outright.
+    let mut plain = hub.device_mqtt_options("xz-ma", "cart-ma", &a)?;
+    plain.set_transport(rumqttc::Transport::Tcp);
+    assert!(connect_once(plain).await.is_err(), "plaintext refused by Mosquitto");
+
+    let base = hub.api.stats().await?;
+    let rejected_before = base["rejected"].as_object().map(|o| o.values().filter_map(|v| v.as_u64()).sum::<u64>());
+    let messages_before = base["studies"]["messages"].as_i64().unwrap_or(0);
+    // A publishes on B's topic (the ACL drops it), then on its own (which arrives): when the
+    // second is stored, the first would have been seen before it had Mosquitto passed it on.
+    let b_topic = Topic::new("xz-mb", "cart-mb", Channel::Up)?;
+    let forged = seal(&a, Header::new(&a, "cart-ma", 1, now_ms(), Lane::Stream), &b_topic, &output("as B"))?;
+    client.publish(b_topic.to_string(), QoS::AtLeastOnce, false, forged).await?;
+    let a_topic = Topic::new("xz-ma", "cart-ma", Channel::Up)?;
+    let own = seal(&a, Header::new(&a, "cart-ma", 1, now_ms(), Lane::Stream), &a_topic, &output("A"))?;
+    client.publish(a_topic.to_string(), QoS::AtLeastOnce, false, own).await?;
+    let stats = wait_for("A's own message at the hub", WAIT, || {
+        let api = hub.api.clone();
+        async move {
+            let s = api.stats().await.ok()?;
+            (s["studies"]["messages"].as_i64()? > messages_before).then_some(s)
+        }
+    })
+    .await?;
+    let rejected = stats["rejected"].as_object().map(|o| o.values().filter_map(|v| v.as_u64()).sum::<u64>());
+    assert_eq!(rejected, rejected_before, "nothing on B's topic reached the hub: {}", stats["rejected"]);
+    assert_eq!(stats["studies"]["messages"].as_i64(), Some(messages_before + 1), "only A's own message");
+
+    // B was never kicked off and still delivers.
+    b.print("B 仍在线")?;
+    b.wait_drained(WAIT).await?;
+    assert_eq!(AgentStats::get(&b.stats.connects), connects_before, "cart-mb kept its session");
+    b.stop_agent().await?;
+    hub.stop().await
+}

@@ -229,7 +229,12 @@ async fn hostile_messages_are_rejected_with_their_reason_and_change_nothing() ->
     let _one = ONE_AT_A_TIME.lock().await;
     init_logs();
     let tmp = tempfile::tempdir()?;
-    let hub = HubHandle::start(&tmp.path().join("hub"), county::test_broker()?).await?;
+    let broker = county::test_broker()?;
+    // Mosquitto's ACL drops a device's publishes on other devices' topics before the hub sees
+    // them (security_transport tests that); the embedded broker has no ACL, so the hub counts
+    // them.
+    let acl = matches!(broker, Broker::Mosquitto);
+    let hub = HubHandle::start(&tmp.path().join("hub"), broker).await?;
     let key = SigningKey::generate()?;
     hub.enroll("xz-h", "cart-h", &key.public_key())?;
     let api = hub.api.clone();
@@ -315,7 +320,7 @@ async fn hostile_messages_are_rejected_with_their_reason_and_change_nothing() ->
     send(&topic, vec![0xff; 40]).await?;
     send(&topic, good[..good.len() / 2].to_vec()).await?;
 
-    let expected = [
+    let mut expected = vec![
         ("wrong key", 1),
         ("bad signature", 1),
         ("seq reused", 1),
@@ -324,6 +329,10 @@ async fn hostile_messages_are_rejected_with_their_reason_and_change_nothing() ->
         ("oversized body", 1),
         ("malformed envelope", 2),
     ];
+    if acl {
+        expected.retain(|(r, _)| !matches!(*r, "unknown device" | "wrong site"));
+    }
+    let expected = &expected[..];
     let stats = wait_for("every hostile message to be counted", WAIT, || {
         let (api, base) = (api.clone(), base.clone());
         async move {
@@ -361,9 +370,17 @@ async fn the_hub_restarts_while_the_agent_streams_and_nothing_is_lost_or_duplica
     let tmp = tempfile::tempdir()?;
     // The broker outlives the hub here (rumqttd cannot be stopped inside one process).
     let hub_dir = tmp.path().join("hub");
-    let broker = match county::external_test_broker()? {
-        Some(url) => url,
-        None => county::standalone_broker(&hub_dir)?,
+    let mut _mosquitto = None;
+    let broker = if county::mosquitto_enabled() {
+        let m = county::mosquitto_for(&hub_dir).await?;
+        let url = m.url();
+        _mosquitto = Some(m);
+        url
+    } else {
+        match county::external_test_broker()? {
+            Some(url) => url,
+            None => county::standalone_broker(&hub_dir)?,
+        }
     };
     let hub = HubHandle::start(&hub_dir, Broker::External(broker.clone())).await?;
     let mut clinic = Clinic::start(&tmp.path().join("clinics"), "xz-r", "cart-r", &hub).await?;
