@@ -382,6 +382,23 @@ mod tests {
     }
 
     #[test]
+    fn a_plaintext_broker_needs_insecure_plaintext_and_tls_needs_the_ca_and_certificate() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("a.toml");
+        let base = "site='s'\ndevice='d'\nkey='k'\nhub_public_key='h'\nspool_dir='s'\nreports_dir='r'\n";
+        let load = |extra: &str| {
+            std::fs::write(&p, format!("{base}{extra}")).expect("write");
+            AgentConfig::load(&p)
+        };
+        let refused = load("broker='mqtt://127.0.0.1:1883'\n");
+        assert!(matches!(&refused, Err(ConfigError::Invalid { field, .. }) if field == "broker"), "{refused:?}");
+        assert!(load("broker='mqtt://127.0.0.1:1883'\ninsecure_plaintext=true\n").is_ok());
+        assert!(matches!(load("broker='mqtts://hub:8883'\n"), Err(ConfigError::Invalid { .. })));
+        let tls = load("broker='mqtts://hub:8883'\nca_certificate='ca.pem'\ncertificate='d.crt'\n").expect("tls");
+        assert_eq!(tls.ca_certificate, Some(dir.path().join("ca.pem")), "relative to the config file");
+    }
+
+    #[test]
     fn unknown_fields_and_bad_ids_are_refused() {
         let dir = tempfile::tempdir().expect("tmp");
         let p = dir.path().join("a.toml");
