@@ -164,20 +164,27 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("Yilian demo county (医联演示县)");
     println!(
-        "  console        http://{}/   (sign in as {} / {})",
-        hub.http,
+        "  console        {}/   (sign in as {} / {})",
+        hub.base_url,
         yilian::county::DEMO_LOGIN.0,
         yilian::county::DEMO_LOGIN.1
     );
     println!(
-        "  audit log      http://{}/audit   (sign in as {} / {})",
-        hub.http,
+        "  audit log      {}/audit   (sign in as {} / {})",
+        hub.base_url,
         yilian::county::DEMO_AUDITOR.0,
         yilian::county::DEMO_AUDITOR.1
     );
-    println!("  hub HTTP API   http://{}   (specialist token: {})", hub.http, hub.token);
-    println!("  try            curl -H 'Authorization: Bearer {}' http://{}/api/queue", hub.token, hub.http);
-    println!("  MQTT broker    {}", hub.broker_url);
+    println!("  hub HTTPS API  {}   (specialist token: {})", hub.base_url, hub.token);
+    println!(
+        "  try            curl --cacert {} -H 'Authorization: Bearer {}' {}/api/queue",
+        hub.ca_pem.display(),
+        hub.token,
+        hub.base_url
+    );
+    println!("  MQTT broker    {} (TLS, client certificates from the county CA)", hub.broker_url);
+    println!("  county CA      {}", hub.ca_pem.display());
+    println!("  {}", yilian_hub::ca::trust_hint(&hub.ca_pem));
     println!("  data folder    {}", args.data.display());
     for (c, rec) in &clinics {
         println!(

@@ -3,6 +3,16 @@
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
+/// A reqwest client builder that trusts only the county CA in `ca_pem` (none: no roots at all,
+/// so only plaintext `http://` works).
+pub fn http_client(ca_pem: Option<&[u8]>) -> anyhow::Result<reqwest::ClientBuilder> {
+    let mut b = reqwest::Client::builder().tls_built_in_root_certs(false);
+    if let Some(pem) = ca_pem {
+        b = b.add_root_certificate(reqwest::Certificate::from_pem(pem).context("county CA certificate")?);
+    }
+    Ok(b)
+}
+
 /// The hub API as one specialist.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -12,9 +22,14 @@ pub struct Api {
 }
 
 impl Api {
-    /// A client of `http://addr` with a bearer token.
-    pub fn new(addr: std::net::SocketAddr, token: &str) -> Self {
-        Self { base: format!("http://{addr}"), token: token.to_string(), http: reqwest::Client::new() }
+    /// A client of `base` (`https://host:port`) with a bearer token, trusting only the county CA
+    /// in `ca_pem` (`None`: a plaintext `http://` hub run with `--insecure-plaintext`).
+    pub fn new(base: &str, ca_pem: Option<&[u8]>, token: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            http: http_client(ca_pem)?.build()?,
+        })
     }
 
     /// The same hub with another token.

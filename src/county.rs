@@ -24,8 +24,40 @@ use yilian_protocol::keys::{PublicKey, SigningKey};
 pub enum Broker {
     /// rumqttd inside the hub process, on a free loopback port.
     Embedded,
-    /// An external broker at `mqtt://host:port`.
+    /// An external broker at `mqtts://host:port`.
     External(String),
+    /// A Mosquitto of the hub's own, started from the configuration `yilian-hub broker-config
+    /// mosquitto` writes (TLS, client certificates, ACL), so that configuration is what is
+    /// tested.
+    Mosquitto,
+}
+
+/// True when the tests should also cover Mosquitto (`$YILIAN_TEST_MOSQUITTO` set, as
+/// scripts/test does).
+pub fn mosquitto_enabled() -> bool {
+    std::env::var("YILIAN_TEST_MOSQUITTO").is_ok_and(|v| !v.is_empty())
+}
+
+/// Starts a Mosquitto for the hub whose data folder is `hub_dir`, configured by
+/// [`yilian_hub::mosquitto::write_config`] from that hub's county CA, on a free port.
+pub async fn mosquitto_for(hub_dir: &Path) -> anyhow::Result<crate::procs::Mosquitto> {
+    std::fs::create_dir_all(hub_dir)?;
+    let ca = yilian_hub::ca::CountyCa::load_or_create(hub_dir)?;
+    let port = broker::free_port()?;
+    // Started as root (CI containers), Mosquitto would drop to its own user, who cannot read the
+    // 0600 key this process wrote; the test broker runs as whoever runs the tests (the owner of
+    // the folder this process just made).
+    let created_by_root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(hub_dir)?) == 0;
+    let run_as = created_by_root.then_some("root");
+    let files = yilian_hub::mosquitto::write_config(
+        &ca,
+        &hub_dir.join("mosquitto"),
+        &format!("127.0.0.1:{port}"),
+        &[],
+        false,
+        run_as,
+    )?;
+    crate::procs::Mosquitto::start_with_config(&files.conf, port).await
 }
 
 /// The external broker named by `$YILIAN_TEST_MQTT_URL` (e.g. Mosquitto), if any.
@@ -44,25 +76,88 @@ pub fn external_test_broker() -> anyhow::Result<Option<String>> {
     Ok(Some(url))
 }
 
-/// The broker the tests should use: the external one if `$YILIAN_TEST_MQTT_URL` is set.
+/// The broker the tests should use: Mosquitto if `$YILIAN_TEST_MOSQUITTO` is set, else the
+/// external one if `$YILIAN_TEST_MQTT_URL` is set, else the embedded one.
 pub fn test_broker() -> anyhow::Result<Broker> {
+    if mosquitto_enabled() {
+        return Ok(Broker::Mosquitto);
+    }
     Ok(external_test_broker()?.map_or(Broker::Embedded, Broker::External))
 }
 
-/// Every broker the tests should cover: embedded, plus the external one if set.
+/// Every broker the tests should cover: embedded, plus Mosquitto or the external one if set.
 pub fn test_brokers() -> anyhow::Result<Vec<Broker>> {
     let mut v = vec![Broker::Embedded];
-    v.extend(external_test_broker()?.map(Broker::External));
+    if mosquitto_enabled() {
+        v.push(Broker::Mosquitto);
+    } else {
+        v.extend(external_test_broker()?.map(Broker::External));
+    }
     Ok(v)
 }
 
-/// Starts a standalone embedded broker on a free port and returns its URL (for tests that
+/// Starts a standalone embedded broker on a free port for the hub whose data folder is
+/// `hub_dir` (its county CA, its enrolled devices, its key) and returns its URL (for tests that
 /// restart the hub while the broker stays up).
-pub fn standalone_broker() -> anyhow::Result<String> {
+pub fn standalone_broker(hub_dir: &Path) -> anyhow::Result<String> {
+    std::fs::create_dir_all(hub_dir)?;
     let port = broker::free_port()?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    broker::start_embedded(addr)?;
-    Ok(format!("mqtt://{addr}"))
+    let ca = yilian_hub::ca::CountyCa::load_or_create(hub_dir)?;
+    let server = ca.server_cert(&[])?;
+    let tls = broker::BrokerTls { ca: ca.ca_pem_path(), cert: server.cert, key: server.key };
+    let auth = broker::Authenticator {
+        store: yilian_hub::store::Store::open(&hub_dir.join("yilian.db"))?,
+        hub_key: yilian_hub::keys::load_or_create(hub_dir)?.public_key(),
+    };
+    broker::start_embedded(addr, Some(&tls), auth)?;
+    Ok(format!("mqtts://{addr}"))
+}
+
+/// The hubs this process started, by public key: their data folder (county CA) and whether
+/// they run TLS. [`Clinic::prepare`] finds its hub's CA here from the hub key it is given, so
+/// that the many tests that call it keep their shape.
+static HUBS: Mutex<Vec<(PublicKey, PathBuf, bool)>> = Mutex::new(Vec::new());
+
+fn register_hub(key: PublicKey, data_dir: &Path, tls: bool) {
+    let mut hubs = HUBS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    hubs.retain(|(k, _, _)| *k != key);
+    hubs.push((key, data_dir.to_path_buf(), tls));
+}
+
+fn hub_of(key: &PublicKey) -> Option<(PathBuf, bool)> {
+    let hubs = HUBS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    hubs.iter().find(|(k, _, _)| k == key).map(|(_, d, t)| (d.clone(), *t))
+}
+
+/// `url` with the scheme its hub speaks: `mqtts://` over TLS, `mqtt://` in plaintext.
+fn with_scheme(url: &str, tls: bool) -> String {
+    let rest = url.strip_prefix("mqtts://").or_else(|| url.strip_prefix("mqtt://")).unwrap_or(url);
+    format!("{}://{rest}", if tls { "mqtts" } else { "mqtt" })
+}
+
+/// MQTT options for a client that connects to the hub (whose key is `hub_key`) as device
+/// `device` of `site` with `key`: TLS with a certificate the hub's CA issues for `key`, and the
+/// connect password. The key must be enrolled for the embedded broker to admit it.
+pub fn device_mqtt_options(
+    hub_key: &PublicKey,
+    broker_url: &str,
+    site: &str,
+    device: &str,
+    key: &SigningKey,
+) -> anyhow::Result<rumqttc::MqttOptions> {
+    let (dir, tls) = hub_of(hub_key).context("no hub with that key was started by this process")?;
+    let (host, port) = yilian_protocol::topic::broker_addr(broker_url)?;
+    let mut o = rumqttc::MqttOptions::new(device, host, port);
+    o.set_credentials(device, yilian_protocol::connect::connect_password(key, device, yilian_hub::clock::now_ms()));
+    o.set_max_packet_size(yilian_protocol::limits::MQTT_MAX_PACKET, yilian_protocol::limits::MQTT_MAX_PACKET);
+    if tls {
+        let ca = yilian_hub::ca::CountyCa::load_or_create(&dir)?;
+        let cert = ca.issue_device(site, device, &key.public_key())?;
+        let cfg = yilian_protocol::tls::mqtt_client_config(ca.ca_pem().as_bytes(), cert.as_bytes(), key.pkcs8())?;
+        o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(cfg)));
+    }
+    Ok(o)
 }
 
 /// Waits until `check` returns `Some`, polling every 50 ms, or fails after `timeout`.
@@ -97,6 +192,12 @@ pub struct HubHandle {
     pub broker_url: String,
     /// The hub's public key (agents pin it).
     pub hub_key: PublicKey,
+    /// The county CA certificate (`<data>/ca/ca.pem`).
+    pub ca_pem: PathBuf,
+    /// `https://127.0.0.1:port` (`http://` when run with `insecure_plaintext`).
+    pub base_url: String,
+    /// The hub's own Mosquitto ([`Broker::Mosquitto`]), stopped with the hub.
+    pub mosquitto: Option<crate::procs::Mosquitto>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), yilian_hub::run::HubError>>,
 }
@@ -114,12 +215,19 @@ impl HubHandle {
         adjust: impl FnOnce(&mut HubConfig),
     ) -> anyhow::Result<Self> {
         let (key, token) = prepare_hub_dir(data_dir)?;
+        let mut mosquitto = None;
         let (mode, broker_url) = match broker {
             Broker::Embedded => {
                 let addr: SocketAddr = ([127, 0, 0, 1], broker::free_port()?).into();
-                (BrokerMode::Embedded(addr), format!("mqtt://{addr}"))
+                (BrokerMode::Embedded(addr), format!("mqtts://{addr}"))
             }
             Broker::External(url) => (BrokerMode::External(url.clone()), url),
+            Broker::Mosquitto => {
+                let m = mosquitto_for(data_dir).await?;
+                let url = m.url();
+                mosquitto = Some(m);
+                (BrokerMode::External(url.clone()), url)
+            }
         };
         let mut cfg = HubConfig::new(data_dir.to_path_buf(), mode);
         cfg.claim_ttl = Duration::from_secs(600);
@@ -127,11 +235,16 @@ impl HubHandle {
         // from other hubs sharing an external test broker.
         cfg.client_id = format!("yilian-hub-{}", &hex_digest(data_dir.to_string_lossy().as_bytes())[..12]);
         adjust(&mut cfg);
+        let tls = !cfg.insecure_plaintext;
+        let broker_url = with_scheme(&broker_url, tls);
+        register_hub(key.public_key(), data_dir, tls);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let http = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(yilian_hub::run(cfg, listener, shutdown.clone()));
-        let api = Api::new(http, &token);
+        let ca_pem = yilian_hub::ca::ca_pem_path(data_dir);
+        let base_url = format!("{}://{http}", if tls { "https" } else { "http" });
+        let api = Api::new(&base_url, tls.then(|| std::fs::read(&ca_pem)).transpose()?.as_deref(), &token)?;
         let probe = api.clone();
         wait_for("the hub's HTTP API", Duration::from_secs(20), || {
             let p = probe.clone();
@@ -145,9 +258,28 @@ impl HubHandle {
             data_dir: data_dir.to_path_buf(),
             broker_url,
             hub_key: key.public_key(),
+            ca_pem,
+            base_url,
+            mosquitto,
             shutdown,
             task,
         })
+    }
+
+    /// A reqwest client builder that trusts this hub's county CA.
+    pub fn http_client(&self) -> anyhow::Result<reqwest::ClientBuilder> {
+        crate::client::http_client(Some(&std::fs::read(&self.ca_pem)?))
+    }
+
+    /// MQTT options to connect as device `device` of `site` with `key` (see
+    /// [`device_mqtt_options`]).
+    pub fn device_mqtt_options(
+        &self,
+        site: &str,
+        device: &str,
+        key: &SigningKey,
+    ) -> anyhow::Result<rumqttc::MqttOptions> {
+        device_mqtt_options(&self.hub_key, &self.broker_url, site, device, key)
     }
 
     /// Enrols a device directly in the hub's database (what `yilian-hub enroll` does).
@@ -171,6 +303,8 @@ impl HubHandle {
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         self.task.await.context("hub task")??;
+        // The hub's own Mosquitto (if any) goes with it: its process is killed on drop.
+        drop(self.mosquitto);
         Ok(())
     }
 }
@@ -185,6 +319,8 @@ pub const DEMO_AUDITOR: (&str, &str) = ("auditor", "yilian-audit");
 fn prepare_hub_dir(data_dir: &Path) -> anyhow::Result<(SigningKey, String)> {
     std::fs::create_dir_all(data_dir)?;
     let key = yilian_hub::keys::load_or_create(data_dir)?;
+    // Made here, before any hub runs, so the harness and the hub never race to create it.
+    yilian_hub::ca::CountyCa::load_or_create(data_dir)?;
     let token = add_specialist_in(data_dir, "demo", "演示医师")?;
     let hash = yilian_hub::http::session::hash_password(DEMO_LOGIN.1).map_err(|e| anyhow::anyhow!(e))?;
     Db::open(&data_dir.join("yilian.db"))?.add_user(
@@ -230,6 +366,8 @@ pub struct HubProc {
     pub broker_url: String,
     /// Hub public key.
     pub hub_key: PublicKey,
+    /// `https://127.0.0.1:port`.
+    pub base_url: String,
     args: Vec<String>,
     proc: Option<Proc>,
     starts: usize,
@@ -251,12 +389,16 @@ impl HubProc {
             None => {
                 let mqtt: SocketAddr = ([127, 0, 0, 1], broker::free_port()?).into();
                 args.extend(["--mqtt-listen".into(), mqtt.to_string()]);
-                format!("mqtt://{mqtt}")
+                format!("mqtts://{mqtt}")
             }
         };
+        register_hub(key.public_key(), data_dir, true);
+        let base_url = format!("https://{http}");
+        let ca = std::fs::read(yilian_hub::ca::ca_pem_path(data_dir))?;
         let mut hub = Self {
             http,
-            api: Api::new(http, &token),
+            api: Api::new(&base_url, Some(&ca), &token)?,
+            base_url,
             data_dir: data_dir.to_path_buf(),
             broker_url,
             hub_key: key.public_key(),
@@ -374,6 +516,18 @@ impl Clinic {
         }
         let key = SigningKey::from_pkcs8(&std::fs::read(&key_path)?)?;
         std::fs::write(dir.join("keys/hub.pub"), format!("{}\n", hub_key.to_hex()))?;
+        // The credentials `yilian-hub enroll --out` would hand over: the county CA and this
+        // device's certificate for its key.
+        let (hub_dir, tls) = hub_of(hub_key).context("Clinic::prepare: no hub with that key was started here")?;
+        let broker_url = with_scheme(broker_url, tls);
+        let (ca_certificate, certificate) = if tls {
+            let ca = yilian_hub::ca::CountyCa::load_or_create(&hub_dir)?;
+            let files =
+                yilian_hub::ca::write_credentials(&ca, &dir.join("keys"), site, device, &key.public_key(), hub_key)?;
+            (Some(files.ca), Some(files.certificate))
+        } else {
+            (None, None)
+        };
         let pty = Pty::open()?;
         let printer = Pty::open()?;
         // A stable name for the cart's port, as udev's /dev/serial/by-id links give real carts:
@@ -385,7 +539,10 @@ impl Clinic {
             device: device.into(),
             key: key_path,
             hub_public_key: dir.join("keys/hub.pub"),
-            broker: broker_url.to_string(),
+            broker: broker_url.clone(),
+            ca_certificate,
+            certificate,
+            insecure_plaintext: !tls,
             spool_dir: dir.join("spool"),
             reports_dir: dir.join("reports"),
             chunk_ms: 1000,
@@ -568,9 +725,12 @@ impl Clinic {
         self.kill9_agent();
         let topic =
             yilian_protocol::topic::Topic::new(&self.site, &self.device, yilian_protocol::topic::Channel::Status)?;
-        let (host, port) = yilian_protocol::topic::broker_addr(broker_url)?;
-        let (client, mut ev) =
-            rumqttc::AsyncClient::new(rumqttc::MqttOptions::new(format!("{}-cleanup", self.device), host, port), 8);
+        // The device itself clears it (the agent has stopped): only it may connect under its id
+        // and, with Mosquitto's ACL, publish on its status topic.
+        let key = SigningKey::from_pkcs8(&std::fs::read(&self.config.key)?)?;
+        let hub_key = PublicKey::from_hex(&std::fs::read_to_string(&self.config.hub_public_key)?)?;
+        let opts = device_mqtt_options(&hub_key, broker_url, &self.site, &self.device, &key)?;
+        let (client, mut ev) = rumqttc::AsyncClient::new(opts, 8);
         client.publish(topic.to_string(), rumqttc::QoS::AtLeastOnce, true, Vec::new()).await?;
         client.disconnect().await?;
         // Drive the connection until the publish is acknowledged and the disconnect sent.
@@ -673,11 +833,31 @@ impl HubHandle {
     /// The bootstrap a clinic gets with `token`.
     pub fn bootstrap(&self, site: &str, token: &str) -> yilian_agent::enrol::Bootstrap {
         yilian_agent::enrol::Bootstrap {
-            hub: format!("http://{}", self.http),
+            hub: self.base_url.clone(),
             broker: self.broker_url.clone(),
             site: site.to_string(),
             token: token.to_string(),
+            ca_certificate: std::fs::read_to_string(&self.ca_pem).ok(),
         }
+    }
+
+    /// MQTT options for a client with the hub's own identity under `client_id` (the embedded
+    /// broker admits the hub under any client id): stands in for a broker that let a message
+    /// through, to test the hub's own checks.
+    pub fn hub_mqtt_options(&self, client_id: &str) -> anyhow::Result<rumqttc::MqttOptions> {
+        let key = SigningKey::from_pkcs8(&std::fs::read(self.data_dir.join("hub.pk8"))?)?;
+        let (host, port) = yilian_protocol::topic::broker_addr(&self.broker_url)?;
+        let mut o = rumqttc::MqttOptions::new(client_id, host, port);
+        let password = yilian_protocol::connect::connect_password(&key, client_id, yilian_hub::clock::now_ms());
+        o.set_credentials(yilian_hub::ca::HUB_IDENTITY, password);
+        o.set_max_packet_size(yilian_protocol::limits::MQTT_MAX_PACKET, yilian_protocol::limits::MQTT_MAX_PACKET);
+        if self.base_url.starts_with("https://") {
+            let ca = yilian_hub::ca::CountyCa::load_or_create(&self.data_dir)?;
+            let cert = ca.issue_hub_client(&key.public_key())?;
+            let cfg = yilian_protocol::tls::mqtt_client_config(ca.ca_pem().as_bytes(), cert.as_bytes(), key.pkcs8())?;
+            o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(cfg)));
+        }
+        Ok(o)
     }
 
     /// Approves, rejects or revokes a device as county IT does from the CLI.

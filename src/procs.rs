@@ -146,9 +146,22 @@ impl Mosquitto {
         Ok(proc)
     }
 
-    /// `mqtt://127.0.0.1:port`.
+    /// Starts Mosquitto from a configuration written by
+    /// [`yilian_hub::mosquitto::write_config`] (TLS listener on `port`), logging beside it.
+    pub async fn start_with_config(conf: &Path, port: u16) -> anyhow::Result<Self> {
+        let log = conf.with_file_name("mosquitto.log");
+        let proc = Self::launch(conf, &log, port).await?;
+        Ok(Self { proc, port, conf: conf.to_path_buf(), log })
+    }
+
+    /// `mqtts://127.0.0.1:port`.
     pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
+        format!("mqtts://127.0.0.1:{}", self.port)
+    }
+
+    /// The broker's log so far.
+    pub fn log(&self) -> String {
+        self.proc.log()
     }
 
     /// kill -9, then start again on the same port (in-memory state is gone).

@@ -18,9 +18,20 @@ pub struct AgentConfig {
     pub key: PathBuf,
     /// The hub's public key (hex file); reports and acks must be signed by it.
     pub hub_public_key: PathBuf,
-    /// Broker address, `mqtt://host:port`.
+    /// Broker address, `mqtts://host:port` (TLS; `mqtt://` only with `insecure_plaintext`).
     #[serde(default = "default_broker")]
     pub broker: String,
+    /// The county CA certificate (`ca.pem` from enrolment): the only CA the agent trusts for
+    /// the broker. Required with `mqtts://`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<PathBuf>,
+    /// This device's certificate (`<device>.crt` from enrolment), presented with `key`.
+    /// Required with `mqtts://`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<PathBuf>,
+    /// Allow a plaintext `mqtt://` broker. For debugging only; logged loudly. Default false.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
     /// Spool folder: envelopes wait here until the hub acks them.
     pub spool_dir: PathBuf,
     /// Where received reports are kept (one `.json` and one `.txt` each).
@@ -222,7 +233,7 @@ fn default_idle_timeout() -> u64 {
     120
 }
 fn default_broker() -> String {
-    "mqtt://127.0.0.1:1883".into()
+    "mqtts://127.0.0.1:8883".into()
 }
 fn default_chunk_ms() -> u32 {
     1000
@@ -295,11 +306,13 @@ impl AgentConfig {
         let inbox = cfg.inbox.as_mut().map(|i| &mut i.dir);
         let dicom = cfg.dicom.as_mut().map(|d| &mut d.dir);
         let spool_key = cfg.spool_key.as_mut();
+        let tls = cfg.ca_certificate.iter_mut().chain(cfg.certificate.iter_mut());
         for p in [&mut cfg.key, &mut cfg.hub_public_key, &mut cfg.spool_dir, &mut cfg.reports_dir]
             .into_iter()
             .chain(inbox)
             .chain(dicom)
             .chain(spool_key)
+            .chain(tls)
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -319,7 +332,23 @@ impl AgentConfig {
         let invalid = |field: &str, reason: String| ConfigError::Invalid { field: field.into(), reason };
         yilian_protocol::topic::Topic::new(&self.site, &self.device, yilian_protocol::topic::Channel::Up)
             .map_err(|e| invalid("site/device", e.to_string()))?;
-        yilian_protocol::topic::broker_addr(&self.broker).map_err(|e| invalid("broker", e.to_string()))?;
+        let url =
+            yilian_protocol::topic::parse_broker_url(&self.broker).map_err(|e| invalid("broker", e.to_string()))?;
+        if !url.tls && !self.insecure_plaintext {
+            return Err(invalid(
+                "broker",
+                format!(
+                    "{} is plaintext; use mqtts:// (or, for debugging only, insecure_plaintext = true)",
+                    self.broker
+                ),
+            ));
+        }
+        if url.tls && (self.ca_certificate.is_none() || self.certificate.is_none()) {
+            return Err(invalid(
+                "ca_certificate/certificate",
+                "mqtts:// needs the county CA and this device's certificate (from enrolment)".into(),
+            ));
+        }
         if self.chunk_ms == 0 || self.chunk_ms > 10_000 {
             return Err(invalid("chunk_ms", "must be 1..=10000".into()));
         }
@@ -361,6 +390,23 @@ mod tests {
         assert_eq!(dicom.ae_title, "YILIAN");
         assert_eq!(dicom.priority_of_modality("CR"), Some(Priority::Urgent));
         assert_eq!(dicom.priority_of_modality("MR"), None);
+    }
+
+    #[test]
+    fn a_plaintext_broker_needs_insecure_plaintext_and_tls_needs_the_ca_and_certificate() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("a.toml");
+        let base = "site='s'\ndevice='d'\nkey='k'\nhub_public_key='h'\nspool_dir='s'\nreports_dir='r'\n";
+        let load = |extra: &str| {
+            std::fs::write(&p, format!("{base}{extra}")).expect("write");
+            AgentConfig::load(&p)
+        };
+        let refused = load("broker='mqtt://127.0.0.1:1883'\n");
+        assert!(matches!(&refused, Err(ConfigError::Invalid { field, .. }) if field == "broker"), "{refused:?}");
+        assert!(load("broker='mqtt://127.0.0.1:1883'\ninsecure_plaintext=true\n").is_ok());
+        assert!(matches!(load("broker='mqtts://hub:8883'\n"), Err(ConfigError::Invalid { .. })));
+        let tls = load("broker='mqtts://hub:8883'\nca_certificate='ca.pem'\ncertificate='d.crt'\n").expect("tls");
+        assert_eq!(tls.ca_certificate, Some(dir.path().join("ca.pem")), "relative to the config file");
     }
 
     #[test]

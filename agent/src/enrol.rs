@@ -24,6 +24,20 @@ pub struct Bootstrap {
     pub site: String,
     /// The single-use token.
     pub token: String,
+    /// The county CA certificate (PEM): the hub's HTTPS and the broker must chain to it.
+    #[serde(default)]
+    pub ca_certificate: Option<String>,
+}
+
+/// An HTTP client for the hub that trusts only the county CA in the bootstrap (none at all
+/// without one, so a plaintext `http://` hub is the only thing it can reach).
+fn client(b: &Bootstrap) -> Result<reqwest::Client, EnrolError> {
+    let mut builder = reqwest::Client::builder().tls_built_in_root_certs(false);
+    if let Some(pem) = &b.ca_certificate {
+        let cert = reqwest::Certificate::from_pem(pem.as_bytes()).map_err(|e| http_err(&b.hub, e))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().map_err(|e| http_err(&b.hub, e))
 }
 
 /// Enrolment did not complete.
@@ -128,15 +142,15 @@ async fn answer(url: &str, resp: reqwest::Response) -> Result<EnrolStatus, Enrol
 pub async fn request(b: &Bootstrap, device: &str, key: &SigningKey, now_ms: i64) -> Result<EnrolStatus, EnrolError> {
     let url = format!("{}/api/enrol", b.hub.trim_end_matches('/'));
     let req = EnrolRequest::sign(&b.token, &b.site, device, key, now_ms);
-    let resp = reqwest::Client::new().post(&url).json(&req).send().await.map_err(|e| http_err(&url, e))?;
+    let resp = client(b)?.post(&url).json(&req).send().await.map_err(|e| http_err(&url, e))?;
     answer(&url, resp).await
 }
 
 /// Asks how the enrolment stands, signed with the device key.
-pub async fn poll(hub: &str, device: &str, key: &SigningKey, now_ms: i64) -> Result<EnrolStatus, EnrolError> {
+pub async fn poll(b: &Bootstrap, device: &str, key: &SigningKey, now_ms: i64) -> Result<EnrolStatus, EnrolError> {
     let (alg, at_ms, sig) = sign_poll(device, key, now_ms);
-    let url = format!("{}/api/enrol/{device}", hub.trim_end_matches('/'));
-    let resp = reqwest::Client::new()
+    let url = format!("{}/api/enrol/{device}", b.hub.trim_end_matches('/'));
+    let resp = client(b)?
         .get(&url)
         .query(&[("alg", alg.to_string()), ("at_ms", at_ms.to_string()), ("sig", sig)])
         .send()
@@ -160,7 +174,7 @@ pub async fn wait_for_approval(
     let started = tokio::time::Instant::now();
     let mut written = false;
     loop {
-        let status = poll(&b.hub, device, key, crate::clock::now_ms()).await?;
+        let status = poll(b, device, key, crate::clock::now_ms()).await?;
         match status.state.as_str() {
             "active" => return write_credentials(b, device, dir, &status),
             "pending" if !written => {
@@ -191,21 +205,28 @@ pub fn write_credentials(b: &Bootstrap, device: &str, dir: &Path, status: &Enrol
         crate::durable::write_atomic(&path, text.as_bytes()).map_err(|source| EnrolError::File { path, source })
     };
     write("hub.pub", &format!("{}\n", hub_key.to_hex()))?;
-    if let Some(cert) = &status.certificate {
-        write(&format!("{device}.crt"), cert)?;
-    }
-    if let Some(ca) = &status.ca_certificate {
+    let mut tls = String::new();
+    let q = |p: PathBuf| toml::Value::String(p.to_string_lossy().into_owned()).to_string();
+    if let Some(ca) = status.ca_certificate.as_ref().or(b.ca_certificate.as_ref()) {
         write("ca.pem", ca)?;
+        tls.push_str(&format!("ca_certificate = {}\n", q(dir.join("keys/ca.pem"))));
+    }
+    if let Some(cert) = &status.certificate {
+        let name = format!("{device}.crt");
+        write(&name, cert)?;
+        tls.push_str(&format!("certificate = {}\n", q(dir.join("keys").join(name))));
+    }
+    if tls.is_empty() {
+        tls.push_str("insecure_plaintext = true\n");
     }
     let config = dir.join("agent.toml");
     if config.exists() {
         return Ok(config);
     }
-    let q = |p: PathBuf| toml::Value::String(p.to_string_lossy().into_owned()).to_string();
     let text = format!(
         "# Written by `yilian-agent enrol` for {device} at {site}. Add [[serial]] ports for the cart.\n\
          site = {site_q}\ndevice = {device_q}\nkey = {key}\nhub_public_key = {hub}\nbroker = {broker}\n\
-         spool_dir = {spool}\nreports_dir = {reports}\n\n[inbox]\ndir = {inbox}\n",
+         spool_dir = {spool}\nreports_dir = {reports}\n{tls}\n[inbox]\ndir = {inbox}\n",
         site = b.site,
         site_q = toml::Value::String(b.site.clone()),
         device_q = toml::Value::String(device.to_string()),

@@ -39,6 +39,9 @@ enum Command {
         /// The broker address (instead of a bootstrap file).
         #[arg(long)]
         broker: Option<String>,
+        /// The county CA certificate to pin (instead of a bootstrap file).
+        #[arg(long)]
+        ca: Option<PathBuf>,
         /// This device's id.
         #[arg(long)]
         device: String,
@@ -120,11 +123,14 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Enrol { bootstrap, hub, token, site, broker, device, dir, wait_minutes } => {
+        Command::Enrol { bootstrap, hub, token, site, broker, ca, device, dir, wait_minutes } => {
             let b = match (bootstrap, hub, token, site, broker) {
                 (Some(path), ..) => yilian_agent::enrol::load_bootstrap(&path)?,
                 (None, Some(hub), Some(token), Some(site), Some(broker)) => {
-                    yilian_agent::enrol::Bootstrap { hub, broker, site, token }
+                    let ca_certificate = ca
+                        .map(|p| std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display())))
+                        .transpose()?;
+                    yilian_agent::enrol::Bootstrap { hub, broker, site, token, ca_certificate }
                 }
                 _ => anyhow::bail!("give --bootstrap FILE, or --hub, --token, --site and --broker"),
             };

@@ -58,6 +58,25 @@ pub fn load_keys(cfg: &AgentConfig) -> Result<(SigningKey, PublicKey), StartErro
     Ok((key, hub))
 }
 
+/// The TLS settings of the MQTT link: the pinned county CA, this device's certificate, and its
+/// signing key as the TLS client key.
+pub fn tls_settings(cfg: &AgentConfig) -> Result<rumqttc::TlsConfiguration, StartError> {
+    let read = |p: &Option<std::path::PathBuf>, field: &str| -> Result<Vec<u8>, StartError> {
+        let p = p.as_ref().ok_or_else(|| crate::config::ConfigError::Invalid {
+            field: field.into(),
+            reason: "needed for mqtts://".into(),
+        })?;
+        std::fs::read(p).map_err(|source| StartError::KeyFile { path: p.clone(), source })
+    };
+    let ca = read(&cfg.ca_certificate, "ca_certificate")?;
+    let cert = read(&cfg.certificate, "certificate")?;
+    let pk8 = std::fs::read(&cfg.key).map_err(|source| StartError::KeyFile { path: cfg.key.clone(), source })?;
+    let config = yilian_protocol::tls::mqtt_client_config(&ca, &cert, &pk8).map_err(|e| {
+        crate::config::ConfigError::Invalid { field: "ca_certificate/certificate".into(), reason: e.to_string() }
+    })?;
+    Ok(rumqttc::TlsConfiguration::Rustls(config))
+}
+
 /// Runs the agent until `shutdown` fires; on the way out every assembled body is spooled.
 pub async fn run(cfg: AgentConfig, stats: Arc<AgentStats>, shutdown: CancellationToken) -> Result<(), StartError> {
     cfg.validate()?;
@@ -82,13 +101,18 @@ pub async fn run(cfg: AgentConfig, stats: Arc<AgentStats>, shutdown: Cancellatio
         site = %cfg.site, device = %cfg.device, key_id = %key.key_id(), pending = report.pending,
         next_seq = spool.next_seq(), "agent starting"
     );
-    let (host, port) = yilian_protocol::topic::broker_addr(&cfg.broker)
+    let url = yilian_protocol::topic::parse_broker_url(&cfg.broker)
         .map_err(|e| crate::config::ConfigError::Invalid { field: "broker".into(), reason: e.to_string() })?;
+    let tls = if url.tls { Some(tls_settings(&cfg)?) } else { None };
+    if tls.is_none() {
+        warn!(broker = %cfg.broker, "INSECURE: insecure_plaintext: the MQTT link runs WITHOUT TLS; anyone on the network can read patient data. For debugging only.");
+    }
     let uplink_cfg = UplinkConfig {
         site: cfg.site.clone(),
         device: cfg.device.clone(),
-        host,
-        port,
+        host: url.host,
+        port: url.port,
+        tls,
         ack_timeout: Duration::from_secs(cfg.ack_timeout_secs.max(1)),
         heartbeat: Duration::from_secs(cfg.heartbeat_secs.max(1)),
         window: cfg.window,

@@ -37,6 +37,8 @@ pub struct AgentStats {
     pub spool_tampered: AtomicU64,
     /// 1 while connected to the broker.
     pub connected: AtomicU64,
+    /// Connections made to the broker (the first and every reconnect).
+    pub connects: AtomicU64,
 }
 
 impl AgentStats {

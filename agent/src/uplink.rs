@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
+use yilian_protocol::connect::connect_password;
 use yilian_protocol::envelope::{Envelope, Header, seal};
 use yilian_protocol::keys::{PublicKey, SigningKey};
 use yilian_protocol::limits;
@@ -58,6 +59,9 @@ pub struct UplinkConfig {
     pub host: String,
     /// Broker port.
     pub port: u16,
+    /// TLS to the broker (county CA pin, device certificate); `None` only with
+    /// `insecure_plaintext`.
+    pub tls: Option<rumqttc::TlsConfiguration>,
     /// Resend unacked envelopes after this long.
     pub ack_timeout: Duration,
     /// Status heartbeat interval.
@@ -130,9 +134,14 @@ fn status_payload(state: LinkState, spool: &Spool, detail: &str) -> Payload {
     })
 }
 
-/// MQTT options for the agent: persistent session, packet limits, and a signed "offline" will.
-fn mqtt_options(cfg: &UplinkConfig, status: &Topic, will: Vec<u8>) -> MqttOptions {
+/// MQTT options for the agent: TLS, the connect password, persistent session, packet limits, and
+/// a signed "offline" will.
+fn mqtt_options(cfg: &UplinkConfig, key: &SigningKey, status: &Topic, will: Vec<u8>) -> MqttOptions {
     let mut o = MqttOptions::new(cfg.device.clone(), cfg.host.clone(), cfg.port);
+    if let Some(tls) = &cfg.tls {
+        o.set_transport(rumqttc::Transport::tls_with_config(tls.clone()));
+    }
+    o.set_credentials(cfg.device.clone(), connect_password(key, &cfg.device, now_ms()));
     o.set_keep_alive(Duration::from_secs(15));
     o.set_clean_session(false);
     o.set_max_packet_size(limits::MQTT_MAX_PACKET, limits::MQTT_MAX_PACKET);
@@ -142,7 +151,12 @@ fn mqtt_options(cfg: &UplinkConfig, status: &Topic, will: Vec<u8>) -> MqttOption
     o
 }
 
-async fn poll_loop(mut eventloop: EventLoop, tx: mpsc::Sender<LinkEvent>, shutdown: CancellationToken) {
+async fn poll_loop(
+    mut eventloop: EventLoop,
+    key: Arc<SigningKey>,
+    tx: mpsc::Sender<LinkEvent>,
+    shutdown: CancellationToken,
+) {
     let mut backoff = Duration::from_millis(200);
     loop {
         let ev = tokio::select! {
@@ -157,6 +171,9 @@ async fn poll_loop(mut eventloop: EventLoop, tx: mpsc::Sender<LinkEvent>, shutdo
             Ok(Event::Incoming(Packet::Publish(p))) => Some(LinkEvent::Message(p)),
             Ok(_) => None,
             Err(e) => {
+                // The password carries its time: each reconnect needs a fresh one.
+                let device = eventloop.mqtt_options.client_id();
+                eventloop.mqtt_options.set_credentials(device.clone(), connect_password(&key, &device, now_ms()));
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tx.send(LinkEvent::Disconnected(e.to_string())) => {}
@@ -204,10 +221,10 @@ pub async fn run(
         &status_payload(LinkState::Offline, &lock(&spool), "connection lost"),
     )
     .unwrap_or_default();
-    let (client, eventloop) = AsyncClient::new(mqtt_options(&cfg, &status, will), cfg.window * 2 + 16);
+    let (client, eventloop) = AsyncClient::new(mqtt_options(&cfg, &key, &status, will), cfg.window * 2 + 16);
     let (link_tx, mut link_rx) = mpsc::channel(256);
     let poll_token = CancellationToken::new();
-    let poller = tokio::spawn(poll_loop(eventloop, link_tx, poll_token.clone()));
+    let poller = tokio::spawn(poll_loop(eventloop, key.clone(), link_tx, poll_token.clone()));
     let mut u = Uplink {
         cfg,
         key,
@@ -560,6 +577,7 @@ impl Uplink {
                 info!(device = %self.cfg.device, "connected to broker");
                 self.connected = true;
                 self.stats.connected.store(1, std::sync::atomic::Ordering::Relaxed);
+                AgentStats::add(&self.stats.connects, 1);
                 // Whatever was in flight may be lost with a broker restart: send it all again.
                 self.inflight.clear();
                 for ch in [Channel::Ack, Channel::Report] {

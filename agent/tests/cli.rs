@@ -92,7 +92,7 @@ fn send_checks_the_file_then_queues_it_in_the_inbox_with_its_question() {
     let cfg = dir.path().join("agent.toml");
     std::fs::write(
         &cfg,
-        "site = 'qiaotou'\ndevice = 'cart-1'\nkey = 'k'\nhub_public_key = 'h'\nspool_dir = 's'\nreports_dir = 'r'\n[inbox]\ndir = 'inbox'\n",
+        "site = 'qiaotou'\ndevice = 'cart-1'\nkey = 'k'\nhub_public_key = 'h'\nca_certificate = 'ca.pem'\ncertificate = 'cart-1.crt'\nspool_dir = 's'\nreports_dir = 'r'\n[inbox]\ndir = 'inbox'\n",
     )
     .expect("write");
     let out = agent()

@@ -71,6 +71,10 @@ pub struct Bootstrap {
     pub site: String,
     /// The single-use token.
     pub token: String,
+    /// The county CA certificate (PEM) the device pins for enrolment and MQTT; absent only for a
+    /// hub run with `--insecure-plaintext`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<String>,
 }
 
 /// Writes a bootstrap file readable only by its owner (it holds a secret).
@@ -84,21 +88,51 @@ pub fn write_bootstrap(path: &Path, b: &Bootstrap) -> std::io::Result<PathBuf> {
     Ok(path.to_path_buf())
 }
 
-/// The device's certificate (PEM) from the county CA, handed out once an admin approved it.
-/// Always `None` here: the county CA lands with the TLS work, which fills this in.
-pub fn device_certificate(_site: &str, _device: &str, _key: &PublicKey) -> Option<String> {
-    None
+/// The device's certificate (PEM) from the county CA, for its enrolled key. It only lets the
+/// device reach the broker; what it may do there follows its state (a pending device's messages
+/// are quarantined, a revoked one is refused at connect).
+pub fn device_certificate(ca: &crate::ca::CountyCa, site: &str, device: &str, key: &PublicKey) -> Option<String> {
+    match ca.issue_device(site, device, key) {
+        Ok(pem) => Some(pem),
+        Err(e) => {
+            warn!(device, error = %e, "cannot issue the device certificate");
+            None
+        }
+    }
 }
 
-/// The county CA certificate (PEM) that agents pin; `None` until the TLS work lands (see
-/// [`device_certificate`]).
-pub fn ca_certificate() -> Option<String> {
-    None
+/// How the hub reaches its broker to take over a revoked device's client id.
+#[derive(Clone)]
+pub struct BrokerAccess {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// TLS towards the broker (`None` only with `--insecure-plaintext`).
+    pub tls: Option<rumqttc::TlsConfiguration>,
+    /// The hub's key: the broker admits the hub under any client id with a fresh signature by it.
+    pub key: std::sync::Arc<yilian_protocol::keys::SigningKey>,
+}
+
+impl BrokerAccess {
+    fn options(&self, client_id: &str) -> MqttOptions {
+        let mut opts = MqttOptions::new(client_id, self.host.clone(), self.port);
+        if let Some(tls) = &self.tls {
+            opts.set_transport(rumqttc::Transport::tls_with_config(tls.clone()));
+        }
+        let password = yilian_protocol::connect::connect_password(&self.key, client_id, crate::clock::now_ms());
+        opts.set_credentials(crate::ca::HUB_IDENTITY, password);
+        opts
+    }
 }
 
 /// Takes over `client_id` on the broker, which drops whoever is connected with it, and leaves.
-pub async fn disconnect_client(host: &str, port: u16, client_id: &str) -> Result<(), String> {
-    let mut opts = MqttOptions::new(client_id, host, port);
+///
+/// With the embedded broker the hub may connect under any client id (its signature covers the
+/// id). Mosquitto takes the client id from the certificate, so there a revoked device is only
+/// refused message by message, until its certificate is revoked at the broker (see README).
+pub async fn disconnect_client(access: &BrokerAccess, client_id: &str) -> Result<(), String> {
+    let mut opts = access.options(client_id);
     opts.set_clean_session(true);
     opts.set_keep_alive(Duration::from_secs(10));
     let (client, mut ev) = AsyncClient::new(opts, 4);
@@ -121,8 +155,7 @@ pub async fn disconnect_client(host: &str, port: u16, client_id: &str) -> Result
 /// [`REVOCATION_POLL`]), and those ingest saw sending again (`seen`).
 pub async fn run_disconnects(
     store: Store,
-    host: String,
-    port: u16,
+    access: BrokerAccess,
     mut seen: mpsc::Receiver<String>,
     shutdown: CancellationToken,
 ) {
@@ -158,7 +191,7 @@ pub async fn run_disconnects(
             },
         };
         for device in devices {
-            match disconnect_client(&host, port, &device).await {
+            match disconnect_client(&access, &device).await {
                 Ok(()) => {
                     info!(device, "revoked device disconnected from the broker");
                     last.insert(device.clone(), Instant::now());

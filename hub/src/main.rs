@@ -27,12 +27,20 @@ struct Cli {
 enum Command {
     /// Run the hub.
     Run {
-        /// Use an external broker (mqtt://host:port) instead of the embedded one.
+        /// Use an external broker (mqtts://host:port) instead of the embedded one.
         #[arg(long)]
         broker: Option<String>,
-        /// Listen address of the embedded broker.
-        #[arg(long, default_value = "0.0.0.0:1883")]
+        /// Listen address of the embedded broker (MQTT over TLS).
+        #[arg(long, default_value = "0.0.0.0:8883")]
         mqtt_listen: SocketAddr,
+        /// Host name or address clinics and browsers use for this hub (repeatable); the server
+        /// certificate is issued for these besides localhost and 127.0.0.1.
+        #[arg(long = "tls-name")]
+        tls_names: Vec<String>,
+        /// Run MQTT and HTTP WITHOUT TLS. For debugging only: patient data crosses the network
+        /// in the clear.
+        #[arg(long)]
+        insecure_plaintext: bool,
         /// Listen address of the HTTP API.
         #[arg(long, default_value = "127.0.0.1:8080")]
         http: SocketAddr,
@@ -85,6 +93,19 @@ enum Command {
         /// Replace a different key already enrolled for this device.
         #[arg(long)]
         replace: bool,
+        /// Also write the device's credentials here: `ca.pem`, `<device>.crt`, `hub.pub`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The county CA.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Write an external broker's configuration from the county CA.
+    BrokerConfig {
+        #[command(subcommand)]
+        command: BrokerConfigCommand,
     },
     /// Manage specialists.
     Specialist {
@@ -123,10 +144,10 @@ enum Command {
         #[arg(long, default_value_t = yilian_hub::lifecycle::DEFAULT_TOKEN_TTL_HOURS)]
         ttl_hours: u64,
         /// The hub's address as the clinic reaches it.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        #[arg(long, default_value = "https://127.0.0.1:8080")]
         hub_url: String,
         /// The broker's address as the clinic reaches it.
-        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+        #[arg(long, default_value = "mqtts://127.0.0.1:8883")]
         broker_url: String,
         /// Where to write the bootstrap file (default `bootstrap-SITE-TOKENID.toml`).
         #[arg(long)]
@@ -187,6 +208,39 @@ fn cli_user() -> String {
 }
 
 #[derive(Subcommand)]
+enum BrokerConfigCommand {
+    /// Mosquitto: TLS listener requiring county-CA client certificates (CN = device id = username
+    /// = client id) and an ACL confining each device to its own topics. Start it with
+    /// `mosquitto -c DIR/mosquitto.conf` and run the hub with `--broker mqtts://HOST:PORT`.
+    Mosquitto {
+        /// Folder for mosquitto.conf, acl, ca.pem, broker.pem and broker.key.
+        #[arg(long)]
+        out: PathBuf,
+        /// Listener: `host:port`, or a port alone for every interface.
+        #[arg(long, default_value = "8883")]
+        listen: String,
+        /// Host names or addresses clinics use for the broker (repeatable).
+        #[arg(long = "tls-name")]
+        tls_names: Vec<String>,
+        /// The user Mosquitto runs as when started as root (it must be able to read broker.key);
+        /// default: Mosquitto's own (`mosquitto`).
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Create the county CA and the hub's server certificate in the data folder (`run` does this
+    /// on first start too); prints where they are and how to trust the CA in a browser.
+    Init {
+        /// Host names or addresses for the server certificate besides localhost (repeatable).
+        #[arg(long = "tls-name")]
+        tls_names: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum UserCommand {
     /// Add a console user, or set a new password; the password is read from standard input.
     Add {
@@ -239,6 +293,8 @@ fn main() -> anyhow::Result<()> {
         Command::Run {
             broker,
             mqtt_listen,
+            tls_names,
+            insecure_plaintext,
             http,
             claim_minutes,
             device_msgs_per_s,
@@ -261,6 +317,8 @@ fn main() -> anyhow::Result<()> {
                 studies_days: retain_studies_days,
                 images_days: retain_images_days,
             };
+            cfg.tls_names = tls_names;
+            cfg.insecure_plaintext = insecure_plaintext;
             cfg.claim_ttl = Duration::from_secs(claim_minutes.max(1) * 60);
             cfg.limits.msgs_per_s = device_msgs_per_s.max(1.0);
             cfg.limits.msg_burst = device_burst.max(1.0);
@@ -280,13 +338,39 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })
         }
-        Command::Enroll { site, device, public_key, replace } => {
+        Command::Enroll { site, device, public_key, replace, out } => {
             yilian_protocol::topic::Topic::new(&site, &device, yilian_protocol::topic::Channel::Up)?;
             let text =
                 std::fs::read_to_string(&public_key).with_context(|| format!("reading {}", public_key.display()))?;
             let key = PublicKey::from_hex(&text).with_context(|| format!("{}", public_key.display()))?;
             open_db(&cli.data, cli.store_key.as_deref())?.enroll(&site, &device, &key, replace, now_ms())?;
             println!("enrolled {device} at {site}, key id {}", key.id());
+            if let Some(out) = out {
+                let ca = yilian_hub::ca::CountyCa::load_or_create(&cli.data)?;
+                let hub = yilian_hub::keys::load_or_create(&cli.data)?;
+                let files = yilian_hub::ca::write_credentials(&ca, &out, &site, &device, &key, &hub.public_key())?;
+                println!(
+                    "credentials for the agent: ca_certificate = {}, certificate = {}, hub_public_key = {}",
+                    files.ca.display(),
+                    files.certificate.display(),
+                    files.hub_public_key.display()
+                );
+            }
+            Ok(())
+        }
+        Command::BrokerConfig { command: BrokerConfigCommand::Mosquitto { out, listen, tls_names, user } } => {
+            let ca = yilian_hub::ca::CountyCa::load_or_create(&cli.data)?;
+            let files = yilian_hub::mosquitto::write_config(&ca, &out, &listen, &tls_names, true, user.as_deref())?;
+            println!("mosquitto configuration: {} (ACL {})", files.conf.display(), files.acl.display());
+            println!("start it with: mosquitto -c {}", files.conf.display());
+            Ok(())
+        }
+        Command::Ca { command: CaCommand::Init { tls_names } } => {
+            let ca = yilian_hub::ca::CountyCa::load_or_create(&cli.data)?;
+            let server = ca.server_cert(&tls_names)?;
+            println!("county CA: {}", ca.ca_pem_path().display());
+            println!("hub server certificate: {} (key {})", server.cert.display(), server.key.display());
+            println!("{}", yilian_hub::ca::trust_hint(&ca.ca_pem_path()));
             Ok(())
         }
         Command::Specialist { command: SpecialistCommand::Add { id, name } } => {
@@ -353,13 +437,22 @@ fn main() -> anyhow::Result<()> {
             let t = yilian_hub::lifecycle::new_token().map_err(|_| anyhow::anyhow!("random generator failed"))?;
             let now = now_ms();
             let expires = now.saturating_add((ttl_hours.max(1) * 3_600_000) as i64);
-            open_db(&cli.data, cli.store_key.as_deref())?.add_enrol_token(&t.id, &t.secret_sha256, &site, &cli_user(), expires, now)?;
+            open_db(&cli.data, cli.store_key.as_deref())?.add_enrol_token(
+                &t.id,
+                &t.secret_sha256,
+                &site,
+                &cli_user(),
+                expires,
+                now,
+            )?;
             let out = out.unwrap_or_else(|| PathBuf::from(format!("bootstrap-{site}-{}.toml", t.id)));
+            let ca = yilian_hub::ca::CountyCa::load_or_create(&cli.data)?;
             let b = yilian_hub::lifecycle::Bootstrap {
                 hub: hub_url,
                 broker: broker_url,
                 site: site.clone(),
                 token: t.token.clone(),
+                ca_certificate: Some(ca.ca_pem().to_string()),
             };
             yilian_hub::lifecycle::write_bootstrap(&out, &b).with_context(|| format!("writing {}", out.display()))?;
             println!(

@@ -15,14 +15,15 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use yilian_protocol::limits::MQTT_MAX_PACKET;
-use yilian_protocol::topic::{STATUS_FILTER, UP_FILTER, broker_addr};
+use yilian_protocol::topic::{STATUS_FILTER, UP_FILTER, parse_broker_url};
 
 /// Where the hub's broker is.
 #[derive(Debug, Clone)]
 pub enum BrokerMode {
     /// Run rumqttd in this process, listening here.
     Embedded(SocketAddr),
-    /// Use an external broker (Mosquitto, EMQX): `mqtt://host:port`.
+    /// Use an external broker (Mosquitto, EMQX): `mqtts://host:port` (`mqtt://` only with
+    /// `insecure_plaintext`).
     External(String),
 }
 
@@ -53,6 +54,10 @@ pub struct HubConfig {
     pub retention_interval: Duration,
     /// How long a device's old key stays valid after the device rotated to a new one.
     pub key_overlap: Duration,
+    /// Plaintext MQTT and HTTP, for debugging only (logged loudly). Default false: TLS.
+    pub insecure_plaintext: bool,
+    /// Host names or addresses (besides localhost) the server certificate is issued for.
+    pub tls_names: Vec<String>,
 }
 
 impl HubConfig {
@@ -71,6 +76,8 @@ impl HubConfig {
             retention: crate::retention::Retention::default(),
             retention_interval: crate::retention::INTERVAL,
             key_overlap: crate::ingest::DEFAULT_KEY_OVERLAP,
+            insecure_plaintext: false,
+            tls_names: Vec::new(),
         }
     }
 
@@ -101,6 +108,15 @@ pub enum HubError {
     /// Bad broker URL.
     #[error("broker url: {0}")]
     BrokerUrl(#[from] yilian_protocol::TopicError),
+    /// County CA trouble.
+    #[error(transparent)]
+    Ca(#[from] crate::ca::CaError),
+    /// TLS configuration trouble.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// A plaintext broker URL without `insecure_plaintext`.
+    #[error("broker {0} is plaintext (mqtt://); use mqtts:// or, for debugging only, --insecure-plaintext")]
+    PlaintextRefused(String),
     /// I/O (data folder, HTTP server).
     #[error("{what}: {source}")]
     Io {
@@ -124,18 +140,55 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         crate::images::ImageStore::open_with_key(&cfg.data_dir.join("images"), store_key)
             .map_err(|e| HubError::Io { what: "opening the image store", source: std::io::Error::other(e) })?,
     );
-    let (host, port) = match &cfg.broker {
+    let ca = crate::ca::CountyCa::load_or_create(&cfg.data_dir)?;
+    let server_cert = ca.server_cert(&cfg.tls_names)?;
+    if cfg.insecure_plaintext {
+        warn!(
+            "INSECURE: --insecure-plaintext: MQTT and HTTP run WITHOUT TLS; anyone on the network can read patient data. For debugging only."
+        );
+    } else {
+        info!(ca = %ca.ca_pem_path().display(), "TLS on; {}", crate::ca::trust_hint(&ca.ca_pem_path()));
+    }
+    let client_tls = {
+        let hub_client = ca.issue_hub_client(&key.public_key())?;
+        let path = cfg.data_dir.join("ca").join("hub-client.pem");
+        std::fs::write(&path, &hub_client)
+            .map_err(|source| HubError::Io { what: "writing the hub client certificate", source })?;
+        yilian_protocol::tls::mqtt_client_config(ca.ca_pem().as_bytes(), hub_client.as_bytes(), key.pkcs8())
+            .map_err(crate::tls::TlsError::from)?
+    };
+    let (host, port, tls) = match &cfg.broker {
         BrokerMode::Embedded(addr) => {
             let addr = *addr;
-            tokio::task::spawn_blocking(move || broker::start_embedded(addr))
+            let tls = (!cfg.insecure_plaintext).then(|| broker::BrokerTls {
+                ca: ca.ca_pem_path(),
+                cert: server_cert.cert.clone(),
+                key: server_cert.key.clone(),
+            });
+            let auth = broker::Authenticator { store: store.clone(), hub_key: key.public_key() };
+            tokio::task::spawn_blocking(move || broker::start_embedded(addr, tls.as_ref(), auth))
                 .await
                 .map_err(|e| HubError::Io { what: "starting the broker", source: std::io::Error::other(e) })??;
-            info!(%addr, "embedded MQTT broker listening");
-            (addr.ip().to_string(), addr.port())
+            info!(%addr, tls = !cfg.insecure_plaintext, "embedded MQTT broker listening");
+            (addr.ip().to_string(), addr.port(), !cfg.insecure_plaintext)
         }
-        BrokerMode::External(url) => broker_addr(url)?,
+        BrokerMode::External(url) => {
+            let u = parse_broker_url(url)?;
+            if !u.tls && !cfg.insecure_plaintext {
+                return Err(HubError::PlaintextRefused(url.clone()));
+            }
+            (u.host, u.port, u.tls)
+        }
     };
     let mut opts = MqttOptions::new(cfg.client_id.clone(), host.clone(), port);
+    if tls {
+        opts.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(client_tls.clone())));
+    }
+    let takeover_tls = client_tls;
+    let password = |key: &yilian_protocol::keys::SigningKey, client_id: &str| {
+        yilian_protocol::connect::connect_password(key, client_id, crate::clock::now_ms())
+    };
+    opts.set_credentials(crate::ca::HUB_IDENTITY, password(&key, &cfg.client_id));
     opts.set_keep_alive(Duration::from_secs(15));
     opts.set_clean_session(false);
     // PUBACKs go out on receipt. Durability rests on the agent's spool and the hub's signed
@@ -161,13 +214,18 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     ));
     let disconnect_task = tokio::spawn(crate::lifecycle::run_disconnects(
         store.clone(),
-        host.clone(),
-        port,
+        crate::lifecycle::BrokerAccess {
+            host: host.clone(),
+            port,
+            tls: tls.then(|| rumqttc::TlsConfiguration::Rustls(takeover_tls.clone())),
+            key: key.clone(),
+        },
         revoked_rx,
         shutdown.child_token(),
     ));
     let poll_token = shutdown.child_token();
     let (poll_store, poll_pub) = (store.clone(), publisher.clone());
+    let (poll_key, poll_client_id) = (key.clone(), cfg.client_id.clone());
     let poll_task = tokio::spawn(async move {
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -204,6 +262,10 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
                 Ok(_) => {}
                 Err(e) => {
                     warn!(error = %e, "broker connection lost; retrying");
+                    // The password carries its time: a reconnect needs a fresh one.
+                    eventloop
+                        .mqtt_options
+                        .set_credentials(crate::ca::HUB_IDENTITY, password(&poll_key, &poll_client_id));
                     tokio::select! {
                         _ = poll_token.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
@@ -244,13 +306,34 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         claim_ttl_ms: cfg.claim_ttl.as_millis() as i64,
         wait_targets_ms: cfg.wait_targets.map(|d| d.as_millis() as i64),
         images,
+        ca: Some(Arc::new(ca)),
     };
     let addr = http.local_addr().map_err(|source| HubError::Io { what: "http listener", source })?;
-    info!(%addr, data = %cfg.data_dir.display(), key_id = %key.key_id(), "hub HTTP API listening");
-    // Connect info gives the enrolment endpoint the address a request came from.
-    let served = axum::serve(http, http::router(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    // Connect info gives the audit log and the enrolment endpoint the address a request came from.
+    let served = if cfg.insecure_plaintext {
+        warn!(%addr, "INSECURE: hub HTTP API listening WITHOUT TLS (http://)");
+        axum::serve(http, http::router(state).into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await
+    } else {
+        info!(%addr, data = %cfg.data_dir.display(), key_id = %key.key_id(), "hub HTTPS API listening (https://)");
+        let tls = axum_server::tls_rustls::RustlsConfig::from_config(crate::tls::https_server_config(
+            &server_cert.cert,
+            &server_cert.key,
+        )?);
+        let handle = axum_server::Handle::new();
+        let stop = handle.clone();
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            token.cancelled().await;
+            stop.graceful_shutdown(Some(Duration::from_secs(10)));
+        });
+        let std_listener = http.into_std().map_err(|source| HubError::Io { what: "http listener", source })?;
+        axum_server::from_tcp_rustls(std_listener, tls)
+            .handle(handle)
+            .serve(http::router(state).into_make_service_with_connect_info::<SocketAddr>())
+            .await
+    };
     let _ = poll_task.await;
     let _ = ingest_task.await;
     let _ = imaging_task.await;

@@ -37,6 +37,7 @@ async fn console() -> Console {
         claim_ttl_ms: 60_000,
         wait_targets_ms: [600_000, 1_800_000, 86_400_000],
         images: Arc::new(yilian_hub::images::ImageStore::open(&dir.path().join("images")).expect("image store")),
+        ca: None,
     };
     Console { app: router(state), store, _dir: dir }
 }

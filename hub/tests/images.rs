@@ -63,6 +63,7 @@ async fn hub() -> Hub {
         claim_ttl_ms: 60_000,
         wait_targets_ms: [600_000, 1_800_000, 86_400_000],
         images: images.clone(),
+        ca: None,
     };
     Hub { app: router(state), images, dir }
 }

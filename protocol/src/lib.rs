@@ -9,9 +9,11 @@
 //! - [`envelope`]: signed envelopes, domain separation, and the [`envelope::Verified`] type.
 //! - [`enrol`]: enrolment requests with a bootstrap token and proof of key possession.
 //! - [`keys`]: Ed25519 keys (PKCS#8 files, hex public keys, key ids).
+//! - [`connect`]: the MQTT CONNECT password (a fresh signature over client id and time).
 //! - [`codec`]: lossless ECG sample compression (fixed linear prediction + Rice coding).
 //! - [`topic`]: the MQTT topic layout `yl/v1/{site}/{device}/{up|ack|report|status}`.
 //! - [`frame`]: the serial framing spoken by ECG front ends (COBS + CRC-32), documented there.
+//! - `tls` (feature `tls`): rustls client settings pinned to the county CA.
 //! - [`lead`]: lead names and their SCP-ECG codes.
 //! - [`limits`]: the byte limits applied to every decode.
 //! - [`redact`]: keyed hashes that stand in for patient identifiers in operational logs.
@@ -44,6 +46,7 @@
 
 pub mod at_rest;
 pub mod codec;
+pub mod connect;
 pub mod enrol;
 pub mod envelope;
 pub mod error;
@@ -54,6 +57,8 @@ pub mod lead;
 pub mod limits;
 pub mod message;
 pub mod redact;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod topic;
 pub mod wire;
 

@@ -165,14 +165,40 @@ mod tests {
     }
 }
 
-/// Parses a broker address `mqtt://host:port` (port defaults to 1883) into host and port.
+/// A parsed broker URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    /// `mqtts://` (TLS) rather than `mqtt://` (plaintext).
+    pub tls: bool,
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+/// Parses `mqtts://host:port` (TLS, port defaults to 8883) or `mqtt://host:port` (plaintext,
+/// 1883).
+pub fn parse_broker_url(url: &str) -> Result<BrokerUrl, TopicError> {
+    let (tls, rest, default_port) = match url.strip_prefix("mqtts://") {
+        Some(rest) => (true, rest, 8883),
+        None => (false, url.strip_prefix("mqtt://").ok_or_else(|| TopicError::BadShape(truncate(url)))?, 1883),
+    };
+    let (host, port) = host_port(url, rest, default_port)?;
+    Ok(BrokerUrl { tls, host, port })
+}
+
+/// Parses a broker address `mqtts://host:port` or `mqtt://host:port` into host and port.
 pub fn broker_addr(url: &str) -> Result<(String, u16), TopicError> {
+    let u = parse_broker_url(url)?;
+    Ok((u.host, u.port))
+}
+
+fn host_port(url: &str, rest: &str, default_port: u16) -> Result<(String, u16), TopicError> {
     let bad = || TopicError::BadShape(truncate(url));
-    let rest = url.strip_prefix("mqtt://").ok_or_else(bad)?;
     let rest = rest.trim_end_matches('/');
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad())?),
-        None => (rest, 1883),
+        None => (rest, default_port),
     };
     let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     if host.is_empty() || host.contains('/') || host.contains('[') || host.contains(']') {
@@ -195,5 +221,9 @@ mod broker_tests {
         assert!(broker_addr("mqtt://[]").is_err(), "empty host in brackets");
         assert!(broker_addr("mqtt://[]:1883").is_err());
         assert_eq!(broker_addr("mqtt://[::1]:1884").expect("v6"), ("::1".into(), 1884));
+        let tls = parse_broker_url("mqtts://hub.county").expect("tls url");
+        assert_eq!(tls, BrokerUrl { tls: true, host: "hub.county".into(), port: 8883 });
+        assert!(!parse_broker_url("mqtt://127.0.0.1:1884").expect("url").tls);
+        assert!(parse_broker_url("mqtts://").is_err());
     }
 }

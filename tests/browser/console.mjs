@@ -13,7 +13,10 @@ mkdirSync(outDir, { recursive: true });
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
+    '--disable-component-update', '--disable-sync',
+    // The hub serves HTTPS with a county-CA certificate; trust exactly its key (YILIAN_SPKI,
+    // base64 SHA-256 of the SubjectPublicKeyInfo), not every certificate.
+    ...(process.env.YILIAN_SPKI ? [`--ignore-certificate-errors-spki-list=${process.env.YILIAN_SPKI}`] : [])],
 });
 const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
 try {

@@ -33,9 +33,10 @@ async fn a_specialist_signs_in_opens_a_study_in_chromium_and_reports_it() -> any
     let name2 = visit2.name.clone();
     let browser = tokio::process::Command::new("node")
         .arg(&script)
-        .args([&format!("http://{}", hub.http), county::DEMO_LOGIN.0, county::DEMO_LOGIN.1, &name])
+        .args([&hub.base_url, county::DEMO_LOGIN.0, county::DEMO_LOGIN.1, &name])
         .arg(&out)
         .args([name2.as_str(), "77", "370", "360"])
+        .env("YILIAN_SPKI", yilian_hub::ca::server_spki_sha256_base64(&hub.data_dir)?)
         .kill_on_drop(true)
         .output();
     let send = async {
@@ -105,8 +106,9 @@ async fn a_radiologist_scrolls_windows_and_measures_a_ct_in_chromium() -> anyhow
         Duration::from_secs(120),
         tokio::process::Command::new("node")
             .arg(root.join("tests/browser/imaging.mjs"))
-            .args([&format!("http://{}", hub.http), county::DEMO_LOGIN.0, county::DEMO_LOGIN.1, study])
+            .args([&hub.base_url, county::DEMO_LOGIN.0, county::DEMO_LOGIN.1, study])
             .arg(&out)
+            .env("YILIAN_SPKI", yilian_hub::ca::server_spki_sha256_base64(&hub.data_dir)?)
             .kill_on_drop(true)
             .output(),
     )

@@ -217,8 +217,8 @@ async fn canary_patient_data_reaches_the_hub_and_no_log() -> anyhow::Result<()> 
     drop(audit);
     // Over real TCP: the county's security officer reads the log, with each entry's source
     // address; the county IT admin may not.
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-    let base = format!("http://{}", hub.http);
+    let http = hub.http_client()?.redirect(reqwest::redirect::Policy::none()).build()?;
+    let base = hub.base_url.clone();
     let admin = console_session(&http, &base, county::DEMO_LOGIN).await?;
     let status = http.get(format!("{base}/api/audit")).header("cookie", &admin).send().await?.status();
     assert_eq!(status, 403);

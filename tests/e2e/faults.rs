@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use yilian::client::Api;
 use yilian::county::{self, Clinic, HubHandle, HubProc, wait_for};
 use yilian::fault::{FaultProxy, LinkMode};
-use yilian::procs::Mosquitto;
 use yilian::records::{self, Recording};
 use yilian::sim;
 use yilian_agent::AgentStats;
@@ -318,7 +317,7 @@ async fn mosquitto_restarts_with_messages_in_flight_and_a_report_waiting() -> an
     let _one = ONE_AT_A_TIME.lock().await;
     init_logs();
     let tmp = tempfile::tempdir()?;
-    let mut mosquitto = Mosquitto::start(tmp.path(), yilian_hub::broker::free_port()?).await?;
+    let mut mosquitto = county::mosquitto_for(&tmp.path().join("hub")).await?;
     let hub = HubHandle::start(&tmp.path().join("hub"), county::Broker::External(mosquitto.url())).await?;
     let mut clinic = Clinic::prepare(&tmp.path().join("clinics"), "xz-mq", "cart-mq", &hub.hub_key, &mosquitto.url())?;
     hub.enroll("xz-mq", "cart-mq", &clinic.public_key)?;
@@ -632,9 +631,7 @@ async fn a_flooding_device_cannot_starve_the_others() -> anyhow::Result<()> {
 
     // The flood: thousands of validly signed messages from an enrolled device, and garbage
     // from a device nobody enrolled, as fast as the broker takes them.
-    let (host, port) = yilian_protocol::topic::broker_addr(&hub.broker_url)?;
-    let mut o = rumqttc::MqttOptions::new("cart-flood", host, port);
-    o.set_max_packet_size(yilian_protocol::limits::MQTT_MAX_PACKET, yilian_protocol::limits::MQTT_MAX_PACKET);
+    let mut o = hub.device_mqtt_options("xz-flood", "cart-flood", &flood_key)?;
     o.set_inflight(1000);
     let (flooder, mut ev) = rumqttc::AsyncClient::new(o, 1024);
     tokio::spawn(async move { while ev.poll().await.is_ok() {} });

@@ -9,4 +9,5 @@ mod dicomgen;
 mod faults;
 mod imaging;
 mod lifecycle;
+mod security_transport;
 mod slice;

@@ -4,7 +4,7 @@
 
 use crate::common::*;
 use anyhow::Context;
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, QoS};
 use std::time::Duration;
 use yilian::county::{self, Broker, Clinic, HubHandle, wait_for};
 use yilian::records;
@@ -101,8 +101,8 @@ async fn full_path(broker: Broker, tag: &str) -> anyhow::Result<()> {
 
     // The demo login printed by the county example signs in to the console, which lists the
     // study as reported.
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-    let base = format!("http://{}", hub.http);
+    let http = hub.http_client()?.redirect(reqwest::redirect::Policy::none()).build()?;
+    let base = hub.base_url.clone();
     let login = http.get(format!("{base}/login")).send().await?;
     let csrf_cookie = login
         .headers()
@@ -198,11 +198,10 @@ async fn garbage_and_truncated_frames_on_the_serial_line_lose_no_good_data() -> 
     hub.stop().await
 }
 
-/// A raw MQTT client playing an attacker or a confused device.
-async fn raw_client(broker_url: &str, id: &str) -> anyhow::Result<AsyncClient> {
-    let (host, port) = yilian_protocol::topic::broker_addr(broker_url)?;
-    let mut o = MqttOptions::new(id, host, port);
-    o.set_max_packet_size(limits::MQTT_MAX_PACKET, limits::MQTT_MAX_PACKET);
+/// A raw MQTT client playing an attacker who holds a device's key and certificate (a stolen
+/// cart), or a confused device.
+async fn raw_client(hub: &HubHandle, site: &str, device: &str, key: &SigningKey) -> anyhow::Result<AsyncClient> {
+    let o = hub.device_mqtt_options(site, device, key)?;
     let (client, mut ev) = AsyncClient::new(o, 64);
     tokio::spawn(async move { while ev.poll().await.is_ok() {} });
     Ok(client)
@@ -230,12 +229,19 @@ async fn hostile_messages_are_rejected_with_their_reason_and_change_nothing() ->
     let _one = ONE_AT_A_TIME.lock().await;
     init_logs();
     let tmp = tempfile::tempdir()?;
-    let hub = HubHandle::start(&tmp.path().join("hub"), county::test_broker()?).await?;
+    let broker = county::test_broker()?;
+    // Mosquitto's ACL drops a device's publishes on other devices' topics before the hub sees
+    // them (security_transport tests that); the embedded broker has no ACL, so the hub counts
+    // them as from an unknown device.
+    let acl = matches!(broker, Broker::Mosquitto);
+    let hub = HubHandle::start(&tmp.path().join("hub"), broker).await?;
     let key = SigningKey::generate()?;
     hub.enroll("xz-h", "cart-h", &key.public_key())?;
     let api = hub.api.clone();
     let topic = Topic::new("xz-h", "cart-h", Channel::Up)?;
-    let mallory = raw_client(&hub.broker_url, "mallory-h").await?;
+    // Mallory holds cart-h's key and certificate (a stolen cart): the broker lets her in, so
+    // what follows is the hub's own checks.
+    let mallory = raw_client(&hub, "xz-h", "cart-h", &key).await?;
     let send = |t: &Topic, bytes: Vec<u8>| {
         let (m, t) = (mallory.clone(), t.to_string());
         async move { m.publish(t, QoS::AtLeastOnce, false, bytes).await }
@@ -314,7 +320,7 @@ async fn hostile_messages_are_rejected_with_their_reason_and_change_nothing() ->
     send(&topic, vec![0xff; 40]).await?;
     send(&topic, good[..good.len() / 2].to_vec()).await?;
 
-    let expected = [
+    let mut expected = vec![
         ("wrong key", 1),
         ("bad signature", 1),
         ("seq reused", 1),
@@ -323,6 +329,11 @@ async fn hostile_messages_are_rejected_with_their_reason_and_change_nothing() ->
         ("oversized body", 1),
         ("malformed envelope", 2),
     ];
+    if acl {
+        // The ACL's `yl/v1/+/%u/up` leaves the site to the hub, which counts a wrong one.
+        expected.retain(|(r, _)| *r != "unknown device");
+    }
+    let expected = &expected[..];
     let stats = wait_for("every hostile message to be counted", WAIT, || {
         let (api, base) = (api.clone(), base.clone());
         async move {
@@ -359,11 +370,19 @@ async fn the_hub_restarts_while_the_agent_streams_and_nothing_is_lost_or_duplica
     init_logs();
     let tmp = tempfile::tempdir()?;
     // The broker outlives the hub here (rumqttd cannot be stopped inside one process).
-    let broker = match county::external_test_broker()? {
-        Some(url) => url,
-        None => county::standalone_broker()?,
-    };
     let hub_dir = tmp.path().join("hub");
+    let mut _mosquitto = None;
+    let broker = if county::mosquitto_enabled() {
+        let m = county::mosquitto_for(&hub_dir).await?;
+        let url = m.url();
+        _mosquitto = Some(m);
+        url
+    } else {
+        match county::external_test_broker()? {
+            Some(url) => url,
+            None => county::standalone_broker(&hub_dir)?,
+        }
+    };
     let hub = HubHandle::start(&hub_dir, Broker::External(broker.clone())).await?;
     let mut clinic = Clinic::start(&tmp.path().join("clinics"), "xz-r", "cart-r", &hub).await?;
     let rec = records::mitdb("100")?;

@@ -55,7 +55,7 @@ fn token_refusal(e: &TokenError) -> Response {
 /// The answer about one device. A pending device gets the hub key already, so its agent can
 /// start recording at once: what it sends waits in quarantine (and in its spool) until approval.
 fn status_of(s: &AppState, row: &LifecycleRow) -> EnrolStatus {
-    let active = row.state == DeviceState::Active;
+    let may_act = row.state.may_act();
     let key = yilian_protocol::keys::PublicKey::from_hex(&row.public_key).ok();
     EnrolStatus {
         device: row.device_id.clone(),
@@ -63,10 +63,10 @@ fn status_of(s: &AppState, row: &LifecycleRow) -> EnrolStatus {
         state: row.state.as_str().to_string(),
         key_id: row.key_id.clone(),
         hub_public_key: row.state.may_act().then(|| s.publisher.public_key().to_hex()),
-        certificate: key
-            .filter(|_| active)
-            .and_then(|k| crate::lifecycle::device_certificate(&row.site_id, &row.device_id, &k)),
-        ca_certificate: if active { crate::lifecycle::ca_certificate() } else { None },
+        certificate: key.filter(|_| may_act).and_then(|k| {
+            s.ca.as_deref().and_then(|ca| crate::lifecycle::device_certificate(ca, &row.site_id, &row.device_id, &k))
+        }),
+        ca_certificate: s.ca.as_deref().filter(|_| may_act).map(|ca| ca.ca_pem().to_string()),
     }
 }
 

@@ -35,6 +35,8 @@ pub struct AppState {
     pub wait_targets_ms: [i64; 3],
     /// DICOM images (studies from the clinics' modalities).
     pub images: Arc<ImageStore>,
+    /// The county CA, which certifies enrolled devices (`None` in plaintext test set-ups).
+    pub ca: Option<Arc<crate::ca::CountyCa>>,
 }
 
 /// The router with every route.

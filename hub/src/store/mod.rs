@@ -5,8 +5,8 @@
 
 pub mod audit;
 pub mod images;
-pub mod retention;
 pub mod lifecycle;
+pub mod retention;
 pub mod schema;
 pub mod sealed;
 

@@ -1,0 +1,345 @@
+//! The county CA: one certificate authority per county hub, made on first start.
+//!
+//! Files in `<data>/ca/`: `ca.key` (ECDSA P-256, PKCS#8 PEM, mode 0600) and `ca.pem`, the hub's
+//! server certificate `server.pem` with its key `server.key` (0600, kept across restarts so a
+//! pinned key stays valid; the certificate is re-issued at each start with the current names),
+//! and `hub-client.pem`, the client certificate of the hub's own MQTT connection.
+//!
+//! The CA and server keys are P-256 because browsers do not accept Ed25519 in TLS. A device's
+//! certificate certifies the Ed25519 key it already enrolled with (its `.pk8` is also its TLS
+//! client key), so the certificate identity is the enrolled key; the hub issues it from the
+//! public key alone and never sees a device's private key.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ED25519, PublicKeyData, SanType, SerialNumber, SignatureAlgorithm,
+};
+use std::path::{Path, PathBuf};
+use yilian_protocol::keys::PublicKey;
+
+/// The certificate identity (CN) of the hub's own MQTT connection.
+pub const HUB_IDENTITY: &str = "yilian-hub";
+
+/// The CA could not be made, loaded or used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaError {
+    /// File trouble.
+    #[error("county CA {path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// rcgen refused a key or certificate.
+    #[error("county CA: {what}: {source}")]
+    Cert {
+        /// What was being done.
+        what: &'static str,
+        /// Cause.
+        source: rcgen::Error,
+    },
+    /// A name is not usable in a certificate.
+    #[error("county CA: {0:?} is not a valid certificate name")]
+    BadName(String),
+}
+
+/// The county CA, loaded with its key.
+pub struct CountyCa {
+    dir: PathBuf,
+    ca_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for CountyCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CountyCa({})", self.dir.display())
+    }
+}
+
+/// Where the hub's TLS server certificate and key are.
+#[derive(Debug, Clone)]
+pub struct ServerCert {
+    /// Certificate (PEM).
+    pub cert: PathBuf,
+    /// Private key (PKCS#8 PEM, 0600).
+    pub key: PathBuf,
+    /// Base64 SHA-256 of the certificate's public key (what Chromium's
+    /// `--ignore-certificate-errors-spki-list` and HPKP-style pins take).
+    pub spki_sha256_base64: String,
+}
+
+/// The files written for one device by [`write_credentials`].
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The county CA certificate the agent pins (`ca.pem`).
+    pub ca: PathBuf,
+    /// The device's certificate (`<device>.crt`).
+    pub certificate: PathBuf,
+    /// The hub's signing key (`hub.pub`).
+    pub hub_public_key: PathBuf,
+}
+
+/// `<data>/ca/ca.pem`: the file to hand to agents and to import into browsers.
+pub fn ca_pem_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("ca").join("ca.pem")
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CaError + '_ {
+    move |source| CaError::Io { path: path.to_path_buf(), source }
+}
+
+fn cert_err(what: &'static str) -> impl FnOnce(rcgen::Error) -> CaError {
+    move |source| CaError::Cert { what, source }
+}
+
+/// An Ed25519 public key as rcgen wants it (the raw 32 bytes).
+struct Ed25519Public<'a>(&'a [u8; 32]);
+
+impl PublicKeyData for Ed25519Public<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        self.0
+    }
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        &PKCS_ED25519
+    }
+}
+
+fn ca_params() -> CertificateParams {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "Yilian county CA");
+    dn.push(DnType::OrganizationName, "Yilian");
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    // Fixed validity, so that rebuilding these parameters at each start describes the stored CA.
+    p.not_before = rcgen::date_time_ymd(2025, 1, 1);
+    p.not_after = rcgen::date_time_ymd(2045, 1, 1);
+    p
+}
+
+/// Leaf parameters valid from yesterday (clinic clocks run behind) for `days`.
+fn leaf_params(cn: &str, ou: Option<&str>, days: u32) -> Result<CertificateParams, CaError> {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    // The site goes in OU, not O: rumqttd treats a subject O as a tenant id and refuses any that
+    // is not alphanumeric (rumqttd 0.20 src/server/tls.rs extract_tenant_id), and site ids have
+    // dashes.
+    if let Some(ou) = ou {
+        dn.push(DnType::OrganizationalUnitName, ou);
+    }
+    p.distinguished_name = dn;
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = rcgen::date_time_ymd(1970, 1, 1) + since_epoch;
+    let day = std::time::Duration::from_secs(24 * 3600);
+    p.not_before = now - day;
+    p.not_after = now + day * days;
+    let mut serial = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut serial)
+        .map_err(|_| CaError::BadName("random serial".into()))?;
+    serial[0] &= 0x7f;
+    p.serial_number = Some(SerialNumber::from_slice(&serial));
+    p.use_authority_key_identifier_extension = true;
+    Ok(p)
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), CaError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io(path))?;
+    f.write_all(text.as_bytes()).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
+}
+
+fn load_or_make_key(path: &Path) -> Result<KeyPair, CaError> {
+    match std::fs::read_to_string(path) {
+        Ok(pem) => KeyPair::from_pem(&pem).map_err(cert_err("reading a key")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(cert_err("making a key"))?;
+            write_private(path, &key.serialize_pem())?;
+            Ok(key)
+        }
+        Err(e) => Err(CaError::Io { path: path.to_path_buf(), source: e }),
+    }
+}
+
+/// Writes `text` to `path` through a temporary file and a rename (readers never see half).
+fn write_public(path: &Path, text: &str) -> Result<(), CaError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+impl CountyCa {
+    /// Loads the CA from `<data>/ca/`, making it on first use (secure by default: the first
+    /// `yilian-hub run` has TLS without any step by hand).
+    pub fn load_or_create(data_dir: &Path) -> Result<Self, CaError> {
+        let dir = data_dir.join("ca");
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let key_path = dir.join("ca.key");
+        let pem_path = dir.join("ca.pem");
+        let fresh = !key_path.exists();
+        let key = load_or_make_key(&key_path)?;
+        let ca_pem = if fresh || !pem_path.exists() {
+            let cert = ca_params().self_signed(&key).map_err(cert_err("making the CA certificate"))?;
+            write_public(&pem_path, &cert.pem())?;
+            cert.pem()
+        } else {
+            std::fs::read_to_string(&pem_path).map_err(io(&pem_path))?
+        };
+        Ok(Self { dir, ca_pem, issuer: Issuer::new(ca_params(), key) })
+    }
+
+    /// The CA certificate (PEM).
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// Path of the CA certificate.
+    pub fn ca_pem_path(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// Issues a client certificate for a device's enrolled Ed25519 key: CN = device id,
+    /// OU = site, valid ten years (revocation is the hub's enrolment record, checked at every
+    /// connection, not the certificate's expiry).
+    pub fn issue_device(&self, site: &str, device: &str, key: &PublicKey) -> Result<String, CaError> {
+        yilian_protocol::topic::check_slug("device", device).map_err(|_| CaError::BadName(device.into()))?;
+        yilian_protocol::topic::check_slug("site", site).map_err(|_| CaError::BadName(site.into()))?;
+        self.issue_client(device, Some(site), key)
+    }
+
+    /// Issues the client certificate of the hub's own MQTT connection (CN `yilian-hub`).
+    pub fn issue_hub_client(&self, hub_key: &PublicKey) -> Result<String, CaError> {
+        self.issue_client(HUB_IDENTITY, None, hub_key)
+    }
+
+    fn issue_client(&self, cn: &str, ou: Option<&str>, key: &PublicKey) -> Result<String, CaError> {
+        let mut p = leaf_params(cn, ou, 3650)?;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert =
+            p.signed_by(&Ed25519Public(&key.0), &self.issuer).map_err(cert_err("issuing a client certificate"))?;
+        Ok(cert.pem())
+    }
+
+    /// (Re)issues the hub's server certificate for `localhost`, `127.0.0.1`, `::1` and `names`
+    /// (the host names or addresses clinics and browsers use), keeping its key.
+    pub fn server_cert(&self, names: &[String]) -> Result<ServerCert, CaError> {
+        let key_path = self.dir.join("server.key");
+        let key = load_or_make_key(&key_path)?;
+        let mut p = leaf_params(HUB_IDENTITY, Some("hub"), 730)?;
+        let mut all = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+        all.extend(names.iter().filter(|n| !n.is_empty()).cloned());
+        all.dedup();
+        for n in &all {
+            let san = match n.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(n.clone().try_into().map_err(|_| CaError::BadName(n.clone()))?),
+            };
+            p.subject_alt_names.push(san);
+        }
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = p.signed_by(&key, &self.issuer).map_err(cert_err("issuing the server certificate"))?;
+        let cert_path = self.dir.join("server.pem");
+        // The chain (server, CA) so clients that only know the CA by name can build it.
+        write_public(&cert_path, &format!("{}{}", cert.pem(), self.ca_pem))?;
+        Ok(ServerCert { cert: cert_path, key: key_path, spki_sha256_base64: spki_b64(&key) })
+    }
+}
+
+/// Base64 SHA-256 of the hub server key's SubjectPublicKeyInfo in `<data>/ca/server.key` (for
+/// Chromium's `--ignore-certificate-errors-spki-list`, which trusts exactly that key).
+pub fn server_spki_sha256_base64(data_dir: &Path) -> Result<String, CaError> {
+    let path = data_dir.join("ca").join("server.key");
+    let pem = std::fs::read_to_string(&path).map_err(io(&path))?;
+    let key = KeyPair::from_pem(&pem).map_err(cert_err("reading the server key"))?;
+    Ok(spki_b64(&key))
+}
+
+fn spki_b64(key: &KeyPair) -> String {
+    let spki = ring::digest::digest(&ring::digest::SHA256, &key.subject_public_key_info());
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, spki.as_ref())
+}
+
+/// How to make a browser trust the county CA at `ca_pem`, in one line per system.
+pub fn trust_hint(ca_pem: &Path) -> String {
+    let p = ca_pem.display();
+    format!(
+        "trust the county CA in browsers: Linux (Chrome/Chromium) certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n yilian-county -i {p}; \
+         Windows certutil -addstore Root {p}; macOS security add-trusted-cert -r trustRoot -k ~/Library/Keychains/login.keychain-db {p}"
+    )
+}
+
+/// Writes what a device needs to connect into `out`: `ca.pem`, `<device>.crt` (its certificate
+/// for `key`) and `hub.pub` (the hub's signing key). Used by `yilian-hub enroll --out` and by
+/// token enrolment.
+pub fn write_credentials(
+    ca: &CountyCa,
+    out: &Path,
+    site: &str,
+    device: &str,
+    key: &PublicKey,
+    hub_key: &PublicKey,
+) -> Result<Credentials, CaError> {
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let cert = ca.issue_device(site, device, key)?;
+    let files = Credentials {
+        ca: out.join("ca.pem"),
+        certificate: out.join(format!("{device}.crt")),
+        hub_public_key: out.join("hub.pub"),
+    };
+    write_public(&files.ca, ca.ca_pem())?;
+    write_public(&files.certificate, &cert)?;
+    write_public(&files.hub_public_key, &format!("{}\n", hub_key.to_hex()))?;
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use yilian_protocol::keys::SigningKey;
+
+    #[test]
+    fn the_ca_is_made_once_and_reloaded_with_the_same_certificate_and_key_mode_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let a = CountyCa::load_or_create(tmp.path()).expect("create");
+        let b = CountyCa::load_or_create(tmp.path()).expect("load");
+        assert_eq!(a.ca_pem(), b.ca_pem());
+        let mode = std::fs::metadata(tmp.path().join("ca/ca.key")).expect("key").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let first = a.server_cert(&["hub.county".into()]).expect("server");
+        let again = b.server_cert(&[]).expect("server again");
+        assert_eq!(first.spki_sha256_base64, again.spki_sha256_base64, "the server key is kept");
+    }
+
+    #[test]
+    fn a_device_certificate_certifies_the_enrolled_key_without_its_private_half() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let ca = CountyCa::load_or_create(tmp.path()).expect("ca");
+        let device = SigningKey::generate().expect("rng");
+        let pem = ca.issue_device("xz-1", "cart-1", &device.public_key()).expect("issue");
+        let der = pem_body(&pem);
+        // The raw Ed25519 key appears in the certificate's SubjectPublicKeyInfo.
+        assert!(der.windows(32).any(|w| w == device.public_key().0), "the certificate holds the device's key");
+        assert!(der.windows(6).any(|w| w == b"cart-1"), "CN is the device id");
+        assert!(ca.issue_device("xz 1", "cart-1", &device.public_key()).is_err());
+        let hub = SigningKey::generate().expect("rng");
+        let files =
+            write_credentials(&ca, &tmp.path().join("out"), "xz-1", "cart-1", &device.public_key(), &hub.public_key())
+                .expect("bundle");
+        assert_eq!(std::fs::read_to_string(files.ca).expect("ca"), ca.ca_pem());
+        assert!(std::fs::read_to_string(files.certificate).expect("crt").starts_with("-----BEGIN CERTIFICATE-----"));
+        assert_eq!(std::fs::read_to_string(files.hub_public_key).expect("pub").trim(), hub.public_key().to_hex());
+    }
+
+    fn pem_body(pem: &str) -> Vec<u8> {
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).expect("base64")
+    }
+}
