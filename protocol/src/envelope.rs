@@ -187,14 +187,16 @@ impl Envelope {
         if h.alg != ALG_ED25519 {
             return Err(VerifyError::UnknownAlgorithm(h.alg));
         }
-        if h.key_id != key.id() {
-            return Err(VerifyError::WrongKey { got: h.key_id.to_string(), expected: key.id().to_string() });
-        }
+        // A signer that is not the topic's device is named as such (whatever key it used), so
+        // the hub counts "device mismatch" for a device publishing on another's topic.
         if topic.channel().is_uplink() && h.device_id != topic.device() {
             return Err(VerifyError::DeviceMismatch {
                 envelope: h.device_id.chars().take(64).collect(),
                 topic: topic.device().to_string(),
             });
+        }
+        if h.key_id != key.id() {
+            return Err(VerifyError::WrongKey { got: h.key_id.to_string(), expected: key.id().to_string() });
         }
         let header_bytes = wire::encode("envelope header", h, limits::HEADER_MAX).map_err(|_| {
             VerifyError::Body(DecodeError::Malformed { what: "envelope header", reason: "too large".into() })
