@@ -75,6 +75,9 @@ enum Command {
         /// Days image studies and their reports are kept (medical records: 30 years).
         #[arg(long, default_value_t = yilian_hub::retention::Retention::default().images_days)]
         retain_images_days: u32,
+        /// Days quarantined messages of pending devices are kept.
+        #[arg(long, default_value_t = yilian_hub::retention::Retention::default().quarantine_days)]
+        retain_quarantine_days: u32,
         /// Hours a device's old key stays valid after it rotated to a new one.
         #[arg(long, default_value_t = 24)]
         key_overlap_hours: u64,
@@ -306,6 +309,7 @@ fn main() -> anyhow::Result<()> {
             retain_device_output_days,
             retain_studies_days,
             retain_images_days,
+            retain_quarantine_days,
             key_overlap_hours,
         } => {
             let mode = broker.map_or(BrokerMode::Embedded(mqtt_listen), BrokerMode::External);
@@ -316,6 +320,7 @@ fn main() -> anyhow::Result<()> {
                 device_output_days: retain_device_output_days,
                 studies_days: retain_studies_days,
                 images_days: retain_images_days,
+                quarantine_days: retain_quarantine_days,
             };
             cfg.tls_names = tls_names;
             cfg.insecure_plaintext = insecure_plaintext;

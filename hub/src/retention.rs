@@ -25,11 +25,20 @@ pub struct Retention {
     pub studies_days: u32,
     /// Image studies: chunks, instances, the image store's files, and their reports.
     pub images_days: u32,
+    /// Messages of pending devices held in quarantine (kept for the security officer; never
+    /// clinical data, and an approved device sends its own again).
+    pub quarantine_days: u32,
 }
 
 impl Default for Retention {
     fn default() -> Self {
-        Self { stream_days: 90, device_output_days: 365, studies_days: 30 * 365, images_days: 30 * 365 }
+        Self {
+            stream_days: 90,
+            device_output_days: 365,
+            studies_days: 30 * 365,
+            images_days: 30 * 365,
+            quarantine_days: 30,
+        }
     }
 }
 
@@ -44,11 +53,13 @@ pub enum Kind {
     Studies,
     /// Image studies.
     Images,
+    /// Quarantined messages of pending devices.
+    Quarantine,
 }
 
 impl Kind {
     /// Every kind, in sweep order.
-    pub const ALL: [Kind; 4] = [Kind::Stream, Kind::DeviceOutput, Kind::Studies, Kind::Images];
+    pub const ALL: [Kind; 5] = [Kind::Stream, Kind::DeviceOutput, Kind::Studies, Kind::Images, Kind::Quarantine];
 
     /// The audit log's name for it.
     pub fn as_str(self) -> &'static str {
@@ -57,6 +68,7 @@ impl Kind {
             Kind::DeviceOutput => "device output",
             Kind::Studies => "ECG studies",
             Kind::Images => "image studies",
+            Kind::Quarantine => "quarantined messages",
         }
     }
 
@@ -66,6 +78,7 @@ impl Kind {
             Kind::DeviceOutput => r.device_output_days,
             Kind::Studies => r.studies_days,
             Kind::Images => r.images_days,
+            Kind::Quarantine => r.quarantine_days,
         }
     }
 }

@@ -167,12 +167,30 @@ fn retention_deletes_what_is_older_than_its_kind_allows_keeps_the_rest_and_audit
     );
     db.ingest(&batch, new).expect("ingest new");
 
-    let policy = Retention { stream_days: 30, device_output_days: 30, studies_days: 60, images_days: 60 };
+    // A pending device's messages in quarantine: one old, one new.
+    let held = |seq: u64| yilian_hub::store::lifecycle::Quarantined {
+        device_id: "dev-pending".into(),
+        seq,
+        digest: [seq as u8; 32],
+        kind: 3,
+        envelope: vec![1, 2, 3],
+    };
+    db.quarantine(&[held(1)], "pending device", old).expect("quarantine old");
+    db.quarantine(&[held(2)], "pending device", new).expect("quarantine new");
+
+    let policy =
+        Retention { stream_days: 30, device_output_days: 30, studies_days: 60, images_days: 60, quarantine_days: 60 };
     let swept = retention::sweep(&mut db, &policy, new + DAY).expect("sweep");
     assert_eq!(
         swept.deleted,
-        vec![(retention::Kind::Stream, 1), (retention::Kind::DeviceOutput, 1), (retention::Kind::Studies, 1)]
+        vec![
+            (retention::Kind::Stream, 1),
+            (retention::Kind::DeviceOutput, 1),
+            (retention::Kind::Studies, 1),
+            (retention::Kind::Quarantine, 1)
+        ]
     );
+    assert_eq!(db.quarantined("dev-pending").expect("count"), 1, "the newer quarantined message stays");
     let lines: Vec<String> = db.device_output("dev", 10).expect("output").into_iter().map(|l| l.line).collect();
     assert_eq!(lines, vec!["新的一行".to_string()]);
     let streams = db.streams("dev").expect("streams");
@@ -184,7 +202,7 @@ fn retention_deletes_what_is_older_than_its_kind_allows_keeps_the_rest_and_audit
     let audit = db.audit_log(10).expect("audit");
     let entries: Vec<(&str, &str, &str)> =
         audit.iter().map(|e| (e.user.as_str(), e.action.as_str(), e.subject.as_str())).collect();
-    for subject in ["stream chunks", "device output", "ECG studies"] {
+    for subject in ["stream chunks", "device output", "ECG studies", "quarantined messages"] {
         assert!(
             entries.contains(&("system", "retention delete", subject)),
             "no audit entry for {subject}: {entries:?}"
@@ -193,5 +211,5 @@ fn retention_deletes_what_is_older_than_its_kind_allows_keeps_the_rest_and_audit
     assert!(audit.iter().all(|e| e.detail.starts_with("1 deleted")), "{audit:?}");
     // A second sweep finds nothing and writes nothing.
     assert_eq!(retention::sweep(&mut db, &policy, new + DAY).expect("sweep").deleted, vec![]);
-    assert_eq!(db.audit_log(10).expect("audit").len(), 3);
+    assert_eq!(db.audit_log(10).expect("audit").len(), 4);
 }

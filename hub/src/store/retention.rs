@@ -127,6 +127,11 @@ impl Db {
                 images = list;
                 images.len()
             }
+            Kind::Quarantine => tx.execute(
+                "DELETE FROM quarantine WHERE (device_id, seq, digest) IN
+                 (SELECT device_id, seq, digest FROM quarantine WHERE received_at_ms < ?1 LIMIT ?2)",
+                params![cutoff_ms, batch as i64],
+            )?,
         };
         tx.commit()?;
         Ok((n as u64, images))
