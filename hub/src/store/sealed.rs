@@ -169,48 +169,27 @@ fn sealed_error(table: &str, column: &str, row: &str, e: AtRestError) -> StoreEr
 struct SealedColumn {
     table: &'static str,
     column: &'static str,
-    /// SQL expression naming the row; the same text the Rust code builds.
+    /// SQL expression naming the row; the same text the Rust code builds, and what the UPDATE
+    /// matches the row by.
     row: &'static str,
-    /// SQL expression that selects the row again.
-    key: &'static str,
 }
 
 /// Every sealed column of the main database.
 const SEALED: &[SealedColumn] = &[
-    SealedColumn { table: "studies", column: "patient_id", row: "study_uid", key: "study_uid" },
-    SealedColumn { table: "studies", column: "patient_name", row: "study_uid", key: "study_uid" },
-    SealedColumn { table: "studies", column: "birth_date", row: "study_uid", key: "study_uid" },
-    SealedColumn { table: "studies", column: "question", row: "study_uid", key: "study_uid" },
-    SealedColumn { table: "studies", column: "body", row: "study_uid", key: "study_uid" },
-    SealedColumn {
-        table: "messages",
-        column: "envelope",
-        row: "device_id || '/' || seq",
-        key: "device_id || '/' || seq",
-    },
-    SealedColumn {
-        table: "study_parts",
-        column: "part",
-        row: "study_uid || '/' || idx",
-        key: "study_uid || '/' || idx",
-    },
-    SealedColumn {
-        table: "device_output",
-        column: "line",
-        row: "device_id || '/' || seq",
-        key: "device_id || '/' || seq",
-    },
-    SealedColumn { table: "reports", column: "findings", row: "report_id", key: "report_id" },
-    SealedColumn { table: "reports", column: "conclusion", row: "report_id", key: "report_id" },
-    SealedColumn { table: "reports", column: "envelope", row: "report_id", key: "report_id" },
-    SealedColumn { table: "image_studies", column: "patient_name", row: "study_uid", key: "study_uid" },
-    SealedColumn { table: "image_studies", column: "patient_id", row: "study_uid", key: "study_uid" },
-    SealedColumn {
-        table: "image_chunks",
-        column: "bytes",
-        row: "study_uid || '/' || sop_uid || '/' || idx",
-        key: "study_uid || '/' || sop_uid || '/' || idx",
-    },
+    SealedColumn { table: "studies", column: "patient_id", row: "study_uid" },
+    SealedColumn { table: "studies", column: "patient_name", row: "study_uid" },
+    SealedColumn { table: "studies", column: "birth_date", row: "study_uid" },
+    SealedColumn { table: "studies", column: "question", row: "study_uid" },
+    SealedColumn { table: "studies", column: "body", row: "study_uid" },
+    SealedColumn { table: "messages", column: "envelope", row: "device_id || '/' || seq" },
+    SealedColumn { table: "study_parts", column: "part", row: "study_uid || '/' || idx" },
+    SealedColumn { table: "device_output", column: "line", row: "device_id || '/' || seq" },
+    SealedColumn { table: "reports", column: "findings", row: "report_id" },
+    SealedColumn { table: "reports", column: "conclusion", row: "report_id" },
+    SealedColumn { table: "reports", column: "envelope", row: "report_id" },
+    SealedColumn { table: "image_studies", column: "patient_name", row: "study_uid" },
+    SealedColumn { table: "image_studies", column: "patient_id", row: "study_uid" },
+    SealedColumn { table: "image_chunks", column: "bytes", row: "study_uid || '/' || sop_uid || '/' || idx" },
 ];
 
 /// Seals every value still in plaintext (rows from before encryption), in one transaction.
@@ -246,7 +225,7 @@ pub fn seal_existing(conn: &mut Connection, key: &StoreKey) -> Result<usize, Sto
             }
             let value = key.seal(c.table, c.column, &row, &plain)?;
             tx.execute(
-                &format!("UPDATE {} SET {} = ?1 WHERE {} = ?2", c.table, c.column, c.key),
+                &format!("UPDATE {} SET {} = ?1 WHERE {} = ?2", c.table, c.column, c.row),
                 rusqlite::params![value, row],
             )?;
             sealed += 1;
