@@ -1,14 +1,13 @@
 //! The console over HTTP: sign-in, sessions, roles, CSRF, escaping, audit. Real router, real
 //! SQLite; the MQTT client is never connected (reports are not published in these tests).
 
+mod common;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use std::sync::Arc;
 use tower::ServiceExt;
-use yilian_hub::http::{AppState, router, session};
-use yilian_hub::ingest::Rejects;
-use yilian_hub::publish::Publisher;
+use yilian_hub::http::{router, session};
 use yilian_hub::store::{Incoming, Store};
 use yilian_protocol::envelope::{Envelope, Header, seal};
 use yilian_protocol::keys::SigningKey;
@@ -24,21 +23,11 @@ struct Console {
 async fn console() -> Console {
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(&dir.path().join("y.db")).expect("store");
-    let (client, _eventloop) = rumqttc::AsyncClient::new(rumqttc::MqttOptions::new("test", "127.0.0.1", 1), 16);
-    let publisher = Publisher::new(client, Arc::new(SigningKey::generate().expect("key")), "hub");
     for (id, name, role) in [("li", "李娜", "specialist"), ("it", "县信息科", "admin")] {
         let hash = session::hash_password("correct horse").expect("hash");
         store.call(move |db| db.add_user(id, name, role, &hash, 0)).await.expect("call").expect("user");
     }
-    let state = AppState {
-        store: store.clone(),
-        publisher,
-        rejects: Arc::new(Rejects::default()),
-        claim_ttl_ms: 60_000,
-        wait_targets_ms: [600_000, 1_800_000, 86_400_000],
-        images: Arc::new(yilian_hub::images::ImageStore::open(&dir.path().join("images")).expect("image store")),
-        ca: None,
-    };
+    let state = common::app_state(dir.path(), store.clone(), SigningKey::generate().expect("key"));
     Console { app: router(state), store, _dir: dir }
 }
 

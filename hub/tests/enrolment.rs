@@ -1,13 +1,12 @@
 //! The enrolment API and the console's device enrolment page over HTTP: real router, real SQLite.
 
+mod common;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use std::sync::Arc;
 use tower::ServiceExt;
-use yilian_hub::http::{AppState, router, session};
-use yilian_hub::ingest::Rejects;
-use yilian_hub::publish::Publisher;
+use yilian_hub::http::{router, session};
 use yilian_hub::store::Store;
 use yilian_protocol::enrol::{EnrolRequest, EnrolStatus, sign_poll};
 use yilian_protocol::keys::SigningKey;
@@ -22,23 +21,13 @@ struct Hub {
 async fn hub() -> Hub {
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(&dir.path().join("y.db")).expect("store");
-    let (client, _eventloop) = rumqttc::AsyncClient::new(rumqttc::MqttOptions::new("test", "127.0.0.1", 1), 16);
     let key = SigningKey::generate().expect("key");
     let hub_key = key.public_key().to_hex();
-    let publisher = Publisher::new(client, Arc::new(key), "hub");
     for (id, role) in [("li", "specialist"), ("it", "admin")] {
         let hash = session::hash_password("correct horse").expect("hash");
         store.call(move |db| db.add_user(id, id, role, &hash, 0)).await.expect("call").expect("user");
     }
-    let state = AppState {
-        store: store.clone(),
-        publisher,
-        rejects: Arc::new(Rejects::default()),
-        claim_ttl_ms: 60_000,
-        wait_targets_ms: [600_000, 1_800_000, 86_400_000],
-        images: Arc::new(yilian_hub::images::ImageStore::open(&dir.path().join("images")).expect("image store")),
-        ca: None,
-    };
+    let state = common::app_state(dir.path(), store.clone(), key);
     Hub { app: router(state), store, hub_key, _dir: dir }
 }
 

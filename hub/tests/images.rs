@@ -1,17 +1,17 @@
 //! The image store, DICOMweb and the imaging console over the real sample files of
 //! `shared/data/dicom-img` (facts from its README, section 8). Real router, real SQLite.
 
+mod common;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tower::ServiceExt;
-use yilian_hub::http::{AppState, router, session};
+use yilian_hub::http::{router, session};
 use yilian_hub::images::render::{RenderError, decode_frame};
 use yilian_hub::images::{ImageError, ImageStore, InstanceMeta, read};
-use yilian_hub::ingest::Rejects;
-use yilian_hub::publish::Publisher;
 use yilian_hub::store::Store;
 use yilian_protocol::keys::SigningKey;
 
@@ -51,20 +51,10 @@ struct Hub {
 async fn hub() -> Hub {
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(&dir.path().join("y.db")).expect("store");
-    let (client, _eventloop) = rumqttc::AsyncClient::new(rumqttc::MqttOptions::new("test", "127.0.0.1", 1), 16);
-    let publisher = Publisher::new(client, Arc::new(SigningKey::generate().expect("key")), "hub");
     let hash = session::hash_password("correct horse").expect("hash");
     store.call(move |db| db.add_user("li", "李娜", "specialist", &hash, 0)).await.expect("call").expect("user");
-    let images = Arc::new(ImageStore::open(&dir.path().join("images")).expect("image store"));
-    let state = AppState {
-        store,
-        publisher,
-        rejects: Arc::new(Rejects::default()),
-        claim_ttl_ms: 60_000,
-        wait_targets_ms: [600_000, 1_800_000, 86_400_000],
-        images: images.clone(),
-        ca: None,
-    };
+    let state = common::app_state(dir.path(), store, SigningKey::generate().expect("key"));
+    let images = state.images.clone();
     Hub { app: router(state), images, dir }
 }
 
