@@ -47,3 +47,18 @@ pub fn uid_of(study: &Value) -> &str {
 pub fn ints(v: &Value) -> Vec<i32> {
     v.as_array().map(|a| a.iter().filter_map(Value::as_i64).map(|x| x as i32).collect()).unwrap_or_default()
 }
+
+/// Records the PTB 12-lead study on the clinic's cart as visit `visit` and returns the prefix of
+/// the study uid the agent gives it (`{device}-{acquired}-{id}-`).
+pub async fn record_ptb_study(clinic: &yilian::county::Clinic, device: &str, visit: usize) -> anyhow::Result<String> {
+    let rec = yilian::records::ptb_12_lead()?;
+    let visit = yilian::sim::demo_visit(visit);
+    let acquired = now_ms();
+    let (id, _) = clinic
+        .cart(move |c| -> anyhow::Result<_> {
+            c.hello()?;
+            c.study(&rec, 1234, 10_000, &visit, acquired)
+        })
+        .await?;
+    Ok(format!("{device}-{acquired}-{id}-"))
+}

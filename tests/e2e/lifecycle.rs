@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use yilian::county::{Broker, Clinic, HubHandle, device_mqtt_options, wait_for};
-use yilian::{records, sim};
 use yilian_agent::enrol::{self, EnrolError};
 use yilian_protocol::envelope::{Header, seal};
 use yilian_protocol::keys::SigningKey;
@@ -59,16 +58,7 @@ async fn a_pending_device_is_quarantined_until_approved_and_nothing_is_lost() ->
     let mut clinic = Clinic::prepare(&root, site, device, &hub.hub_key, &hub.broker_url)?;
     assert_eq!(clinic.public_key, key.public_key());
     clinic.start_agent().await?;
-    let rec = records::ptb_12_lead()?;
-    let visit = sim::demo_visit(3);
-    let acquired = now_ms();
-    let (id, _) = clinic
-        .cart(move |c| -> anyhow::Result<_> {
-            c.hello()?;
-            c.study(&rec, 1234, 10_000, &visit, acquired)
-        })
-        .await?;
-    let prefix = format!("{device}-{acquired}-{id}-");
+    let prefix = record_ptb_study(&clinic, device, 3).await?;
     wait_for("the pending device's study in quarantine", WAIT, || {
         let q = hub.quarantined(device).unwrap_or(0);
         async move { (q > 0).then_some(()) }
@@ -368,16 +358,7 @@ async fn the_hub_rotates_its_key_and_an_agent_follows_then_accepts_its_report() 
     })
     .await?;
 
-    let rec = records::ptb_12_lead()?;
-    let visit = sim::demo_visit(5);
-    let acquired = now_ms();
-    let (id, _) = clinic
-        .cart(move |c| -> anyhow::Result<_> {
-            c.hello()?;
-            c.study(&rec, 1234, 10_000, &visit, acquired)
-        })
-        .await?;
-    let prefix = format!("{device}-{acquired}-{id}-");
+    let prefix = record_ptb_study(&clinic, device, 5).await?;
     let api = hub.api.clone();
     let row = wait_for("the study after the hub's key rotation", WAIT, || {
         let (api, prefix) = (api.clone(), prefix.clone());
