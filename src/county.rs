@@ -56,6 +56,8 @@ pub async fn mosquitto_for(hub_dir: &Path) -> anyhow::Result<crate::procs::Mosqu
         &[],
         false,
         run_as,
+        &[],
+        yilian_hub::clock::now_ms(),
     )?;
     crate::procs::Mosquitto::start_with_config(&files.conf, port).await
 }
@@ -230,6 +232,10 @@ impl HubHandle {
             }
         };
         let mut cfg = HubConfig::new(data_dir.to_path_buf(), mode);
+        if let Some(m) = &mosquitto {
+            cfg.broker_crl = Some(data_dir.join("mosquitto").join("crl.pem"));
+            cfg.broker_reload = Some(m.reload_command());
+        }
         cfg.claim_ttl = Duration::from_secs(600);
         // One MQTT session per hub data folder, stable across restarts of that hub, distinct
         // from other hubs sharing an external test broker.

@@ -63,6 +63,11 @@ impl Proc {
         None
     }
 
+    /// Process id, while it has not been reaped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// True while the process runs.
     pub fn running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
@@ -136,6 +141,10 @@ impl Mosquitto {
             .context("mosquitto is not installed (apt-get install mosquitto)")?;
         let conf = conf.to_str().context("config path")?;
         let proc = Proc::spawn("mosquitto", &bin, &["-c", conf], &[], log)?;
+        // What a service manager keeps: the hub's `--broker-reload` signals whatever this names.
+        if let Some(pid) = proc.pid() {
+            std::fs::write(Path::new(conf).with_file_name("mosquitto.pid"), format!("{pid}\n"))?;
+        }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
             if tokio::time::Instant::now() >= deadline {
@@ -152,6 +161,12 @@ impl Mosquitto {
         let log = conf.with_file_name("mosquitto.log");
         let proc = Self::launch(conf, &log, port).await?;
         Ok(Self { proc, port, conf: conf.to_path_buf(), log })
+    }
+
+    /// A shell command that makes this Mosquitto re-read its configuration and CRL, whichever
+    /// process it currently is (for the hub's `--broker-reload`).
+    pub fn reload_command(&self) -> String {
+        format!("kill -HUP \"$(cat '{}')\"", self.conf.with_file_name("mosquitto.pid").display())
     }
 
     /// `mqtts://127.0.0.1:port`.

@@ -120,6 +120,49 @@ fn ca_params() -> CertificateParams {
     p
 }
 
+/// A time as rcgen wants it, from milliseconds since the epoch.
+fn at_ms(ms: i64) -> time::OffsetDateTime {
+    rcgen::date_time_ymd(1970, 1, 1) + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// The serial number of every certificate issued for `device`'s enrolled `key`.
+///
+/// It is derived from the pair rather than drawn at random so that the CRL can name every
+/// certificate of a revoked or retired key without a register of what was issued: the hub
+/// re-issues a device's certificate whenever its agent asks (enrolment polls), and all those
+/// copies certify the same subject and key and differ only in validity. RFC 5280 wants a serial
+/// per certificate; one per (device, key) is the trade made for a CRL that can be rebuilt from
+/// the enrolment record alone.
+pub fn device_serial(device: &str, key: &PublicKey) -> [u8; 16] {
+    let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+    h.update(b"yilian device certificate serial\0");
+    h.update(device.as_bytes());
+    h.update(b"\0");
+    h.update(&key.0);
+    let mut serial = [0u8; 16];
+    serial.copy_from_slice(&h.finish().as_ref()[..16]);
+    // Positive, and no leading zero octet to be stripped from the DER integer.
+    serial[0] = (serial[0] & 0x7f) | 0x01;
+    serial
+}
+
+/// A key the broker must no longer accept: the certificates of `device` for `key` go in the CRL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedKey {
+    /// Device id (the certificate's CN).
+    pub device: String,
+    /// The key the certificates certify.
+    pub key: PublicKey,
+    /// When it stopped being valid (revocation, or the end of a rotation's overlap).
+    pub since_ms: i64,
+    /// The device was revoked (key compromise), rather than its key superseded by a rotation.
+    pub compromised: bool,
+}
+
+/// How long a CRL the hub writes stays valid. The hub rewrites it daily and at every change; a
+/// broker left with an expired CRL refuses every client, so the margin is generous.
+pub const CRL_VALID_DAYS: u32 = 30;
+
 /// Leaf parameters valid from yesterday (clinic clocks run behind) for `days`.
 fn leaf_params(cn: &str, ou: Option<&str>, days: u32) -> Result<CertificateParams, CaError> {
     let mut p = CertificateParams::default();
@@ -204,21 +247,73 @@ impl CountyCa {
     }
 
     /// Issues a client certificate for a device's enrolled Ed25519 key: CN = device id,
-    /// OU = site, valid ten years (revocation is the hub's enrolment record, checked at every
-    /// connection, not the certificate's expiry).
+    /// OU = site, valid ten years, serial [`device_serial`]. Revocation is the hub's enrolment
+    /// record, checked at every connection to the embedded broker and published to an external
+    /// one as a CRL ([`CountyCa::crl_pem`]), not the certificate's expiry.
     pub fn issue_device(&self, site: &str, device: &str, key: &PublicKey) -> Result<String, CaError> {
         yilian_protocol::topic::check_slug("device", device).map_err(|_| CaError::BadName(device.into()))?;
         yilian_protocol::topic::check_slug("site", site).map_err(|_| CaError::BadName(site.into()))?;
-        self.issue_client(device, Some(site), key)
+        let mut p = leaf_params(device, Some(site), 3650)?;
+        p.serial_number = Some(SerialNumber::from_slice(&device_serial(device, key)));
+        self.issue_client(p, key)
     }
 
     /// Issues the client certificate of the hub's own MQTT connection (CN `yilian-hub`).
     pub fn issue_hub_client(&self, hub_key: &PublicKey) -> Result<String, CaError> {
-        self.issue_client(HUB_IDENTITY, None, hub_key)
+        self.issue_client(leaf_params(HUB_IDENTITY, None, 3650)?, hub_key)
     }
 
-    fn issue_client(&self, cn: &str, ou: Option<&str>, key: &PublicKey) -> Result<String, CaError> {
-        let mut p = leaf_params(cn, ou, 3650)?;
+    /// A certificate with CN = `device` for the hub's own key, valid ten minutes: with it the hub
+    /// connects to an external broker under the device's client id (Mosquitto takes the client
+    /// id from the CN) and so drops a revoked device's live connection. The hub holds the CA key
+    /// and could always do this; the short life keeps the certificate from being worth stealing.
+    pub fn issue_takeover(&self, device: &str, hub_key: &PublicKey) -> Result<String, CaError> {
+        yilian_protocol::topic::check_slug("device", device).map_err(|_| CaError::BadName(device.into()))?;
+        let mut p = leaf_params(device, None, 1)?;
+        let now = at_ms(crate::clock::now_ms());
+        p.not_before = now - std::time::Duration::from_secs(5 * 60);
+        p.not_after = now + std::time::Duration::from_secs(10 * 60);
+        self.issue_client(p, hub_key)
+    }
+
+    /// The county CRL (PEM): every certificate of each key in `revoked`, signed by the CA,
+    /// valid [`CRL_VALID_DAYS`] from `now_ms`.
+    pub fn crl_pem(&self, revoked: &[RevokedKey], now_ms: i64) -> Result<String, CaError> {
+        use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevocationReason, RevokedCertParams};
+        let now = at_ms(now_ms);
+        let params = CertificateRevocationListParams {
+            // An hour back, so a broker whose clock is a little behind does not see a CRL from
+            // the future.
+            this_update: now - std::time::Duration::from_secs(3600),
+            next_update: now + std::time::Duration::from_secs(u64::from(CRL_VALID_DAYS) * 24 * 3600),
+            crl_number: SerialNumber::from_slice(&u64::try_from(now_ms).unwrap_or(0).to_be_bytes()),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|r| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&device_serial(&r.device, &r.key)),
+                    revocation_time: at_ms(r.since_ms.min(now_ms)),
+                    reason_code: Some(if r.compromised {
+                        RevocationReason::KeyCompromise
+                    } else {
+                        RevocationReason::Superseded
+                    }),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer).map_err(cert_err("signing the CRL"))?;
+        crl.pem().map_err(cert_err("encoding the CRL"))
+    }
+
+    /// Writes [`CountyCa::crl_pem`] to `path` (through a rename: a broker reloading never reads
+    /// half a file).
+    pub fn write_crl(&self, path: &Path, revoked: &[RevokedKey], now_ms: i64) -> Result<(), CaError> {
+        write_public(path, &self.crl_pem(revoked, now_ms)?)
+    }
+
+    fn issue_client(&self, mut p: CertificateParams, key: &PublicKey) -> Result<String, CaError> {
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let cert =
@@ -336,6 +431,29 @@ mod tests {
         assert_eq!(std::fs::read_to_string(files.ca).expect("ca"), ca.ca_pem());
         assert!(std::fs::read_to_string(files.certificate).expect("crt").starts_with("-----BEGIN CERTIFICATE-----"));
         assert_eq!(std::fs::read_to_string(files.hub_public_key).expect("pub").trim(), hub.public_key().to_hex());
+    }
+
+    #[test]
+    fn the_crl_names_the_certificates_of_revoked_keys_and_only_those() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let ca = CountyCa::load_or_create(tmp.path()).expect("ca");
+        let (gone, kept) = (SigningKey::generate().expect("rng"), SigningKey::generate().expect("rng"));
+        let serial = device_serial("cart-1", &gone.public_key());
+        assert_ne!(serial, device_serial("cart-1", &kept.public_key()));
+        assert_ne!(serial, device_serial("cart-2", &gone.public_key()));
+        // Every certificate issued for the pair carries its serial, whenever it was issued.
+        for _ in 0..2 {
+            let cert = pem_body(&ca.issue_device("xz-1", "cart-1", &gone.public_key()).expect("issue"));
+            assert!(cert.windows(16).any(|w| w == serial));
+        }
+        let revoked =
+            [RevokedKey { device: "cart-1".into(), key: gone.public_key(), since_ms: 1_000, compromised: true }];
+        let crl = ca.crl_pem(&revoked, 1_700_000_000_000).expect("crl");
+        assert!(crl.starts_with("-----BEGIN X509 CRL-----"), "{crl}");
+        let der = pem_body(&crl);
+        assert!(der.windows(16).any(|w| w == serial), "the revoked key's serial is listed");
+        let other = device_serial("cart-1", &kept.public_key());
+        assert!(!der.windows(16).any(|w| w == other), "a valid key's is not");
     }
 
     fn pem_body(pem: &str) -> Vec<u8> {

@@ -7,6 +7,12 @@
 //! connects with the revoked device's client id and a clean session, which also discards any
 //! reports queued for it, and disconnects. The broker's connect check then refuses the device
 //! itself (it asks [`crate::store::Db::device_keys`], which lists no key for a revoked device).
+//!
+//! An external broker (Mosquitto) admits by certificate and takes the client id from it, so
+//! there the hub keeps the broker's CRL ([`crate::store::Db::revoked_keys`], signed by the county
+//! CA) and has the broker reload it, then takes the client id over with a short-lived
+//! certificate naming the device. Mosquitto checks the CRL at each new connection only; the
+//! takeover is what ends the live one.
 
 use crate::clock::now_ms;
 use crate::store::Store;
@@ -112,27 +118,57 @@ pub struct BrokerAccess {
     pub tls: Option<rumqttc::TlsConfiguration>,
     /// The hub's key: the broker admits the hub under any client id with a fresh signature by it.
     pub key: std::sync::Arc<yilian_protocol::keys::SigningKey>,
+    /// Set for an external broker (Mosquitto, EMQX), which admits by certificate.
+    pub external: Option<ExternalBroker>,
+}
+
+/// What the hub needs to keep an external broker in step with revocations.
+#[derive(Clone)]
+pub struct ExternalBroker {
+    /// The county CA: it mints the short-lived certificates that take a device's client id
+    /// over, and signs the CRL.
+    pub ca: std::sync::Arc<crate::ca::CountyCa>,
+    /// Where the broker reads its CRL (Mosquitto `crlfile`); `None`: the broker is not told, and
+    /// a revoked device is only refused message by message at the hub.
+    pub crl: Option<PathBuf>,
+    /// A shell command that makes the broker re-read its CRL (`systemctl reload mosquitto`,
+    /// `kill -HUP <pid>`), run after each change.
+    pub reload: Option<String>,
 }
 
 impl BrokerAccess {
-    fn options(&self, client_id: &str) -> MqttOptions {
+    fn options(&self, client_id: &str) -> Result<MqttOptions, String> {
         let mut opts = MqttOptions::new(client_id, self.host.clone(), self.port);
-        if let Some(tls) = &self.tls {
-            opts.set_transport(rumqttc::Transport::tls_with_config(tls.clone()));
+        let tls = match (&self.tls, &self.external) {
+            // Mosquitto makes the certificate's CN the client id: to take the device's id over,
+            // the hub presents a certificate naming the device, for its own key.
+            (Some(_), Some(ext)) => {
+                let cert = ext.ca.issue_takeover(client_id, &self.key.public_key()).map_err(|e| e.to_string())?;
+                let cfg = yilian_protocol::tls::mqtt_client_config(
+                    ext.ca.ca_pem().as_bytes(),
+                    cert.as_bytes(),
+                    self.key.pkcs8(),
+                )
+                .map_err(|e| e.to_string())?;
+                Some(rumqttc::TlsConfiguration::Rustls(cfg))
+            }
+            (tls, _) => tls.clone(),
+        };
+        if let Some(tls) = tls {
+            opts.set_transport(rumqttc::Transport::tls_with_config(tls));
         }
         let password = yilian_protocol::connect::connect_password(&self.key, client_id, crate::clock::now_ms());
         opts.set_credentials(crate::ca::HUB_IDENTITY, password);
-        opts
+        Ok(opts)
     }
 }
 
 /// Takes over `client_id` on the broker, which drops whoever is connected with it, and leaves.
 ///
-/// With the embedded broker the hub may connect under any client id (its signature covers the
-/// id). Mosquitto takes the client id from the certificate, so there a revoked device is only
-/// refused message by message, until its certificate is revoked at the broker (see README).
+/// The embedded broker admits the hub under any client id (its signature covers the id); an
+/// external one is shown a ten-minute certificate naming the device ([`crate::ca::CountyCa::issue_takeover`]).
 pub async fn disconnect_client(access: &BrokerAccess, client_id: &str) -> Result<(), String> {
-    let mut opts = access.options(client_id);
+    let mut opts = access.options(client_id)?;
     opts.set_clean_session(true);
     opts.set_keep_alive(Duration::from_secs(10));
     let (client, mut ev) = AsyncClient::new(opts, 4);
@@ -151,8 +187,63 @@ pub async fn disconnect_client(access: &BrokerAccess, client_id: &str) -> Result
     tokio::time::timeout(Duration::from_secs(10), drive).await.map_err(|_| "broker did not answer".to_string())?
 }
 
+/// The external broker's CRL as last written: rewritten when the set of refused keys changes,
+/// and daily so it never reaches its next-update date.
+struct CrlState {
+    written: Option<(Vec<(String, PublicKey)>, Instant)>,
+}
+
+const CRL_REFRESH: Duration = Duration::from_secs(24 * 3600);
+
+impl CrlState {
+    /// Brings the CRL up to date; true when the broker now refuses every revoked key (or there
+    /// is no CRL to keep).
+    async fn refresh(&mut self, store: &Store, ext: &ExternalBroker) -> bool {
+        let Some(path) = &ext.crl else { return true };
+        let now = now_ms();
+        let revoked = match store.call(move |db| db.revoked_keys(now)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) | Err(e) => {
+                warn!(error = %e, "cannot list revoked keys for the broker's CRL");
+                return false;
+            }
+        };
+        let set: Vec<(String, PublicKey)> = revoked.iter().map(|r| (r.device.clone(), r.key)).collect();
+        if self.written.as_ref().is_some_and(|(w, at)| *w == set && at.elapsed() < CRL_REFRESH) {
+            return true;
+        }
+        if let Err(e) = ext.ca.write_crl(path, &revoked, now) {
+            warn!(error = %e, "cannot write the broker's CRL");
+            return false;
+        }
+        if let Some(cmd) = &ext.reload
+            && let Err(e) = run_reload(cmd).await
+        {
+            warn!(command = %cmd, error = %e, "the broker did not reload its CRL; trying again");
+            return false;
+        }
+        info!(crl = %path.display(), revoked_keys = set.len(), "broker CRL written");
+        self.written = Some((set, Instant::now()));
+        true
+    }
+}
+
+async fn run_reload(cmd: &str) -> Result<(), String> {
+    let run = tokio::process::Command::new("sh").arg("-c").arg(cmd).kill_on_drop(true).output();
+    let out = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .map_err(|_| "no answer in 30 s".to_string())?
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
 /// Disconnects revoked and rejected devices: those the store lists as due (checked every
-/// [`REVOCATION_POLL`]), and those ingest saw sending again (`seen`).
+/// [`REVOCATION_POLL`]), and those ingest saw sending again (`seen`). With an external broker it
+/// first rewrites the broker's CRL, so the device it drops cannot come straight back.
 pub async fn run_disconnects(
     store: Store,
     access: BrokerAccess,
@@ -162,11 +253,19 @@ pub async fn run_disconnects(
     let mut last: HashMap<String, Instant> = HashMap::new();
     // Seen again too soon after a disconnect: taken off at the next tick instead.
     let mut deferred: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut crl = CrlState { written: None };
     let mut tick = tokio::time::interval(REVOCATION_POLL);
     loop {
         let devices: Vec<String> = tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {
+                if let Some(ext) = &access.external
+                    && !crl.refresh(&store, ext).await
+                {
+                    // Dropping a device the broker would let straight back in achieves nothing
+                    // and would mark it done; wait for the CRL.
+                    continue;
+                }
                 let mut due: Vec<String> = match store.call(|db| db.disconnects_due()).await {
                     Ok(Ok(due)) => due.into_iter().map(|(_, d)| d).collect(),
                     Ok(Err(e)) | Err(e) => {

@@ -30,6 +30,14 @@ enum Command {
         /// Use an external broker (mqtts://host:port) instead of the embedded one.
         #[arg(long)]
         broker: Option<String>,
+        /// With --broker: the CRL file the broker reads (Mosquitto `crlfile`, written by
+        /// `broker-config mosquitto`); the hub keeps it listing every revoked or retired device key.
+        #[arg(long, requires = "broker")]
+        broker_crl: Option<PathBuf>,
+        /// With --broker-crl: a shell command that makes the broker re-read the CRL, run after
+        /// each change (e.g. `systemctl reload mosquitto`).
+        #[arg(long, requires = "broker_crl")]
+        broker_reload: Option<String>,
         /// Listen address of the embedded broker (MQTT over TLS).
         #[arg(long, default_value = "0.0.0.0:8883")]
         mqtt_listen: SocketAddr,
@@ -295,6 +303,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run {
             broker,
+            broker_crl,
+            broker_reload,
             mqtt_listen,
             tls_names,
             insecure_plaintext,
@@ -324,6 +334,8 @@ fn main() -> anyhow::Result<()> {
             };
             cfg.tls_names = tls_names;
             cfg.insecure_plaintext = insecure_plaintext;
+            cfg.broker_crl = broker_crl;
+            cfg.broker_reload = broker_reload;
             cfg.claim_ttl = Duration::from_secs(claim_minutes.max(1) * 60);
             cfg.limits.msgs_per_s = device_msgs_per_s.max(1.0);
             cfg.limits.msg_burst = device_burst.max(1.0);
@@ -365,9 +377,24 @@ fn main() -> anyhow::Result<()> {
         }
         Command::BrokerConfig { command: BrokerConfigCommand::Mosquitto { out, listen, tls_names, user } } => {
             let ca = yilian_hub::ca::CountyCa::load_or_create(&cli.data)?;
-            let files = yilian_hub::mosquitto::write_config(&ca, &out, &listen, &tls_names, true, user.as_deref())?;
+            let now = now_ms();
+            let revoked = open_db(&cli.data, cli.store_key.as_deref())?.revoked_keys(now)?;
+            let files = yilian_hub::mosquitto::write_config(
+                &ca,
+                &out,
+                &listen,
+                &tls_names,
+                true,
+                user.as_deref(),
+                &revoked,
+                now,
+            )?;
             println!("mosquitto configuration: {} (ACL {})", files.conf.display(), files.acl.display());
             println!("start it with: mosquitto -c {}", files.conf.display());
+            println!(
+                "run the hub with: yilian-hub run --broker mqtts://HOST:PORT --broker-crl {} --broker-reload 'systemctl reload mosquitto'",
+                files.crl.display()
+            );
             Ok(())
         }
         Command::Ca { command: CaCommand::Init { tls_names } } => {

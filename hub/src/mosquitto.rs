@@ -22,6 +22,8 @@ pub struct MosquittoFiles {
     pub conf: PathBuf,
     /// `acl`: the topic rules.
     pub acl: PathBuf,
+    /// `crl.pem`: the county CRL, which the hub keeps current (`run --broker-crl`).
+    pub crl: PathBuf,
 }
 
 /// The ACL text (see the module documentation).
@@ -52,6 +54,9 @@ pub fn acl() -> String {
 /// The broker's certificate is the hub's server certificate for `tls_names` (same CA, same
 /// names; the broker usually runs on the hub's machine). Mosquitto started as root drops to
 /// `run_as` (its default is the `mosquitto` user), which must be able to read `broker.key`.
+/// `crl.pem` starts with `revoked` ([`crate::store::Db::revoked_keys`]); from then on the hub
+/// rewrites it when given `--broker-crl` with its path.
+#[allow(clippy::too_many_arguments)]
 pub fn write_config(
     ca: &CountyCa,
     out: &Path,
@@ -59,6 +64,8 @@ pub fn write_config(
     tls_names: &[String],
     persistence: bool,
     run_as: Option<&str>,
+    revoked: &[crate::ca::RevokedKey],
+    now_ms: i64,
 ) -> Result<MosquittoFiles, CaError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -84,6 +91,8 @@ pub fn write_config(
             .map_err(io(&key_path))?;
         f.write_all(&key).map_err(io(&key_path))?;
     }
+    let crl_path = out.join("crl.pem");
+    ca.write_crl(&crl_path, revoked, now_ms)?;
     let acl_path = out.join("acl");
     std::fs::write(&acl_path, acl()).map_err(io(&acl_path))?;
     let (port, bind) = match listen.rsplit_once(':') {
@@ -111,6 +120,8 @@ pub fn write_config(
          cafile {ca}\n\
          certfile {cert}\n\
          keyfile {key}\n\
+         # Kept current by the hub (run --broker-crl), which has Mosquitto reload it.\n\
+         crlfile {crl}\n\
          require_certificate true\n\
          use_identity_as_username true\n\
          use_username_as_clientid true\n",
@@ -118,10 +129,11 @@ pub fn write_config(
         ca = ca_path.display(),
         cert = cert_path.display(),
         key = key_path.display(),
+        crl = crl_path.display(),
     );
     let conf_path = out.join("mosquitto.conf");
     std::fs::write(&conf_path, conf).map_err(io(&conf_path))?;
-    Ok(MosquittoFiles { conf: conf_path, acl: acl_path })
+    Ok(MosquittoFiles { conf: conf_path, acl: acl_path, crl: crl_path })
 }
 
 #[cfg(test)]
@@ -132,7 +144,8 @@ mod tests {
     fn the_config_requires_client_certificates_and_the_acl_confines_devices_to_their_own_topics() {
         let tmp = tempfile::tempdir().expect("tmp");
         let ca = CountyCa::load_or_create(tmp.path()).expect("ca");
-        let files = write_config(&ca, &tmp.path().join("mq"), "127.0.0.1:8883", &[], false, None).expect("write");
+        let files =
+            write_config(&ca, &tmp.path().join("mq"), "127.0.0.1:8883", &[], false, None, &[], 0).expect("write");
         let conf = std::fs::read_to_string(&files.conf).expect("conf");
         for line in [
             "listener 8883 127.0.0.1",
@@ -140,6 +153,7 @@ mod tests {
             "use_identity_as_username true",
             "use_username_as_clientid true",
             "allow_anonymous false",
+            &format!("crlfile {}", files.crl.display()),
         ] {
             assert!(conf.lines().any(|l| l == line), "{line} in\n{conf}");
         }

@@ -58,6 +58,10 @@ pub struct HubConfig {
     pub insecure_plaintext: bool,
     /// Host names or addresses (besides localhost) the server certificate is issued for.
     pub tls_names: Vec<String>,
+    /// External broker: the CRL file it reads (Mosquitto `crlfile`), kept current by the hub.
+    pub broker_crl: Option<PathBuf>,
+    /// External broker: a shell command that makes it re-read the CRL.
+    pub broker_reload: Option<String>,
 }
 
 impl HubConfig {
@@ -78,6 +82,8 @@ impl HubConfig {
             key_overlap: crate::ingest::DEFAULT_KEY_OVERLAP,
             insecure_plaintext: false,
             tls_names: Vec::new(),
+            broker_crl: None,
+            broker_reload: None,
         }
     }
 
@@ -140,7 +146,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         crate::images::ImageStore::open_with_key(&cfg.data_dir.join("images"), store_key)
             .map_err(|e| HubError::Io { what: "opening the image store", source: std::io::Error::other(e) })?,
     );
-    let ca = crate::ca::CountyCa::load_or_create(&cfg.data_dir)?;
+    let ca = Arc::new(crate::ca::CountyCa::load_or_create(&cfg.data_dir)?);
     let server_cert = ca.server_cert(&cfg.tls_names)?;
     if cfg.insecure_plaintext {
         warn!(
@@ -176,6 +182,12 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
             let u = parse_broker_url(url)?;
             if !u.tls && !cfg.insecure_plaintext {
                 return Err(HubError::PlaintextRefused(url.clone()));
+            }
+            if cfg.broker_crl.is_none() {
+                warn!(
+                    "external broker without --broker-crl: a revoked device's connection is dropped but the broker \
+                     lets it back in; the hub still refuses its every message"
+                );
             }
             (u.host, u.port, u.tls)
         }
@@ -219,6 +231,11 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
             port,
             tls: tls.then(|| rumqttc::TlsConfiguration::Rustls(takeover_tls.clone())),
             key: key.clone(),
+            external: matches!(cfg.broker, BrokerMode::External(_)).then(|| crate::lifecycle::ExternalBroker {
+                ca: ca.clone(),
+                crl: cfg.broker_crl.clone(),
+                reload: cfg.broker_reload.clone(),
+            }),
         },
         revoked_rx,
         shutdown.child_token(),
@@ -306,7 +323,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         claim_ttl_ms: cfg.claim_ttl.as_millis() as i64,
         wait_targets_ms: cfg.wait_targets.map(|d| d.as_millis() as i64),
         images,
-        ca: Some(Arc::new(ca)),
+        ca: Some(ca),
     };
     let addr = http.local_addr().map_err(|source| HubError::Io { what: "http listener", source })?;
     // Connect info gives the audit log and the enrolment endpoint the address a request came from.

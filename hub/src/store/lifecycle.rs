@@ -467,6 +467,42 @@ impl Db {
         Ok(())
     }
 
+    /// Every device key the broker must refuse at `now_ms`: all keys of revoked and rejected
+    /// devices, and keys rotated or replaced away (once a rotation's overlap is over). What the
+    /// county CRL lists; the complement of [`Db::device_keys`] over every key ever enrolled.
+    pub fn revoked_keys(&self, now_ms: i64) -> Result<Vec<crate::ca::RevokedKey>, StoreError> {
+        type Row = (String, String, String, Option<i64>, String, i64, Option<String>, Option<i64>);
+        let mut stmt = self.conn.prepare(
+            "SELECT h.device_id, h.public_key, d.state, d.state_at_ms, d.public_key, d.enrolled_at_ms,
+                    d.old_public_key, d.old_key_until_ms
+             FROM device_key_history h JOIN devices d ON d.device_id = h.device_id
+             ORDER BY h.device_id, h.public_key",
+        )?;
+        let rows: Vec<Row> = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::new();
+        for (device, key, state, state_at, current, enrolled_at, old, old_until) in rows {
+            let since = if !state_of(&device, &state)?.may_act() {
+                Some((state_at.unwrap_or(enrolled_at), true))
+            } else if key == current {
+                None
+            } else if old.as_deref() == Some(key.as_str()) {
+                // Rotated away: valid to the end of the overlap.
+                old_until.filter(|until| now_ms >= *until).map(|until| (until, false))
+            } else {
+                // An earlier key, superseded when a later one was enrolled.
+                Some((enrolled_at, false))
+            };
+            if let Some((since_ms, compromised)) = since {
+                out.push(crate::ca::RevokedKey { key: key_of(&device, &key)?, device, since_ms, compromised });
+            }
+        }
+        Ok(out)
+    }
+
     /// Makes `new_key` the device's key; the current one stays valid until `old_until_ms`
     /// (the rotation's overlap). Rotating to the key it already has changes nothing.
     pub fn rotate_device_key(
@@ -558,6 +594,34 @@ mod tests {
         assert_eq!(db.disconnects_due().expect("store"), [("s1".to_string(), "d1".to_string())]);
         db.mark_disconnected("d1", 70).expect("store");
         assert!(db.disconnects_due().expect("store").is_empty());
+    }
+
+    #[test]
+    fn the_broker_refuses_every_key_that_no_longer_acts_and_no_other() {
+        let (_d, mut db) = db();
+        let keys: Vec<PublicKey> = (0..4).map(|_| SigningKey::generate().expect("k").public_key()).collect();
+        db.enroll("s1", "d1", &keys[0], false, 0).expect("enrol");
+        db.enroll("s1", "d2", &keys[3], false, 0).expect("enrol");
+        assert!(db.revoked_keys(5).expect("store").is_empty());
+        db.rotate_device_key("d1", &keys[1], 1_000, "d1", 10).expect("store").expect("rotated");
+        assert!(db.revoked_keys(999).expect("store").is_empty(), "the old key acts during the overlap");
+        let after = db.revoked_keys(1_000).expect("store");
+        assert_eq!(
+            after.iter().map(|r| (r.device.as_str(), r.key, r.since_ms)).collect::<Vec<_>>(),
+            [("d1", keys[0], 1_000)]
+        );
+        assert!(!after[0].compromised);
+        // A second rotation overwrites the old-key column; the first key stays refused.
+        db.rotate_device_key("d1", &keys[2], 3_000, "d1", 2_000).expect("store").expect("rotated");
+        let mid: Vec<PublicKey> = db.revoked_keys(2_500).expect("store").iter().map(|r| r.key).collect();
+        assert_eq!(mid, [keys[0]]);
+        db.device_action("d1", Action::Revoke, "it", "stolen", 4_000).expect("store").expect("revoked");
+        let mut all: Vec<(PublicKey, bool)> =
+            db.revoked_keys(4_001).expect("store").iter().map(|r| (r.key, r.compromised)).collect();
+        all.sort_by_key(|(k, _)| k.0);
+        let mut want = vec![(keys[0], true), (keys[1], true), (keys[2], true)];
+        want.sort_by_key(|(k, _)| k.0);
+        assert_eq!(all, want, "a revoked device's every key, as compromised; d2 untouched");
     }
 
     #[test]

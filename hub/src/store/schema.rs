@@ -268,4 +268,27 @@ CREATE TABLE quarantine (
     PRIMARY KEY (device_id, seq, digest)
 ) WITHOUT ROWID;
 "#,
+    // Every key a device ever had, so that the broker's CRL can name each one no longer valid
+    // (revoked devices, keys rotated or replaced away), however many rotations ago. Triggers
+    // keep it whatever path changes a device's key. (Not `INSERT OR IGNORE`: inside a trigger
+    // the outer statement's conflict clause wins, and the enrolment upsert has none for this
+    // table, so a re-enrolment with the same key failed.)
+    r#"
+CREATE TABLE device_key_history (
+    device_id   TEXT NOT NULL,
+    public_key  TEXT NOT NULL,
+    PRIMARY KEY (device_id, public_key)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO device_key_history (device_id, public_key) SELECT device_id, public_key FROM devices;
+INSERT OR IGNORE INTO device_key_history (device_id, public_key)
+    SELECT device_id, old_public_key FROM devices WHERE old_public_key IS NOT NULL;
+CREATE TRIGGER device_key_history_insert AFTER INSERT ON devices BEGIN
+    INSERT INTO device_key_history (device_id, public_key) SELECT NEW.device_id, NEW.public_key
+    WHERE NOT EXISTS (SELECT 1 FROM device_key_history WHERE device_id = NEW.device_id AND public_key = NEW.public_key);
+END;
+CREATE TRIGGER device_key_history_update AFTER UPDATE OF public_key ON devices BEGIN
+    INSERT INTO device_key_history (device_id, public_key) SELECT NEW.device_id, NEW.public_key
+    WHERE NOT EXISTS (SELECT 1 FROM device_key_history WHERE device_id = NEW.device_id AND public_key = NEW.public_key);
+END;
+"#,
 ];
