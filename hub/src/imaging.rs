@@ -1,19 +1,17 @@
 //! Rebuilds image instances from their stored chunks, checks each against the signed manifest's
 //! size and SHA-256, and hands the file to the image store; marks studies that stop arriving as
-//! partial, with what is missing.
+//! partial, with what is missing. The work file is sealed with the store key as it is written,
+//! so a rebuilt instance is never on disk in the clear.
 
+use crate::images::{ImageError, ImageStore};
 use crate::store::Store;
 use crate::store::images::ReadyInstance;
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
-
-/// Takes a rebuilt, checked Part-10 file (the image store moves it into place).
-pub type Deliver = Arc<dyn Fn(&Path) -> Result<(), String> + Send + Sync>;
 
 /// Chunks read from the store per call (6 MiB), so a big instance never holds the store long.
 const CHUNKS_PER_READ: u32 = 64;
@@ -22,13 +20,20 @@ const CHUNKS_PER_READ: u32 = 64;
 pub async fn run(
     store: Store,
     work_dir: PathBuf,
-    deliver: Deliver,
+    images: Arc<ImageStore>,
     partial_after: Duration,
     shutdown: CancellationToken,
 ) {
     if let Err(e) = std::fs::create_dir_all(&work_dir) {
         error!(dir = %work_dir.display(), error = %e, "image work folder cannot be created; images are not rebuilt");
         return;
+    }
+    // Left by a stop mid-rebuild (or, from before sealing, in the clear): every instance is
+    // rebuilt from its chunks again, so nothing here is worth keeping.
+    if let Ok(entries) = std::fs::read_dir(&work_dir) {
+        for e in entries.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut partial_check = tokio::time::interval(Duration::from_secs(10));
@@ -44,7 +49,7 @@ pub async fn run(
                     if shutdown.is_cancelled() {
                         return;
                     }
-                    rebuild(&store, &work_dir, &deliver, inst).await;
+                    rebuild(&store, &work_dir, &images, inst).await;
                 }
             }
             _ = partial_check.tick() => {
@@ -59,13 +64,23 @@ pub async fn run(
     }
 }
 
-async fn rebuild(store: &Store, work_dir: &Path, deliver: &Deliver, inst: ReadyInstance) {
-    let tmp = work_dir.join(format!("{}.dcm.tmp", hex::encode(&inst.sha256)));
-    let result = write_instance(store, &tmp, &inst).await;
+async fn rebuild(store: &Store, work_dir: &Path, images: &Arc<ImageStore>, inst: ReadyInstance) {
+    let label = hex::encode(&inst.sha256);
+    let tmp = work_dir.join(format!("{label}.sealed.tmp"));
+    let result = write_instance(store, images, &tmp, &label, &inst).await;
     match result {
         Ok(true) => {
-            let (d, path) = (deliver.clone(), tmp.clone());
-            let delivered = tokio::task::spawn_blocking(move || d(&path)).await;
+            let (im, path) = (images.clone(), tmp.clone());
+            let delivered = tokio::task::spawn_blocking(move || match im.insert_work_file(&path, &label) {
+                Ok(_) => Ok(()),
+                // The same SOP Instance UID with other bytes: the first copy stays, the study goes on.
+                Err(ImageError::Conflict { sop_uid, stored }) => {
+                    warn!(sop = %sop_uid, stored = %stored, "an instance came again with other bytes; the first copy is kept");
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            })
+            .await;
             match delivered {
                 Ok(Ok(())) => {
                     let (study, sop) = (inst.study_uid.clone(), inst.sop_uid.clone());
@@ -90,9 +105,16 @@ async fn rebuild(store: &Store, work_dir: &Path, deliver: &Deliver, inst: ReadyI
     let _ = std::fs::remove_file(&tmp);
 }
 
-/// Writes the chunks in order while hashing; `Ok(true)` when size and SHA-256 match the manifest.
-async fn write_instance(store: &Store, tmp: &Path, inst: &ReadyInstance) -> Result<bool, String> {
-    let mut file = std::fs::File::create(tmp).map_err(|e| e.to_string())?;
+/// Writes the chunks in order, sealed, while hashing; `Ok(true)` when size and SHA-256 match the
+/// manifest.
+async fn write_instance(
+    store: &Store,
+    images: &ImageStore,
+    tmp: &Path,
+    label: &str,
+    inst: &ReadyInstance,
+) -> Result<bool, String> {
+    let mut file = images.work_writer(tmp, label).map_err(|e| e.to_string())?;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut from = 0;
@@ -113,6 +135,6 @@ async fn write_instance(store: &Store, tmp: &Path, inst: &ReadyInstance) -> Resu
         }
         from += chunks.len() as u32;
     }
-    file.sync_all().map_err(|e| e.to_string())?;
+    file.finish().map_err(|e| e.to_string())?;
     Ok(size == inst.size && hasher.finalize().as_slice() == inst.sha256.as_slice())
 }

@@ -292,20 +292,10 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
             }
         }
     });
-    let into_store = images.clone();
-    let deliver: crate::imaging::Deliver = Arc::new(move |path: &std::path::Path| match into_store.insert_file(path) {
-        Ok(_) => Ok(()),
-        // The same SOP Instance UID with other bytes: the first copy stays, the study goes on.
-        Err(crate::images::ImageError::Conflict { sop_uid, stored }) => {
-            warn!(sop = %sop_uid, stored = %stored, "an instance came again with other bytes; the first copy is kept");
-            Ok(())
-        }
-        Err(e) => Err(e.to_string()),
-    });
     let imaging_task = tokio::spawn(crate::imaging::run(
         store.clone(),
         cfg.data_dir.join("image-work"),
-        deliver,
+        images.clone(),
         cfg.image_partial_after,
         shutdown.child_token(),
     ));

@@ -175,14 +175,16 @@ async fn every_sample_is_stored_once_and_qido_lists_it() {
     assert_eq!(ct.sop_uid, CT_SOP);
     assert_eq!(ct.patient_name, "CompressedSamples^CT1");
     assert_eq!(ct.patient_id, "1CT1");
-    // The index's patient fields are sealed at rest: its database files do not hold them.
-    let index: Vec<u8> = ["images.db", "images.db-wal"]
-        .iter()
-        .filter_map(|f| std::fs::read(h.dir.path().join("images").join(f)).ok())
-        .flatten()
-        .collect();
-    for needle in ["CompressedSamples^CT1", "Citizen^Jan"] {
-        assert!(!index.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} readable in images.db");
+    // Sealed at rest: no file of the image store (index, instances, thumbnails) holds a
+    // patient's name or identity number.
+    h.images.thumbnail(&ct.study_uid, &ct.series_uid).expect("thumbnail");
+    let on_disk = files_under(&h.dir.path().join("images"));
+    assert!(on_disk.len() >= 10, "{on_disk:?}");
+    for f in &on_disk {
+        let bytes = std::fs::read(f).expect("read");
+        for needle in ["CompressedSamples^CT1", "Citizen^Jan", "Doe^Archibald", "77654033", "DICM"] {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} readable in {f:?}");
+        }
     }
     assert_eq!(ct.study_date, "20040119");
     assert_eq!(ct.modality, "CT");
@@ -192,9 +194,9 @@ async fn every_sample_is_stored_once_and_qido_lists_it() {
     let file = h.images.instance_file(&ct.study_uid, &ct.series_uid, CT_SOP).expect("lookup").expect("file");
     assert_eq!(
         file,
-        h.dir.path().join("images").join(&ct.study_uid).join(&ct.series_uid).join(format!("{CT_SOP}.dcm"))
+        h.dir.path().join("images").join(&ct.study_uid).join(&ct.series_uid).join(format!("{CT_SOP}.sealed"))
     );
-    assert_eq!(std::fs::read(&file).expect("stored"), std::fs::read(sample("CT_small.dcm")).expect("sample"));
+    assert_eq!(h.images.read_instance(ct).expect("stored"), std::fs::read(sample("CT_small.dcm")).expect("sample"));
     let ybr = stored(&all, "examples_ybr_color.dcm");
     assert_eq!((ybr.rows, ybr.columns, ybr.frames), (Some(240), Some(320), 30));
     assert_eq!(ybr.patient_name, "PLA");
@@ -448,4 +450,51 @@ async fn imaging_pages_need_a_session() {
     assert!(text.contains("Window/level") && text.contains("Lung"));
     assert!(text.contains(r#""spacing":[0.1,0.1],"spacingKind":"imager""#), "CR: Imager Pixel Spacing");
     assert_eq!(send(&h, get("/imaging/1.2.3", &cookie)).await.status, StatusCode::NOT_FOUND);
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A stored file altered on disk is refused with a clear error, never served or rendered; the
+/// rest of the store is untouched. A store from before sealing is sealed when opened.
+#[tokio::test]
+async fn a_damaged_image_file_is_refused_and_a_plaintext_store_is_sealed_on_open() {
+    let h = hub().await;
+    let all = insert_all(&h);
+    let ct = stored(&all, "CT_small.dcm").clone();
+    let mr = stored(&all, "MR_small.dcm").clone();
+    let file = h.images.path_of(&ct);
+    let mut bytes = std::fs::read(&file).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&file, &bytes).expect("write");
+    let err = h.images.read_instance(&ct).expect_err("damaged").to_string();
+    assert!(err.contains("damaged") && err.contains(CT_SOP), "{err}");
+    let cookie = sign_in(&h).await;
+    let uri = format!("/dicomweb/studies/{}/series/{}/instances/{CT_SOP}/rendered", ct.study_uid, ct.series_uid);
+    let r = send(&h, get(&uri, &cookie)).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(h.images.read_instance(&mr).is_ok(), "the other instances are untouched");
+
+    // An instance file from before sealing (plain `<sop>.dcm`) and a plain thumbnail.
+    let series = file.parent().expect("series dir").to_path_buf();
+    std::fs::remove_file(&file).expect("rm");
+    let plain = series.join(format!("{CT_SOP}.dcm"));
+    std::fs::copy(sample("CT_small.dcm"), &plain).expect("copy");
+    std::fs::write(series.join("thumbnail.png"), b"old png").expect("thumb");
+    let key =
+        yilian_hub::store::sealed::load_or_create_key_file(&h.dir.path().join("keys").join("store.key")).expect("key");
+    let reopened = yilian_hub::images::ImageStore::open_with_key(&h.dir.path().join("images"), key).expect("open");
+    assert!(!plain.exists() && !series.join("thumbnail.png").exists());
+    assert_eq!(reopened.read_instance(&ct).expect("sealed"), std::fs::read(sample("CT_small.dcm")).expect("sample"));
 }

@@ -89,6 +89,17 @@ async fn rebuilt_identical(hub: &HubHandle, clinic: &Clinic, study: &str) -> any
     Ok(n)
 }
 
+fn files_under(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn images_pushed_by_a_modality_reach_the_hub_rebuilt_and_checked() -> anyhow::Result<()> {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -127,6 +138,19 @@ async fn images_pushed_by_a_modality_reach_the_hub_rebuilt_and_checked() -> anyh
         assert_eq!(row["modality"], *modality, "{file}");
         assert_eq!(row["instances_stored"], 1, "{file}");
         assert_eq!(rebuilt_identical(&hub, &clinic, study).await?, 1, "{file}");
+    }
+    // At rest the hub's imaging folders are sealed: served byte for byte above, yet no file
+    // there holds a patient's name or even a DICOM header.
+    let mut on_disk = Vec::new();
+    for dir in ["images", "image-work"] {
+        files_under(&hub.data_dir.join(dir), &mut on_disk);
+    }
+    assert!(on_disk.len() >= sends.len(), "{on_disk:?}");
+    for f in &on_disk {
+        let bytes = std::fs::read(f)?;
+        for needle in ["CompressedSamples^CT1", "Doe^Archibald", "DICM"] {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} readable in {f:?}");
+        }
     }
     // The same SOP Instance UID with other content is set aside, and county IT sees it.
     storescu(addr, "-xe", &[data.join("MR_small.dcm")]).await?;

@@ -94,6 +94,8 @@ impl From<ImageError> for WebError {
             ImageError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e),
             ImageError::BadUid { .. } => Self::new(StatusCode::BAD_REQUEST, e),
             ImageError::Read(_) | ImageError::Conflict { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, e),
+            // A stored file that no longer opens: damaged on disk, or the wrong store key.
+            ImageError::Sealed(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, e),
             _ => Self::new(StatusCode::SERVICE_UNAVAILABLE, e),
         }
     }
@@ -288,13 +290,8 @@ async fn retrieve(s: &AppState, who: &Specialist, what: &str, list: Vec<Instance
     actor::ok(s, &who.actor(), "retrieve images", what).await.map_err(|e| WebError::new(e.0, e.1))?;
     let parts = blocking(s, move |im| {
         list.iter()
-            .map(|m| {
-                let p = im.path_of(m);
-                std::fs::read(&p)
-                    .map(|b| ("application/dicom".to_string(), b))
-                    .map_err(|e| WebError::new(StatusCode::SERVICE_UNAVAILABLE, format!("{}: {e}", p.display())))
-            })
-            .collect::<Result<Vec<_>, _>>()
+            .map(|m| Ok(("application/dicom".to_string(), im.read_instance(m)?)))
+            .collect::<Result<Vec<_>, WebError>>()
     })
     .await?;
     Ok(multipart("application/dicom", parts))
@@ -334,10 +331,8 @@ async fn wado_instance(
     let m = instance_of(&s, study, series, sop).await?;
     if q.accept.as_deref() == Some("application/dicom") {
         actor::ok(&s, &who.actor(), "download image", &m.sop_uid).await.map_err(|e| WebError::new(e.0, e.1))?;
-        let p = s.images.path_of(&m);
-        let bytes = tokio::fs::read(&p)
-            .await
-            .map_err(|e| WebError::new(StatusCode::SERVICE_UNAVAILABLE, format!("{}: {e}", p.display())))?;
+        let meta = m.clone();
+        let bytes = blocking(&s, move |im| Ok(im.read_instance(&meta)?)).await?;
         return Ok(super::files::attachment(&format!("{}.dcm", m.sop_uid), "application/dicom", bytes));
     }
     let what = format!("instance {}", m.sop_uid);
@@ -349,7 +344,7 @@ const MAX_INLINE_BINARY: usize = 4096;
 
 /// DICOM JSON of one instance's header (no Pixel Data, no large binaries).
 fn metadata_of(im: &ImageStore, m: &InstanceMeta) -> Result<Value, WebError> {
-    let parsed = read::read(&im.path_of(m), false).map_err(|e| WebError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    let parsed = im.parse_instance(m, false)?;
     let mut v = dicom_json::to_value(&parsed.obj).map_err(|e| WebError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
     if let Some(map) = v.as_object_mut() {
         map.retain(|_, a| a.get("InlineBinary").and_then(Value::as_str).is_none_or(|b| b.len() <= MAX_INLINE_BINARY));
@@ -411,8 +406,7 @@ async fn frames(
     let m = instance_of(&s, study, series, sop).await?;
     let ts = m.transfer_syntax.clone();
     let parts = blocking(&s, move |im| {
-        let parsed =
-            read::read(&im.path_of(&m), true).map_err(|e| WebError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+        let parsed = im.parse_instance(&m, true)?;
         wanted
             .iter()
             .map(|f| {
@@ -475,7 +469,7 @@ async fn rendered(
     opts: RenderOptions,
 ) -> Result<Response, WebError> {
     let m = instance_of(s, study, series, sop).await?;
-    let out = blocking(s, move |im| Ok(render::render_file(&im.path_of(&m), &opts)?)).await?;
+    let out = blocking(s, move |im| Ok(im.render_instance(&m, &opts)?)).await?;
     Ok(png(out))
 }
 

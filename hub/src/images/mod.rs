@@ -1,11 +1,13 @@
 //! Imaging: the hub's store of DICOM instances (files on disk under
-//! `<data>/images/<study>/<series>/<sop>.dcm`, indexed in their own SQLite file `images.db`),
+//! `<data>/images/<study>/<series>/<sop>.sealed`, indexed in their own SQLite file `images.db`),
 //! and server-side rendering of frames to PNG for the console viewer and DICOMweb.
 //!
 //! - [`store`]: [`ImageStore`]: insert a received Part-10 file, query studies, series and
 //!   instances, series thumbnails.
 //! - [`render`]: decode a frame with `dicom-pixeldata` and window it to an 8-bit PNG.
 //! - [`read`]: read a Part-10 file (header only or whole; deflated files inflated here).
+//! - [`sealed`]: files sealed at rest with the store key (instances, thumbnails, the rebuild
+//!   folder's work files).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), yilian_hub::images::ImageError> {
@@ -18,6 +20,7 @@
 
 pub mod read;
 pub mod render;
+pub mod sealed;
 pub mod store;
 
 pub use render::{RenderError, RenderOptions, Rendered, Window};
@@ -65,4 +68,7 @@ pub enum ImageError {
     /// A thumbnail could not be rendered.
     #[error(transparent)]
     Render(#[from] RenderError),
+    /// A stored file could not be sealed or opened (damaged, or another key).
+    #[error(transparent)]
+    Sealed(#[from] sealed::SealedFileError),
 }

@@ -60,21 +60,31 @@ pub struct Parsed {
     pub transfer_syntax: String,
 }
 
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ReadError {
-    let path = path.display().to_string();
-    move |source| ReadError::Io { what, path, source }
+fn io<'a>(what: &'static str, path: &'a str) -> impl FnOnce(std::io::Error) -> ReadError + 'a {
+    move |source| ReadError::Io { what, path: path.to_string(), source }
 }
 
-fn not_dicom(path: &Path, reason: impl ToString) -> ReadError {
-    ReadError::NotDicom { path: path.display().to_string(), reason: reason.to_string() }
+fn not_dicom(path: &str, reason: impl ToString) -> ReadError {
+    ReadError::NotDicom { path: path.to_string(), reason: reason.to_string() }
 }
 
 /// Reads a file's header (everything before Pixel Data) or, with `whole`, the entire file.
 pub fn read(path: &Path, whole: bool) -> Result<Parsed, ReadError> {
-    let mut f = File::open(path).map_err(io("opening", path))?;
-    let size = f.metadata().map_err(io("reading metadata of", path))?.len();
+    let name = path.display().to_string();
+    let f = File::open(path).map_err(io("opening", &name))?;
+    let size = f.metadata().map_err(io("reading metadata of", &name))?.len();
+    read_from(&name, f, size, whole)
+}
+
+/// Reads a Part-10 file held in memory (an image store instance, opened from its sealed file);
+/// `name` says which in errors.
+pub fn read_bytes(name: &str, bytes: &[u8], whole: bool) -> Result<Parsed, ReadError> {
+    read_from(name, std::io::Cursor::new(bytes), bytes.len() as u64, whole)
+}
+
+fn read_from<R: Read + Seek>(path: &str, mut f: R, size: u64, whole: bool) -> Result<Parsed, ReadError> {
     if size > MAX_FILE_BYTES {
-        return Err(ReadError::TooLarge { path: path.display().to_string(), size });
+        return Err(ReadError::TooLarge { path: path.to_string(), size });
     }
     let mut head = [0u8; 132];
     f.read_exact(&mut head).map_err(|_| not_dicom(path, "shorter than the preamble"))?;
@@ -92,7 +102,7 @@ pub fn read(path: &Path, whole: bool) -> Result<Parsed, ReadError> {
             .read_to_end(&mut inflated)
             .map_err(|e| not_dicom(path, format!("inflating: {e}")))?;
         if inflated.len() as u64 > MAX_INFLATED_BYTES {
-            return Err(ReadError::TooLarge { path: path.display().to_string(), size: inflated.len() as u64 });
+            return Err(ReadError::TooLarge { path: path.to_string(), size: inflated.len() as u64 });
         }
         let explicit = dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN.erased();
         let ds = InMemDicomObject::read_dataset_with_ts(&inflated[..], &explicit).map_err(|e| not_dicom(path, e))?;

@@ -1,6 +1,8 @@
-//! The image store: one file per instance, `<dir>/<study>/<series>/<sop>.dcm`, byte for byte as
-//! received, and an index in `<dir>/images.db` (its own SQLite file, so the imaging volume can
-//! live on other storage than the ECG database).
+//! The image store: one file per instance, `<dir>/<study>/<series>/<sop>.sealed`, the received
+//! Part-10 bytes exactly, sealed with the store key ([`super::sealed`]: DICOM headers carry the
+//! patient's name, and the pixels are the patient), and an index in `<dir>/images.db` (its own
+//! SQLite file, so the imaging volume can live on other storage than the ECG database) whose
+//! patient fields are sealed too. A store from before sealing is sealed when it is opened.
 //!
 //! Methods are blocking (file I/O, SQLite, rendering); async callers use `spawn_blocking`. The
 //! connection sits behind a `std::sync::Mutex`, never held across an `.await`.
@@ -12,14 +14,15 @@ use dicom_dictionary_std::tags;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use yilian_protocol::at_rest::{AtRestError, DataKey};
 
 /// Longest side of a series thumbnail, pixels.
 pub const THUMBNAIL_SIDE: u32 = 128;
-const THUMBNAIL_FILE: &str = "thumbnail.png";
+const THUMBNAIL_FILE: &str = "thumbnail.sealed";
+/// What a store from before sealing kept its thumbnails in.
+const PLAIN_THUMBNAIL_FILE: &str = "thumbnail.png";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS instances (
@@ -225,22 +228,6 @@ fn pair(v: Option<Vec<f64>>) -> Option<(f64, f64)> {
     }
 }
 
-fn sha256_file(path: &Path) -> Result<(String, u64), ImageError> {
-    let mut f = File::open(path).map_err(io_err("opening", path))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(io_err("reading", path))?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        h.update(&buf[..n]);
-    }
-    Ok((hex::encode(h.finalize()), size))
-}
-
 fn sync_dir(dir: &Path) -> Result<(), ImageError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("syncing folder", dir))
 }
@@ -300,7 +287,33 @@ impl ImageStore {
         conn.pragma_update(None, "secure_delete", "ON")?;
         conn.execute_batch(SCHEMA)?;
         seal_plaintext_fields(&conn, &key)?;
-        Ok(ImageStore { dir: dir.to_path_buf(), db: Mutex::new(conn), key })
+        let store = ImageStore { dir: dir.to_path_buf(), db: Mutex::new(conn), key };
+        store.seal_plaintext_files()?;
+        Ok(store)
+    }
+
+    /// Seals instance files and drops thumbnails a store from before sealing kept in the clear.
+    fn seal_plaintext_files(&self) -> Result<(), ImageError> {
+        let all: Vec<InstanceMeta> = {
+            let db = self.db();
+            let mut st = db.prepare(&format!("SELECT {COLUMNS} FROM instances"))?;
+            st.query_map([], |r| from_row(&self.key, r))?.collect::<Result<_, _>>()?
+        };
+        let mut sealed = 0usize;
+        for m in &all {
+            let series = self.series_dir(&m.study_uid, &m.series_uid);
+            let _ = std::fs::remove_file(series.join(PLAIN_THUMBNAIL_FILE));
+            let plain = series.join(format!("{}.dcm", m.sop_uid));
+            let Ok(bytes) = std::fs::read(&plain) else { continue };
+            super::sealed::write(&self.path_of(m), &self.key, &m.sop_uid, &bytes)?;
+            sync_dir(&series)?;
+            std::fs::remove_file(&plain).map_err(io_err("removing the plaintext", &plain))?;
+            sealed += 1;
+        }
+        if sealed > 0 {
+            tracing::info!(files = sealed, "image files from before sealing are now sealed");
+        }
+        Ok(())
     }
 
     /// The store's folder.
@@ -317,15 +330,43 @@ impl ImageStore {
         self.dir.join(study).join(series)
     }
 
-    /// Stores a complete Part-10 file: checks it parses (header only), moves it to
-    /// `<dir>/<study>/<series>/<sop>.dcm` (rename; copy and fsync across file systems), and
-    /// indexes it. The same bytes again are accepted and change nothing (the incoming file is
-    /// removed); other bytes under a stored SOP Instance UID are refused with
-    /// [`ImageError::Conflict`].
+    /// Stores a complete Part-10 file and removes it: see [`ImageStore::insert_bytes`]. On an
+    /// error the file stays where it is.
     pub fn insert_file(&self, file: &Path) -> Result<InstanceMeta, ImageError> {
-        let parsed = read::read(file, false)?;
+        let size = std::fs::metadata(file).map_err(io_err("reading metadata of", file))?.len();
+        if size > read::MAX_FILE_BYTES {
+            return Err(read::ReadError::TooLarge { path: file.display().to_string(), size }.into());
+        }
+        let bytes = std::fs::read(file).map_err(io_err("reading", file))?;
+        let meta = self.insert_bytes(&file.display().to_string(), &bytes)?;
+        std::fs::remove_file(file).map_err(io_err("removing the stored", file))?;
+        Ok(meta)
+    }
+
+    /// Stores a work file sealed for `label` by a [`super::sealed::SealedWriter`] made with
+    /// [`ImageStore::work_writer`] (the rebuild of an instance from its chunks), and removes it.
+    pub fn insert_work_file(&self, file: &Path, label: &str) -> Result<InstanceMeta, ImageError> {
+        let bytes = super::sealed::read(file, &self.key, label, read::MAX_FILE_BYTES)?;
+        let meta = self.insert_bytes(&file.display().to_string(), &bytes)?;
+        std::fs::remove_file(file).map_err(io_err("removing the stored", file))?;
+        Ok(meta)
+    }
+
+    /// A writer for a work file sealed with the store key for `label`, so an instance being
+    /// rebuilt is never on disk in the clear.
+    pub fn work_writer(&self, file: &Path, label: &str) -> Result<super::sealed::SealedWriter, ImageError> {
+        Ok(super::sealed::SealedWriter::create(file, &self.key, label)?)
+    }
+
+    /// Stores a complete Part-10 file held in memory (`name` says where it came from, in
+    /// errors): checks it parses (header only), seals it to `<dir>/<study>/<series>/<sop>.sealed`
+    /// (written whole, synced, renamed), and indexes it. The same bytes again are accepted and
+    /// change nothing; other bytes under a stored SOP Instance UID are refused with
+    /// [`ImageError::Conflict`].
+    pub fn insert_bytes(&self, name: &str, bytes: &[u8]) -> Result<InstanceMeta, ImageError> {
+        let parsed = read::read_bytes(name, bytes, false)?;
         let obj = &parsed.obj;
-        let (sha256, size) = sha256_file(file)?;
+        let (sha256, size) = (hex::encode(Sha256::digest(bytes)), bytes.len() as u64);
         let study_uid = checked("Study Instance UID", &text(obj, tags::STUDY_INSTANCE_UID))?.to_string();
         let series_uid = checked("Series Instance UID", &text(obj, tags::SERIES_INSTANCE_UID))?.to_string();
         let mut sop_uid = text(obj, tags::SOP_INSTANCE_UID);
@@ -367,19 +408,18 @@ impl ImageStore {
             sop_uid,
         };
         let dest_dir = self.series_dir(&meta.study_uid, &meta.series_uid);
-        let dest = dest_dir.join(format!("{}.dcm", meta.sop_uid));
+        let dest = self.path_of(&meta);
         if let Some(stored) = self.instance(&meta.sop_uid)? {
             if stored.sha256 != meta.sha256 {
                 return Err(ImageError::Conflict { sop_uid: meta.sop_uid, stored: stored.sha256 });
             }
-            let same = std::fs::canonicalize(file).ok() == std::fs::canonicalize(&dest).ok();
-            if !same && dest.exists() {
-                std::fs::remove_file(file).map_err(io_err("removing the duplicate", file))?;
+            if dest.exists() {
                 return Ok(stored);
             }
         }
         std::fs::create_dir_all(&dest_dir).map_err(io_err("creating", &dest_dir))?;
-        move_file(file, &dest)?;
+        super::sealed::write(&dest, &self.key, &meta.sop_uid, bytes)?;
+        sync_dir(&dest_dir)?;
         // A new instance may change which one is in the middle of the series.
         let _ = std::fs::remove_file(dest_dir.join(THUMBNAIL_FILE));
         let db = self.db();
@@ -530,31 +570,49 @@ impl ImageStore {
         Ok(self.db().execute("DELETE FROM instances WHERE study_uid = ?1", [study])?)
     }
 
-    /// Where an indexed instance's file is.
+    /// Where an indexed instance's sealed file is.
     pub fn path_of(&self, m: &InstanceMeta) -> PathBuf {
         // The UIDs were checked to be digits and dots when the instance was inserted.
-        self.series_dir(&m.study_uid, &m.series_uid).join(format!("{}.dcm", m.sop_uid))
+        self.series_dir(&m.study_uid, &m.series_uid).join(format!("{}.sealed", m.sop_uid))
+    }
+
+    /// An instance's Part-10 bytes, exactly as received (opened from its sealed file).
+    pub fn read_instance(&self, m: &InstanceMeta) -> Result<Vec<u8>, ImageError> {
+        Ok(super::sealed::read(&self.path_of(m), &self.key, &m.sop_uid, read::MAX_FILE_BYTES)?)
+    }
+
+    /// An instance parsed: its header only, or with `whole` the entire object.
+    pub fn parse_instance(&self, m: &InstanceMeta, whole: bool) -> Result<read::Parsed, ImageError> {
+        let bytes = self.read_instance(m)?;
+        Ok(read::read_bytes(&format!("instance {}", m.sop_uid), &bytes, whole)?)
+    }
+
+    /// Renders a frame of an instance to PNG.
+    pub fn render_instance(&self, m: &InstanceMeta, opts: &RenderOptions) -> Result<render::Rendered, ImageError> {
+        let parsed = self.parse_instance(m, true)?;
+        Ok(render::render(&parsed.obj, &parsed.transfer_syntax, opts)?)
     }
 
     /// A small PNG of the middle instance of a series (its middle frame), rendered once and kept
-    /// next to the series' files.
+    /// sealed next to the series' files.
     pub fn thumbnail(&self, study: &str, series: &str) -> Result<Vec<u8>, ImageError> {
         let (study, series) = (checked("Study Instance UID", study)?, checked("Series Instance UID", series)?);
         let path = self.series_dir(study, series).join(THUMBNAIL_FILE);
-        if let Ok(png) = std::fs::read(&path) {
-            return Ok(png);
+        let label = format!("thumbnail {study} {series}");
+        match super::sealed::read(&path, &self.key, &label, 16 << 20) {
+            Ok(png) => return Ok(png),
+            // A cache: missing or damaged, it is rendered again.
+            Err(super::sealed::SealedFileError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            }
+            Err(e) => tracing::warn!(error = %e, "thumbnail cache unreadable; rendering it again"),
         }
         let all = self.instances(study, series)?;
         let Some(mid) = all.get(all.len() / 2) else {
             return Err(ImageError::NotFound(format!("series {series} of study {study}")));
         };
         let opts = RenderOptions { frame: mid.frames / 2, max_side: Some(THUMBNAIL_SIDE), ..Default::default() };
-        let png = render::render_file(&self.path_of(mid), &opts)?.png;
-        let tmp = path.with_extension("png.tmp");
-        // A cache: written whole then renamed, no fsync needed (it is rebuilt if lost).
-        std::fs::write(&tmp, &png)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(io_err("writing thumbnail", &path))?;
+        let png = self.render_instance(mid, &opts)?.png;
+        super::sealed::write(&path, &self.key, &label, &png)?;
         Ok(png)
     }
 }
@@ -575,23 +633,4 @@ fn seal_plaintext_fields(conn: &Connection, key: &DataKey) -> Result<(), ImageEr
         }
     }
     Ok(())
-}
-
-/// Moves `from` to `to` durably: rename, or copy + fsync + rename across file systems.
-fn move_file(from: &Path, to: &Path) -> Result<(), ImageError> {
-    let dir = to.parent().unwrap_or(Path::new("."));
-    match std::fs::rename(from, to) {
-        Ok(()) => {
-            File::open(to).and_then(|f| f.sync_all()).map_err(io_err("syncing", to))?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
-            let tmp = to.with_extension("dcm.part");
-            std::fs::copy(from, &tmp).map_err(io_err("copying to", &tmp))?;
-            File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_err("syncing", &tmp))?;
-            std::fs::rename(&tmp, to).map_err(io_err("renaming into place", to))?;
-            std::fs::remove_file(from).map_err(io_err("removing the moved", from))?;
-        }
-        Err(e) => return Err(io_err("moving into the store", to)(e)),
-    }
-    sync_dir(dir)
 }
