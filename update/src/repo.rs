@@ -1,0 +1,311 @@
+//! The county's TUF repository, as files in the hub's `<data>/tuf/`:
+//!
+//! - `root.json`: the newest root, what agents are shipped and pin;
+//! - `metadata/`: `N.root.json`, `N.targets.json`, `N.snapshot.json`, `timestamp.json`
+//!   (consistent snapshots);
+//! - `targets/`: `<sha256>.<name>`;
+//! - `keys/`: the online snapshot and timestamp keys.
+//!
+//! Root and targets are signed offline ([`init`], [`add_target`] with county IT's key folder).
+//! The hub re-signs snapshot and timestamp alone ([`refresh`]), so it can keep metadata fresh
+//! but cannot list a target of its own: a hub that is broken into cannot push a binary.
+
+use crate::keys::{self, KeyError};
+use crate::release::ReleaseMeta;
+use aws_lc_rs::rand::SystemRandom;
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::path::{Path, PathBuf};
+use tough::editor::RepositoryEditor;
+use tough::editor::signed::{PathExists, SignedRole};
+use tough::schema::{Hashes, KeyHolder, Metafile, RoleKeys, RoleType, Root, Signed, Snapshot, Target, Timestamp};
+use tough::{ExpirationEnforcement, FilesystemTransport, RepositoryLoader, TargetName};
+
+/// How long each role's signature lasts.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    /// Root (offline; re-signed when keys change).
+    pub root_days: i64,
+    /// Targets (offline; re-signed with each release).
+    pub targets_days: i64,
+    /// Snapshot (online).
+    pub snapshot_days: i64,
+    /// Timestamp (online; the hub refreshes it well before it lapses). An agent that sees it
+    /// lapse suspects a freeze attack: someone serving it old metadata.
+    pub timestamp_days: i64,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Self { root_days: 365, targets_days: 180, snapshot_days: 14, timestamp_days: 2 }
+    }
+}
+
+/// A repository operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RepoError {
+    /// tough refused (a signature, a version, a file).
+    #[error("TUF repository: {0}")]
+    Tough(Box<tough::error::Error>),
+    /// A role or target is malformed.
+    #[error("TUF metadata: {0}")]
+    Schema(Box<tough::schema::Error>),
+    /// A key file.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// File trouble.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Something the repository or the request does not allow.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<tough::error::Error> for RepoError {
+    fn from(e: tough::error::Error) -> Self {
+        RepoError::Tough(Box::new(e))
+    }
+}
+
+impl From<tough::schema::Error> for RepoError {
+    fn from(e: tough::schema::Error) -> Self {
+        RepoError::Schema(Box::new(e))
+    }
+}
+
+/// The repository's folders.
+#[derive(Debug, Clone)]
+pub struct RepoDir(pub PathBuf);
+
+impl RepoDir {
+    /// Metadata served at `/tuf/metadata/`.
+    pub fn metadata(&self) -> PathBuf {
+        self.0.join("metadata")
+    }
+    /// Targets served at `/tuf/targets/`.
+    pub fn targets(&self) -> PathBuf {
+        self.0.join("targets")
+    }
+    /// The newest root: what agents pin.
+    pub fn root(&self) -> PathBuf {
+        self.0.join("root.json")
+    }
+    /// Online keys.
+    pub fn snapshot_key(&self) -> PathBuf {
+        self.0.join("keys").join("snapshot.pk8")
+    }
+    /// Online keys.
+    pub fn timestamp_key(&self) -> PathBuf {
+        self.0.join("keys").join("timestamp.pk8")
+    }
+    /// True once [`init`] ran.
+    pub fn exists(&self) -> bool {
+        self.root().exists()
+    }
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RepoError + 'a {
+    move |source| RepoError::Io { what, path: path.to_path_buf(), source }
+}
+
+fn in_days(now: jiff02::Timestamp, days: i64) -> Result<jiff02::Timestamp, RepoError> {
+    now.checked_add(jiff02::SignedDuration::from_hours(days * 24)).map_err(|e| RepoError::Invalid(e.to_string()))
+}
+
+fn nz(v: u64) -> NonZeroU64 {
+    NonZeroU64::new(v).unwrap_or(NonZeroU64::MIN)
+}
+
+/// The current wall-clock time as tough wants it.
+pub fn now() -> jiff02::Timestamp {
+    jiff02::Timestamp::now()
+}
+
+/// Creates the repository: `root_keys` offline root keys (signing threshold `threshold`) and a
+/// targets key in `offline` (made if missing), online snapshot and timestamp keys in the hub's
+/// repository, root version 1 signed by `threshold` root keys, and empty signed targets.
+pub async fn init(
+    repo: &RepoDir,
+    offline: &Path,
+    root_keys: usize,
+    threshold: usize,
+    life: Lifetimes,
+    now: jiff02::Timestamp,
+) -> Result<(), RepoError> {
+    if repo.exists() {
+        return Err(RepoError::Invalid(format!("{} already holds a repository", repo.0.display())));
+    }
+    if threshold == 0 || threshold > root_keys {
+        return Err(RepoError::Invalid(format!("root threshold {threshold} of {root_keys} keys")));
+    }
+    let root_paths = keys::root_key_paths(offline, root_keys);
+    let targets_path = offline.join("targets.pk8");
+    for p in root_paths.iter().chain([&targets_path, &repo.snapshot_key(), &repo.timestamp_key()]) {
+        if !p.exists() {
+            keys::generate(p)?;
+        }
+    }
+    let mut root = Root {
+        spec_version: "1.0.0".into(),
+        consistent_snapshot: true,
+        version: nz(1),
+        expires: in_days(now, life.root_days)?,
+        keys: HashMap::new(),
+        roles: HashMap::new(),
+        _extra: HashMap::new(),
+    };
+    let roles: Vec<(RoleType, Vec<PathBuf>, usize)> = vec![
+        (RoleType::Root, root_paths.clone(), threshold),
+        (RoleType::Targets, vec![targets_path.clone()], 1),
+        (RoleType::Snapshot, vec![repo.snapshot_key()], 1),
+        (RoleType::Timestamp, vec![repo.timestamp_key()], 1),
+    ];
+    for (role, paths, thr) in roles {
+        let mut ids = Vec::new();
+        for p in paths {
+            let key = keys::source(&p)?.as_sign().await.map_err(|e| RepoError::Invalid(e.to_string()))?.tuf_key();
+            let id = key.key_id()?;
+            root.keys.insert(id.clone(), key);
+            ids.push(id);
+        }
+        root.roles.insert(role, RoleKeys { keyids: ids, threshold: nz(thr as u64), _extra: HashMap::new() });
+    }
+    let signers = root_paths[..threshold].iter().map(|p| keys::source(p)).collect::<Result<Vec<_>, _>>()?;
+    let signed = SignedRole::new(root.clone(), &KeyHolder::Root(root), &signers, &SystemRandom::new()).await?;
+    let meta = repo.metadata();
+    std::fs::create_dir_all(&meta).map_err(io("creating", &meta))?;
+    std::fs::create_dir_all(repo.targets()).map_err(io("creating", &repo.targets()))?;
+    signed.write(&meta, true).await?;
+    std::fs::write(repo.root(), signed.buffer()).map_err(io("writing", &repo.root()))?;
+    let mut editor = RepositoryEditor::new(repo.root()).await?;
+    editor
+        .targets_version(nz(1))?
+        .targets_expires(in_days(now, life.targets_days)?)?
+        .snapshot_version(nz(1))
+        .snapshot_expires(in_days(now, life.snapshot_days)?)
+        .timestamp_version(nz(1))
+        .timestamp_expires(in_days(now, life.timestamp_days)?);
+    let keys =
+        [keys::source(&targets_path)?, keys::source(&repo.snapshot_key())?, keys::source(&repo.timestamp_key())?];
+    let signed = editor.sign(&keys).await?;
+    signed.write(&meta).await?;
+    Ok(())
+}
+
+fn dir_url(dir: &Path) -> Result<url::Url, RepoError> {
+    url::Url::from_directory_path(dir)
+        .map_err(|()| RepoError::Invalid(format!("{} is not an absolute path", dir.display())))
+}
+
+/// Loads the repository from its own files (for county IT's tools; expiry not enforced, since
+/// re-signing is how a lapsed role is renewed).
+async fn load_local(repo: &RepoDir) -> Result<tough::Repository, RepoError> {
+    let root = std::fs::read(repo.root()).map_err(io("reading", &repo.root()))?;
+    let meta = std::fs::canonicalize(repo.metadata()).map_err(io("resolving", &repo.metadata()))?;
+    let targets = std::fs::canonicalize(repo.targets()).map_err(io("resolving", &repo.targets()))?;
+    Ok(RepositoryLoader::new(&root, dir_url(&meta)?, dir_url(&targets)?)
+        .transport(FilesystemTransport)
+        .expiration_enforcement(ExpirationEnforcement::Unsafe)
+        .load()
+        .await?)
+}
+
+/// Adds `file` as the release `meta` describes, signed with the offline targets key in
+/// `offline` (and the hub's snapshot and timestamp keys); returns the target name.
+pub async fn add_target(
+    repo: &RepoDir,
+    offline: &Path,
+    file: &Path,
+    meta: &ReleaseMeta,
+    life: Lifetimes,
+    now: jiff02::Timestamp,
+) -> Result<String, RepoError> {
+    if meta.min_version > meta.version {
+        return Err(RepoError::Invalid(format!("min_version {} is above version {}", meta.min_version, meta.version)));
+    }
+    let current = load_local(repo).await?;
+    let name = meta.target_name();
+    let target_name = TargetName::new(name.clone())?;
+    if current.targets().signed.targets.contains_key(&target_name) {
+        return Err(RepoError::Invalid(format!("{name} is already released; a release is never replaced")));
+    }
+    let versions = (
+        current.targets().signed.version.get(),
+        current.snapshot().signed.version.get(),
+        current.timestamp().signed.version.get(),
+    );
+    let mut target = Target::from_path(file).await?;
+    target.custom = meta.to_custom();
+    let mut editor = RepositoryEditor::from_repo(repo.root(), current).await?;
+    editor
+        .add_target(target_name.clone(), target)?
+        .targets_version(nz(versions.0 + 1))?
+        .targets_expires(in_days(now, life.targets_days)?)?
+        .snapshot_version(nz(versions.1 + 1))
+        .snapshot_expires(in_days(now, life.snapshot_days)?)
+        .timestamp_version(nz(versions.2 + 1))
+        .timestamp_expires(in_days(now, life.timestamp_days)?);
+    let keys = [
+        keys::source(&offline.join("targets.pk8"))?,
+        keys::source(&repo.snapshot_key())?,
+        keys::source(&repo.timestamp_key())?,
+    ];
+    let signed = editor.sign(&keys).await?;
+    // Targets first: metadata that names a file must never be served before the file is there.
+    signed.copy_target(file, &repo.targets(), PathExists::Skip, Some(&target_name)).await?;
+    signed.write(repo.metadata()).await?;
+    Ok(name)
+}
+
+fn read_signed<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Signed<T>, RepoError> {
+    let bytes = std::fs::read(path).map_err(io("reading", path))?;
+    serde_json::from_slice(&bytes).map_err(|e| RepoError::Invalid(format!("{}: {e}", path.display())))
+}
+
+/// Re-signs snapshot and timestamp with the hub's online keys when the timestamp has less than
+/// half its life left (or always, with `force`); returns whether it did. Targets are untouched:
+/// the hub has no key for them.
+pub async fn refresh(repo: &RepoDir, life: Lifetimes, now: jiff02::Timestamp, force: bool) -> Result<bool, RepoError> {
+    let meta = repo.metadata();
+    let ts: Signed<Timestamp> = read_signed(&meta.join("timestamp.json"))?;
+    let half = jiff02::SignedDuration::from_hours(life.timestamp_days * 12);
+    if !force && ts.signed.expires.duration_since(now) > half {
+        return Ok(false);
+    }
+    let root: Signed<Root> = read_signed(&repo.root())?;
+    let snap_version = ts
+        .signed
+        .meta
+        .get("snapshot.json")
+        .map(|m| m.version.get())
+        .ok_or_else(|| RepoError::Invalid("timestamp lists no snapshot".into()))?;
+    let old_snap: Signed<Snapshot> = read_signed(&meta.join(format!("{snap_version}.snapshot.json")))?;
+    let mut snap = Snapshot::new("1.0.0".into(), nz(snap_version + 1), in_days(now, life.snapshot_days)?);
+    snap.meta = old_snap.signed.meta;
+    let holder = KeyHolder::Root(root.signed.clone());
+    let rng = SystemRandom::new();
+    let snap = SignedRole::new(snap, &holder, &[keys::source(&repo.snapshot_key())?], &rng).await?;
+    let mut stamp = Timestamp::new("1.0.0".into(), nz(ts.signed.version.get() + 1), in_days(now, life.timestamp_days)?);
+    stamp.meta.insert(
+        "snapshot.json".into(),
+        Metafile {
+            length: Some(*snap.length()),
+            hashes: Some(Hashes { sha256: snap.sha256().to_vec().into(), _extra: HashMap::new() }),
+            version: snap.signed().signed.version,
+            _extra: HashMap::new(),
+        },
+    );
+    let stamp = SignedRole::new(stamp, &holder, &[keys::source(&repo.timestamp_key())?], &rng).await?;
+    // The snapshot the new timestamp names must be there before the timestamp is.
+    snap.write(&meta, true).await?;
+    stamp.write(&meta, true).await?;
+    Ok(true)
+}
