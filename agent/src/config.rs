@@ -68,6 +68,22 @@ pub struct AgentConfig {
     /// `spool.key` beside the spool folder. Not the signing key.
     #[serde(default)]
     pub spool_key: Option<PathBuf>,
+    /// Fleet updates from the county's signed repository; none if absent.
+    #[serde(default)]
+    pub update: Option<UpdateConfig>,
+}
+
+/// Where fleet updates come from and where they are kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConfig {
+    /// The hub's HTTPS address, e.g. `https://hub.county:8443` (the repository is at `/tuf/`).
+    pub hub: String,
+    /// The repository's root metadata county IT shipped (`root.json`): where trust starts.
+    pub root: PathBuf,
+    /// Update state: the verified-metadata datastore (`tuf/`), staged releases (`releases/`),
+    /// and the highest version ever installed (`state.json`).
+    pub dir: PathBuf,
 }
 
 /// The clinic page's listener.
@@ -307,12 +323,14 @@ impl AgentConfig {
         let dicom = cfg.dicom.as_mut().map(|d| &mut d.dir);
         let spool_key = cfg.spool_key.as_mut();
         let tls = cfg.ca_certificate.iter_mut().chain(cfg.certificate.iter_mut());
+        let update = cfg.update.iter_mut().flat_map(|u| [&mut u.root, &mut u.dir]);
         for p in [&mut cfg.key, &mut cfg.hub_public_key, &mut cfg.spool_dir, &mut cfg.reports_dir]
             .into_iter()
             .chain(inbox)
             .chain(dicom)
             .chain(spool_key)
             .chain(tls)
+            .chain(update)
         {
             if p.is_relative() {
                 *p = base.join(&*p);

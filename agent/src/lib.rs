@@ -43,6 +43,7 @@ pub mod run;
 pub mod serial;
 pub mod spool;
 pub mod stats;
+pub mod update;
 pub mod uplink;
 
 pub use config::AgentConfig;

@@ -59,6 +59,17 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Check the county's signed update repository (the hub, or an offline bundle) and stage
+    /// the release meant for this agent under the update folder's releases/.
+    Update {
+        /// Configuration file of the agent (its [update] section).
+        #[arg(long)]
+        config: PathBuf,
+        /// An offline bundle (a folder with metadata/ and targets/, e.g. on a USB stick),
+        /// verified exactly as the hub's repository.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+    },
     /// Run the agent.
     Run {
         /// Configuration file (see agent.example.toml).
@@ -165,6 +176,23 @@ fn main() -> anyhow::Result<()> {
                 println!("approved. start the agent with: yilian-agent run --config {}", config.display());
                 anyhow::Ok(())
             })
+        }
+        Command::Update { config, bundle } => {
+            let cfg = AgentConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
+            let running = yilian_agent::update::running_version();
+            let outcome = tokio::runtime::Runtime::new()?
+                .block_on(yilian_agent::update::check(&cfg, bundle.as_deref(), running))
+                .context("update check")?;
+            match outcome {
+                yilian_agent::update::Outcome::NoRelease => {
+                    println!("no release for {} in the repository", yilian_agent::update::TRIPLE)
+                }
+                yilian_agent::update::Outcome::UpToDate(v) => println!("up to date: {v}"),
+                yilian_agent::update::Outcome::Staged { version, path, bytes } => {
+                    println!("staged {version}: {} ({bytes} bytes, verified)", path.display())
+                }
+            }
+            Ok(())
         }
         Command::RotateKey { config } => {
             let cfg = AgentConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;

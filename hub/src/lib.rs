@@ -24,6 +24,7 @@ pub mod ca;
 pub mod clock;
 pub mod export;
 pub mod failpoint;
+pub mod fleet;
 pub mod http;
 pub mod images;
 pub mod imaging;

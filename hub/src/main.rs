@@ -113,6 +113,12 @@ enum Command {
         #[command(subcommand)]
         command: CaCommand,
     },
+    /// Fleet-update releases: the county's TUF repository in `<data>/tuf` (root and targets keys
+    /// stay on county IT's offline key folder; the hub keeps snapshot and timestamp fresh).
+    Release {
+        #[command(subcommand)]
+        command: ReleaseCommand,
+    },
     /// Write an external broker's configuration from the county CA.
     BrokerConfig {
         #[command(subcommand)]
@@ -216,6 +222,61 @@ enum DeviceCommand {
 /// Who did it, for the audit log of CLI actions.
 fn cli_user() -> String {
     format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+}
+
+#[derive(Subcommand)]
+enum ReleaseCommand {
+    /// Create the repository: root keys (signing threshold) and a targets key in the offline
+    /// folder (made if missing), online snapshot and timestamp keys at the hub, root version 1.
+    /// Prints where the root is that agents pin.
+    Init {
+        /// County IT's offline key folder (a USB key).
+        #[arg(long)]
+        offline_keys: PathBuf,
+        /// Number of root keys.
+        #[arg(long, default_value_t = 3)]
+        root_keys: usize,
+        /// Root signatures required.
+        #[arg(long, default_value_t = 2)]
+        threshold: usize,
+    },
+    /// Sign and publish a release (an agent binary or a configuration bundle) with the offline
+    /// targets key.
+    Add {
+        /// County IT's offline key folder.
+        #[arg(long)]
+        offline_keys: PathBuf,
+        /// The file to release.
+        #[arg(long)]
+        file: PathBuf,
+        /// `agent` or `config`.
+        #[arg(long, default_value = "agent")]
+        kind: String,
+        /// Target triple of an agent binary.
+        #[arg(long, default_value = "x86_64-unknown-linux-gnu")]
+        triple: String,
+        /// The release's version (major.minor.patch).
+        #[arg(long)]
+        version: String,
+        /// The lowest installed version it may be installed over.
+        #[arg(long, default_value = "0.0.0")]
+        min_version: String,
+        /// Allow installing it over a higher version (a deliberate downgrade).
+        #[arg(long)]
+        allow_downgrade: bool,
+    },
+    /// List the signed releases.
+    List,
+    /// Copy the repository (metadata and targets) to a folder, e.g. a USB stick, for a clinic
+    /// without a link: `yilian-agent update --bundle DIR` verifies it exactly as the hub's.
+    Bundle {
+        /// Where to write `metadata/` and `targets/`.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Re-sign snapshot and timestamp now with the hub's online keys (the running hub does this
+    /// by itself before they lapse).
+    Refresh,
 }
 
 #[derive(Subcommand)]
@@ -374,6 +435,10 @@ fn main() -> anyhow::Result<()> {
                 );
             }
             Ok(())
+        }
+        Command::Release { command } => {
+            let repo = yilian_update::repo::RepoDir(cli.data.join("tuf"));
+            tokio::runtime::Runtime::new()?.block_on(release(&repo, command))
         }
         Command::BrokerConfig { command: BrokerConfigCommand::Mosquitto { out, listen, tls_names, user } } => {
             let ca = yilian_hub::ca::CountyCa::load_or_create(&cli.data)?;
@@ -551,4 +616,53 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn release(repo: &yilian_update::repo::RepoDir, command: ReleaseCommand) -> anyhow::Result<()> {
+    use yilian_update::repo::{self, Lifetimes};
+    use yilian_update::{Kind, ReleaseMeta};
+    match command {
+        ReleaseCommand::Init { offline_keys, root_keys, threshold } => {
+            repo::init(repo, &offline_keys, root_keys, threshold, Lifetimes::default(), repo::now()).await?;
+            println!(
+                "update repository created in {}; root keys {} of {root_keys} required, in {} with the targets key \
+                 (keep that folder offline)",
+                repo.0.display(),
+                threshold,
+                offline_keys.display()
+            );
+            println!("agents pin {}", repo.root().display());
+        }
+        ReleaseCommand::Add { offline_keys, file, kind, triple, version, min_version, allow_downgrade } => {
+            let kind = match kind.as_str() {
+                "agent" => Kind::Agent,
+                "config" => Kind::Config,
+                other => anyhow::bail!("--kind {other}: agent or config"),
+            };
+            let meta = ReleaseMeta {
+                kind,
+                version: version.parse().map_err(anyhow::Error::msg)?,
+                min_version: min_version.parse().map_err(anyhow::Error::msg)?,
+                allow_downgrade,
+                triple: if kind == Kind::Agent { triple } else { String::new() },
+            };
+            let name = repo::add_target(repo, &offline_keys, &file, &meta, Lifetimes::default(), repo::now()).await?;
+            println!("released {name}");
+        }
+        ReleaseCommand::List => {
+            for (name, meta, length) in repo::releases(repo).await? {
+                let down = if meta.allow_downgrade { ", downgrade allowed" } else { "" };
+                println!("{name}\t{length} bytes\tover {} or later{down}", meta.min_version);
+            }
+        }
+        ReleaseCommand::Bundle { out } => {
+            let n = repo::bundle(repo, &out)?;
+            println!("bundle of {n} files in {}; copy the folder to the clinic's USB stick", out.display());
+        }
+        ReleaseCommand::Refresh => {
+            repo::refresh(repo, Lifetimes::default(), repo::now(), true).await?;
+            println!("snapshot and timestamp re-signed");
+        }
+    }
+    Ok(())
 }

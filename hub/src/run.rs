@@ -306,6 +306,8 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         cfg.retention_interval,
         shutdown.child_token(),
     ));
+    let tuf = yilian_update::repo::RepoDir(cfg.data_dir.join("tuf"));
+    let tuf_task = tokio::spawn(crate::fleet::refresh_loop(tuf.clone(), shutdown.child_token()));
     let state = AppState {
         store,
         publisher,
@@ -314,6 +316,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         wait_targets_ms: cfg.wait_targets.map(|d| d.as_millis() as i64),
         images,
         ca: Some(ca),
+        tuf: Some(tuf),
     };
     let addr = http.local_addr().map_err(|source| HubError::Io { what: "http listener", source })?;
     // Connect info gives the audit log and the enrolment endpoint the address a request came from.
@@ -345,6 +348,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     let _ = ingest_task.await;
     let _ = imaging_task.await;
     let _ = retention_task.await;
+    let _ = tuf_task.await;
     let _ = disconnect_task.await;
     let _ = client.try_disconnect();
     info!("hub stopped");

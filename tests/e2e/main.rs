@@ -7,6 +7,7 @@ mod cartfiles;
 mod common;
 mod dicomgen;
 mod faults;
+mod fleet;
 mod imaging;
 mod lifecycle;
 mod security_transport;

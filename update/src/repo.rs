@@ -265,6 +265,29 @@ pub async fn add_target(
     Ok(name)
 }
 
+/// The releases the repository signs (name, metadata, length), as county IT's tools see them.
+pub async fn releases(repo: &RepoDir) -> Result<Vec<(String, ReleaseMeta, u64)>, RepoError> {
+    Ok(crate::client::releases(&load_local(repo).await?))
+}
+
+/// Copies the repository's `metadata/` and `targets/` into `out` (an offline bundle); returns
+/// how many files. Nothing in it needs protecting: it is all signed.
+pub fn bundle(repo: &RepoDir, out: &Path) -> Result<usize, RepoError> {
+    let mut n = 0;
+    for (from, to) in [(repo.metadata(), out.join("metadata")), (repo.targets(), out.join("targets"))] {
+        std::fs::create_dir_all(&to).map_err(io("creating", &to))?;
+        for e in std::fs::read_dir(&from).map_err(io("listing", &from))? {
+            let e = e.map_err(io("listing", &from))?;
+            if e.path().is_file() {
+                let dest = to.join(e.file_name());
+                std::fs::copy(e.path(), &dest).map_err(io("copying to", &dest))?;
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
 fn read_signed<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Signed<T>, RepoError> {
     let bytes = std::fs::read(path).map_err(io("reading", path))?;
     serde_json::from_slice(&bytes).map_err(|e| RepoError::Invalid(format!("{}: {e}", path.display())))

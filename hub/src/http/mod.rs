@@ -10,6 +10,7 @@ pub mod enrol;
 pub mod files;
 pub mod imaging;
 pub mod session;
+pub mod tuf;
 pub mod viewer;
 
 use crate::images::ImageStore;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub images: Arc<ImageStore>,
     /// The county CA, which certifies enrolled devices (`None` in plaintext test set-ups).
     pub ca: Option<Arc<crate::ca::CountyCa>>,
+    /// The fleet-update repository served at `/tuf/` (`None`: not set up).
+    pub tuf: Option<yilian_update::repo::RepoDir>,
 }
 
 /// The router with every route.
@@ -48,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(imaging::routes())
         .merge(enrol::routes())
         .merge(audit_page::routes())
+        .merge(tuf::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit_page::auditor_fence))
         .with_state(state)
 }

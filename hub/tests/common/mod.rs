@@ -20,5 +20,6 @@ pub fn app_state(dir: &Path, store: Store, key: SigningKey) -> AppState {
         wait_targets_ms: [600_000, 1_800_000, 86_400_000],
         images: Arc::new(yilian_hub::images::ImageStore::open(&dir.join("images")).expect("image store")),
         ca: None,
+        tuf: Some(yilian_update::repo::RepoDir(dir.join("tuf"))),
     }
 }

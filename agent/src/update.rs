@@ -1,0 +1,124 @@
+//! Fleet updates on the clinic side: check the county's signed repository (over HTTPS from the
+//! hub, or an offline bundle on a USB stick, verified the same way) and stage the release meant
+//! for this agent under `releases/<version>/`.
+//!
+//! What is staged here is verified (signatures, expiry, rollback, length and SHA-256) and never
+//! older than what this device installed before, unless the signed release allows it. Switching
+//! to it is the supervisor's job.
+
+use crate::config::{AgentConfig, UpdateConfig};
+use std::path::{Path, PathBuf};
+use yilian_update::client::{self, CountyTransport, Decision, Source};
+use yilian_update::{UpdateError, Version};
+
+/// This build's target triple (what the repository's agent releases are named by).
+pub const TRIPLE: &str = env!("YILIAN_TARGET");
+
+/// This build's version.
+pub fn running_version() -> Version {
+    env!("CARGO_PKG_VERSION").parse().unwrap_or(Version(0, 0, 0))
+}
+
+/// What a check came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The repository has no agent release for this platform.
+    NoRelease,
+    /// The newest release is the running one.
+    UpToDate(Version),
+    /// A release was verified and staged.
+    Staged {
+        /// Its version.
+        version: Version,
+        /// The staged binary.
+        path: PathBuf,
+        /// Its size, bytes.
+        bytes: u64,
+    },
+}
+
+/// The update state kept in `dir/state.json`: the highest version ever installed, which
+/// anti-rollback compares against (surviving reinstalls of older binaries).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct State {
+    highest_installed: Version,
+}
+
+fn state_path(dir: &Path) -> PathBuf {
+    dir.join("state.json")
+}
+
+/// The highest version this device installed, or the running one if higher or none recorded.
+pub fn highest_installed(dir: &Path, running: Version) -> Version {
+    std::fs::read(state_path(dir))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<State>(&b).ok())
+        .map_or(running, |s| s.highest_installed.max(running))
+}
+
+/// Records `v` as installed (kept if lower than the highest so far).
+pub fn record_installed(dir: &Path, v: Version) -> std::io::Result<()> {
+    let highest = highest_installed(dir, v);
+    std::fs::create_dir_all(dir)?;
+    let tmp = state_path(dir).with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&State { highest_installed: highest }).map_err(std::io::Error::other)?)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, state_path(dir))
+}
+
+/// The repository of `update`: the hub's `/tuf/`, or `bundle` (a folder holding `metadata/` and
+/// `targets/`, e.g. a USB stick).
+pub fn source(update: &UpdateConfig, bundle: Option<&Path>) -> Result<Source, UpdateError> {
+    let (metadata_url, targets_url) = match bundle {
+        Some(b) => {
+            let b = std::fs::canonicalize(b).map_err(|e| UpdateError::Io {
+                what: "opening the bundle",
+                path: b.to_path_buf(),
+                source: e,
+            })?;
+            let dir = |d: &str| {
+                url::Url::from_directory_path(b.join(d))
+                    .map_err(|()| UpdateError::Other(format!("bundle path {}", b.display())))
+            };
+            (dir("metadata")?, dir("targets")?)
+        }
+        None => {
+            let base = url::Url::parse(&format!("{}/", update.hub.trim_end_matches('/')))
+                .map_err(|e| UpdateError::Other(format!("update.hub {}: {e}", update.hub)))?;
+            let join = |p: &str| base.join(p).map_err(|e| UpdateError::Other(e.to_string()));
+            (join("tuf/metadata/")?, join("tuf/targets/")?)
+        }
+    };
+    Ok(Source { shipped_root: update.root.clone(), datastore: update.dir.join("tuf"), metadata_url, targets_url })
+}
+
+/// A transport trusting only the county CA of `cfg`.
+pub fn transport(cfg: &AgentConfig) -> Result<CountyTransport, UpdateError> {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .connect_timeout(std::time::Duration::from_secs(20))
+        .read_timeout(std::time::Duration::from_secs(60));
+    if let Some(ca) = &cfg.ca_certificate {
+        let pem = std::fs::read(ca).map_err(|e| UpdateError::Io { what: "reading", path: ca.clone(), source: e })?;
+        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| UpdateError::Other(format!("county CA: {e}")))?;
+        b = b.add_root_certificate(cert);
+    }
+    Ok(CountyTransport::new(b.build().map_err(|e| UpdateError::Other(e.to_string()))?))
+}
+
+/// Checks for this agent's newest release and stages it if it should be installed.
+pub async fn check(cfg: &AgentConfig, bundle: Option<&Path>, running: Version) -> Result<Outcome, UpdateError> {
+    let update =
+        cfg.update.as_ref().ok_or_else(|| UpdateError::Other("no [update] section in the configuration".into()))?;
+    let repo = client::load(&source(update, bundle)?, transport(cfg)?).await?;
+    let Some(name) = client::latest_agent(&repo, TRIPLE) else { return Ok(Outcome::NoRelease) };
+    match client::decide(&repo, &name, running, highest_installed(&update.dir, running))? {
+        Decision::UpToDate => Ok(Outcome::UpToDate(running)),
+        Decision::Install { meta, .. } => {
+            let path = update.dir.join("releases").join(meta.version.to_string()).join("yilian-agent");
+            let bytes = client::fetch(&repo, &name, &path, true).await?;
+            Ok(Outcome::Staged { version: meta.version, path, bytes })
+        }
+    }
+}
