@@ -35,6 +35,7 @@ pub mod enrol;
 pub mod image_uplink;
 pub mod inbox;
 pub mod inspect;
+pub mod install;
 pub mod logkey;
 pub mod quota;
 pub mod reports;
