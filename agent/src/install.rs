@@ -118,7 +118,8 @@ fn crash_point(step: &str) {
 /// Switches to staged release `version` on trial (see the module documentation for the order).
 pub fn activate(dir: &Path, version: &str, now_ms: i64) -> Result<Trial, InstallError> {
     let bin = binary(&release_dir(dir, version));
-    let executable = std::fs::metadata(&bin).is_ok_and(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o100 != 0);
+    let executable =
+        std::fs::metadata(&bin).is_ok_and(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o100 != 0);
     if !executable {
         return Err(InstallError::NotStaged(version.into()));
     }
@@ -204,7 +205,10 @@ mod tests {
         assert!(trial(dir).is_none());
         let t = activate(dir, "1.1.0", 2).expect("second");
         assert_eq!(t.previous.as_deref(), Some("1.0.0"));
-        assert_eq!((linked(dir, "current").as_deref(), linked(dir, "previous").as_deref()), (Some("1.1.0"), Some("1.0.0")));
+        assert_eq!(
+            (linked(dir, "current").as_deref(), linked(dir, "previous").as_deref()),
+            (Some("1.1.0"), Some("1.0.0"))
+        );
         assert_eq!(recover(dir).expect("recover"), Some(t.clone()), "a switched trial survives a restart");
         assert_eq!(rollback(dir).expect("rollback"), Some(t));
         assert_eq!(linked(dir, "current").as_deref(), Some("1.0.0"));
@@ -220,7 +224,8 @@ mod tests {
         activate(dir, "1.0.0", 1).expect("first");
         commit(dir).expect("commit");
         // As if the power went between writing trial.json and switching current.
-        write_trial(dir, &Trial { version: "1.1.0".into(), previous: Some("1.0.0".into()), started_ms: 2 }).expect("trial");
+        write_trial(dir, &Trial { version: "1.1.0".into(), previous: Some("1.0.0".into()), started_ms: 2 })
+            .expect("trial");
         assert_eq!(recover(dir).expect("recover"), None);
         assert!(trial(dir).is_none());
         assert_eq!(linked(dir, "current").as_deref(), Some("1.0.0"));

@@ -69,6 +69,10 @@ enum Command {
         /// verified exactly as the hub's repository.
         #[arg(long)]
         bundle: Option<PathBuf>,
+        /// Also switch to the staged release, on trial (`current` moves; `previous` keeps the
+        /// one before).
+        #[arg(long)]
+        install: bool,
     },
     /// Run the agent.
     Run {
@@ -177,7 +181,7 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })
         }
-        Command::Update { config, bundle } => {
+        Command::Update { config, bundle, install } => {
             let cfg = AgentConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
             let running = yilian_agent::update::running_version();
             let outcome = tokio::runtime::Runtime::new()?
@@ -189,7 +193,16 @@ fn main() -> anyhow::Result<()> {
                 }
                 yilian_agent::update::Outcome::UpToDate(v) => println!("up to date: {v}"),
                 yilian_agent::update::Outcome::Staged { version, path, bytes } => {
-                    println!("staged {version}: {} ({bytes} bytes, verified)", path.display())
+                    println!("staged {version}: {} ({bytes} bytes, verified)", path.display());
+                    if install && let Some(u) = &cfg.update {
+                        yilian_agent::install::recover(&u.dir)?;
+                        let t = yilian_agent::install::activate(
+                            &u.dir,
+                            &version.to_string(),
+                            yilian_agent::clock::now_ms(),
+                        )?;
+                        println!("{} on trial (previous: {})", t.version, t.previous.as_deref().unwrap_or("none"));
+                    }
                 }
             }
             Ok(())

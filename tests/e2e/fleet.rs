@@ -102,3 +102,90 @@ async fn a_release_signed_offline_is_served_by_the_hub_verified_and_staged_by_th
     assert_eq!(std::fs::read(&staged)?, std::fs::read(&release)?);
     Ok(())
 }
+
+fn release_script(dir: &Path, version: &str) -> anyhow::Result<std::path::PathBuf> {
+    let p = dir.join(format!("yilian-agent-{version}"));
+    std::fs::write(&p, format!("#!/bin/sh\necho yilian-agent {version}\n"))?;
+    Ok(p)
+}
+
+/// The version `current` runs, by running it.
+fn runs(update: &Path) -> anyhow::Result<String> {
+    let bin = yilian_agent::install::current_binary(update).ok_or_else(|| anyhow::anyhow!("no current release"))?;
+    let out = std::process::Command::new(bin).output()?;
+    anyhow::ensure!(out.status.success(), "current release does not run");
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A power cut (the process aborted) after each step of switching releases leaves exactly one
+/// runnable release, and the trial record agrees with it after recovery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_power_cut_at_each_install_step_leaves_one_runnable_release() -> anyhow::Result<()> {
+    init_logs();
+    let tmp = tempfile::tempdir()?;
+    let hub_dir = tmp.path().join("hub");
+    let hub = HubHandle::start(&hub_dir, Broker::Embedded).await?;
+    let usb = tmp.path().join("usb");
+    let data = s(&hub.data_dir);
+    let triple = yilian_agent::update::TRIPLE;
+    run("yilian-hub", &["--data", data, "release", "init", "--offline-keys", s(&usb)])?;
+    let add = |version: &str| -> anyhow::Result<()> {
+        let file = release_script(tmp.path(), version)?;
+        run(
+            "yilian-hub",
+            &[
+                "--data",
+                data,
+                "release",
+                "add",
+                "--offline-keys",
+                s(&usb),
+                "--file",
+                s(&file),
+                "--triple",
+                triple,
+                "--version",
+                version,
+            ],
+        )?;
+        Ok(())
+    };
+    add("0.2.0")?;
+    let mut clinic = Clinic::prepare(&tmp.path().join("clinic"), "xz-pc", "cart-pc", &hub.hub_key, &hub.broker_url)?;
+    let root = clinic.dir.join("update-root.json");
+    std::fs::copy(hub.data_dir.join("tuf/root.json"), &root)?;
+    let update = clinic.dir.join("update");
+    clinic.config.update =
+        Some(yilian_agent::config::UpdateConfig { hub: hub.base_url.clone(), root, dir: update.clone() });
+    let cfg = clinic.write_config()?;
+    let out = run("yilian-agent", &["update", "--config", s(&cfg), "--install"])?;
+    assert!(out.contains("0.2.0 on trial (previous: none)"), "{out}");
+    assert_eq!(runs(&update)?, "yilian-agent 0.2.0");
+    yilian_agent::install::commit(&update)?;
+
+    add("0.3.0")?;
+    for step in ["previous", "trial", "current"] {
+        let cut = std::process::Command::new(workspace_bin("yilian-agent")?)
+            .args(["update", "--config", s(&cfg), "--install"])
+            .env("YILIAN_INSTALL_CRASH", step)
+            .output()?;
+        assert!(!cut.status.success(), "the install was cut after {step}");
+        let trial = yilian_agent::install::recover(&update)?;
+        let running = runs(&update)?;
+        match step {
+            // Cut before current moved: the old release runs and no trial is left over.
+            "previous" | "trial" => {
+                assert_eq!((running.as_str(), trial.is_none()), ("yilian-agent 0.2.0", true), "cut after {step}")
+            }
+            // Cut after: the new release runs on trial, the old one is previous.
+            _ => {
+                assert_eq!(running, "yilian-agent 0.3.0");
+                let t = trial.ok_or_else(|| anyhow::anyhow!("trial record lost"))?;
+                assert_eq!((t.version.as_str(), t.previous.as_deref()), ("0.3.0", Some("0.2.0")));
+                yilian_agent::install::rollback(&update)?;
+                assert_eq!(runs(&update)?, "yilian-agent 0.2.0", "rolled back");
+            }
+        }
+    }
+    hub.stop().await
+}
