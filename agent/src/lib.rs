@@ -44,6 +44,7 @@ pub mod run;
 pub mod serial;
 pub mod spool;
 pub mod stats;
+pub mod supervise;
 pub mod update;
 pub mod uplink;
 

@@ -74,6 +74,23 @@ enum Command {
         #[arg(long)]
         install: bool,
     },
+    /// Run the agent under a supervisor: from the installed release (`current`), a new one on
+    /// trial with automatic rollback, and update checks between trials. Install this binary at a
+    /// fixed path (the systemd unit's ExecStart), not inside the update folder.
+    Supervise {
+        /// Configuration file of the agent (its [update] section is required).
+        #[arg(long)]
+        config: PathBuf,
+        /// Seconds a release on trial has to become healthy.
+        #[arg(long, default_value_t = 600)]
+        health_window_secs: u64,
+        /// Seconds without a health ping that count as a hang.
+        #[arg(long, default_value_t = 60)]
+        watchdog_secs: u64,
+        /// Seconds between update checks.
+        #[arg(long, default_value_t = 3600)]
+        check_every_secs: u64,
+    },
     /// Run the agent.
     Run {
         /// Configuration file (see agent.example.toml).
@@ -192,6 +209,9 @@ fn main() -> anyhow::Result<()> {
                     println!("no release for {} in the repository", yilian_agent::update::TRIPLE)
                 }
                 yilian_agent::update::Outcome::UpToDate(v) => println!("up to date: {v}"),
+                yilian_agent::update::Outcome::RolledBackBefore(v) => {
+                    println!("{v} was rolled back on this device before; not installing it again")
+                }
                 yilian_agent::update::Outcome::Staged { version, path, bytes } => {
                     println!("staged {version}: {} ({bytes} bytes, verified)", path.display());
                     if install && let Some(u) = &cfg.update {
@@ -254,7 +274,35 @@ fn main() -> anyhow::Result<()> {
                     let _ = tokio::signal::ctrl_c().await;
                     s.cancel();
                 });
-                yilian_agent::run(cfg, Arc::new(AgentStats::default()), shutdown).await
+                let stats = Arc::new(AgentStats::default());
+                // Under the supervisor: a health file as its watchdog ping, and a trial probe.
+                if let Ok(path) = std::env::var(yilian_agent::supervise::HEALTH_ENV) {
+                    tokio::spawn(yilian_agent::supervise::write_health(path.into(), stats.clone(), shutdown.clone()));
+                }
+                let probe = std::env::var(yilian_agent::supervise::PROBE_ENV).ok();
+                yilian_agent::run::run_with(cfg, stats, shutdown, probe).await
+            })?;
+            Ok(())
+        }
+        Command::Supervise { config, health_window_secs, watchdog_secs, check_every_secs } => {
+            let cfg = AgentConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
+            let update = cfg.update.context("supervise needs an [update] section in the configuration")?;
+            let opts = yilian_agent::supervise::Options {
+                config: config.clone(),
+                health_window: std::time::Duration::from_secs(health_window_secs),
+                watchdog: std::time::Duration::from_secs(watchdog_secs.max(2)),
+                check_every: std::time::Duration::from_secs(check_every_secs.max(1)),
+                fallback: std::env::current_exe().context("own path")?,
+            };
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async {
+                let shutdown = tokio_util::sync::CancellationToken::new();
+                let s = shutdown.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::signal::ctrl_c().await;
+                    s.cancel();
+                });
+                yilian_agent::supervise::run(opts, update.dir, shutdown).await
             })?;
             Ok(())
         }

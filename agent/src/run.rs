@@ -79,6 +79,17 @@ pub fn tls_settings(cfg: &AgentConfig) -> Result<rumqttc::TlsConfiguration, Star
 
 /// Runs the agent until `shutdown` fires; on the way out every assembled body is spooled.
 pub async fn run(cfg: AgentConfig, stats: Arc<AgentStats>, shutdown: CancellationToken) -> Result<(), StartError> {
+    run_with(cfg, stats, shutdown, None).await
+}
+
+/// [`run`], first sending `trial_probe` as a line of device output (port `agent`): a release on
+/// trial proves it can get a signed message to the hub and have it acknowledged.
+pub async fn run_with(
+    cfg: AgentConfig,
+    stats: Arc<AgentStats>,
+    shutdown: CancellationToken,
+    trial_probe: Option<String>,
+) -> Result<(), StartError> {
     cfg.validate()?;
     let (key, hub_key) = load_keys(&cfg)?;
     // The log key lives beside the device key.
@@ -126,6 +137,9 @@ pub async fn run(cfg: AgentConfig, stats: Arc<AgentStats>, shutdown: Cancellatio
     let ports_token = CancellationToken::new();
     for port in &cfg.serial {
         tracker.spawn(serial::run_port(port.clone(), port_tx.clone(), stats.clone(), ports_token.clone()));
+    }
+    if let Some(line) = trial_probe {
+        let _ = port_tx.send(PortEvent::Device("agent".into(), DeviceEvent::Text(line))).await;
     }
     drop(port_tx);
     let spool = Arc::new(std::sync::Mutex::new(spool));

@@ -26,6 +26,8 @@ pub enum Outcome {
     NoRelease,
     /// The newest release is the running one.
     UpToDate(Version),
+    /// The newest release was rolled back here before; it is not tried again.
+    RolledBackBefore(Version),
     /// A release was verified and staged.
     Staged {
         /// Its version.
@@ -111,10 +113,15 @@ pub fn transport(cfg: &AgentConfig) -> Result<CountyTransport, UpdateError> {
 pub async fn check(cfg: &AgentConfig, bundle: Option<&Path>, running: Version) -> Result<Outcome, UpdateError> {
     let update =
         cfg.update.as_ref().ok_or_else(|| UpdateError::Other("no [update] section in the configuration".into()))?;
+    // The installed release is what runs once the supervisor has switched to it.
+    let running = crate::install::linked(&update.dir, "current").and_then(|v| v.parse().ok()).unwrap_or(running);
     let repo = client::load(&source(update, bundle)?, transport(cfg)?).await?;
     let Some(name) = client::latest_agent(&repo, TRIPLE) else { return Ok(Outcome::NoRelease) };
     match client::decide(&repo, &name, running, highest_installed(&update.dir, running))? {
         Decision::UpToDate => Ok(Outcome::UpToDate(running)),
+        Decision::Install { meta, .. } if crate::supervise::rolled_back(&update.dir, &meta.version.to_string()) => {
+            Ok(Outcome::RolledBackBefore(meta.version))
+        }
         Decision::Install { meta, .. } => {
             let path = update.dir.join("releases").join(meta.version.to_string()).join("yilian-agent");
             let bytes = client::fetch(&repo, &name, &path, true).await?;

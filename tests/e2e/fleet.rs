@@ -4,6 +4,7 @@
 
 use crate::common::*;
 use std::path::Path;
+use std::time::Duration;
 use yilian::county::{Broker, Clinic, HubHandle};
 use yilian::procs::workspace_bin;
 
@@ -187,5 +188,128 @@ async fn a_power_cut_at_each_install_step_leaves_one_runnable_release() -> anyho
             }
         }
     }
+    hub.stop().await
+}
+
+/// The supervisor runs a release on trial and commits it once the agent connected, had its
+/// trial probe acknowledged by the hub and emptied its spool; a release that crashes on start,
+/// one that hangs and one whose configuration cannot reach the hub are each rolled back, with
+/// the reason, and never tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_supervisor_commits_a_good_release_and_rolls_back_crashing_hanging_and_unreachable_ones()
+-> anyhow::Result<()> {
+    init_logs();
+    let tmp = tempfile::tempdir()?;
+    let hub = HubHandle::start(&tmp.path().join("hub"), Broker::Embedded).await?;
+    let usb = tmp.path().join("usb");
+    let data = s(&hub.data_dir);
+    let triple = yilian_agent::update::TRIPLE;
+    run("yilian-hub", &["--data", data, "release", "init", "--offline-keys", s(&usb)])?;
+    let agent = workspace_bin("yilian-agent")?;
+    let add = |version: &str, body: &str| -> anyhow::Result<()> {
+        let file = tmp.path().join(format!("release-{version}"));
+        std::fs::write(&file, format!("#!/bin/sh\n{body}\n"))?;
+        run(
+            "yilian-hub",
+            &[
+                "--data",
+                data,
+                "release",
+                "add",
+                "--offline-keys",
+                s(&usb),
+                "--file",
+                s(&file),
+                "--triple",
+                triple,
+                "--version",
+                version,
+            ],
+        )?;
+        Ok(())
+    };
+    let (site, device) = ("xz-sv", "cart-sv");
+    let mut clinic = Clinic::prepare(&tmp.path().join("clinic"), site, device, &hub.hub_key, &hub.broker_url)?;
+    hub.enroll(site, device, &clinic.public_key)?;
+    let root = clinic.dir.join("update-root.json");
+    std::fs::copy(hub.data_dir.join("tuf/root.json"), &root)?;
+    let update = clinic.dir.join("update");
+    clinic.config.update =
+        Some(yilian_agent::config::UpdateConfig { hub: hub.base_url.clone(), root, dir: update.clone() });
+    let cfg = clinic.write_config()?;
+    // The same agent with a broker nobody listens on.
+    let mut unreachable = clinic.config.clone();
+    unreachable.broker = format!("mqtts://127.0.0.1:{}", yilian_hub::broker::free_port()?);
+    let bad_cfg = clinic.dir.join("unreachable.toml");
+    std::fs::write(&bad_cfg, toml::to_string(&unreachable)?)?;
+
+    add("0.2.0", &format!("exec '{}' \"$@\"", agent.display()))?;
+    run("yilian-agent", &["update", "--config", s(&cfg), "--install"])?;
+    let log = clinic.dir.join("supervisor.log");
+    let sup = yilian::procs::Proc::spawn(
+        "supervisor",
+        &agent,
+        &[
+            "supervise",
+            "--config",
+            s(&cfg),
+            "--health-window-secs",
+            "15",
+            "--watchdog-secs",
+            "4",
+            "--check-every-secs",
+            "2",
+        ],
+        &[("RUST_LOG", "info")],
+        &log,
+    )?;
+    let result = |version: &'static str, outcome: &'static str| {
+        let update = update.clone();
+        move || {
+            let update = update.clone();
+            async move {
+                yilian_agent::supervise::results(&update)
+                    .into_iter()
+                    .find(|r| r.version == version && r.result == outcome)
+            }
+        }
+    };
+    let committed =
+        yilian::county::wait_for("0.2.0 committed", Duration::from_secs(60), result("0.2.0", "committed")).await?;
+    assert!(committed.reason.is_empty());
+    let lines = hub.api.device_output(device).await?;
+    assert!(
+        lines.iter().any(|l| l["line"] == "yilian-agent 0.2.0 on trial"),
+        "the hub stored the trial probe: {lines:?}"
+    );
+
+    add("0.3.0", "exit 3")?;
+    let r = yilian::county::wait_for("0.3.0 rolled back", Duration::from_secs(60), result("0.3.0", "rolled back"))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", yilian::procs::tail(&sup.log(), 30)))?;
+    assert!(r.reason.contains("crashed 3 times"), "{r:?}");
+    assert_eq!(yilian_agent::install::linked(&update, "current").as_deref(), Some("0.2.0"));
+
+    add("0.4.0", "exec sleep 600")?;
+    let r =
+        yilian::county::wait_for("0.4.0 rolled back", Duration::from_secs(60), result("0.4.0", "rolled back")).await?;
+    assert!(r.reason.contains("hung"), "{r:?}");
+
+    add("0.5.0", &format!("exec '{}' run --config '{}'", agent.display(), bad_cfg.display()))?;
+    let r =
+        yilian::county::wait_for("0.5.0 rolled back", Duration::from_secs(90), result("0.5.0", "rolled back")).await?;
+    assert!(r.reason.contains("never reached the hub"), "{r:?}");
+    assert_eq!(yilian_agent::install::linked(&update, "current").as_deref(), Some("0.2.0"));
+
+    // None of them is tried again, and the good release is still what runs.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let all = yilian_agent::supervise::results(&update);
+    for v in ["0.3.0", "0.4.0", "0.5.0"] {
+        assert_eq!(all.iter().filter(|r| r.version == v && r.result == "rolled back").count(), 1, "{v}: {all:?}");
+    }
+    let health: yilian_agent::supervise::Health = serde_json::from_slice(&std::fs::read(update.join("health.json"))?)?;
+    assert!(health.connected, "the committed release runs and is connected");
+    drop(sup);
+    eprintln!("supervisor results: {all:?}");
     hub.stop().await
 }

@@ -1,0 +1,372 @@
+//! `yilian-agent supervise`: runs the agent from `current`, and a new release on trial.
+//!
+//! The supervisor is the binary installed at a fixed path (not `current`), so a bad release
+//! cannot take it down. It starts `current/yilian-agent run` with a health file the agent
+//! rewrites every second (its watchdog ping). A release on trial is committed once the agent has
+//! connected, had its trial probe (a signed line of device output) acknowledged by the hub, and
+//! emptied its spool; within the health window. It is rolled back to `previous`, with the
+//! reason kept in `results.json` and never tried again, when it:
+//! - exits [`CRASH_LIMIT`] times (a crash loop),
+//! - stops pinging for the watchdog time (a hang),
+//! - is not healthy when the window closes (e.g. a configuration that cannot reach the hub).
+//!
+//! Between trials it checks the repository every `check_every`, stages what is new, and
+//! installs it only while the agent is idle (spool empty, no device data for a minute) and
+//! inside the maintenance window if one is set; otherwise it reports `deferred`.
+
+use crate::install;
+use crate::stats::AgentStats;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+/// Exits of a release on trial before it is rolled back.
+pub const CRASH_LIMIT: u32 = 3;
+
+/// The environment variable naming the health file `run` keeps.
+pub const HEALTH_ENV: &str = "YILIAN_HEALTH_FILE";
+/// The environment variable carrying the trial probe's text.
+pub const PROBE_ENV: &str = "YILIAN_TRIAL_PROBE";
+
+/// What the running agent says about itself, every second.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Health {
+    /// The agent's version.
+    pub version: String,
+    /// When written, ms since the epoch.
+    pub at_ms: i64,
+    /// Connected to the broker now.
+    pub connected: bool,
+    /// Envelopes the hub acknowledged since this process started.
+    pub acked: u64,
+    /// Envelopes waiting in the spool.
+    pub spool_entries: u64,
+    /// Device events (frames, lines) since start: the supervisor treats a change as recording.
+    pub device_events: u64,
+}
+
+impl Health {
+    /// Connected, something acknowledged, nothing waiting.
+    pub fn healthy(&self) -> bool {
+        self.connected && self.acked > 0 && self.spool_entries == 0
+    }
+}
+
+/// Rewrites `path` every second from `stats` until `shutdown` (the agent's side).
+pub async fn write_health(path: PathBuf, stats: Arc<AgentStats>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let h = Health {
+            version: env!("CARGO_PKG_VERSION").into(),
+            at_ms: crate::clock::now_ms(),
+            connected: stats.connected.load(Ordering::Relaxed) == 1,
+            acked: stats.acked.load(Ordering::Relaxed),
+            spool_entries: stats.spool_entries.load(Ordering::Relaxed),
+            device_events: stats.device_events.load(Ordering::Relaxed),
+        };
+        let tmp = path.with_extension("tmp");
+        if let Ok(bytes) = serde_json::to_vec(&h)
+            && std::fs::write(&tmp, bytes).is_ok()
+        {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
+}
+
+fn read_health(path: &Path) -> Option<Health> {
+    std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// One trial's outcome, as kept in `results.json` (newest last) and reported to the hub.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TrialResult {
+    /// The release tried.
+    pub version: String,
+    /// `committed` or `rolled back`.
+    pub result: String,
+    /// Why it was rolled back.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// When, ms since the epoch.
+    pub at_ms: i64,
+}
+
+fn results_path(dir: &Path) -> PathBuf {
+    dir.join("results.json")
+}
+
+/// Every trial's result so far (at most the last 100).
+pub fn results(dir: &Path) -> Vec<TrialResult> {
+    std::fs::read(results_path(dir)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+fn record(dir: &Path, r: TrialResult) {
+    let mut all = results(dir);
+    all.push(r);
+    let skip = all.len().saturating_sub(100);
+    let all: Vec<_> = all.into_iter().skip(skip).collect();
+    let tmp = results_path(dir).with_extension("tmp");
+    if let Ok(bytes) = serde_json::to_vec_pretty(&all)
+        && std::fs::write(&tmp, bytes).is_ok()
+    {
+        let _ = std::fs::rename(&tmp, results_path(dir));
+    }
+}
+
+/// True if `version` was rolled back here before (it is never installed again).
+pub fn rolled_back(dir: &Path, version: &str) -> bool {
+    results(dir).iter().any(|r| r.version == version && r.result == "rolled back")
+}
+
+/// Supervisor settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The agent's configuration file (its `[update]` section names the update folder).
+    pub config: PathBuf,
+    /// A release on trial must be healthy within this.
+    pub health_window: Duration,
+    /// No health ping for this long is a hang.
+    pub watchdog: Duration,
+    /// How often to look for a new release (between trials).
+    pub check_every: Duration,
+    /// The binary to run when no release is installed yet (the supervisor's own).
+    pub fallback: PathBuf,
+}
+
+/// How a child run ended.
+enum Ended {
+    Shutdown,
+    Exited(String),
+    Hung,
+    TrialWindowClosed(Option<Health>),
+    Committed,
+    InstallReady,
+}
+
+/// Supervises until `shutdown`.
+pub async fn run(opts: Options, dir: PathBuf, shutdown: CancellationToken) -> Result<(), install::InstallError> {
+    let mut crashes = 0u32;
+    let mut backoff = Duration::from_millis(200);
+    let mut last_check = Instant::now();
+    loop {
+        let trial = install::recover(&dir)?;
+        let bin = install::current_binary(&dir).unwrap_or_else(|| opts.fallback.clone());
+        let health_path = dir.join("health.json");
+        let _ = std::fs::remove_file(&health_path);
+        let mut cmd = tokio::process::Command::new(&bin);
+        cmd.arg("run").arg("--config").arg(&opts.config).env(HEALTH_ENV, &health_path).kill_on_drop(true);
+        if let Some(t) = &trial {
+            cmd.env(PROBE_ENV, format!("yilian-agent {} on trial", t.version));
+        }
+        info!(binary = %bin.display(), trial = ?trial.as_ref().map(|t| &t.version), "starting the agent");
+        let started = Instant::now();
+        let ended = match cmd.spawn() {
+            Ok(mut child) => {
+                watch(&mut child, &opts, &dir, &health_path, trial.as_ref(), started, &mut last_check, &shutdown).await
+            }
+            Err(e) => Ended::Exited(format!("cannot start {}: {e}", bin.display())),
+        };
+        match (ended, &trial) {
+            (Ended::Shutdown, _) => return Ok(()),
+            (Ended::Committed, Some(t)) => {
+                install::commit(&dir)?;
+                record(
+                    &dir,
+                    TrialResult {
+                        version: t.version.clone(),
+                        result: "committed".into(),
+                        reason: String::new(),
+                        at_ms: crate::clock::now_ms(),
+                    },
+                );
+                info!(version = %t.version, "release committed after its trial");
+                crashes = 0;
+                // The agent keeps running: watch it as the committed release.
+                continue;
+            }
+            (Ended::InstallReady, _) => {
+                crashes = 0;
+                continue;
+            }
+            (Ended::Exited(why), Some(t)) => {
+                crashes += 1;
+                warn!(version = %t.version, crashes, reason = %why, "release on trial exited");
+                if crashes >= CRASH_LIMIT {
+                    roll_back(&dir, t, format!("crashed {crashes} times on trial ({why})"))?;
+                    crashes = 0;
+                }
+            }
+            (Ended::Hung, Some(t)) => {
+                roll_back(&dir, t, format!("hung: no watchdog ping for {} s", opts.watchdog.as_secs()))?;
+                crashes = 0;
+            }
+            (Ended::TrialWindowClosed(h), Some(t)) => {
+                let why = match h {
+                    None => "never reported health".to_string(),
+                    Some(h) if !h.connected => "never reached the hub's broker".to_string(),
+                    Some(h) if h.acked == 0 => "the hub acknowledged nothing".to_string(),
+                    Some(h) => format!("{} envelopes still waiting in the spool", h.spool_entries),
+                };
+                roll_back(&dir, t, format!("not healthy within {} s: {why}", opts.health_window.as_secs()))?;
+                crashes = 0;
+            }
+            (Ended::Exited(why), None) => {
+                warn!(reason = %why, backoff_ms = backoff.as_millis() as u64, "agent exited; restarting");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+            (Ended::Hung, None) => warn!("agent hung (no watchdog ping); restarting"),
+            (_, None) => {}
+        }
+        backoff = Duration::from_millis(200);
+    }
+}
+
+fn roll_back(dir: &Path, t: &install::Trial, reason: String) -> Result<(), install::InstallError> {
+    error!(version = %t.version, back_to = ?t.previous, reason = %reason, "rolling back a release on trial");
+    install::rollback(dir)?;
+    record(
+        dir,
+        TrialResult { version: t.version.clone(), result: "rolled back".into(), reason, at_ms: crate::clock::now_ms() },
+    );
+    Ok(())
+}
+
+/// Watches a running child; returns why it should stop being watched. Kills it when it must go.
+#[allow(clippy::too_many_arguments)]
+async fn watch(
+    child: &mut tokio::process::Child,
+    opts: &Options,
+    dir: &Path,
+    health_path: &Path,
+    trial: Option<&install::Trial>,
+    started: Instant,
+    last_check: &mut Instant,
+    shutdown: &CancellationToken,
+) -> Ended {
+    let trial_deadline = trial.map(|t| {
+        let elapsed = Duration::from_millis(u64::try_from(crate::clock::now_ms() - t.started_ms).unwrap_or(0));
+        started + opts.health_window.saturating_sub(elapsed)
+    });
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    // Device events seen, and when they last changed (a change is a recording in progress).
+    let mut events: Option<u64> = None;
+    let mut last_activity: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                stop(child).await;
+                return Ended::Shutdown;
+            }
+            status = child.wait() => {
+                return Ended::Exited(status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()));
+            }
+            _ = tick.tick() => {}
+        }
+        let health = read_health(health_path);
+        let last_ping = health.as_ref().map_or(started, |h| {
+            let age = Duration::from_millis(u64::try_from(crate::clock::now_ms() - h.at_ms).unwrap_or(0));
+            Instant::now().checked_sub(age).unwrap_or(started).max(started)
+        });
+        if last_ping.elapsed() > opts.watchdog {
+            let _ = child.kill().await;
+            return Ended::Hung;
+        }
+        if let (Some(deadline), Some(h)) = (trial_deadline, &health)
+            && h.healthy()
+            && Instant::now() <= deadline
+        {
+            return Ended::Committed;
+        }
+        if let Some(deadline) = trial_deadline
+            && Instant::now() > deadline
+        {
+            let _ = child.kill().await;
+            return Ended::TrialWindowClosed(health);
+        }
+        if let Some(h) = &health {
+            if events.is_some_and(|n| n != h.device_events) {
+                last_activity = Some(Instant::now());
+            }
+            events = Some(h.device_events);
+        }
+        if trial.is_none() && last_check.elapsed() >= opts.check_every {
+            *last_check = Instant::now();
+            let recording = last_activity.is_some_and(|at| at.elapsed() < Duration::from_secs(60));
+            if let Some(version) = try_update(opts, dir, health.as_ref(), recording).await {
+                info!(%version, "new release installed; restarting the agent on it, on trial");
+                stop(child).await;
+                return Ended::InstallReady;
+            }
+        }
+    }
+}
+
+/// Checks, stages and (when the clinic is idle) installs a new release; returns its version.
+async fn try_update(opts: &Options, dir: &Path, health: Option<&Health>, recording: bool) -> Option<String> {
+    let cfg = match crate::config::AgentConfig::load(&opts.config) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "update check: cannot read the configuration");
+            return None;
+        }
+    };
+    let running = health.and_then(|h| h.version.parse().ok()).unwrap_or_else(crate::update::running_version);
+    let staged = match crate::update::check(&cfg, None, running).await {
+        Ok(crate::update::Outcome::Staged { version, .. }) => version.to_string(),
+        Ok(_) => return None,
+        Err(e) => {
+            warn!(error = %e, "update check failed");
+            return None;
+        }
+    };
+    if rolled_back(dir, &staged) {
+        return None;
+    }
+    // Clinical interlock: never restart while a study is recorded or still uploading.
+    let busy = recording || health.is_some_and(|h| h.spool_entries > 0);
+    if busy {
+        info!(version = %staged, "update deferred: a recording or upload is in progress");
+        if results(dir).last().is_some_and(|r| r.version == staged && r.result == "deferred") {
+            return None;
+        }
+        record(
+            dir,
+            TrialResult {
+                version: staged,
+                result: "deferred".into(),
+                reason: "recording or upload in progress".into(),
+                at_ms: crate::clock::now_ms(),
+            },
+        );
+        return None;
+    }
+    match install::activate(dir, &staged, crate::clock::now_ms()) {
+        Ok(_) => Some(staged),
+        Err(e) => {
+            warn!(error = %e, "cannot install the staged release");
+            None
+        }
+    }
+}
+
+/// Ctrl-C to the child (it spools what it holds), then kill after 20 s.
+async fn stop(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT);
+    }
+    if tokio::time::timeout(Duration::from_secs(20), child.wait()).await.is_err() {
+        let _ = child.kill().await;
+    }
+}
