@@ -150,8 +150,51 @@ enum Ended {
     InstallReady,
 }
 
+/// Sends `msg` (`READY=1`, `WATCHDOG=1`) to systemd's notification socket `socket` (a path, or
+/// `@name` in the abstract namespace).
+pub fn sd_notify_to(socket: &str, msg: &str) -> std::io::Result<()> {
+    let sock = std::os::unix::net::UnixDatagram::unbound()?;
+    match socket.strip_prefix('@') {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+            sock.send_to_addr(msg.as_bytes(), &addr)?;
+        }
+        None => {
+            sock.send_to(msg.as_bytes(), socket)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`sd_notify_to`] the socket in `$NOTIFY_SOCKET`, if systemd started us with one.
+fn sd_notify(msg: &str) {
+    if let Ok(socket) = std::env::var("NOTIFY_SOCKET")
+        && let Err(e) = sd_notify_to(&socket, msg)
+    {
+        warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+/// Tells systemd the supervisor is up, then pings its watchdog at half the `WatchdogSec` it set.
+fn systemd_watchdog(shutdown: CancellationToken) {
+    sd_notify("READY=1");
+    let Some(usec) = std::env::var("WATCHDOG_USEC").ok().and_then(|v| v.parse::<u64>().ok()) else { return };
+    let every = Duration::from_micros(usec / 2).max(Duration::from_millis(100));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => sd_notify("WATCHDOG=1"),
+            }
+        }
+    });
+}
+
 /// Supervises until `shutdown`.
 pub async fn run(opts: Options, dir: PathBuf, shutdown: CancellationToken) -> Result<(), install::InstallError> {
+    systemd_watchdog(shutdown.clone());
     let mut crashes = 0u32;
     let mut backoff = Duration::from_millis(200);
     let mut last_check = Instant::now();
@@ -368,5 +411,37 @@ async fn stop(child: &mut tokio::process::Child) {
     }
     if tokio::time::timeout(Duration::from_secs(20), child.wait()).await.is_err() {
         let _ = child.kill().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn systemd_notifications_reach_a_path_and_an_abstract_socket() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let path = tmp.path().join("notify");
+        let rx = std::os::unix::net::UnixDatagram::bind(&path).expect("bind");
+        sd_notify_to(path.to_str().expect("utf-8"), "READY=1").expect("send");
+        let mut buf = [0u8; 64];
+        let n = rx.recv(&mut buf).expect("recv");
+        assert_eq!(&buf[..n], b"READY=1");
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("yilian-test-{}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).expect("addr");
+        let rx = std::os::unix::net::UnixDatagram::bind_addr(&addr).expect("bind abstract");
+        sd_notify_to(&format!("@{name}"), "WATCHDOG=1").expect("send");
+        let n = rx.recv(&mut buf).expect("recv");
+        assert_eq!(&buf[..n], b"WATCHDOG=1");
+    }
+
+    #[test]
+    fn health_is_connected_acked_and_drained() {
+        let h = Health { connected: true, acked: 1, spool_entries: 0, ..Default::default() };
+        assert!(h.healthy());
+        assert!(!Health { spool_entries: 2, ..h.clone() }.healthy());
+        assert!(!Health { acked: 0, ..h.clone() }.healthy());
+        assert!(!Health { connected: false, ..h }.healthy());
     }
 }
