@@ -94,8 +94,8 @@ pub fn source(update: &UpdateConfig, bundle: Option<&Path>) -> Result<Source, Up
     Ok(Source { shipped_root: update.root.clone(), datastore: update.dir.join("tuf"), metadata_url, targets_url })
 }
 
-/// A transport trusting only the county CA of `cfg`.
-pub fn transport(cfg: &AgentConfig) -> Result<CountyTransport, UpdateError> {
+/// An HTTPS client trusting only the county CA of `cfg`.
+pub fn http_client(cfg: &AgentConfig) -> Result<reqwest::Client, UpdateError> {
     let mut b = reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
@@ -106,7 +106,7 @@ pub fn transport(cfg: &AgentConfig) -> Result<CountyTransport, UpdateError> {
         let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| UpdateError::Other(format!("county CA: {e}")))?;
         b = b.add_root_certificate(cert);
     }
-    Ok(CountyTransport::new(b.build().map_err(|e| UpdateError::Other(e.to_string()))?))
+    b.build().map_err(|e| UpdateError::Other(e.to_string()))
 }
 
 /// Checks for this agent's newest release and stages it if it should be installed.
@@ -115,7 +115,9 @@ pub async fn check(cfg: &AgentConfig, bundle: Option<&Path>, running: Version) -
         cfg.update.as_ref().ok_or_else(|| UpdateError::Other("no [update] section in the configuration".into()))?;
     // The installed release is what runs once the supervisor has switched to it.
     let running = crate::install::linked(&update.dir, "current").and_then(|v| v.parse().ok()).unwrap_or(running);
-    let repo = client::load(&source(update, bundle)?, transport(cfg)?).await?;
+    let src = source(update, bundle)?;
+    let http = http_client(cfg)?;
+    let repo = client::load(&src, CountyTransport::new(http.clone())).await?;
     let Some(name) = client::latest_agent(&repo, TRIPLE) else { return Ok(Outcome::NoRelease) };
     match client::decide(&repo, &name, running, highest_installed(&update.dir, running))? {
         Decision::UpToDate => Ok(Outcome::UpToDate(running)),
@@ -124,7 +126,16 @@ pub async fn check(cfg: &AgentConfig, bundle: Option<&Path>, running: Version) -
         }
         Decision::Install { meta, .. } => {
             let path = update.dir.join("releases").join(meta.version.to_string()).join("yilian-agent");
-            let bytes = client::fetch(&repo, &name, &path, true).await?;
+            let bytes = if bundle.is_some() {
+                client::fetch(&repo, &name, &path, true).await?
+            } else {
+                // Over a clinic's link: resumable, so a cut costs only what was not yet received.
+                let f = client::fetch_resumable(&repo, &src.targets_url, &http, &name, &path, true).await?;
+                if f.resumed_from > 0 {
+                    tracing::info!(resumed_from = f.resumed_from, length = f.length, "release download resumed");
+                }
+                f.length
+            };
             Ok(Outcome::Staged { version: meta.version, path, bytes })
         }
     }

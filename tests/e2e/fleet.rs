@@ -313,3 +313,123 @@ async fn the_supervisor_commits_a_good_release_and_rolls_back_crashing_hanging_a
     eprintln!("supervisor results: {all:?}");
     hub.stop().await
 }
+
+/// A TCP proxy to `to` that cuts the first connection once it has carried `cut_after` bytes
+/// towards the client (a clinic link dropping mid-download); returns its address and the bytes
+/// it has carried towards clients so far.
+async fn cutting_proxy(
+    to: std::net::SocketAddr,
+    cut_after: u64,
+) -> anyhow::Result<(std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU64>)> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let down = std::sync::Arc::new(AtomicU64::new(0));
+    let cut = std::sync::Arc::new(AtomicBool::new(false));
+    let total = down.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let (down, cut) = (down.clone(), cut.clone());
+            tokio::spawn(async move {
+                let Ok(upstream) = tokio::net::TcpStream::connect(to).await else { return };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut ur, mut uw) = upstream.into_split();
+                let up = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut cr, &mut uw).await;
+                });
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut here = 0u64;
+                loop {
+                    let n = match ur.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    here += n as u64;
+                    down.fetch_add(n as u64, Ordering::SeqCst);
+                    if here > cut_after && !cut.swap(true, Ordering::SeqCst) {
+                        break;
+                    }
+                }
+                up.abort();
+            });
+        }
+    });
+    Ok((addr, total))
+}
+
+/// A download cut at ~40 % resumes where it stopped (HTTP Range) and is verified whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_cut_at_forty_percent_resumes_and_verifies() -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering;
+    init_logs();
+    let tmp = tempfile::tempdir()?;
+    let hub = HubHandle::start(&tmp.path().join("hub"), Broker::Embedded).await?;
+    let usb = tmp.path().join("usb");
+    let data = s(&hub.data_dir);
+    run("yilian-hub", &["--data", data, "release", "init", "--offline-keys", s(&usb)])?;
+    // 4 MB that do not compress (TLS would not, either way).
+    let release = tmp.path().join("yilian-agent-0.2.0");
+    let mut body = b"#!/bin/sh\necho yilian-agent 0.2.0\nexit 0\n".to_vec();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    while body.len() < 4_000_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        body.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(&release, &body)?;
+    let triple = yilian_agent::update::TRIPLE;
+    run(
+        "yilian-hub",
+        &[
+            "--data",
+            data,
+            "release",
+            "add",
+            "--offline-keys",
+            s(&usb),
+            "--file",
+            s(&release),
+            "--triple",
+            triple,
+            "--version",
+            "0.2.0",
+        ],
+    )?;
+    let length = body.len() as u64;
+    let (proxy, carried) = cutting_proxy(hub.http, length * 2 / 5).await?;
+    let clinic = Clinic::prepare(&tmp.path().join("clinic"), "xz-dl", "cart-dl", &hub.hub_key, &hub.broker_url)?;
+    let mut config = clinic.config.clone();
+    let root = clinic.dir.join("update-root.json");
+    std::fs::copy(hub.data_dir.join("tuf/root.json"), &root)?;
+    config.update = Some(yilian_agent::config::UpdateConfig {
+        hub: format!("https://{proxy}"),
+        root,
+        dir: clinic.dir.join("update"),
+    });
+    let cfg = clinic.dir.join("agent.toml");
+    std::fs::write(&cfg, toml::to_string(&config)?)?;
+
+    let first =
+        std::process::Command::new(workspace_bin("yilian-agent")?).args(["update", "--config", s(&cfg)]).output()?;
+    let text = String::from_utf8_lossy(&first.stderr);
+    assert!(!first.status.success() && text.contains("unreachable"), "{text}");
+    let part = clinic.dir.join("update/releases/0.2.0/yilian-agent.part");
+    let kept = std::fs::metadata(&part)?.len();
+    assert!(kept > length / 4 && kept < length * 3 / 5, "kept {kept} of {length} bytes");
+    let before = carried.load(Ordering::SeqCst);
+    let out = run("yilian-agent", &["update", "--config", s(&cfg)])?;
+    assert!(out.contains("staged 0.2.0"), "{out}");
+    let second = carried.load(Ordering::SeqCst) - before;
+    let staged = clinic.dir.join("update/releases/0.2.0/yilian-agent");
+    assert_eq!(std::fs::read(&staged)?, body, "the resumed file is the release, byte for byte");
+    assert!(!part.exists());
+    // The second attempt carried the rest (plus metadata and TLS), not the whole file again.
+    assert!(second < length - kept + 200_000, "second attempt carried {second} bytes; {} were left", length - kept);
+    eprintln!("download of {length} bytes cut after {kept}; the resumed attempt carried {second} bytes");
+    hub.stop().await
+}

@@ -295,3 +295,100 @@ pub async fn fetch(repo: &Repository, name: &str, dest: &Path, executable: bool)
     std::fs::rename(&tmp, dest).map_err(io("renaming into place", dest))?;
     Ok(bytes.len() as u64)
 }
+
+/// What a resumable download did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fetched {
+    /// The release's size, bytes.
+    pub length: u64,
+    /// Bytes that were already on disk from an earlier, cut attempt.
+    pub resumed_from: u64,
+}
+
+/// Downloads target `name` over HTTPS with `client`, resuming a cut attempt (the `.part` file
+/// beside `dest` is the progress kept on disk; `Range: bytes=N-` asks for the rest), then checks
+/// the whole file against the signed length and SHA-256 before it becomes `dest`. A file that
+/// does not match is deleted, so the next attempt starts clean.
+pub async fn fetch_resumable(
+    repo: &Repository,
+    targets_url: &url::Url,
+    client: &reqwest::Client,
+    name: &str,
+    dest: &Path,
+    executable: bool,
+) -> Result<Fetched, UpdateError> {
+    use sha2::Digest;
+    use tokio::io::AsyncWriteExt;
+    let tname = TargetName::new(name).map_err(|e| UpdateError::Other(e.to_string()))?;
+    let target = repo.targets().signed.targets.get(&tname).ok_or_else(|| UpdateError::NoSuchRelease(name.into()))?;
+    let (length, sha256) = (target.length, target.hashes.sha256.as_ref().to_vec());
+    if length > MAX_TARGET_BYTES {
+        return Err(UpdateError::TooLarge(format!("{name} is {length} bytes")));
+    }
+    let file_name = if repo.root().signed.consistent_snapshot {
+        format!("{}.{name}", hex::encode(&sha256))
+    } else {
+        name.to_string()
+    };
+    let url = targets_url.join(&file_name).map_err(|e| UpdateError::Other(e.to_string()))?;
+    let io = |what: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| UpdateError::Io { what, path, source }
+    };
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+    }
+    let part = dest.with_extension("part");
+    let mut have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    if have > length {
+        have = 0;
+    }
+    let resumed_from = have;
+    if have < length {
+        let mut req = client.get(url.clone());
+        if have > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
+        }
+        let mut resp = req.send().await.map_err(|e| UpdateError::Unreachable(format!("{url}: {e}")))?;
+        let status = resp.status().as_u16();
+        let append = match status {
+            206 => true,
+            200 => false,
+            s => return Err(UpdateError::Unreachable(format!("{url}: HTTP {s}"))),
+        };
+        let mut f = tokio::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(&part)
+            .await
+            .map_err(io("opening", &part))?;
+        let mut got = if append { have } else { 0 };
+        while let Some(chunk) = resp.chunk().await.map_err(|e| UpdateError::Unreachable(format!("{url}: {e}")))? {
+            got += chunk.len() as u64;
+            if got > length {
+                drop(f);
+                let _ = std::fs::remove_file(&part);
+                return Err(UpdateError::TooLarge(format!(
+                    "{name}: the server sent more than its signed {length} bytes"
+                )));
+            }
+            f.write_all(&chunk).await.map_err(io("writing", &part))?;
+        }
+        f.sync_all().await.map_err(io("syncing", &part))?;
+    }
+    let bytes = std::fs::read(&part).map_err(io("reading", &part))?;
+    if bytes.len() as u64 != length || sha2::Sha256::digest(&bytes).as_slice() != sha256.as_slice() {
+        let _ = std::fs::remove_file(&part);
+        return Err(UpdateError::Tampered(format!(
+            "{name}: {} bytes do not match the signed length and SHA-256",
+            bytes.len()
+        )));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&part, std::fs::Permissions::from_mode(if executable { 0o755 } else { 0o644 }))
+        .map_err(io("setting the mode of", &part))?;
+    std::fs::rename(&part, dest).map_err(io("renaming into place", dest))?;
+    Ok(Fetched { length, resumed_from })
+}
