@@ -250,30 +250,17 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Send { config, file, priority, question, wait } => send(&config, &file, &priority, question, wait),
         Command::RawCapture { port, baud, out, seconds } => {
-            let rt = tokio::runtime::Runtime::new()?;
-            let got = rt.block_on(async {
-                let shutdown = tokio_util::sync::CancellationToken::new();
-                let s = shutdown.clone();
-                tokio::spawn(async move {
-                    let _ = tokio::signal::ctrl_c().await;
-                    s.cancel();
-                });
-                yilian_agent::capture::capture(&port, baud, &out, seconds.map(std::time::Duration::from_secs), shutdown)
+            let to = out.clone();
+            let got = until_ctrl_c(|shutdown| async move {
+                yilian_agent::capture::capture(&port, baud, &to, seconds.map(std::time::Duration::from_secs), shutdown)
                     .await
-            })?;
+            })??;
             println!("{} bytes in {} reads written to {}", got.bytes, got.reads, out.display());
             Ok(())
         }
         Command::Run { config } => {
             let cfg = AgentConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
-            let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(async {
-                let shutdown = tokio_util::sync::CancellationToken::new();
-                let s = shutdown.clone();
-                tokio::spawn(async move {
-                    let _ = tokio::signal::ctrl_c().await;
-                    s.cancel();
-                });
+            until_ctrl_c(|shutdown| async move {
                 let stats = Arc::new(AgentStats::default());
                 // Under the supervisor: a health file as its watchdog ping, and a trial probe.
                 if let Ok(path) = std::env::var(yilian_agent::supervise::HEALTH_ENV) {
@@ -281,7 +268,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 let probe = std::env::var(yilian_agent::supervise::PROBE_ENV).ok();
                 yilian_agent::run::run_with(cfg, stats, shutdown, probe).await
-            })?;
+            })??;
             Ok(())
         }
         Command::Supervise { config, health_window_secs, watchdog_secs, check_every_secs } => {
@@ -294,19 +281,26 @@ fn main() -> anyhow::Result<()> {
                 check_every: std::time::Duration::from_secs(check_every_secs.max(1)),
                 fallback: std::env::current_exe().context("own path")?,
             };
-            let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(async {
-                let shutdown = tokio_util::sync::CancellationToken::new();
-                let s = shutdown.clone();
-                tokio::spawn(async move {
-                    let _ = tokio::signal::ctrl_c().await;
-                    s.cancel();
-                });
-                yilian_agent::supervise::run(opts, update.dir, shutdown).await
-            })?;
+            until_ctrl_c(|shutdown| yilian_agent::supervise::run(opts, update.dir, shutdown))??;
             Ok(())
         }
     }
+}
+
+/// Runs `f` on a new runtime with a token that Ctrl-C (SIGINT) cancels.
+fn until_ctrl_c<T, F: std::future::Future<Output = T>>(
+    f: impl FnOnce(tokio_util::sync::CancellationToken) -> F,
+) -> anyhow::Result<T> {
+    let rt = tokio::runtime::Runtime::new()?;
+    Ok(rt.block_on(async {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let s = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            s.cancel();
+        });
+        f(shutdown).await
+    }))
 }
 
 /// Checks the file, then copies it (and a question sidecar) into the inbox's priority folder

@@ -3,7 +3,7 @@
 //! `yilian-agent update` verifies and stages it; an offline bundle goes through the same checks.
 
 use crate::common::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use yilian::county::{Broker, Clinic, HubHandle};
 use yilian::procs::workspace_bin;
@@ -19,66 +19,99 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_release_signed_offline_is_served_by_the_hub_verified_and_staged_by_the_agent() -> anyhow::Result<()> {
-    init_logs();
-    let tmp = tempfile::tempdir()?;
-    let hub = HubHandle::start(&tmp.path().join("hub"), Broker::Embedded).await?;
-    let usb = tmp.path().join("usb");
-    let data = s(&hub.data_dir);
-    run("yilian-hub", &["--data", data, "release", "init", "--offline-keys", s(&usb)])?;
-    // The "new release": a script standing in for the agent binary (a debug agent is ~270 MB,
-    // over the agent's download limit; a release build is ~20 MB), padded to a realistic 2 MB.
-    let release = tmp.path().join("yilian-agent-0.2.0");
-    let pad: String = (0..2_000_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
-    std::fs::write(&release, format!("#!/bin/sh\necho yilian-agent 0.2.0\nexit 0\n# {pad}\n"))?;
-    let triple = yilian_agent::update::TRIPLE;
-    let added = run(
-        "yilian-hub",
-        &[
-            "--data",
-            data,
+/// A running hub whose update repository county IT created with its offline key folder.
+struct Fleet {
+    tmp: tempfile::TempDir,
+    hub: HubHandle,
+    usb: PathBuf,
+}
+
+impl Fleet {
+    async fn start() -> anyhow::Result<Self> {
+        init_logs();
+        let tmp = tempfile::tempdir()?;
+        let hub = HubHandle::start(&tmp.path().join("hub"), Broker::Embedded).await?;
+        let usb = tmp.path().join("usb");
+        run("yilian-hub", &["--data", s(&hub.data_dir), "release", "init", "--offline-keys", s(&usb)])?;
+        Ok(Self { tmp, hub, usb })
+    }
+
+    fn hub_cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        run("yilian-hub", &[&["--data", s(&self.hub.data_dir)], args].concat())
+    }
+
+    /// Signs and publishes `file` as agent release `version` for this platform.
+    fn release(&self, file: &Path, version: &str, extra: &[&str]) -> anyhow::Result<String> {
+        let triple = yilian_agent::update::TRIPLE;
+        let args = [
             "release",
             "add",
             "--offline-keys",
-            s(&usb),
+            s(&self.usb),
             "--file",
-            s(&release),
+            s(file),
             "--triple",
             triple,
             "--version",
-            "0.2.0",
-            "--min-version",
-            "0.1.0",
-        ],
-    )?;
-    assert!(added.contains(&format!("agent-{triple}-0.2.0")), "{added}");
-    let listed = run("yilian-hub", &["--data", data, "release", "list"])?;
+            version,
+        ];
+        self.hub_cli(&[&args[..], extra].concat())
+    }
+
+    /// Releases a shell script with `body` as agent `version`.
+    fn release_script(&self, version: &str, body: &str) -> anyhow::Result<PathBuf> {
+        let file = self.tmp.path().join(format!("release-{version}"));
+        std::fs::write(&file, format!("#!/bin/sh\n{body}\n"))?;
+        self.release(&file, version, &[])?;
+        Ok(file)
+    }
+
+    /// A clinic whose agent updates from `hub_url` (the hub's own by default), pinning the
+    /// county's root; returns it, its config file and its update folder.
+    fn clinic(&self, site: &str, device: &str, hub_url: Option<String>) -> anyhow::Result<(Clinic, PathBuf, PathBuf)> {
+        let hub = &self.hub;
+        let mut clinic = Clinic::prepare(&self.tmp.path().join("clinic"), site, device, &hub.hub_key, &hub.broker_url)?;
+        let root = clinic.dir.join("update-root.json");
+        std::fs::copy(hub.data_dir.join("tuf/root.json"), &root)?;
+        let dir = clinic.dir.join("update");
+        let hub = hub_url.unwrap_or_else(|| hub.base_url.clone());
+        clinic.config.update = Some(yilian_agent::config::UpdateConfig { hub, root, dir: dir.clone() });
+        let cfg = clinic.write_config()?;
+        Ok((clinic, cfg, dir))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_signed_offline_is_served_by_the_hub_verified_and_staged_by_the_agent() -> anyhow::Result<()> {
+    let f = Fleet::start().await?;
+    // The "new release": a script standing in for the agent binary (a debug agent is ~270 MB,
+    // over the agent's download limit; a release build is ~20 MB), padded to a realistic 2 MB.
+    let release = f.tmp.path().join("yilian-agent-0.2.0");
+    let pad: String = (0..2_000_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    std::fs::write(&release, format!("#!/bin/sh\necho yilian-agent 0.2.0\nexit 0\n# {pad}\n"))?;
+    let added = f.release(&release, "0.2.0", &["--min-version", "0.1.0"])?;
+    assert!(added.contains(&format!("agent-{}-0.2.0", yilian_agent::update::TRIPLE)), "{added}");
+    let listed = f.hub_cli(&["release", "list"])?;
     assert!(listed.contains("0.2.0") && listed.contains("over 0.1.0"), "{listed}");
 
     // The clinic: its shipped root is the county's, its CA the county CA.
-    let mut clinic = Clinic::prepare(&tmp.path().join("clinic"), "xz-up", "cart-up", &hub.hub_key, &hub.broker_url)?;
-    let root = clinic.dir.join("update-root.json");
-    std::fs::copy(hub.data_dir.join("tuf/root.json"), &root)?;
-    clinic.config.update =
-        Some(yilian_agent::config::UpdateConfig { hub: hub.base_url.clone(), root, dir: clinic.dir.join("update") });
-    let cfg = clinic.write_config()?;
+    let (_clinic, cfg, update) = f.clinic("xz-up", "cart-up", None)?;
     let out = run("yilian-agent", &["update", "--config", s(&cfg)])?;
-    let staged = clinic.dir.join("update/releases/0.2.0/yilian-agent");
+    let staged = update.join("releases/0.2.0/yilian-agent");
     assert!(out.contains("staged 0.2.0"), "{out}");
     assert_eq!(std::fs::read(&staged)?, std::fs::read(&release)?, "staged byte for byte");
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&staged)?.permissions());
     assert_eq!(mode & 0o111, 0o111, "staged executable");
 
     // The hub refreshes the timestamp with its online keys alone; the agent accepts it.
-    run("yilian-hub", &["--data", data, "release", "refresh"])?;
+    f.hub_cli(&["release", "refresh"])?;
     std::fs::remove_file(&staged)?;
     run("yilian-agent", &["update", "--config", s(&cfg)])?;
     assert!(staged.exists());
 
     // A target file altered at the hub is refused, and nothing is staged.
     std::fs::remove_file(&staged)?;
-    let targets = hub.data_dir.join("tuf/targets");
+    let targets = f.hub.data_dir.join("tuf/targets");
     let file =
         std::fs::read_dir(&targets)?.flatten().next().map(|e| e.path()).ok_or_else(|| anyhow::anyhow!("no target"))?;
     let good = std::fs::read(&file)?;
@@ -95,19 +128,14 @@ async fn a_release_signed_offline_is_served_by_the_hub_verified_and_staged_by_th
 
     // An offline bundle (the repository copied to a USB stick) passes the same checks; the hub
     // can be unreachable.
-    let bundle = tmp.path().join("usb-bundle");
-    run("yilian-hub", &["--data", data, "release", "bundle", "--out", s(&bundle)])?;
+    let bundle = f.tmp.path().join("usb-bundle");
+    f.hub_cli(&["release", "bundle", "--out", s(&bundle)])?;
+    let Fleet { tmp: _tmp, hub, .. } = f;
     hub.stop().await?;
     let out = run("yilian-agent", &["update", "--config", s(&cfg), "--bundle", s(&bundle)])?;
     assert!(out.contains("staged 0.2.0"), "{out}");
     assert_eq!(std::fs::read(&staged)?, std::fs::read(&release)?);
     Ok(())
-}
-
-fn release_script(dir: &Path, version: &str) -> anyhow::Result<std::path::PathBuf> {
-    let p = dir.join(format!("yilian-agent-{version}"));
-    std::fs::write(&p, format!("#!/bin/sh\necho yilian-agent {version}\n"))?;
-    Ok(p)
 }
 
 /// The version `current` runs, by running it.
@@ -122,49 +150,15 @@ fn runs(update: &Path) -> anyhow::Result<String> {
 /// runnable release, and the trial record agrees with it after recovery.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_power_cut_at_each_install_step_leaves_one_runnable_release() -> anyhow::Result<()> {
-    init_logs();
-    let tmp = tempfile::tempdir()?;
-    let hub_dir = tmp.path().join("hub");
-    let hub = HubHandle::start(&hub_dir, Broker::Embedded).await?;
-    let usb = tmp.path().join("usb");
-    let data = s(&hub.data_dir);
-    let triple = yilian_agent::update::TRIPLE;
-    run("yilian-hub", &["--data", data, "release", "init", "--offline-keys", s(&usb)])?;
-    let add = |version: &str| -> anyhow::Result<()> {
-        let file = release_script(tmp.path(), version)?;
-        run(
-            "yilian-hub",
-            &[
-                "--data",
-                data,
-                "release",
-                "add",
-                "--offline-keys",
-                s(&usb),
-                "--file",
-                s(&file),
-                "--triple",
-                triple,
-                "--version",
-                version,
-            ],
-        )?;
-        Ok(())
-    };
-    add("0.2.0")?;
-    let mut clinic = Clinic::prepare(&tmp.path().join("clinic"), "xz-pc", "cart-pc", &hub.hub_key, &hub.broker_url)?;
-    let root = clinic.dir.join("update-root.json");
-    std::fs::copy(hub.data_dir.join("tuf/root.json"), &root)?;
-    let update = clinic.dir.join("update");
-    clinic.config.update =
-        Some(yilian_agent::config::UpdateConfig { hub: hub.base_url.clone(), root, dir: update.clone() });
-    let cfg = clinic.write_config()?;
+    let f = Fleet::start().await?;
+    f.release_script("0.2.0", "echo yilian-agent 0.2.0")?;
+    let (_clinic, cfg, update) = f.clinic("xz-pc", "cart-pc", None)?;
     let out = run("yilian-agent", &["update", "--config", s(&cfg), "--install"])?;
     assert!(out.contains("0.2.0 on trial (previous: none)"), "{out}");
     assert_eq!(runs(&update)?, "yilian-agent 0.2.0");
     yilian_agent::install::commit(&update)?;
 
-    add("0.3.0")?;
+    f.release_script("0.3.0", "echo yilian-agent 0.3.0")?;
     for step in ["previous", "trial", "current"] {
         let cut = std::process::Command::new(workspace_bin("yilian-agent")?)
             .args(["update", "--config", s(&cfg), "--install"])
@@ -188,7 +182,7 @@ async fn a_power_cut_at_each_install_step_leaves_one_runnable_release() -> anyho
             }
         }
     }
-    hub.stop().await
+    f.hub.stop().await
 }
 
 /// The supervisor runs a release on trial and commits it once the agent connected, had its
@@ -198,45 +192,13 @@ async fn a_power_cut_at_each_install_step_leaves_one_runnable_release() -> anyho
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_supervisor_commits_a_good_release_and_rolls_back_crashing_hanging_and_unreachable_ones()
 -> anyhow::Result<()> {
-    init_logs();
-    let tmp = tempfile::tempdir()?;
-    let hub = HubHandle::start(&tmp.path().join("hub"), Broker::Embedded).await?;
-    let usb = tmp.path().join("usb");
-    let data = s(&hub.data_dir);
-    let triple = yilian_agent::update::TRIPLE;
-    run("yilian-hub", &["--data", data, "release", "init", "--offline-keys", s(&usb)])?;
+    let f = Fleet::start().await?;
+    let hub = &f.hub;
     let agent = workspace_bin("yilian-agent")?;
-    let add = |version: &str, body: &str| -> anyhow::Result<()> {
-        let file = tmp.path().join(format!("release-{version}"));
-        std::fs::write(&file, format!("#!/bin/sh\n{body}\n"))?;
-        run(
-            "yilian-hub",
-            &[
-                "--data",
-                data,
-                "release",
-                "add",
-                "--offline-keys",
-                s(&usb),
-                "--file",
-                s(&file),
-                "--triple",
-                triple,
-                "--version",
-                version,
-            ],
-        )?;
-        Ok(())
-    };
+    let add = |version: &str, body: &str| f.release_script(version, body).map(|_| ());
     let (site, device) = ("xz-sv", "cart-sv");
-    let mut clinic = Clinic::prepare(&tmp.path().join("clinic"), site, device, &hub.hub_key, &hub.broker_url)?;
+    let (clinic, cfg, update) = f.clinic(site, device, None)?;
     hub.enroll(site, device, &clinic.public_key)?;
-    let root = clinic.dir.join("update-root.json");
-    std::fs::copy(hub.data_dir.join("tuf/root.json"), &root)?;
-    let update = clinic.dir.join("update");
-    clinic.config.update =
-        Some(yilian_agent::config::UpdateConfig { hub: hub.base_url.clone(), root, dir: update.clone() });
-    let cfg = clinic.write_config()?;
     // The same agent with a broker nobody listens on.
     let mut unreachable = clinic.config.clone();
     unreachable.broker = format!("mqtts://127.0.0.1:{}", yilian_hub::broker::free_port()?);
@@ -311,7 +273,7 @@ async fn the_supervisor_commits_a_good_release_and_rolls_back_crashing_hanging_a
     assert!(health.connected, "the committed release runs and is connected");
     drop(sup);
     eprintln!("supervisor results: {all:?}");
-    hub.stop().await
+    f.hub.stop().await
 }
 
 /// A TCP proxy to `to` that cuts the first connection once it has carried `cut_after` bytes
@@ -365,14 +327,9 @@ async fn cutting_proxy(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_download_cut_at_forty_percent_resumes_and_verifies() -> anyhow::Result<()> {
     use std::sync::atomic::Ordering;
-    init_logs();
-    let tmp = tempfile::tempdir()?;
-    let hub = HubHandle::start(&tmp.path().join("hub"), Broker::Embedded).await?;
-    let usb = tmp.path().join("usb");
-    let data = s(&hub.data_dir);
-    run("yilian-hub", &["--data", data, "release", "init", "--offline-keys", s(&usb)])?;
+    let f = Fleet::start().await?;
     // 4 MB that do not compress (TLS would not, either way).
-    let release = tmp.path().join("yilian-agent-0.2.0");
+    let release = f.tmp.path().join("yilian-agent-0.2.0");
     let mut body = b"#!/bin/sh\necho yilian-agent 0.2.0\nexit 0\n".to_vec();
     let mut x = 0x2545_f491_4f6c_dd1du64;
     while body.len() < 4_000_000 {
@@ -382,54 +339,27 @@ async fn a_download_cut_at_forty_percent_resumes_and_verifies() -> anyhow::Resul
         body.extend_from_slice(&x.to_le_bytes());
     }
     std::fs::write(&release, &body)?;
-    let triple = yilian_agent::update::TRIPLE;
-    run(
-        "yilian-hub",
-        &[
-            "--data",
-            data,
-            "release",
-            "add",
-            "--offline-keys",
-            s(&usb),
-            "--file",
-            s(&release),
-            "--triple",
-            triple,
-            "--version",
-            "0.2.0",
-        ],
-    )?;
+    f.release(&release, "0.2.0", &[])?;
     let length = body.len() as u64;
-    let (proxy, carried) = cutting_proxy(hub.http, length * 2 / 5).await?;
-    let clinic = Clinic::prepare(&tmp.path().join("clinic"), "xz-dl", "cart-dl", &hub.hub_key, &hub.broker_url)?;
-    let mut config = clinic.config.clone();
-    let root = clinic.dir.join("update-root.json");
-    std::fs::copy(hub.data_dir.join("tuf/root.json"), &root)?;
-    config.update = Some(yilian_agent::config::UpdateConfig {
-        hub: format!("https://{proxy}"),
-        root,
-        dir: clinic.dir.join("update"),
-    });
-    let cfg = clinic.dir.join("agent.toml");
-    std::fs::write(&cfg, toml::to_string(&config)?)?;
+    let (proxy, carried) = cutting_proxy(f.hub.http, length * 2 / 5).await?;
+    let (_clinic, cfg, update) = f.clinic("xz-dl", "cart-dl", Some(format!("https://{proxy}")))?;
 
     let first =
         std::process::Command::new(workspace_bin("yilian-agent")?).args(["update", "--config", s(&cfg)]).output()?;
     let text = String::from_utf8_lossy(&first.stderr);
     assert!(!first.status.success() && text.contains("unreachable"), "{text}");
-    let part = clinic.dir.join("update/releases/0.2.0/yilian-agent.part");
+    let part = update.join("releases/0.2.0/yilian-agent.part");
     let kept = std::fs::metadata(&part)?.len();
     assert!(kept > length / 4 && kept < length * 3 / 5, "kept {kept} of {length} bytes");
     let before = carried.load(Ordering::SeqCst);
     let out = run("yilian-agent", &["update", "--config", s(&cfg)])?;
     assert!(out.contains("staged 0.2.0"), "{out}");
     let second = carried.load(Ordering::SeqCst) - before;
-    let staged = clinic.dir.join("update/releases/0.2.0/yilian-agent");
+    let staged = update.join("releases/0.2.0/yilian-agent");
     assert_eq!(std::fs::read(&staged)?, body, "the resumed file is the release, byte for byte");
     assert!(!part.exists());
     // The second attempt carried the rest (plus metadata and TLS), not the whole file again.
     assert!(second < length - kept + 200_000, "second attempt carried {second} bytes; {} were left", length - kept);
     eprintln!("download of {length} bytes cut after {kept}; the resumed attempt carried {second} bytes");
-    hub.stop().await
+    f.hub.stop().await
 }
