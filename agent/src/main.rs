@@ -90,6 +90,10 @@ enum Command {
         /// Seconds between update checks.
         #[arg(long, default_value_t = 3600)]
         check_every_secs: u64,
+        /// Seconds without device data before an update may restart the agent (a recording in
+        /// progress defers it).
+        #[arg(long, default_value_t = 60)]
+        idle_secs: u64,
     },
     /// Run the agent.
     Run {
@@ -271,7 +275,7 @@ fn main() -> anyhow::Result<()> {
             })??;
             Ok(())
         }
-        Command::Supervise { config, health_window_secs, watchdog_secs, check_every_secs } => {
+        Command::Supervise { config, health_window_secs, watchdog_secs, check_every_secs, idle_secs } => {
             let cfg = AgentConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
             let update = cfg.update.context("supervise needs an [update] section in the configuration")?;
             let opts = yilian_agent::supervise::Options {
@@ -280,6 +284,7 @@ fn main() -> anyhow::Result<()> {
                 watchdog: std::time::Duration::from_secs(watchdog_secs.max(2)),
                 check_every: std::time::Duration::from_secs(check_every_secs.max(1)),
                 fallback: std::env::current_exe().context("own path")?,
+                idle: std::time::Duration::from_secs(idle_secs),
             };
             until_ctrl_c(|shutdown| yilian_agent::supervise::run(opts, update.dir, shutdown))??;
             Ok(())

@@ -11,8 +11,8 @@
 //! - is not healthy when the window closes (e.g. a configuration that cannot reach the hub).
 //!
 //! Between trials it checks the repository every `check_every`, stages what is new, and
-//! installs it only while the agent is idle (spool empty, no device data for a minute) and
-//! inside the maintenance window if one is set; otherwise it reports `deferred`.
+//! installs it only while the agent is idle (spool empty, no device data for `idle`, a minute by
+//! default); otherwise it records `deferred` and tries again at the next check.
 
 use crate::install;
 use crate::stats::AgentStats;
@@ -138,6 +138,8 @@ pub struct Options {
     pub check_every: Duration,
     /// The binary to run when no release is installed yet (the supervisor's own).
     pub fallback: PathBuf,
+    /// Device data within this long means a recording is in progress: installs wait.
+    pub idle: Duration,
 }
 
 /// How a child run ended.
@@ -346,7 +348,7 @@ async fn watch(
         }
         if trial.is_none() && last_check.elapsed() >= opts.check_every {
             *last_check = Instant::now();
-            let recording = last_activity.is_some_and(|at| at.elapsed() < Duration::from_secs(60));
+            let recording = last_activity.is_some_and(|at| at.elapsed() < opts.idle);
             if let Some(version) = try_update(opts, dir, health.as_ref(), recording).await {
                 info!(%version, "new release installed; restarting the agent on it, on trial");
                 stop(child).await;

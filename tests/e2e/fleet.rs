@@ -363,3 +363,84 @@ async fn a_download_cut_at_forty_percent_resumes_and_verifies() -> anyhow::Resul
     eprintln!("download of {length} bytes cut after {kept}; the resumed attempt carried {second} bytes");
     f.hub.stop().await
 }
+
+/// Clinical interlock: a release that arrives while the cart is sending data waits (`deferred`)
+/// and goes on trial only once the cart has been quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_is_deferred_while_the_cart_records_and_installed_once_it_is_quiet() -> anyhow::Result<()> {
+    let f = Fleet::start().await?;
+    let agent = workspace_bin("yilian-agent")?;
+    let good = format!("exec '{}' \"$@\"", agent.display());
+    let (site, device) = ("xz-rec", "cart-rec");
+    let (clinic, cfg, update) = f.clinic(site, device, None)?;
+    f.hub.enroll(site, device, &clinic.public_key)?;
+    f.release_script("0.2.0", &good)?;
+    run("yilian-agent", &["update", "--config", s(&cfg), "--install"])?;
+    let log = clinic.dir.join("supervisor.log");
+    let sup = yilian::procs::Proc::spawn(
+        "supervisor",
+        &agent,
+        &[
+            "supervise",
+            "--config",
+            s(&cfg),
+            "--health-window-secs",
+            "30",
+            "--watchdog-secs",
+            "5",
+            "--check-every-secs",
+            "1",
+            "--idle-secs",
+            "4",
+        ],
+        &[("RUST_LOG", "info")],
+        &log,
+    )?;
+    let result = |version: &'static str, outcome: &'static str| {
+        let update = update.clone();
+        move || {
+            let update = update.clone();
+            async move {
+                yilian_agent::supervise::results(&update)
+                    .into_iter()
+                    .find(|r| r.version == version && r.result == outcome)
+            }
+        }
+    };
+    yilian::county::wait_for("0.2.0 committed", Duration::from_secs(60), result("0.2.0", "committed")).await?;
+
+    // The cart prints a line every 300 ms (a recording in progress) while 0.3.0 is released.
+    let printing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (p, clinic) = (printing.clone(), std::sync::Arc::new(clinic));
+    let printer = {
+        let clinic = clinic.clone();
+        tokio::spawn(async move {
+            let mut n = 0;
+            while p.load(std::sync::atomic::Ordering::SeqCst) {
+                n += 1;
+                let _ = clinic.print(&format!("记录中 line {n}"));
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    f.release_script("0.3.0", &good)?;
+    let deferred =
+        yilian::county::wait_for("0.3.0 deferred", Duration::from_secs(30), result("0.3.0", "deferred")).await?;
+    assert!(deferred.reason.contains("recording"), "{deferred:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        yilian_agent::install::linked(&update, "current").as_deref(),
+        Some("0.2.0"),
+        "nothing restarted while recording"
+    );
+    printing.store(false, std::sync::atomic::Ordering::SeqCst);
+    printer.await?;
+    let committed = yilian::county::wait_for("0.3.0 committed", Duration::from_secs(60), result("0.3.0", "committed"))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", yilian::procs::tail(&sup.log(), 30)))?;
+    assert!(committed.at_ms > deferred.at_ms);
+    assert_eq!(yilian_agent::install::linked(&update, "current").as_deref(), Some("0.3.0"));
+    drop(sup);
+    f.hub.stop().await
+}
