@@ -32,6 +32,7 @@ pub mod dicom_node;
 pub mod driver;
 pub mod durable;
 pub mod enrol;
+pub mod fleet_report;
 pub mod image_uplink;
 pub mod inbox;
 pub mod inspect;

@@ -163,6 +163,9 @@ pub async fn run_with(
             }
         });
     }
+    if let Some(update) = cfg.update.clone() {
+        tracker.spawn(crate::fleet_report::run(update, out_tx.clone(), ports_token.clone()));
+    }
     if let Some(inbox) = cfg.inbox.clone() {
         // Stopped with the ports: its sender must be gone before the uplink can finish.
         tracker.spawn(crate::inbox::run(inbox, cfg.device.clone(), out_tx.clone(), spool.clone(), ports_token.clone()));

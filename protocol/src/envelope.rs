@@ -137,6 +137,7 @@ fn channel_allows(channel: Channel, kind: u16) -> bool {
                     | k::IMAGE_MANIFEST
                     | k::BLOB_CHUNK
                     | k::KEY_ROTATION
+                    | k::FLEET_REPORT
             )
         }
         Channel::Status => kind == k::STATUS,

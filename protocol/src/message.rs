@@ -741,6 +741,31 @@ pub struct KeyRotation {
     pub new_key_signature: Vec<u8>,
 }
 
+/// Where a device stands with fleet updates: its signed installed-version manifest, sent when
+/// it changes (and at start), spooled and acknowledged like clinical data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetReport {
+    /// The agent version running (the installed release, or the agent's own build).
+    pub installed_version: String,
+    /// SHA-256 of the installed release's binary; zeros when none is installed yet.
+    pub installed_sha256: [u8; 32],
+    /// The configuration bundle version applied; empty when none.
+    pub config_version: String,
+    /// The release on trial, if any.
+    pub trial_version: Option<String>,
+    /// What the device is doing: `idle`, `downloading`, `on trial`, `committed`,
+    /// `rolled back`, `deferred`.
+    pub state: String,
+    /// Download progress in per mille while `downloading` (0-1000).
+    pub download_per_mille: u16,
+    /// The last update result: the version it concerned.
+    pub last_version: String,
+    /// Why (for `rolled back` and `deferred`).
+    pub last_reason: String,
+    /// Device time of the last result, Unix ms (0 if none).
+    pub last_at_ms: i64,
+}
+
 /// Every body kind, decoded. The kind number on the wire is [`Payload::kind`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
@@ -768,6 +793,8 @@ pub enum Payload {
     KeyRotation(KeyRotation),
     /// Kind 12: the hub moves to a new signing key (signer id `hub:{hub id}` in the statement).
     HubKeyRotation(KeyRotation),
+    /// Kind 13: the device's update state (installed version and hash, trial, last result).
+    FleetReport(FleetReport),
 }
 
 /// Kind numbers. Numbers are never reused; new kinds get new numbers (design.md keeps the
@@ -797,6 +824,8 @@ pub mod kind {
     pub const KEY_ROTATION: u16 = 11;
     /// [`super::KeyRotation`] of the hub's key, on the ack channel.
     pub const HUB_KEY_ROTATION: u16 = 12;
+    /// [`super::FleetReport`].
+    pub const FLEET_REPORT: u16 = 13;
 }
 
 impl Payload {
@@ -815,6 +844,7 @@ impl Payload {
             Payload::BlobChunk(_) => kind::BLOB_CHUNK,
             Payload::KeyRotation(_) => kind::KEY_ROTATION,
             Payload::HubKeyRotation(_) => kind::HUB_KEY_ROTATION,
+            Payload::FleetReport(_) => kind::FLEET_REPORT,
         }
     }
 
@@ -833,6 +863,7 @@ impl Payload {
             kind::BLOB_CHUNK => "blob chunk",
             kind::KEY_ROTATION => "key rotation",
             kind::HUB_KEY_ROTATION => "hub key rotation",
+            kind::FLEET_REPORT => "fleet report",
             _ => return None,
         })
     }
@@ -852,6 +883,7 @@ impl Payload {
             Payload::BlobChunk(b) => wire::encode("blob chunk", b, limits::BLOB_CHUNK_MAX),
             Payload::KeyRotation(b) => wire::encode("key rotation", b, limits::RECEIPT_MAX),
             Payload::HubKeyRotation(b) => wire::encode("hub key rotation", b, limits::RECEIPT_MAX),
+            Payload::FleetReport(b) => wire::encode("fleet report", b, limits::STATUS_MAX),
         }
     }
 
@@ -881,6 +913,7 @@ impl Payload {
             kind::HUB_KEY_ROTATION => {
                 decode::<_, { limits::RECEIPT_MAX }>("hub key rotation", body).map(Payload::HubKeyRotation)
             }
+            kind::FLEET_REPORT => decode::<_, { limits::STATUS_MAX }>("fleet report", body).map(Payload::FleetReport),
             _ => return None,
         })
     }

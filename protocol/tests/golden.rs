@@ -209,6 +209,22 @@ fn payloads() -> Vec<(&'static str, Channel, Lane, Payload)> {
             Payload::KeyRotation(yilian_protocol::message::KeyRotation::sign("cart-1", &key().public_key(), &key(), T)),
         ),
         (
+            "fleet_report",
+            Channel::Up,
+            Lane::Stream,
+            Payload::FleetReport(yilian_protocol::message::FleetReport {
+                installed_version: "1.2.0".into(),
+                installed_sha256: [0xab; 32],
+                config_version: "c7".into(),
+                trial_version: Some("1.3.0".into()),
+                state: "on trial".into(),
+                download_per_mille: 0,
+                last_version: "1.2.1".into(),
+                last_reason: "crashed 3 times on trial (exit status: 3)".into(),
+                last_at_ms: T,
+            }),
+        ),
+        (
             "hub_key_rotation",
             Channel::Ack,
             Lane::Stream,

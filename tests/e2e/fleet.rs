@@ -271,6 +271,28 @@ async fn the_supervisor_commits_a_good_release_and_rolls_back_crashing_hanging_a
     }
     let health: yilian_agent::supervise::Health = serde_json::from_slice(&std::fs::read(update.join("health.json"))?)?;
     assert!(health.connected, "the committed release runs and is connected");
+    // County IT sees it at the hub, from the device's signed fleet report.
+    let api = hub.api.clone();
+    let row = yilian::county::wait_for("the fleet report at the hub", Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            let devices = api.get_raw("/api/devices").await.ok()?.1;
+            devices
+                .as_array()?
+                .iter()
+                .find(|d| {
+                    d["device_id"] == device
+                        && d["update_detail"].as_str().is_some_and(|t| t.starts_with("0.5.0: not healthy"))
+                })
+                .cloned()
+        }
+    })
+    .await?;
+    assert_eq!(
+        (row["installed_version"].as_str(), row["update_state"].as_str()),
+        (Some("0.2.0"), Some("rolled back")),
+        "{row}"
+    );
     drop(sup);
     eprintln!("supervisor results: {all:?}");
     f.hub.stop().await

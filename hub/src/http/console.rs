@@ -394,6 +394,24 @@ async fn worklist_rows(State(s): State<AppState>, page: Page) -> Response {
     }
 }
 
+/// A device's update state in its language, with the last result's reason.
+fn update_cell(d: &crate::store::DeviceRow, lang: Lang) -> String {
+    let Some(state) = d.update_state.as_deref() else { return String::new() };
+    let word = match state {
+        "idle" => lang.t("无", "idle"),
+        "downloading" => lang.t("下载中", "downloading"),
+        "on trial" => lang.t("试运行", "on trial"),
+        "committed" => lang.t("已确认", "committed"),
+        "rolled back" => lang.t("已回退", "rolled back"),
+        "deferred" => lang.t("推迟（采集中）", "deferred (recording)"),
+        other => other,
+    };
+    match &d.update_detail {
+        Some(detail) => format!("{}<br><small>{}</small>", esc(word), esc(detail)),
+        None => esc(word),
+    }
+}
+
 async fn fleet_page(State(s): State<AppState>, page: Page) -> Response {
     let Some(session) = page.session else { return Redirect::to("/login").into_response() };
     if session.role != Role::Admin {
@@ -408,13 +426,14 @@ async fn fleet_page(State(s): State<AppState>, page: Page) -> Response {
     let mut rows = String::new();
     for d in &devices {
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&d.site_id),
             esc(&d.device_id),
             esc(&d.state),
             d.status_at_ms.map(|t| waited(now - t, lang)).unwrap_or_default(),
             d.spool_entries.map(|n| n.to_string()).unwrap_or_default(),
-            esc(d.agent_version.as_deref().unwrap_or_default()),
+            esc(d.installed_version.as_deref().or(d.agent_version.as_deref()).unwrap_or_default()),
+            update_cell(d, lang),
             esc(d.last_problem.as_deref().unwrap_or_default()),
         ));
     }
@@ -425,7 +444,7 @@ async fn fleet_page(State(s): State<AppState>, page: Page) -> Response {
         .map(|(reason, n)| format!("<tr><td>{}</td><td>{n}</td></tr>", esc(reason)))
         .collect();
     let body = format!(
-        "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>{rows}</tbody></table>
+        "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>{rows}</tbody></table>
 <h2>{}</h2><table><tbody>{rejects}</tbody></table>
 <p><a href=\"/fleet/enrolment\">{}</a></p>",
         lang.t("卫生院", "Clinic"),
@@ -434,6 +453,7 @@ async fn fleet_page(State(s): State<AppState>, page: Page) -> Response {
         lang.t("上次联系", "Last seen"),
         lang.t("待发送", "Spool backlog"),
         lang.t("版本", "Version"),
+        lang.t("更新", "Update"),
         lang.t("最近问题", "Last problem"),
         lang.t("拒收的消息", "Rejected messages"),
         lang.t("设备登记与吊销", "Device enrolment and revocation"),

@@ -156,6 +156,12 @@ pub struct DeviceRow {
     pub last_seq: Option<i64>,
     /// Envelopes stored.
     pub messages: i64,
+    /// Installed release, from the device's latest fleet report.
+    pub installed_version: Option<String>,
+    /// Update state: idle, downloading, on trial, committed, rolled back, deferred.
+    pub update_state: Option<String>,
+    /// The last update result's version and reason (`0.3.0: crashed 3 times …`).
+    pub update_detail: Option<String>,
 }
 
 /// A study in the consultation queue or history.
@@ -718,6 +724,35 @@ impl Db {
                 )?;
                 warn!(device, stream = g.stream_id, first = g.first_sample, end = g.end_sample, reason = %g.reason, "device declared a stream gap");
             }
+            Payload::FleetReport(r) => {
+                // Reports can arrive out of order from the spool: the highest seq is the latest.
+                tx.execute(
+                    "INSERT INTO device_updates (device_id, seq, installed_version, installed_sha256, config_version,
+                         trial_version, state, download_per_mille, last_version, last_reason, last_at_ms, received_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     ON CONFLICT(device_id) DO UPDATE SET seq = excluded.seq, installed_version = excluded.installed_version,
+                         installed_sha256 = excluded.installed_sha256, config_version = excluded.config_version,
+                         trial_version = excluded.trial_version, state = excluded.state,
+                         download_per_mille = excluded.download_per_mille, last_version = excluded.last_version,
+                         last_reason = excluded.last_reason, last_at_ms = excluded.last_at_ms,
+                         received_at_ms = excluded.received_at_ms
+                     WHERE excluded.seq > device_updates.seq",
+                    params![
+                        device,
+                        seq,
+                        r.installed_version,
+                        hex::encode(r.installed_sha256),
+                        r.config_version,
+                        r.trial_version,
+                        r.state,
+                        r.download_per_mille,
+                        r.last_version,
+                        r.last_reason,
+                        r.last_at_ms,
+                        now_ms
+                    ],
+                )?;
+            }
             Payload::ImageManifest(m) => images::store_manifest(tx, key, &item.site, device, m, now_ms)?,
             Payload::BlobChunk(c) => images::store_chunk(tx, key, device, c, now_ms)?,
             // A key rotation is kept as evidence here; ingest applies it once this commits.
@@ -1218,8 +1253,14 @@ impl Db {
             "SELECT d.device_id, d.site_id, d.key_id, COALESCE(s.state, 'unknown'), s.status_at_ms, s.spool_entries,
                     s.agent_version, s.detail, s.last_problem, s.last_problem_at_ms,
                     (SELECT MAX(seq) FROM messages m WHERE m.device_id = d.device_id),
-                    (SELECT COUNT(*) FROM messages m WHERE m.device_id = d.device_id)
-             FROM devices d LEFT JOIN device_status s ON s.device_id = d.device_id ORDER BY d.site_id, d.device_id",
+                    (SELECT COUNT(*) FROM messages m WHERE m.device_id = d.device_id),
+                    u.installed_version, u.state,
+                    CASE WHEN u.last_version = '' THEN NULL
+                         WHEN u.last_reason = '' THEN u.last_version
+                         ELSE u.last_version || ': ' || u.last_reason END
+             FROM devices d LEFT JOIN device_status s ON s.device_id = d.device_id
+                  LEFT JOIN device_updates u ON u.device_id = d.device_id
+             ORDER BY d.site_id, d.device_id",
         )?;
         let rows = stmt
             .query_map([], |r| {
@@ -1236,6 +1277,9 @@ impl Db {
                     last_problem_at_ms: r.get(9)?,
                     last_seq: r.get(10)?,
                     messages: r.get(11)?,
+                    installed_version: r.get(12)?,
+                    update_state: r.get(13)?,
+                    update_detail: r.get(14)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;

@@ -291,4 +291,21 @@ CREATE TRIGGER device_key_history_update AFTER UPDATE OF public_key ON devices B
     WHERE NOT EXISTS (SELECT 1 FROM device_key_history WHERE device_id = NEW.device_id AND public_key = NEW.public_key);
 END;
 "#,
+    // Each device's update state, from its latest signed fleet report (kind 13).
+    r#"
+CREATE TABLE device_updates (
+    device_id          TEXT PRIMARY KEY,
+    seq                INTEGER NOT NULL,
+    installed_version  TEXT NOT NULL,
+    installed_sha256   TEXT NOT NULL,
+    config_version     TEXT NOT NULL,
+    trial_version      TEXT,
+    state              TEXT NOT NULL,
+    download_per_mille INTEGER NOT NULL,
+    last_version       TEXT NOT NULL,
+    last_reason        TEXT NOT NULL,
+    last_at_ms         INTEGER NOT NULL,
+    received_at_ms     INTEGER NOT NULL
+);
+"#,
 ];
