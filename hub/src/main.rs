@@ -265,6 +265,16 @@ enum ReleaseCommand {
         #[arg(long)]
         allow_downgrade: bool,
     },
+    /// Replace one offline root key (lost or leaving with someone): root version N+1 lists a new
+    /// key in its place, signed by the other root keys and the new one; agents follow it.
+    RotateRoot {
+        /// County IT's offline key folder.
+        #[arg(long)]
+        offline_keys: PathBuf,
+        /// Which root key to replace (`root-<slot>.pk8`).
+        #[arg(long)]
+        slot: usize,
+    },
     /// List the signed releases.
     List,
     /// Copy the repository (metadata and targets) to a folder, e.g. a USB stick, for a clinic
@@ -648,6 +658,13 @@ async fn release(repo: &yilian_update::repo::RepoDir, command: ReleaseCommand) -
             };
             let name = repo::add_target(repo, &offline_keys, &file, &meta, Lifetimes::default(), repo::now()).await?;
             println!("released {name}");
+        }
+        ReleaseCommand::RotateRoot { offline_keys, slot } => {
+            let v = repo::rotate_root_key(repo, &offline_keys, slot, Lifetimes::default(), repo::now()).await?;
+            println!(
+                "root version {v}: root-{slot}.pk8 is new; destroy {} once agents have followed",
+                offline_keys.join(format!("root-{slot}.retired-{}.pk8", v - 1)).display()
+            );
         }
         ReleaseCommand::List => {
             for (name, meta, length) in repo::releases(repo).await? {

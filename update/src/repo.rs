@@ -270,6 +270,65 @@ pub async fn releases(repo: &RepoDir) -> Result<Vec<(String, ReleaseMeta, u64)>,
     Ok(crate::client::releases(&load_local(repo).await?))
 }
 
+/// Replaces offline root key `slot` (`root-<slot>.pk8`) with a new one: root version N+1 lists
+/// the new key instead of the old, and is signed by the remaining old keys and the new one, so it
+/// meets both the old root's threshold and its own (TUF's rule for a root update). Agents follow
+/// it by themselves (`N+1.root.json`); the old key file is kept as `root-<slot>.retired-<N>.pk8`
+/// for county IT to destroy. Returns the new root version.
+pub async fn rotate_root_key(
+    repo: &RepoDir,
+    offline: &Path,
+    slot: usize,
+    life: Lifetimes,
+    now: jiff02::Timestamp,
+) -> Result<u64, RepoError> {
+    let old: Signed<Root> = read_signed(&repo.root())?;
+    let version = old.signed.version.get();
+    let slot_path = offline.join(format!("root-{slot}.pk8"));
+    let old_id =
+        keys::source(&slot_path)?.as_sign().await.map_err(|e| RepoError::Invalid(e.to_string()))?.tuf_key().key_id()?;
+    let root_role =
+        old.signed.roles.get(&RoleType::Root).ok_or_else(|| RepoError::Invalid("root lists no root role".into()))?;
+    if !root_role.keyids.contains(&old_id) {
+        return Err(RepoError::Invalid(format!("{} is not a key of the current root", slot_path.display())));
+    }
+    let threshold = root_role.threshold.get() as usize;
+    // The other old keys present must meet the old threshold by themselves.
+    let others: Vec<PathBuf> = keys::present_root_keys(offline).into_iter().filter(|p| *p != slot_path).collect();
+    if others.len() < threshold {
+        return Err(RepoError::Invalid(format!(
+            "rotating needs {threshold} other root keys in {} (found {})",
+            offline.display(),
+            others.len()
+        )));
+    }
+    let fresh = offline.join(format!("root-{slot}.new.pk8"));
+    let _ = std::fs::remove_file(&fresh);
+    keys::generate(&fresh)?;
+    let new_key = keys::source(&fresh)?.as_sign().await.map_err(|e| RepoError::Invalid(e.to_string()))?.tuf_key();
+    let new_id = new_key.key_id()?;
+    let mut root = old.signed.clone();
+    root.version = nz(version + 1);
+    root.expires = in_days(now, life.root_days)?;
+    root.keys.remove(&old_id);
+    root.keys.insert(new_id.clone(), new_key);
+    if let Some(role) = root.roles.get_mut(&RoleType::Root) {
+        role.keyids.retain(|k| *k != old_id);
+        role.keyids.push(new_id);
+    }
+    let mut signers = others.iter().take(threshold).map(|p| keys::source(p)).collect::<Result<Vec<_>, _>>()?;
+    signers.push(keys::source(&fresh)?);
+    let signed = SignedRole::new(root.clone(), &KeyHolder::Root(root), &signers, &SystemRandom::new()).await?;
+    signed.write(repo.metadata(), true).await?;
+    let tmp = repo.root().with_extension("tmp");
+    std::fs::write(&tmp, signed.buffer()).map_err(io("writing", &tmp))?;
+    std::fs::rename(&tmp, repo.root()).map_err(io("renaming", &repo.root()))?;
+    let retired = offline.join(format!("root-{slot}.retired-{version}.pk8"));
+    std::fs::rename(&slot_path, &retired).map_err(io("retiring", &slot_path))?;
+    std::fs::rename(&fresh, &slot_path).map_err(io("installing", &slot_path))?;
+    Ok(version + 1)
+}
+
 /// Copies the repository's `metadata/` and `targets/` into `out` (an offline bundle); returns
 /// how many files. Nothing in it needs protecting: it is all signed.
 pub fn bundle(repo: &RepoDir, out: &Path) -> Result<usize, RepoError> {

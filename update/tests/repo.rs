@@ -230,3 +230,45 @@ async fn a_downgrade_is_refused_unless_the_signed_release_allows_it() {
     assert_eq!(client::latest_agent(&repo, TRIPLE).as_deref(), Some(needs_new.as_str()));
     assert!(matches!(client::decide(&repo, "agent-nope", v("1.0.0"), v("1.0.0")), Err(UpdateError::NoSuchRelease(_))));
 }
+
+/// County IT replaces a root key (a lost USB key): agents follow the new root by themselves, both
+/// one that has seen the repository and one shipped the old root; the retired key alone can no
+/// longer sign a root.
+#[tokio::test]
+async fn a_rotated_root_key_is_followed_and_the_retired_one_is_powerless() {
+    let c = county().await;
+    release(&c, "1.2.0", "1.0.0", false).await;
+    load(&c, "cart").await.expect("load v1");
+    let v = repo::rotate_root_key(&c.repo, &c.offline, 1, Lifetimes::default(), repo::now()).await.expect("rotate");
+    assert_eq!(v, 2);
+    let retired = c.offline.join("root-1.retired-1.pk8");
+    assert!(retired.exists() && c.offline.join("root-1.pk8").exists());
+    let repo = load(&c, "cart").await.expect("an agent with history follows");
+    assert_eq!(repo.root().signed.version.get(), 2);
+    let fresh = load(&c, "new-cart").await.expect("an agent shipped root v1 follows");
+    assert_eq!(fresh.root().signed.version.get(), 2);
+    // Releases still verify after the rotation.
+    release(&c, "1.3.0", "1.0.0", false).await;
+    load(&c, "cart").await.expect("a release after the rotation");
+
+    // Root v3 signed by the retired key and one current key: one valid signature of two needed.
+    let mut root: tough::schema::Signed<tough::schema::Root> =
+        serde_json::from_slice(&std::fs::read(c.repo.root()).expect("root")).expect("root json");
+    root.signed.version = std::num::NonZeroU64::new(3).expect("3");
+    let mut old_view = root.signed.clone();
+    // Let the editor sign with the retired key by listing it (the agents' root does not).
+    let retired_id = yilian_update::keys::source(&retired).expect("key").as_sign().await.expect("sign").tuf_key();
+    let id = retired_id.key_id().expect("id");
+    old_view.keys.insert(id.clone(), retired_id);
+    old_view.roles.get_mut(&tough::schema::RoleType::Root).expect("root role").keyids.push(id);
+    let keys = [
+        yilian_update::keys::source(&retired).expect("key"),
+        yilian_update::keys::source(&c.offline.join("root-2.pk8")).expect("key"),
+    ];
+    let holder = tough::schema::KeyHolder::Root(old_view.clone());
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let signed = tough::editor::signed::SignedRole::new(old_view, &holder, &keys, &rng).await.expect("sign");
+    signed.write(c.repo.metadata(), true).await.expect("write 3.root.json");
+    let err = load(&c, "cart").await.expect_err("root v3 with the retired key");
+    assert!(matches!(err, UpdateError::BadSignature(_)), "{err}");
+}
