@@ -34,14 +34,10 @@ pub fn report(dir: &Path, hash_of: &mut Option<(String, [u8; 32])>) -> FleetRepo
     };
     let trial_version = crate::install::trial(dir).map(|t| t.version);
     let last = crate::supervise::results(dir).pop();
-    let downloading = std::fs::read_dir(dir.join("releases"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|e| e.path().join("yilian-agent.part").exists());
+    let downloading = download_progress(dir);
     let state = if trial_version.is_some() {
         "on trial".to_string()
-    } else if downloading {
+    } else if downloading.is_some() {
         "downloading".to_string()
     } else {
         last.as_ref().map_or_else(|| "idle".to_string(), |r| r.result.clone())
@@ -52,11 +48,20 @@ pub fn report(dir: &Path, hash_of: &mut Option<(String, [u8; 32])>) -> FleetRepo
         config_version: String::new(),
         trial_version,
         state,
-        download_per_mille: 0,
+        download_per_mille: downloading.unwrap_or(0),
         last_version: last.as_ref().map(|r| r.version.clone()).unwrap_or_default(),
         last_reason: last.as_ref().map(|r| r.reason.clone()).unwrap_or_default(),
         last_at_ms: last.as_ref().map_or(0, |r| r.at_ms),
     }
+}
+
+/// A download in progress, in per mille of its signed length (the `.part` beside a `.length`).
+fn download_progress(dir: &Path) -> Option<u16> {
+    std::fs::read_dir(dir.join("releases")).ok()?.flatten().find_map(|e| {
+        let part = std::fs::metadata(e.path().join("yilian-agent.part")).ok()?.len();
+        let length: u64 = std::fs::read_to_string(e.path().join("yilian-agent.length")).ok()?.trim().parse().ok()?;
+        Some(u16::try_from(part.saturating_mul(1000) / length.max(1)).unwrap_or(1000).min(1000))
+    })
 }
 
 /// Sends a report at start and whenever it changes, until `shutdown`.
@@ -76,5 +81,41 @@ pub async fn run(update: UpdateConfig, tx: mpsc::Sender<Outgoing>, shutdown: Can
             }
             last = Some(now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_follows_the_update_folder() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path();
+        let mut cache = None;
+        let r = report(dir, &mut cache);
+        assert_eq!(
+            (r.installed_version.as_str(), r.state.as_str(), r.installed_sha256),
+            (env!("CARGO_PKG_VERSION"), "idle", [0; 32])
+        );
+        // A cut download of 0.3.0: 40 % of 1000 bytes on disk.
+        let rel = dir.join("releases/0.3.0");
+        std::fs::create_dir_all(&rel).expect("mkdir");
+        std::fs::write(rel.join("yilian-agent.part"), vec![0u8; 400]).expect("part");
+        std::fs::write(rel.join("yilian-agent.length"), "1000").expect("length");
+        let r = report(dir, &mut cache);
+        assert_eq!((r.state.as_str(), r.download_per_mille), ("downloading", 400));
+        // Installed and on trial.
+        std::fs::remove_file(rel.join("yilian-agent.part")).expect("rm");
+        std::fs::write(rel.join("yilian-agent"), b"#!/bin/sh\n").expect("bin");
+        std::fs::set_permissions(rel.join("yilian-agent"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        crate::install::activate(dir, "0.3.0", 1).expect("activate");
+        let r = report(dir, &mut cache);
+        assert_eq!(
+            (r.installed_version.as_str(), r.state.as_str(), r.trial_version.as_deref()),
+            ("0.3.0", "on trial", Some("0.3.0"))
+        );
+        assert_eq!(r.installed_sha256, <[u8; 32]>::from(Sha256::digest(b"#!/bin/sh\n")));
     }
 }

@@ -306,7 +306,8 @@ pub struct Fetched {
 }
 
 /// Downloads target `name` over HTTPS with `client`, resuming a cut attempt (the `.part` file
-/// beside `dest` is the progress kept on disk; `Range: bytes=N-` asks for the rest), then checks
+/// beside `dest` is the progress kept on disk, `.length` its signed size; `Range: bytes=N-`
+/// asks for the rest), then checks
 /// the whole file against the signed length and SHA-256 before it becomes `dest`. A file that
 /// does not match is deleted, so the next attempt starts clean.
 pub async fn fetch_resumable(
@@ -339,6 +340,9 @@ pub async fn fetch_resumable(
         std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
     }
     let part = dest.with_extension("part");
+    // The signed length beside the part, so progress can be told without the metadata.
+    let length_file = dest.with_extension("length");
+    std::fs::write(&length_file, length.to_string()).map_err(io("writing", &length_file))?;
     let mut have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
     if have > length {
         have = 0;
@@ -390,5 +394,6 @@ pub async fn fetch_resumable(
     std::fs::set_permissions(&part, std::fs::Permissions::from_mode(if executable { 0o755 } else { 0o644 }))
         .map_err(io("setting the mode of", &part))?;
     std::fs::rename(&part, dest).map_err(io("renaming into place", dest))?;
+    let _ = std::fs::remove_file(&length_file);
     Ok(Fetched { length, resumed_from })
 }
