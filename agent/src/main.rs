@@ -216,8 +216,16 @@ fn main() -> anyhow::Result<()> {
                 yilian_agent::update::Outcome::RolledBackBefore(v) => {
                     println!("{v} was rolled back on this device before; not installing it again")
                 }
-                yilian_agent::update::Outcome::Staged { version, path, bytes } => {
-                    println!("staged {version}: {} ({bytes} bytes, verified)", path.display());
+                yilian_agent::update::Outcome::Staged { version, path, bytes, delta_bytes } => {
+                    match delta_bytes {
+                        Some(d) => println!(
+                            "staged {version}: {} ({bytes} bytes, verified; rebuilt from a {d}-byte delta)",
+                            path.display()
+                        ),
+                        None => {
+                            println!("staged {version}: {} ({bytes} bytes, verified; full download)", path.display())
+                        }
+                    }
                     if install && let Some(u) = &cfg.update {
                         yilian_agent::install::recover(&u.dir)?;
                         let t = yilian_agent::install::activate(

@@ -36,6 +36,8 @@ pub enum Outcome {
         path: PathBuf,
         /// Its size, bytes.
         bytes: u64,
+        /// Rebuilt from a delta of this many bytes (instead of downloading the whole file).
+        delta_bytes: Option<u64>,
     },
 }
 
@@ -126,17 +128,66 @@ pub async fn check(cfg: &AgentConfig, bundle: Option<&Path>, running: Version) -
         }
         Decision::Install { meta, .. } => {
             let path = update.dir.join("releases").join(meta.version.to_string()).join("yilian-agent");
-            let bytes = if bundle.is_some() {
-                client::fetch(&repo, &name, &path, true).await?
-            } else {
-                // Over a clinic's link: resumable, so a cut costs only what was not yet received.
-                let f = client::fetch_resumable(&repo, &src.targets_url, &http, &name, &path, true).await?;
-                if f.resumed_from > 0 {
-                    tracing::info!(resumed_from = f.resumed_from, length = f.length, "release download resumed");
+            if bundle.is_some() {
+                let bytes = client::fetch(&repo, &name, &path, true).await?;
+                return Ok(Outcome::Staged { version: meta.version, path, bytes, delta_bytes: None });
+            }
+            match by_delta(&repo, &src, &http, &update.dir, &name, running, &path).await {
+                Ok(Some((bytes, delta))) => {
+                    return Ok(Outcome::Staged { version: meta.version, path, bytes, delta_bytes: Some(delta) });
                 }
-                f.length
-            };
-            Ok(Outcome::Staged { version: meta.version, path, bytes })
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "delta update failed; downloading the whole release"),
+            }
+            // Over a clinic's link: resumable, so a cut costs only what was not yet received.
+            let f = client::fetch_resumable(&repo, &src.targets_url, &http, &name, &path, true).await?;
+            if f.resumed_from > 0 {
+                tracing::info!(resumed_from = f.resumed_from, length = f.length, "release download resumed");
+            }
+            Ok(Outcome::Staged { version: meta.version, path, bytes: f.length, delta_bytes: None })
         }
     }
+}
+
+/// Stages release `name` by patching the installed `running` release with its signed delta,
+/// when the repository has one for that base and the installed binary is that base exactly.
+/// `Ok(None)`: no delta applies. Returns the release's size and the delta's.
+async fn by_delta(
+    repo: &client::Repository,
+    src: &Source,
+    http: &reqwest::Client,
+    dir: &Path,
+    name: &str,
+    running: Version,
+    dest: &Path,
+) -> Result<Option<(u64, u64)>, UpdateError> {
+    use sha2::Digest;
+    let Some((delta_name, delta)) = client::delta_for(repo, name, running) else { return Ok(None) };
+    let base_path = crate::install::binary(&crate::install::release_dir(dir, &running.to_string()));
+    let Ok(base) = std::fs::read(&base_path) else { return Ok(None) };
+    if hex::encode(sha2::Sha256::digest(&base)) != delta.base_sha256 {
+        tracing::warn!(base = %base_path.display(), "the installed release differs from the delta's base; downloading the whole release");
+        return Ok(None);
+    }
+    let patch_path = dest.with_file_name("delta.bsdiff");
+    let f = client::fetch_resumable(repo, &src.targets_url, http, &delta_name, &patch_path, false).await?;
+    let patch = std::fs::read(&patch_path).map_err(|e| UpdateError::Io {
+        what: "reading",
+        path: patch_path.clone(),
+        source: e,
+    })?;
+    let _ = std::fs::remove_file(&patch_path);
+    let rebuilt = client::apply_delta(repo, name, &base, &patch)?;
+    let tmp = dest.with_extension("part");
+    let io = |what: &'static str| {
+        let p = tmp.clone();
+        move |source| UpdateError::Io { what, path: p, source }
+    };
+    std::fs::write(&tmp, &rebuilt).map_err(io("writing"))?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io("syncing"))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).map_err(io("setting the mode of"))?;
+    std::fs::rename(&tmp, dest).map_err(io("renaming into place"))?;
+    tracing::info!(delta_bytes = f.length, release_bytes = rebuilt.len(), "release rebuilt from its delta");
+    Ok(Some((rebuilt.len() as u64, f.length)))
 }

@@ -655,6 +655,9 @@ async fn release(repo: &yilian_update::repo::RepoDir, command: ReleaseCommand) -
                 min_version: min_version.parse().map_err(anyhow::Error::msg)?,
                 allow_downgrade,
                 triple: if kind == Kind::Agent { triple } else { String::new() },
+                base_version: None,
+                base_sha256: String::new(),
+                full: String::new(),
             };
             let name = repo::add_target(repo, &offline_keys, &file, &meta, Lifetimes::default(), repo::now()).await?;
             println!("released {name}");

@@ -466,3 +466,65 @@ async fn an_update_is_deferred_while_the_cart_records_and_installed_once_it_is_q
     drop(sup);
     f.hub.stop().await
 }
+
+/// A pseudo-random "binary" of `len` bytes (it does not compress, as real code barely does).
+fn binary_like(len: usize, seed: u64) -> Vec<u8> {
+    let mut body = b"#!/bin/sh\nexit 0\n".to_vec();
+    let mut x = seed | 1;
+    while body.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        body.extend_from_slice(&x.to_le_bytes());
+    }
+    body
+}
+
+/// A cart that runs the delta's base gets the new release as a small signed patch, rebuilt and
+/// checked against the full release's signed hash; a cart whose installed binary is not that
+/// base (here: altered on disk) falls back to the full download.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_is_used_over_its_base_and_a_wrong_base_falls_back_to_the_full_binary() -> anyhow::Result<()> {
+    let f = Fleet::start().await?;
+    let old = binary_like(4_000_000, 7);
+    // The next release: a few hundred scattered changes and 16 KB of new code at the end.
+    let mut new = old.clone();
+    for i in 0..300 {
+        let at = 64 + i * 13_001;
+        new[at..at + 8].copy_from_slice(&(i as u64).to_le_bytes());
+    }
+    new.extend(binary_like(16_384, 11));
+    let (old_file, new_file) = (f.tmp.path().join("agent-0.2.0"), f.tmp.path().join("agent-0.3.0"));
+    std::fs::write(&old_file, &old)?;
+    std::fs::write(&new_file, &new)?;
+    f.release(&old_file, "0.2.0", &[])?;
+    let (_a, cfg_a, dir_a) = f.clinic("xz-da", "cart-da", None)?;
+    let (_b, cfg_b, dir_b) = f.clinic("xz-db", "cart-db", None)?;
+    for cfg in [&cfg_a, &cfg_b] {
+        run("yilian-agent", &["update", "--config", s(cfg), "--install"])?;
+    }
+    f.release(&new_file, "0.3.0", &[])?;
+    let listed = f.hub_cli(&["release", "list"])?;
+    assert!(listed.contains(".from-0.2.0.bsdiff"), "a delta from 0.2.0 is signed with 0.3.0: {listed}");
+
+    let out = run("yilian-agent", &["update", "--config", s(&cfg_a)])?;
+    let delta: u64 = out
+        .split("rebuilt from a ")
+        .nth(1)
+        .and_then(|t| t.split('-').next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("not rebuilt from a delta: {out}"))?;
+    assert_eq!(std::fs::read(dir_a.join("releases/0.3.0/yilian-agent"))?, new, "rebuilt byte for byte");
+    assert!(delta * 10 < new.len() as u64, "delta {delta} bytes for a {}-byte release", new.len());
+
+    // Cart B's installed 0.2.0 was altered: the delta does not apply, the full release comes.
+    let base_b = dir_b.join("releases/0.2.0/yilian-agent");
+    let mut bytes = std::fs::read(&base_b)?;
+    bytes[1000] ^= 0xff;
+    std::fs::write(&base_b, &bytes)?;
+    let out = run("yilian-agent", &["update", "--config", s(&cfg_b)])?;
+    assert!(out.contains("full download"), "{out}");
+    assert_eq!(std::fs::read(dir_b.join("releases/0.3.0/yilian-agent"))?, new);
+    eprintln!("update of {} bytes: full download {} bytes, delta {delta} bytes", new.len(), new.len());
+    f.hub.stop().await
+}

@@ -10,8 +10,10 @@
 use crate::release::{Kind, ReleaseMeta, Version};
 use futures::TryStreamExt;
 use std::path::{Path, PathBuf};
+/// The verified repository (tough's).
+pub use tough::Repository;
 use tough::{
-    ExpirationEnforcement, FilesystemTransport, IntoVec, Limits, Repository, RepositoryLoader, TargetName, Transport,
+    ExpirationEnforcement, FilesystemTransport, IntoVec, Limits, RepositoryLoader, TargetName, Transport,
     TransportError, TransportErrorKind, TransportStream,
 };
 
@@ -241,6 +243,39 @@ pub fn releases(repo: &Repository) -> Vec<(String, ReleaseMeta, u64)> {
 /// The newest agent release for `triple`, if any.
 pub fn latest_agent(repo: &Repository, triple: &str) -> Option<String> {
     releases(repo).into_iter().rev().find(|(_, m, _)| m.kind == Kind::Agent && m.triple == triple).map(|(n, _, _)| n)
+}
+
+/// The delta that rebuilds release `full` from `base`, if the repository signs one.
+pub fn delta_for(repo: &Repository, full: &str, base: Version) -> Option<(String, ReleaseMeta)> {
+    releases(repo)
+        .into_iter()
+        .find(|(_, m, _)| m.kind == Kind::Delta && m.full == full && m.base_version == Some(base))
+        .map(|(n, m, _)| (n, m))
+}
+
+/// Rebuilds release `full` from `base_binary` with the signed delta `delta` (downloaded with
+/// [`fetch_resumable`] into `patch_path`), and checks the result against `full`'s signed length
+/// and SHA-256. Nothing is trusted that does not match: the caller falls back to the full file.
+pub fn apply_delta(repo: &Repository, full: &str, base_binary: &[u8], patch: &[u8]) -> Result<Vec<u8>, UpdateError> {
+    use sha2::Digest;
+    let tname = TargetName::new(full).map_err(|e| UpdateError::Other(e.to_string()))?;
+    let target = repo.targets().signed.targets.get(&tname).ok_or_else(|| UpdateError::NoSuchRelease(full.into()))?;
+    let patcher = qbsdiff::Bspatch::new(patch).map_err(|e| UpdateError::Tampered(format!("delta for {full}: {e}")))?;
+    if patcher.hint_target_size() != target.length {
+        return Err(UpdateError::Tampered(format!(
+            "delta for {full} rebuilds {} bytes, not {}",
+            patcher.hint_target_size(),
+            target.length
+        )));
+    }
+    let mut out = Vec::with_capacity(usize::try_from(target.length).unwrap_or(0));
+    patcher
+        .apply(base_binary, std::io::Cursor::new(&mut out))
+        .map_err(|e| UpdateError::Tampered(format!("delta for {full}: {e}")))?;
+    if out.len() as u64 != target.length || sha2::Sha256::digest(&out).as_slice() != target.hashes.sha256.as_ref() {
+        return Err(UpdateError::Tampered(format!("{full} rebuilt from its delta does not match its signed hash")));
+    }
+    Ok(out)
 }
 
 /// Decides about release `name` for an agent whose highest installed version (ever) is

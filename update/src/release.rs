@@ -46,6 +46,8 @@ pub enum Kind {
     Agent,
     /// A configuration bundle.
     Config,
+    /// A binary patch (bsdiff) from one agent release to another, for devices that have the base.
+    Delta,
 }
 
 /// A target's custom metadata (all of it signed with the targets key).
@@ -63,6 +65,15 @@ pub struct ReleaseMeta {
     /// Target triple of an agent binary (`x86_64-unknown-linux-gnu`); empty for configuration.
     #[serde(default)]
     pub triple: String,
+    /// A delta's base release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_version: Option<Version>,
+    /// SHA-256 (hex) of the base release's binary the delta applies to.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub base_sha256: String,
+    /// The full release (target name) a delta rebuilds.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub full: String,
 }
 
 impl ReleaseMeta {
@@ -87,6 +98,12 @@ impl ReleaseMeta {
         match self.kind {
             Kind::Agent => format!("agent-{}-{}", self.triple, self.version),
             Kind::Config => format!("config-{}", self.version),
+            Kind::Delta => format!(
+                "agent-{}-{}.from-{}.bsdiff",
+                self.triple,
+                self.version,
+                self.base_version.map(|v| v.to_string()).unwrap_or_default()
+            ),
         }
     }
 }
@@ -107,8 +124,12 @@ mod tests {
             min_version: v("1.0.0"),
             allow_downgrade: false,
             triple: "x86_64-unknown-linux-gnu".into(),
+            base_version: None,
+            base_sha256: String::new(),
+            full: String::new(),
         };
         assert_eq!(ReleaseMeta::from_custom(&m.to_custom()), Some(m.clone()));
+        assert!(!m.to_custom().contains_key("base_version"), "absent fields stay out of the signed metadata");
         assert_eq!(m.target_name(), "agent-x86_64-unknown-linux-gnu-1.2.0");
         assert_eq!(ReleaseMeta::from_custom(&HashMap::new()), None);
     }

@@ -244,9 +244,17 @@ pub async fn add_target(
     );
     let mut target = Target::from_path(file).await?;
     target.custom = meta.to_custom();
+    // An agent release also gets a delta from the release below it, for carts that run that one.
+    let delta =
+        if meta.kind == crate::release::Kind::Agent { delta_from_previous(repo, &current, file, meta)? } else { None };
     let mut editor = RepositoryEditor::from_repo(repo.root(), current).await?;
+    editor.add_target(target_name.clone(), target)?;
+    if let Some((patch, dmeta)) = &delta {
+        let mut t = Target::from_path(patch).await?;
+        t.custom = dmeta.to_custom();
+        editor.add_target(TargetName::new(dmeta.target_name())?, t)?;
+    }
     editor
-        .add_target(target_name.clone(), target)?
         .targets_version(nz(versions.0 + 1))?
         .targets_expires(in_days(now, life.targets_days)?)?
         .snapshot_version(nz(versions.1 + 1))
@@ -261,8 +269,54 @@ pub async fn add_target(
     let signed = editor.sign(&keys).await?;
     // Targets first: metadata that names a file must never be served before the file is there.
     signed.copy_target(file, &repo.targets(), PathExists::Skip, Some(&target_name)).await?;
+    if let Some((patch, dmeta)) = &delta {
+        signed
+            .copy_target(patch, &repo.targets(), PathExists::Skip, Some(&TargetName::new(dmeta.target_name())?))
+            .await?;
+        let _ = std::fs::remove_file(patch);
+    }
     signed.write(repo.metadata()).await?;
     Ok(name)
+}
+
+/// A bsdiff patch from the highest agent release below `meta` (same triple) to `file`, written
+/// beside the targets, and its metadata; `None` if there is no such release.
+fn delta_from_previous(
+    repo: &RepoDir,
+    current: &tough::Repository,
+    file: &Path,
+    meta: &ReleaseMeta,
+) -> Result<Option<(PathBuf, ReleaseMeta)>, RepoError> {
+    let base = crate::client::releases(current)
+        .into_iter()
+        .filter(|(_, m, _)| {
+            m.kind == crate::release::Kind::Agent && m.triple == meta.triple && m.version < meta.version
+        })
+        .max_by_key(|(_, m, _)| m.version);
+    let Some((base_name, base_meta, _)) = base else { return Ok(None) };
+    let tname = TargetName::new(base_name.clone())?;
+    let Some(t) = current.targets().signed.targets.get(&tname) else { return Ok(None) };
+    let base_sha = hex::encode(t.hashes.sha256.as_ref());
+    let base_path = repo.targets().join(format!("{base_sha}.{base_name}"));
+    let old = std::fs::read(&base_path).map_err(io("reading the base release", &base_path))?;
+    let new = std::fs::read(file).map_err(io("reading", file))?;
+    let mut patch = Vec::new();
+    qbsdiff::Bsdiff::new(&old, &new)
+        .compare(std::io::Cursor::new(&mut patch))
+        .map_err(io("diffing against", &base_path))?;
+    let dmeta = ReleaseMeta {
+        kind: crate::release::Kind::Delta,
+        version: meta.version,
+        min_version: base_meta.version,
+        allow_downgrade: meta.allow_downgrade,
+        triple: meta.triple.clone(),
+        base_version: Some(base_meta.version),
+        base_sha256: base_sha,
+        full: meta.target_name(),
+    };
+    let path = repo.0.join(format!(".{}", dmeta.target_name()));
+    std::fs::write(&path, &patch).map_err(io("writing", &path))?;
+    Ok(Some((path, dmeta)))
 }
 
 /// The releases the repository signs (name, metadata, length), as county IT's tools see them.

@@ -29,7 +29,16 @@ fn v(s: &str) -> Version {
 }
 
 fn agent(version: &str, min: &str, allow_downgrade: bool) -> ReleaseMeta {
-    ReleaseMeta { kind: Kind::Agent, version: v(version), min_version: v(min), allow_downgrade, triple: TRIPLE.into() }
+    ReleaseMeta {
+        kind: Kind::Agent,
+        version: v(version),
+        min_version: v(min),
+        allow_downgrade,
+        triple: TRIPLE.into(),
+        base_version: None,
+        base_sha256: String::new(),
+        full: String::new(),
+    }
 }
 
 /// A release file: a script standing in for an agent binary.
