@@ -84,6 +84,58 @@ pub struct UpdateConfig {
     /// Update state: the verified-metadata datastore (`tuf/`), staged releases (`releases/`),
     /// and the highest version ever installed (`state.json`).
     pub dir: PathBuf,
+    /// The clinic's maintenance window, local time, `HH:MM-HH:MM` (may cross midnight, e.g.
+    /// `22:00-06:00`); releases are installed only inside it. None: any time the cart is idle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<String>,
+}
+
+/// A daily window of local time, from `start` to `end` minutes after midnight (crossing
+/// midnight when `end <= start`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Minutes after midnight it opens.
+    pub start_min: u16,
+    /// Minutes after midnight it closes.
+    pub end_min: u16,
+}
+
+/// Minutes after midnight now, in the PC's local time zone (what a maintenance window means).
+pub fn local_minute() -> u16 {
+    let now = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::system());
+    u16::try_from(i32::from(now.hour()) * 60 + i32::from(now.minute())).unwrap_or(0)
+}
+
+impl Window {
+    /// Parses `HH:MM-HH:MM`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let minutes = |t: &str| -> Result<u16, String> {
+            let (h, m) = t.trim().split_once(':').ok_or_else(|| format!("{t:?} is not HH:MM"))?;
+            let (h, m): (u16, u16) = (
+                h.parse().map_err(|_| format!("{t:?} is not HH:MM"))?,
+                m.parse().map_err(|_| format!("{t:?} is not HH:MM"))?,
+            );
+            if h > 23 || m > 59 {
+                return Err(format!("{t:?} is not a time of day"));
+            }
+            Ok(h * 60 + m)
+        };
+        let (a, b) = s.split_once('-').ok_or_else(|| format!("{s:?} is not HH:MM-HH:MM"))?;
+        let w = Window { start_min: minutes(a)?, end_min: minutes(b)? };
+        if w.start_min == w.end_min {
+            return Err(format!("{s:?} is an empty window"));
+        }
+        Ok(w)
+    }
+
+    /// True if `minute` (after midnight) is inside the window.
+    pub fn contains(&self, minute: u16) -> bool {
+        if self.start_min < self.end_min {
+            (self.start_min..self.end_min).contains(&minute)
+        } else {
+            minute >= self.start_min || minute < self.end_min
+        }
+    }
 }
 
 /// The clinic page's listener.
@@ -348,6 +400,9 @@ impl AgentConfig {
     /// Checks ids, encodings and numbers.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field: &str, reason: String| ConfigError::Invalid { field: field.into(), reason };
+        if let Some(w) = self.update.as_ref().and_then(|u| u.maintenance.as_deref()) {
+            Window::parse(w).map_err(|e| invalid("update.maintenance", e))?;
+        }
         yilian_protocol::topic::Topic::new(&self.site, &self.device, yilian_protocol::topic::Channel::Up)
             .map_err(|e| invalid("site/device", e.to_string()))?;
         let url =
@@ -395,6 +450,18 @@ impl AgentConfig {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn maintenance_windows_parse_and_may_cross_midnight() {
+        let night = Window::parse("22:00-06:00").expect("night");
+        assert!(night.contains(23 * 60) && night.contains(0) && night.contains(5 * 60 + 59));
+        assert!(!night.contains(6 * 60) && !night.contains(12 * 60) && !night.contains(21 * 60 + 59));
+        let lunch = Window::parse("12:00-13:30").expect("lunch");
+        assert!(lunch.contains(12 * 60) && lunch.contains(13 * 60 + 29) && !lunch.contains(13 * 60 + 30));
+        for bad in ["", "22:00", "25:00-06:00", "22:60-06:00", "08:00-08:00", "8-9"] {
+            assert!(Window::parse(bad).is_err(), "{bad:?}");
+        }
+    }
     use super::*;
 
     #[test]

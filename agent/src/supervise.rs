@@ -379,22 +379,25 @@ async fn try_update(opts: &Options, dir: &Path, health: Option<&Health>, recordi
     if rolled_back(dir, &staged) {
         return None;
     }
-    // Clinical interlock: never restart while a study is recorded or still uploading.
+    // Clinical interlock: never restart while a study is recorded or still uploading, nor
+    // outside the clinic's maintenance window.
     let busy = recording || health.is_some_and(|h| h.spool_entries > 0);
-    if busy {
-        info!(version = %staged, "update deferred: a recording or upload is in progress");
-        if results(dir).last().is_some_and(|r| r.version == staged && r.result == "deferred") {
+    let window = cfg.update.as_ref().and_then(|u| u.maintenance.clone());
+    let outside = window
+        .as_deref()
+        .and_then(|w| crate::config::Window::parse(w).ok())
+        .is_some_and(|w| !w.contains(crate::config::local_minute()));
+    if busy || outside {
+        let reason = if busy {
+            "recording or upload in progress".to_string()
+        } else {
+            format!("outside the maintenance window {}", window.unwrap_or_default())
+        };
+        info!(version = %staged, reason = %reason, "update deferred");
+        if results(dir).last().is_some_and(|r| r.version == staged && r.result == "deferred" && r.reason == reason) {
             return None;
         }
-        record(
-            dir,
-            TrialResult {
-                version: staged,
-                result: "deferred".into(),
-                reason: "recording or upload in progress".into(),
-                at_ms: crate::clock::now_ms(),
-            },
-        );
+        record(dir, TrialResult { version: staged, result: "deferred".into(), reason, at_ms: crate::clock::now_ms() });
         return None;
     }
     match install::activate(dir, &staged, crate::clock::now_ms()) {

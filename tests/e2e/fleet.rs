@@ -75,7 +75,8 @@ impl Fleet {
         std::fs::copy(hub.data_dir.join("tuf/root.json"), &root)?;
         let dir = clinic.dir.join("update");
         let hub = hub_url.unwrap_or_else(|| hub.base_url.clone());
-        clinic.config.update = Some(yilian_agent::config::UpdateConfig { hub, root, dir: dir.clone() });
+        clinic.config.update =
+            Some(yilian_agent::config::UpdateConfig { hub, root, dir: dir.clone(), maintenance: None });
         let cfg = clinic.write_config()?;
         Ok((clinic, cfg, dir))
     }
@@ -387,9 +388,10 @@ async fn a_download_cut_at_forty_percent_resumes_and_verifies() -> anyhow::Resul
 }
 
 /// Clinical interlock: a release that arrives while the cart is sending data waits (`deferred`)
-/// and goes on trial only once the cart has been quiet.
+/// and goes on trial only once the cart has been quiet; one that arrives outside the clinic's
+/// maintenance window waits for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_update_is_deferred_while_the_cart_records_and_installed_once_it_is_quiet() -> anyhow::Result<()> {
+async fn an_update_waits_for_a_quiet_cart_and_the_maintenance_window() -> anyhow::Result<()> {
     let f = Fleet::start().await?;
     let agent = workspace_bin("yilian-agent")?;
     let good = format!("exec '{}' \"$@\"", agent.display());
@@ -463,6 +465,25 @@ async fn an_update_is_deferred_while_the_cart_records_and_installed_once_it_is_q
         .map_err(|e| anyhow::anyhow!("{e}\n{}", yilian::procs::tail(&sup.log(), 30)))?;
     assert!(committed.at_ms > deferred.at_ms);
     assert_eq!(yilian_agent::install::linked(&update, "current").as_deref(), Some("0.3.0"));
+
+    // Outside the clinic's maintenance window nothing is installed; inside it, it is.
+    let hour = i32::from(yilian_agent::config::local_minute() / 60);
+    let window = |from: i32, to: i32| format!("{:02}:00-{:02}:00", from.rem_euclid(24), to.rem_euclid(24));
+    let set_window = |w: String| -> anyhow::Result<()> {
+        let mut config = clinic.config.clone();
+        if let Some(u) = config.update.as_mut() {
+            u.maintenance = Some(w);
+        }
+        std::fs::write(&cfg, toml::to_string(&config)?)?;
+        Ok(())
+    };
+    set_window(window(hour + 2, hour + 4))?;
+    f.release_script("0.4.0", &good)?;
+    let outside =
+        yilian::county::wait_for("0.4.0 deferred", Duration::from_secs(30), result("0.4.0", "deferred")).await?;
+    assert!(outside.reason.contains("outside the maintenance window"), "{outside:?}");
+    set_window(window(hour, hour + 2))?;
+    yilian::county::wait_for("0.4.0 committed", Duration::from_secs(60), result("0.4.0", "committed")).await?;
     drop(sup);
     f.hub.stop().await
 }
