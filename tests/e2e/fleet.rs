@@ -147,6 +147,31 @@ fn runs(update: &Path) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// Starts `yilian-agent supervise` for the agent configured in `cfg`, with `args`, logging to
+/// `supervisor.log` beside it.
+fn supervise(cfg: &Path, args: &[&str]) -> anyhow::Result<yilian::procs::Proc> {
+    let log = cfg.with_file_name("supervisor.log");
+    let all = [&["supervise", "--config", s(cfg)][..], args].concat();
+    yilian::procs::Proc::spawn("supervisor", &workspace_bin("yilian-agent")?, &all, &[("RUST_LOG", "info")], &log)
+}
+
+/// Waits for the supervisor to record `outcome` for `version` in `update`'s results.
+async fn trial_result(
+    update: &Path,
+    version: &'static str,
+    outcome: &'static str,
+    within: Duration,
+) -> anyhow::Result<yilian_agent::supervise::TrialResult> {
+    let update = update.to_path_buf();
+    yilian::county::wait_for(&format!("{version} {outcome}"), within, move || {
+        let update = update.clone();
+        async move {
+            yilian_agent::supervise::results(&update).into_iter().find(|r| r.version == version && r.result == outcome)
+        }
+    })
+    .await
+}
+
 /// A power cut (the process aborted) after each step of switching releases leaves exactly one
 /// runnable release, and the trial record agrees with it after recovery.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,37 +233,8 @@ async fn the_supervisor_commits_a_good_release_and_rolls_back_crashing_hanging_a
 
     add("0.2.0", &format!("exec '{}' \"$@\"", agent.display()))?;
     run("yilian-agent", &["update", "--config", s(&cfg), "--install"])?;
-    let log = clinic.dir.join("supervisor.log");
-    let sup = yilian::procs::Proc::spawn(
-        "supervisor",
-        &agent,
-        &[
-            "supervise",
-            "--config",
-            s(&cfg),
-            "--health-window-secs",
-            "15",
-            "--watchdog-secs",
-            "4",
-            "--check-every-secs",
-            "2",
-        ],
-        &[("RUST_LOG", "info")],
-        &log,
-    )?;
-    let result = |version: &'static str, outcome: &'static str| {
-        let update = update.clone();
-        move || {
-            let update = update.clone();
-            async move {
-                yilian_agent::supervise::results(&update)
-                    .into_iter()
-                    .find(|r| r.version == version && r.result == outcome)
-            }
-        }
-    };
-    let committed =
-        yilian::county::wait_for("0.2.0 committed", Duration::from_secs(60), result("0.2.0", "committed")).await?;
+    let sup = supervise(&cfg, &["--health-window-secs", "15", "--watchdog-secs", "4", "--check-every-secs", "2"])?;
+    let committed = trial_result(&update, "0.2.0", "committed", Duration::from_secs(60)).await?;
     assert!(committed.reason.is_empty());
     let lines = hub.api.device_output(device).await?;
     assert!(
@@ -247,20 +243,18 @@ async fn the_supervisor_commits_a_good_release_and_rolls_back_crashing_hanging_a
     );
 
     add("0.3.0", "exit 3")?;
-    let r = yilian::county::wait_for("0.3.0 rolled back", Duration::from_secs(60), result("0.3.0", "rolled back"))
+    let r = trial_result(&update, "0.3.0", "rolled back", Duration::from_secs(60))
         .await
         .map_err(|e| anyhow::anyhow!("{e}\n{}", yilian::procs::tail(&sup.log(), 30)))?;
     assert!(r.reason.contains("crashed 3 times"), "{r:?}");
     assert_eq!(yilian_agent::install::linked(&update, "current").as_deref(), Some("0.2.0"));
 
     add("0.4.0", "exec sleep 600")?;
-    let r =
-        yilian::county::wait_for("0.4.0 rolled back", Duration::from_secs(60), result("0.4.0", "rolled back")).await?;
+    let r = trial_result(&update, "0.4.0", "rolled back", Duration::from_secs(60)).await?;
     assert!(r.reason.contains("hung"), "{r:?}");
 
     add("0.5.0", &format!("exec '{}' run --config '{}'", agent.display(), bad_cfg.display()))?;
-    let r =
-        yilian::county::wait_for("0.5.0 rolled back", Duration::from_secs(90), result("0.5.0", "rolled back")).await?;
+    let r = trial_result(&update, "0.5.0", "rolled back", Duration::from_secs(90)).await?;
     assert!(r.reason.contains("never reached the hub"), "{r:?}");
     assert_eq!(yilian_agent::install::linked(&update, "current").as_deref(), Some("0.2.0"));
 
@@ -400,38 +394,11 @@ async fn an_update_waits_for_a_quiet_cart_and_the_maintenance_window() -> anyhow
     f.hub.enroll(site, device, &clinic.public_key)?;
     f.release_script("0.2.0", &good)?;
     run("yilian-agent", &["update", "--config", s(&cfg), "--install"])?;
-    let log = clinic.dir.join("supervisor.log");
-    let sup = yilian::procs::Proc::spawn(
-        "supervisor",
-        &agent,
-        &[
-            "supervise",
-            "--config",
-            s(&cfg),
-            "--health-window-secs",
-            "30",
-            "--watchdog-secs",
-            "5",
-            "--check-every-secs",
-            "1",
-            "--idle-secs",
-            "4",
-        ],
-        &[("RUST_LOG", "info")],
-        &log,
+    let sup = supervise(
+        &cfg,
+        &["--health-window-secs", "30", "--watchdog-secs", "5", "--check-every-secs", "1", "--idle-secs", "4"],
     )?;
-    let result = |version: &'static str, outcome: &'static str| {
-        let update = update.clone();
-        move || {
-            let update = update.clone();
-            async move {
-                yilian_agent::supervise::results(&update)
-                    .into_iter()
-                    .find(|r| r.version == version && r.result == outcome)
-            }
-        }
-    };
-    yilian::county::wait_for("0.2.0 committed", Duration::from_secs(60), result("0.2.0", "committed")).await?;
+    trial_result(&update, "0.2.0", "committed", Duration::from_secs(60)).await?;
 
     // The cart prints a line every 300 ms (a recording in progress) while 0.3.0 is released.
     let printing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -449,8 +416,7 @@ async fn an_update_waits_for_a_quiet_cart_and_the_maintenance_window() -> anyhow
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     f.release_script("0.3.0", &good)?;
-    let deferred =
-        yilian::county::wait_for("0.3.0 deferred", Duration::from_secs(30), result("0.3.0", "deferred")).await?;
+    let deferred = trial_result(&update, "0.3.0", "deferred", Duration::from_secs(30)).await?;
     assert!(deferred.reason.contains("recording"), "{deferred:?}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
@@ -460,7 +426,7 @@ async fn an_update_waits_for_a_quiet_cart_and_the_maintenance_window() -> anyhow
     );
     printing.store(false, std::sync::atomic::Ordering::SeqCst);
     printer.await?;
-    let committed = yilian::county::wait_for("0.3.0 committed", Duration::from_secs(60), result("0.3.0", "committed"))
+    let committed = trial_result(&update, "0.3.0", "committed", Duration::from_secs(60))
         .await
         .map_err(|e| anyhow::anyhow!("{e}\n{}", yilian::procs::tail(&sup.log(), 30)))?;
     assert!(committed.at_ms > deferred.at_ms);
@@ -479,11 +445,10 @@ async fn an_update_waits_for_a_quiet_cart_and_the_maintenance_window() -> anyhow
     };
     set_window(window(hour + 2, hour + 4))?;
     f.release_script("0.4.0", &good)?;
-    let outside =
-        yilian::county::wait_for("0.4.0 deferred", Duration::from_secs(30), result("0.4.0", "deferred")).await?;
+    let outside = trial_result(&update, "0.4.0", "deferred", Duration::from_secs(30)).await?;
     assert!(outside.reason.contains("outside the maintenance window"), "{outside:?}");
     set_window(window(hour, hour + 2))?;
-    yilian::county::wait_for("0.4.0 committed", Duration::from_secs(60), result("0.4.0", "committed")).await?;
+    trial_result(&update, "0.4.0", "committed", Duration::from_secs(60)).await?;
     drop(sup);
     f.hub.stop().await
 }
