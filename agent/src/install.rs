@@ -67,7 +67,7 @@ pub fn linked(dir: &Path, link: &str) -> Option<String> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), InstallError> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io("syncing", dir))
+    crate::durable::sync_dir(dir).map_err(io("syncing", dir))
 }
 
 /// Points `dir/link` at `releases/<version>` atomically (a new link renamed over the old).
@@ -91,12 +91,7 @@ pub fn trial(dir: &Path) -> Option<Trial> {
 
 fn write_trial(dir: &Path, t: &Trial) -> Result<(), InstallError> {
     let path = trial_path(dir);
-    let tmp = path.with_extension("tmp");
-    let bytes = serde_json::to_vec(t).map_err(|e| io("encoding", &path)(std::io::Error::other(e)))?;
-    std::fs::write(&tmp, bytes).map_err(io("writing", &tmp))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io("syncing", &tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io("renaming", &path))?;
-    sync_dir(dir)
+    crate::durable::write_json(&path, t).map_err(io("writing", &path))
 }
 
 fn clear_trial(dir: &Path) -> Result<(), InstallError> {

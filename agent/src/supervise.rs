@@ -112,11 +112,8 @@ fn record(dir: &Path, r: TrialResult) {
     all.push(r);
     let skip = all.len().saturating_sub(100);
     let all: Vec<_> = all.into_iter().skip(skip).collect();
-    let tmp = results_path(dir).with_extension("tmp");
-    if let Ok(bytes) = serde_json::to_vec_pretty(&all)
-        && std::fs::write(&tmp, bytes).is_ok()
-    {
-        let _ = std::fs::rename(&tmp, results_path(dir));
+    if let Err(e) = crate::durable::write_json(&results_path(dir), &all) {
+        warn!(error = %e, "cannot record an update result");
     }
 }
 

@@ -64,10 +64,7 @@ pub fn highest_installed(dir: &Path, running: Version) -> Version {
 pub fn record_installed(dir: &Path, v: Version) -> std::io::Result<()> {
     let highest = highest_installed(dir, v);
     std::fs::create_dir_all(dir)?;
-    let tmp = state_path(dir).with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec(&State { highest_installed: highest }).map_err(std::io::Error::other)?)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, state_path(dir))
+    crate::durable::write_json(&state_path(dir), &State { highest_installed: highest })
 }
 
 /// The repository of `update`: the hub's `/tuf/`, or `bundle` (a folder holding `metadata/` and
