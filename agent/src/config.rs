@@ -392,6 +392,35 @@ impl AgentConfig {
         Ok(cfg)
     }
 
+    /// Everything that would stop this configuration from running, beyond [`AgentConfig::load`]'s
+    /// checks: key files that do not load, TLS material that does not make a client
+    /// configuration, an update root that is not JSON. Empty when it can run. What
+    /// `yilian-agent check-config` reports, and what an update checks before a new configuration
+    /// replaces the current one.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Err(e) = crate::run::load_keys(self) {
+            out.push(e.to_string());
+        }
+        let tls = yilian_protocol::topic::parse_broker_url(&self.broker).map(|u| u.tls).unwrap_or(false);
+        if tls && let Err(e) = crate::run::tls_settings(self) {
+            out.push(e.to_string());
+        }
+        if let Some(u) = &self.update {
+            match std::fs::read(&u.root) {
+                Ok(b) if serde_json::from_slice::<serde_json::Value>(&b).is_ok() => {}
+                Ok(_) => out.push(format!("update.root {} is not JSON (the repository's root.json)", u.root.display())),
+                Err(e) => out.push(format!("update.root {}: {e}", u.root.display())),
+            }
+        }
+        for port in &self.serial {
+            if !port.path.exists() {
+                out.push(format!("serial port {} ({}) does not exist now", port.name, port.path.display()));
+            }
+        }
+        out
+    }
+
     /// The spool key file: `spool_key`, or `spool.key` beside the spool folder.
     pub fn spool_key_path(&self) -> PathBuf {
         self.spool_key.clone().unwrap_or_else(|| crate::spool::default_key_path(&self.spool_dir))

@@ -74,6 +74,13 @@ enum Command {
         #[arg(long)]
         install: bool,
     },
+    /// Check a configuration without running it: syntax, ids, keys, TLS material, the update
+    /// root, serial ports. Exits 1 and lists every problem if it cannot run.
+    CheckConfig {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Run the agent under a supervisor: from the installed release (`current`), a new one on
     /// trial with automatic rollback, and update checks between trials. Install this binary at a
     /// fixed path (the systemd unit's ExecStart), not inside the update folder.
@@ -282,6 +289,23 @@ fn main() -> anyhow::Result<()> {
                 yilian_agent::run::run_with(cfg, stats, shutdown, probe).await
             })??;
             Ok(())
+        }
+        Command::CheckConfig { config } => {
+            let cfg = AgentConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
+            let problems = cfg.problems();
+            if problems.is_empty() {
+                println!(
+                    "{}: OK ({} / {}, broker {}, {} serial port(s))",
+                    config.display(),
+                    cfg.site,
+                    cfg.device,
+                    cfg.broker,
+                    cfg.serial.len()
+                );
+                Ok(())
+            } else {
+                anyhow::bail!("{} cannot run:\n- {}", config.display(), problems.join("\n- "))
+            }
         }
         Command::Supervise { config, health_window_secs, watchdog_secs, check_every_secs, idle_secs } => {
             let cfg = AgentConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;

@@ -114,3 +114,31 @@ fn send_checks_the_file_then_queues_it_in_the_inbox_with_its_question() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not sent"));
     assert!(!dir.path().join("inbox/routine/0000050.ECG.csv").exists());
 }
+
+#[test]
+fn check_config_passes_a_runnable_configuration_and_lists_every_problem_of_another() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let prefix = dir.path().join("cart-01");
+    assert!(agent().args(["keygen", "--out"]).arg(&prefix).status().expect("keygen").success());
+    let hub = yilian_protocol::keys::SigningKey::generate().expect("key");
+    std::fs::write(dir.path().join("hub.pub"), hub.public_key().to_hex()).expect("hub.pub");
+    let base = "site = 'qiaotou-wsy'\ndevice = 'cart-01'\nkey = 'cart-01.pk8'\nhub_public_key = 'hub.pub'\n\
+                broker = 'mqtt://127.0.0.1:1883'\ninsecure_plaintext = true\nspool_dir = 'spool'\nreports_dir = 'reports'\n";
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, base).expect("write");
+    let out = agent().args(["check-config", "--config"]).arg(&good).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK (qiaotou-wsy / cart-01"));
+
+    let bad = dir.path().join("bad.toml");
+    let text = base.replace("cart-01.pk8", "missing.pk8")
+        + "[update]\nhub = 'https://hub:8443'\nroot = 'nowhere.json'\ndir = 'update'\nmaintenance = '22:00-06:00'\n\
+           [[serial]]\nname = 'cart'\npath = '/dev/no-such-cart'\nbaud = 115200\ndriver = 'ylf'\n";
+    std::fs::write(&bad, text).expect("write");
+    let out = agent().args(["check-config", "--config"]).arg(&bad).output().expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in ["missing.pk8", "nowhere.json", "/dev/no-such-cart"] {
+        assert!(err.contains(expected), "{expected} in {err}");
+    }
+}
