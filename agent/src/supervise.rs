@@ -209,15 +209,13 @@ pub async fn run(opts: Options, dir: PathBuf, shutdown: CancellationToken) -> Re
         }
         info!(binary = %bin.display(), trial = ?trial.as_ref().map(|t| &t.version), "starting the agent");
         let started = Instant::now();
+        let mut trial = trial;
         let ended = match cmd.spawn() {
-            Ok(mut child) => {
-                watch(&mut child, &opts, &dir, &health_path, trial.as_ref(), started, &mut last_check, &shutdown).await
-            }
-            Err(e) => Ended::Exited(format!("cannot start {}: {e}", bin.display())),
-        };
-        match (ended, &trial) {
-            (Ended::Shutdown, _) => return Ok(()),
-            (Ended::Committed, Some(t)) => {
+            Ok(mut child) => loop {
+                let ended =
+                    watch(&mut child, &opts, &dir, &health_path, trial.as_ref(), started, &mut last_check, &shutdown)
+                        .await;
+                let (Ended::Committed, Some(t)) = (&ended, &trial) else { break ended };
                 install::commit(&dir)?;
                 record(
                     &dir,
@@ -230,9 +228,14 @@ pub async fn run(opts: Options, dir: PathBuf, shutdown: CancellationToken) -> Re
                 );
                 info!(version = %t.version, "release committed after its trial");
                 crashes = 0;
-                // The agent keeps running: watch it as the committed release.
-                continue;
-            }
+                // The same process goes on as the committed release (dropping the child would
+                // kill it).
+                trial = None;
+            },
+            Err(e) => Ended::Exited(format!("cannot start {}: {e}", bin.display())),
+        };
+        match (ended, &trial) {
+            (Ended::Shutdown, _) => return Ok(()),
             (Ended::InstallReady, _) => {
                 crashes = 0;
                 continue;
@@ -269,7 +272,8 @@ pub async fn run(opts: Options, dir: PathBuf, shutdown: CancellationToken) -> Re
                 continue;
             }
             (Ended::Hung, None) => warn!("agent hung (no watchdog ping); restarting"),
-            (_, None) => {}
+            // A commit is handled where the child is still in hand, above.
+            (Ended::Committed, _) | (_, None) => {}
         }
         backoff = Duration::from_millis(200);
     }

@@ -236,6 +236,9 @@ async fn the_supervisor_commits_a_good_release_and_rolls_back_crashing_hanging_a
     let sup = supervise(&cfg, &["--health-window-secs", "15", "--watchdog-secs", "4", "--check-every-secs", "2"])?;
     let committed = trial_result(&update, "0.2.0", "committed", Duration::from_secs(60)).await?;
     assert!(committed.reason.is_empty());
+    // The committed agent is the one that passed its trial, not a restart of it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sup.log().matches("starting the agent").count(), 1, "{}", yilian::procs::tail(&sup.log(), 20));
     let lines = hub.api.device_output(device).await?;
     assert!(
         lines.iter().any(|l| l["line"] == "yilian-agent 0.2.0 on trial"),
