@@ -32,12 +32,19 @@ pub struct Bootstrap {
 /// An HTTP client for the hub that trusts only the county CA in the bootstrap (none at all
 /// without one, so a plaintext `http://` hub is the only thing it can reach).
 fn client(b: &Bootstrap) -> Result<reqwest::Client, EnrolError> {
-    let mut builder = reqwest::Client::builder().tls_built_in_root_certs(false);
-    if let Some(pem) = &b.ca_certificate {
-        let cert = reqwest::Certificate::from_pem(pem.as_bytes()).map_err(|e| http_err(&b.hub, e))?;
-        builder = builder.add_root_certificate(cert);
+    county_client(b.ca_certificate.as_deref().map(str::as_bytes))
+        .and_then(reqwest::ClientBuilder::build)
+        .map_err(|e| http_err(&b.hub, e))
+}
+
+/// A reqwest client builder that trusts only the county CA in `ca_pem` (nothing at all without
+/// one): the agent's every HTTPS connection to the hub.
+pub fn county_client(ca_pem: Option<&[u8]>) -> Result<reqwest::ClientBuilder, reqwest::Error> {
+    let mut builder = reqwest::Client::builder().use_rustls_tls().tls_built_in_root_certs(false);
+    if let Some(pem) = ca_pem {
+        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem)?);
     }
-    builder.build().map_err(|e| http_err(&b.hub, e))
+    Ok(builder)
 }
 
 /// Enrolment did not complete.

@@ -368,8 +368,8 @@ async fn try_update(opts: &Options, dir: &Path, health: Option<&Health>, recordi
             return None;
         }
     };
-    let running = health.and_then(|h| h.version.parse().ok()).unwrap_or_else(crate::update::running_version);
-    let staged = match crate::update::check(&cfg, None, running).await {
+    // `check` takes the installed release as the running version; without one it is this build.
+    let staged = match crate::update::check(&cfg, None, crate::update::running_version()).await {
         Ok(crate::update::Outcome::Staged { version, .. }) => version.to_string(),
         Ok(_) => return None,
         Err(e) => {

@@ -95,17 +95,18 @@ pub fn source(update: &UpdateConfig, bundle: Option<&Path>) -> Result<Source, Up
 
 /// An HTTPS client trusting only the county CA of `cfg`.
 pub fn http_client(cfg: &AgentConfig) -> Result<reqwest::Client, UpdateError> {
-    let mut b = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
+    let pem = match &cfg.ca_certificate {
+        Some(ca) => {
+            Some(std::fs::read(ca).map_err(|e| UpdateError::Io { what: "reading", path: ca.clone(), source: e })?)
+        }
+        None => None,
+    };
+    crate::enrol::county_client(pem.as_deref())
+        .map_err(|e| UpdateError::Other(format!("county CA: {e}")))?
         .connect_timeout(std::time::Duration::from_secs(20))
-        .read_timeout(std::time::Duration::from_secs(60));
-    if let Some(ca) = &cfg.ca_certificate {
-        let pem = std::fs::read(ca).map_err(|e| UpdateError::Io { what: "reading", path: ca.clone(), source: e })?;
-        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| UpdateError::Other(format!("county CA: {e}")))?;
-        b = b.add_root_certificate(cert);
-    }
-    b.build().map_err(|e| UpdateError::Other(e.to_string()))
+        .read_timeout(std::time::Duration::from_secs(60))
+        .build()
+        .map_err(|e| UpdateError::Other(e.to_string()))
 }
 
 /// Checks for this agent's newest release and stages it if it should be installed.
@@ -175,16 +176,7 @@ async fn by_delta(
     })?;
     let _ = std::fs::remove_file(&patch_path);
     let rebuilt = client::apply_delta(repo, name, &base, &patch)?;
-    let tmp = dest.with_extension("part");
-    let io = |what: &'static str| {
-        let p = tmp.clone();
-        move |source| UpdateError::Io { what, path: p, source }
-    };
-    std::fs::write(&tmp, &rebuilt).map_err(io("writing"))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io("syncing"))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).map_err(io("setting the mode of"))?;
-    std::fs::rename(&tmp, dest).map_err(io("renaming into place"))?;
+    client::write_release(dest, &rebuilt, true)?;
     tracing::info!(delta_bytes = f.length, release_bytes = rebuilt.len(), "release rebuilt from its delta");
     Ok(Some((rebuilt.len() as u64, f.length)))
 }

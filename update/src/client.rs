@@ -306,6 +306,15 @@ pub async fn fetch(repo: &Repository, name: &str, dest: &Path, executable: bool)
     let tname = TargetName::new(name).map_err(|e| UpdateError::Other(e.to_string()))?;
     let stream = repo.read_target(&tname).await?.ok_or_else(|| UpdateError::NoSuchRelease(name.into()))?;
     let bytes = stream.into_vec().await?;
+    write_release(dest, &bytes, executable)?;
+    Ok(bytes.len() as u64)
+}
+
+/// Writes verified release bytes to `dest`: a synced temporary beside it (`.part`, made with
+/// its final mode), then a rename, so `dest` is whole or absent.
+pub fn write_release(dest: &Path, bytes: &[u8], executable: bool) -> Result<(), UpdateError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let io = |what: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |source| UpdateError::Io { what, path, source }
@@ -314,21 +323,16 @@ pub async fn fetch(repo: &Repository, name: &str, dest: &Path, executable: bool)
         std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
     }
     let tmp = dest.with_extension("part");
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(if executable { 0o755 } else { 0o644 })
-            .open(&tmp)
-            .map_err(io("creating", &tmp))?;
-        f.write_all(&bytes).map_err(io("writing", &tmp))?;
-        f.sync_all().map_err(io("syncing", &tmp))?;
-    }
-    std::fs::rename(&tmp, dest).map_err(io("renaming into place", dest))?;
-    Ok(bytes.len() as u64)
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(if executable { 0o755 } else { 0o644 })
+        .open(&tmp)
+        .map_err(io("creating", &tmp))?;
+    f.write_all(bytes).map_err(io("writing", &tmp))?;
+    f.sync_all().map_err(io("syncing", &tmp))?;
+    std::fs::rename(&tmp, dest).map_err(io("renaming into place", dest))
 }
 
 /// What a resumable download did.
