@@ -88,6 +88,10 @@ pub struct UpdateConfig {
     /// `22:00-06:00`); releases are installed only inside it. None: any time the cart is idle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<String>,
+    /// Install only what the hub's rollouts assign to this device (its signed assignment at
+    /// `/fleet/assignment/<device>`), instead of the newest signed release.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub managed: bool,
 }
 
 /// A daily window of local time, from `start` to `end` minutes after midnight (crossing

@@ -219,6 +219,9 @@ fn main() -> anyhow::Result<()> {
                 yilian_agent::update::Outcome::NoRelease => {
                     println!("no release for {} in the repository", yilian_agent::update::TRIPLE)
                 }
+                yilian_agent::update::Outcome::NotAssigned => {
+                    println!("no release is assigned to this device by the hub's rollouts")
+                }
                 yilian_agent::update::Outcome::UpToDate(v) => println!("up to date: {v}"),
                 yilian_agent::update::Outcome::RolledBackBefore(v) => {
                     println!("{v} was rolled back on this device before; not installing it again")

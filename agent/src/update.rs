@@ -24,6 +24,8 @@ pub fn running_version() -> Version {
 pub enum Outcome {
     /// The repository has no agent release for this platform.
     NoRelease,
+    /// Managed by rollouts, and no rollout assigns this device an agent release now.
+    NotAssigned,
     /// The newest release is the running one.
     UpToDate(Version),
     /// The newest release was rolled back here before; it is not tried again.
@@ -109,7 +111,108 @@ pub fn http_client(cfg: &AgentConfig) -> Result<reqwest::Client, UpdateError> {
         .map_err(|e| UpdateError::Other(e.to_string()))
 }
 
-/// Checks for this agent's newest release and stages it if it should be installed.
+/// The largest assignment answer read (an envelope of a few targets).
+const ASSIGNMENT_MAX: usize = 64 * 1024;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AssignmentSeen {
+    issued_at_ms: i64,
+}
+
+/// Fetches this device's release assignment from the hub and checks it: signed by the pinned hub
+/// key for this device's ack topic (so it is for this device only), and not older than the last
+/// one this device accepted (a replayed old assignment is refused).
+pub async fn assignment(
+    cfg: &AgentConfig,
+    update: &UpdateConfig,
+    http: &reqwest::Client,
+) -> Result<yilian_protocol::message::UpdateAssignment, UpdateError> {
+    use yilian_protocol::envelope::Envelope;
+    use yilian_protocol::message::Payload;
+    use yilian_protocol::topic::{Channel, Topic};
+    let url = format!("{}/fleet/assignment/{}", update.hub.trim_end_matches('/'), cfg.device);
+    let resp = http.get(&url).send().await.map_err(|e| UpdateError::Unreachable(format!("{url}: {e}")))?;
+    if !resp.status().is_success() {
+        return Err(UpdateError::Other(format!("{url}: HTTP {}", resp.status())));
+    }
+    if resp.content_length().is_some_and(|n| n > ASSIGNMENT_MAX as u64) {
+        return Err(UpdateError::TooLarge(format!("the assignment from {url}")));
+    }
+    let bytes = resp.bytes().await.map_err(|e| UpdateError::Unreachable(format!("{url}: {e}")))?;
+    if bytes.len() > ASSIGNMENT_MAX {
+        return Err(UpdateError::TooLarge(format!("the assignment from {url}")));
+    }
+    let (_, hub_key) = crate::run::load_keys(cfg).map_err(|e| UpdateError::Other(e.to_string()))?;
+    let topic = Topic::new(&cfg.site, &cfg.device, Channel::Ack).map_err(|e| UpdateError::Other(e.to_string()))?;
+    let verified = Envelope::decode(&bytes)
+        .map_err(|e| UpdateError::BadSignature(format!("assignment: {e}")))?
+        .verify(&hub_key, &topic, None)
+        .map_err(|e| UpdateError::BadSignature(format!("assignment: {e}")))?;
+    let Payload::UpdateAssignment(a) = verified.into_parts().1 else {
+        return Err(UpdateError::BadSignature("the hub's answer is not an assignment".into()));
+    };
+    let seen_path = update.dir.join("assignment.json");
+    let seen = std::fs::read(&seen_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<AssignmentSeen>(&b).ok())
+        .map_or(i64::MIN, |s| s.issued_at_ms);
+    if a.issued_at_ms < seen {
+        return Err(UpdateError::Rollback(format!(
+            "assignment issued at {} ms is older than one already accepted ({seen} ms)",
+            a.issued_at_ms
+        )));
+    }
+    std::fs::create_dir_all(&update.dir).map_err(|e| UpdateError::Io {
+        what: "creating",
+        path: update.dir.clone(),
+        source: e,
+    })?;
+    crate::durable::write_json(&seen_path, &AssignmentSeen { issued_at_ms: a.issued_at_ms }).map_err(|e| {
+        UpdateError::Io { what: "writing", path: seen_path.clone(), source: e }
+    })?;
+    Ok(a)
+}
+
+/// The assigned target of `kind` (and this platform, for agent binaries) that the verified
+/// repository signs with exactly the hash the hub named. A hub can only point at what county
+/// IT signed: a name the repository lacks, or another hash, is refused.
+pub fn assigned_target(
+    repo: &client::Repository,
+    a: &yilian_protocol::message::UpdateAssignment,
+    kind: yilian_update::Kind,
+) -> Result<Option<String>, UpdateError> {
+    let releases = client::releases(repo);
+    for t in &a.targets {
+        let Some((_, meta, _)) = releases.iter().find(|(n, _, _)| *n == t.name) else {
+            if t.name.starts_with(&format!("{}-", kind_prefix(kind))) {
+                return Err(UpdateError::NoSuchRelease(format!("{} (assigned by the hub)", t.name)));
+            }
+            continue;
+        };
+        if meta.kind != kind || (kind == yilian_update::Kind::Agent && meta.triple != TRIPLE) {
+            continue;
+        }
+        if client::target_sha256(repo, &t.name) != Some(t.sha256) {
+            return Err(UpdateError::Tampered(format!(
+                "the hub assigned {} with a hash the signed repository does not give it",
+                t.name
+            )));
+        }
+        return Ok(Some(t.name.clone()));
+    }
+    Ok(None)
+}
+
+fn kind_prefix(kind: yilian_update::Kind) -> &'static str {
+    match kind {
+        yilian_update::Kind::Agent => "agent",
+        yilian_update::Kind::Config => "config",
+        yilian_update::Kind::Delta => "delta",
+    }
+}
+
+/// Checks for this agent's newest release (or, when managed, the one assigned to this device)
+/// and stages it if it should be installed.
 pub async fn check(cfg: &AgentConfig, bundle: Option<&Path>, running: Version) -> Result<Outcome, UpdateError> {
     let update =
         cfg.update.as_ref().ok_or_else(|| UpdateError::Other("no [update] section in the configuration".into()))?;
@@ -118,7 +221,20 @@ pub async fn check(cfg: &AgentConfig, bundle: Option<&Path>, running: Version) -
     let src = source(update, bundle)?;
     let http = http_client(cfg)?;
     let repo = client::load(&src, CountyTransport::new(http.clone())).await?;
-    let Some(name) = client::latest_agent(&repo, TRIPLE) else { return Ok(Outcome::NoRelease) };
+    // An offline bundle is county IT's own choice on site; managed agents take assignments only
+    // from the hub.
+    let name = if update.managed && bundle.is_none() {
+        let a = assignment(cfg, update, &http).await?;
+        match assigned_target(&repo, &a, yilian_update::Kind::Agent)? {
+            Some(name) => name,
+            None => return Ok(Outcome::NotAssigned),
+        }
+    } else {
+        match client::latest_agent(&repo, TRIPLE) {
+            Some(name) => name,
+            None => return Ok(Outcome::NoRelease),
+        }
+    };
     match client::decide(&repo, &name, running, highest_installed(&update.dir, running))? {
         Decision::UpToDate => Ok(Outcome::UpToDate(running)),
         Decision::Install { meta, .. } if crate::supervise::rolled_back(&update.dir, &meta.version.to_string()) => {

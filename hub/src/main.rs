@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use yilian_hub::store::Db;
 use yilian_hub::{BrokerMode, HubConfig};
@@ -118,6 +118,12 @@ enum Command {
     Release {
         #[command(subcommand)]
         command: ReleaseCommand,
+    },
+    /// Staged rollouts of signed releases to the fleet: start one, watch it, pause, resume,
+    /// approve the next stage or abort. The running hub moves stages on by itself.
+    Rollout {
+        #[command(subcommand)]
+        command: RolloutCommand,
     },
     /// Write an external broker's configuration from the county CA.
     BrokerConfig {
@@ -290,6 +296,84 @@ enum ReleaseCommand {
 }
 
 #[derive(Subcommand)]
+enum RolloutCommand {
+    /// Roll a signed release out to a group of devices in stages.
+    Start {
+        /// `agent` or `config`.
+        #[arg(long, default_value = "agent")]
+        kind: String,
+        /// The release's version (it must be in the repository, signed offline).
+        #[arg(long)]
+        version: String,
+        /// Target triple of an agent binary.
+        #[arg(long, default_value = "x86_64-unknown-linux-gnu")]
+        triple: String,
+        /// Only the active devices of these sites (comma-separated); default every active device.
+        #[arg(long, value_delimiter = ',')]
+        sites: Vec<String>,
+        /// The first stage's devices (comma-separated), chosen by county IT.
+        #[arg(long, value_delimiter = ',')]
+        canary: Vec<String>,
+        /// The later stages as cumulative percentages of the group.
+        #[arg(long, value_delimiter = ',', default_value = "10,50,100")]
+        stages: Vec<u8>,
+        /// Share of a stage that must commit before the next opens, per cent.
+        #[arg(long, default_value_t = 95)]
+        advance_at: u8,
+        /// Share of a stage failing (rolled back or timed out) above which the rollout halts, per cent.
+        #[arg(long, default_value_t = 5)]
+        halt_at: u8,
+        /// Time a stage's devices have to commit, e.g. `2h`, `30m`, `90s`.
+        #[arg(long, default_value = "24h")]
+        stage_timeout: String,
+        /// Wait for `rollout approve` before each next stage.
+        #[arg(long)]
+        approval: bool,
+    },
+    /// List rollouts with their figures.
+    List,
+    /// One rollout's devices and where each stands.
+    Show {
+        /// Rollout id.
+        id: i64,
+    },
+    /// Stop opening stages.
+    Pause {
+        /// Rollout id.
+        id: i64,
+    },
+    /// Go on after a pause or a halt (the failures so far are accepted).
+    Resume {
+        /// Rollout id.
+        id: i64,
+    },
+    /// Open the next stage of a rollout waiting for approval.
+    Approve {
+        /// Rollout id.
+        id: i64,
+    },
+    /// Stop for good; devices that have not installed the release are not given it.
+    Abort {
+        /// Rollout id.
+        id: i64,
+    },
+}
+
+/// Parses `90s`, `30m`, `2h`, `1d` into ms.
+fn duration_ms(s: &str) -> anyhow::Result<i64> {
+    let (n, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.trim().len()));
+    let n: i64 = n.parse().with_context(|| format!("duration {s:?}: a number and s, m, h or d"))?;
+    let per = match unit {
+        "s" | "" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => anyhow::bail!("duration {s:?}: a number and s, m, h or d"),
+    };
+    n.checked_mul(per).filter(|ms| *ms > 0).with_context(|| format!("duration {s:?} is out of range"))
+}
+
+#[derive(Subcommand)]
 enum BrokerConfigCommand {
     /// Mosquitto: TLS listener requiring county-CA client certificates (CN = device id = username
     /// = client id) and an ACL confining each device to its own topics. Start it with
@@ -450,6 +534,7 @@ fn main() -> anyhow::Result<()> {
             let repo = yilian_update::repo::RepoDir(cli.data.join("tuf"));
             tokio::runtime::Runtime::new()?.block_on(release(&repo, command))
         }
+        Command::Rollout { command } => rollout(&cli.data, cli.store_key.as_deref(), command),
         Command::BrokerConfig { command: BrokerConfigCommand::Mosquitto { out, listen, tls_names, user } } => {
             let ca = yilian_hub::ca::CountyCa::load_or_create(&cli.data)?;
             let now = now_ms();
@@ -626,6 +711,101 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn rollout(data: &Path, store_key: Option<&Path>, command: RolloutCommand) -> anyhow::Result<()> {
+    use yilian_hub::store::rollouts::{Action, Plan, TargetKind};
+    let mut db = open_db(data, store_key)?;
+    let (id, action) = match command {
+        RolloutCommand::Start {
+            kind,
+            version,
+            triple,
+            sites,
+            canary,
+            stages,
+            advance_at,
+            halt_at,
+            stage_timeout,
+            approval,
+        } => {
+            let (kind, repo_kind) = match kind.as_str() {
+                "agent" => (TargetKind::Agent, yilian_update::Kind::Agent),
+                "config" => (TargetKind::Config, yilian_update::Kind::Config),
+                other => anyhow::bail!("--kind {other}: agent or config"),
+            };
+            let v: yilian_update::Version = version.parse().map_err(anyhow::Error::msg)?;
+            let repo = yilian_update::repo::RepoDir(data.join("tuf"));
+            let found = tokio::runtime::Runtime::new()?
+                .block_on(yilian_update::repo::find_release(&repo, repo_kind, v, &triple))
+                .context("reading the update repository")?;
+            let Some((target_name, _, sha256)) = found else {
+                anyhow::bail!(
+                    "no signed {} release {version}{} in the repository; sign it first with `yilian-hub release add`",
+                    kind.as_str(),
+                    if kind == TargetKind::Agent { format!(" for {triple}") } else { String::new() }
+                );
+            };
+            let plan = Plan {
+                kind,
+                target_name,
+                triple: if kind == TargetKind::Agent { triple } else { String::new() },
+                version: v.to_string(),
+                sha256,
+                sites,
+                canary,
+                stages_pct: stages,
+                advance_at_pct: advance_at,
+                halt_at_pct: halt_at,
+                stage_timeout_ms: duration_ms(&stage_timeout)?,
+                approval,
+            };
+            let id = db.start_rollout(&plan, "cli", now_ms())?;
+            let r = db.rollout(id)?.context("the rollout just started")?;
+            println!(
+                "rollout {id}: {} {} to {} devices in stages {}",
+                r.kind.as_str(),
+                r.version,
+                r.stage_devices.iter().sum::<i64>(),
+                r.stages.iter().zip(&r.stage_devices).map(|(n, c)| format!("{n} ({c})")).collect::<Vec<_>>().join(" → ")
+            );
+            return Ok(());
+        }
+        RolloutCommand::List => {
+            for r in db.rollouts()? {
+                println!(
+                    "{:>4}  {:<6} {:<10} {:<9} stage {}/{}  assigned {:>4}  committed {:>4}  failed {:>3}  {}",
+                    r.rollout_id,
+                    r.kind.as_str(),
+                    r.version,
+                    r.state,
+                    r.stage + 1,
+                    r.stages.len(),
+                    r.assigned,
+                    r.committed,
+                    r.failed,
+                    r.reason
+                );
+            }
+            return Ok(());
+        }
+        RolloutCommand::Show { id } => {
+            let r = db.rollout(id)?.with_context(|| format!("no rollout {id}"))?;
+            println!("rollout {id}: {} {} {} {}", r.kind.as_str(), r.version, r.state, r.reason);
+            for d in db.rollout_devices(id)? {
+                let stage = r.stages.get(d.stage).map_or("", String::as_str);
+                println!("{:<6} {:<20} {:<24} {:<12} {}", stage, d.site_id, d.device_id, d.state, d.detail);
+            }
+            return Ok(());
+        }
+        RolloutCommand::Pause { id } => (id, Action::Pause),
+        RolloutCommand::Resume { id } => (id, Action::Resume),
+        RolloutCommand::Approve { id } => (id, Action::Approve),
+        RolloutCommand::Abort { id } => (id, Action::Abort),
+    };
+    let state = db.rollout_action(id, action, "cli", now_ms())?;
+    println!("rollout {id} is {state}");
+    Ok(())
 }
 
 async fn release(repo: &yilian_update::repo::RepoDir, command: ReleaseCommand) -> anyhow::Result<()> {

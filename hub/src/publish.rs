@@ -68,6 +68,18 @@ impl Publisher {
         seal(&self.key, header, &topic, &Payload::Report(report.clone())).map_err(|e| e.to_string())
     }
 
+    /// Seals `device`'s release assignment for its ack topic: valid for that device only.
+    pub fn seal_assignment(
+        &self,
+        site: &str,
+        device: &str,
+        assignment: &yilian_protocol::message::UpdateAssignment,
+    ) -> Result<Vec<u8>, String> {
+        let topic = Topic::new(site, device, Channel::Ack).map_err(|e| e.to_string())?;
+        let header = Header::new(&self.key, &self.hub_id, 0, assignment.issued_at_ms, Lane::Stat);
+        seal(&self.key, header, &topic, &Payload::UpdateAssignment(assignment.clone())).map_err(|e| e.to_string())
+    }
+
     /// Publishes a sealed report.
     pub fn publish_report(&self, site: &str, device: &str, envelope: Vec<u8>) -> bool {
         let Ok(topic) = Topic::new(site, device, Channel::Report) else {

@@ -62,6 +62,8 @@ pub struct HubConfig {
     pub broker_crl: Option<PathBuf>,
     /// External broker: a shell command that makes it re-read the CRL.
     pub broker_reload: Option<String>,
+    /// How often rollouts are moved on (outcomes read, stages opened, halts).
+    pub rollout_tick: Duration,
 }
 
 impl HubConfig {
@@ -80,6 +82,7 @@ impl HubConfig {
             retention: crate::retention::Retention::default(),
             retention_interval: crate::retention::INTERVAL,
             key_overlap: crate::ingest::DEFAULT_KEY_OVERLAP,
+            rollout_tick: crate::fleet::ROLLOUT_TICK,
             insecure_plaintext: false,
             tls_names: Vec::new(),
             broker_crl: None,
@@ -308,6 +311,8 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     ));
     let tuf = yilian_update::repo::RepoDir(cfg.data_dir.join("tuf"));
     let tuf_task = tokio::spawn(crate::fleet::refresh_loop(tuf.clone(), shutdown.child_token()));
+    let rollout_task =
+        tokio::spawn(crate::fleet::rollout_loop(store.clone(), cfg.rollout_tick, shutdown.child_token()));
     let state = AppState {
         store,
         publisher,
@@ -349,6 +354,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     let _ = imaging_task.await;
     let _ = retention_task.await;
     let _ = tuf_task.await;
+    let _ = rollout_task.await;
     let _ = disconnect_task.await;
     let _ = client.try_disconnect();
     info!("hub stopped");

@@ -141,7 +141,7 @@ fn channel_allows(channel: Channel, kind: u16) -> bool {
             )
         }
         Channel::Status => kind == k::STATUS,
-        Channel::Ack => kind == k::ACK || kind == k::HUB_KEY_ROTATION,
+        Channel::Ack => matches!(kind, k::ACK | k::HUB_KEY_ROTATION | k::UPDATE_ASSIGNMENT),
         Channel::Report => kind == k::REPORT,
     }
 }

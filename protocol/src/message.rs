@@ -766,6 +766,32 @@ pub struct FleetReport {
     pub last_at_ms: i64,
 }
 
+/// The hub's assignment of offline-signed releases to one device (Uptane's director): the
+/// repository targets it should run now. The hub can only name targets that county IT signed;
+/// the agent checks the name and hash against its verified repository before acting on it.
+/// Fetched over HTTPS and signed for the device's ack topic, so it is valid for that device only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateAssignment {
+    /// Hub time it was made, Unix ms: an agent refuses one older than the last it acted on.
+    pub issued_at_ms: i64,
+    /// At most one target per kind (agent binary, configuration bundle) and platform; empty:
+    /// stay as you are.
+    pub targets: Vec<AssignedTarget>,
+}
+
+/// One assigned repository target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignedTarget {
+    /// The rollout that assigned it.
+    pub rollout_id: u64,
+    /// The TUF target name, e.g. `agent-x86_64-unknown-linux-gnu-1.3.0`.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// Its SHA-256 as the offline-signed targets metadata gives it.
+    pub sha256: [u8; 32],
+}
+
 /// Every body kind, decoded. The kind number on the wire is [`Payload::kind`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
@@ -795,6 +821,8 @@ pub enum Payload {
     HubKeyRotation(KeyRotation),
     /// Kind 13: the device's update state (installed version and hash, trial, last result).
     FleetReport(FleetReport),
+    /// Kind 14: the hub's release assignment for one device.
+    UpdateAssignment(UpdateAssignment),
 }
 
 /// Kind numbers. Numbers are never reused; new kinds get new numbers (design.md keeps the
@@ -826,6 +854,8 @@ pub mod kind {
     pub const HUB_KEY_ROTATION: u16 = 12;
     /// [`super::FleetReport`].
     pub const FLEET_REPORT: u16 = 13;
+    /// [`super::UpdateAssignment`], for the device's ack topic.
+    pub const UPDATE_ASSIGNMENT: u16 = 14;
 }
 
 impl Payload {
@@ -845,6 +875,7 @@ impl Payload {
             Payload::KeyRotation(_) => kind::KEY_ROTATION,
             Payload::HubKeyRotation(_) => kind::HUB_KEY_ROTATION,
             Payload::FleetReport(_) => kind::FLEET_REPORT,
+            Payload::UpdateAssignment(_) => kind::UPDATE_ASSIGNMENT,
         }
     }
 
@@ -864,6 +895,7 @@ impl Payload {
             kind::KEY_ROTATION => "key rotation",
             kind::HUB_KEY_ROTATION => "hub key rotation",
             kind::FLEET_REPORT => "fleet report",
+            kind::UPDATE_ASSIGNMENT => "update assignment",
             _ => return None,
         })
     }
@@ -884,6 +916,7 @@ impl Payload {
             Payload::KeyRotation(b) => wire::encode("key rotation", b, limits::RECEIPT_MAX),
             Payload::HubKeyRotation(b) => wire::encode("hub key rotation", b, limits::RECEIPT_MAX),
             Payload::FleetReport(b) => wire::encode("fleet report", b, limits::STATUS_MAX),
+            Payload::UpdateAssignment(b) => wire::encode("update assignment", b, limits::STATUS_MAX),
         }
     }
 
@@ -914,6 +947,9 @@ impl Payload {
                 decode::<_, { limits::RECEIPT_MAX }>("hub key rotation", body).map(Payload::HubKeyRotation)
             }
             kind::FLEET_REPORT => decode::<_, { limits::STATUS_MAX }>("fleet report", body).map(Payload::FleetReport),
+            kind::UPDATE_ASSIGNMENT => {
+                decode::<_, { limits::STATUS_MAX }>("update assignment", body).map(Payload::UpdateAssignment)
+            }
             _ => return None,
         })
     }

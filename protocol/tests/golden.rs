@@ -225,6 +225,20 @@ fn payloads() -> Vec<(&'static str, Channel, Lane, Payload)> {
             }),
         ),
         (
+            "update_assignment",
+            Channel::Ack,
+            Lane::Stat,
+            Payload::UpdateAssignment(yilian_protocol::message::UpdateAssignment {
+                issued_at_ms: T,
+                targets: vec![yilian_protocol::message::AssignedTarget {
+                    rollout_id: 7,
+                    name: "agent-x86_64-unknown-linux-gnu-1.3.0".into(),
+                    version: "1.3.0".into(),
+                    sha256: [0x5a; 32],
+                }],
+            }),
+        ),
+        (
             "hub_key_rotation",
             Channel::Ack,
             Lane::Stream,

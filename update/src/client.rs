@@ -240,6 +240,12 @@ pub fn releases(repo: &Repository) -> Vec<(String, ReleaseMeta, u64)> {
     out
 }
 
+/// The signed SHA-256 of target `name`, if the repository has it.
+pub fn target_sha256(repo: &Repository, name: &str) -> Option<[u8; 32]> {
+    let tname = TargetName::new(name).ok()?;
+    <[u8; 32]>::try_from(repo.targets().signed.targets.get(&tname)?.hashes.sha256.as_ref()).ok()
+}
+
 /// The newest agent release for `triple`, if any.
 pub fn latest_agent(repo: &Repository, triple: &str) -> Option<String> {
     releases(repo).into_iter().rev().find(|(_, m, _)| m.kind == Kind::Agent && m.triple == triple).map(|(n, _, _)| n)

@@ -324,6 +324,25 @@ pub async fn releases(repo: &RepoDir) -> Result<Vec<(String, ReleaseMeta, u64)>,
     Ok(crate::client::releases(&load_local(repo).await?))
 }
 
+/// The signed release of `kind`, `version` (and `triple`, for agent binaries) in the local
+/// repository: its target name, metadata and signed SHA-256.
+pub async fn find_release(
+    repo: &RepoDir,
+    kind: crate::Kind,
+    version: crate::Version,
+    triple: &str,
+) -> Result<Option<(String, ReleaseMeta, [u8; 32])>, RepoError> {
+    let local = load_local(repo).await?;
+    Ok(crate::client::releases(&local).into_iter().find_map(|(name, meta, _)| {
+        let wanted = meta.kind == kind && meta.version == version && (kind != crate::Kind::Agent || meta.triple == triple);
+        if !wanted {
+            return None;
+        }
+        let sha = crate::client::target_sha256(&local, &name)?;
+        Some((name, meta, sha))
+    }))
+}
+
 /// Replaces offline root key `slot` (`root-<slot>.pk8`) with a new one: root version N+1 lists
 /// the new key instead of the old, and is signed by the remaining old keys and the new one, so it
 /// meets both the old root's threshold and its own (TUF's rule for a root update). Agents follow

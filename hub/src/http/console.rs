@@ -446,7 +446,7 @@ async fn fleet_page(State(s): State<AppState>, page: Page) -> Response {
     let body = format!(
         "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>{rows}</tbody></table>
 <h2>{}</h2><table><tbody>{rejects}</tbody></table>
-<p><a href=\"/fleet/enrolment\">{}</a></p>",
+<p><a href=\"/fleet/enrolment\">{}</a> · <a href=\"/fleet/rollouts\">{}</a></p>",
         lang.t("卫生院", "Clinic"),
         lang.t("设备", "Device"),
         lang.t("状态", "State"),
@@ -457,6 +457,7 @@ async fn fleet_page(State(s): State<AppState>, page: Page) -> Response {
         lang.t("最近问题", "Last problem"),
         lang.t("拒收的消息", "Rejected messages"),
         lang.t("设备登记与吊销", "Device enrolment and revocation"),
+        lang.t("更新发布", "Update rollouts"),
     );
     layout(lang, lang.t("设备管理", "Fleet"), Some(&session), &body).into_response()
 }

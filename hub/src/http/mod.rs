@@ -10,6 +10,7 @@ pub mod enrol;
 pub mod files;
 pub mod imaging;
 pub mod session;
+pub mod rollouts;
 pub mod tuf;
 pub mod viewer;
 
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(enrol::routes())
         .merge(audit_page::routes())
         .merge(tuf::routes())
+        .merge(rollouts::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit_page::auditor_fence))
         .with_state(state)
 }

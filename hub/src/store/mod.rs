@@ -7,6 +7,7 @@ pub mod audit;
 pub mod images;
 pub mod lifecycle;
 pub mod retention;
+pub mod rollouts;
 pub mod schema;
 pub mod sealed;
 
@@ -48,6 +49,9 @@ pub enum StoreError {
     /// A revoked or rejected device cannot be enrolled again under its old key.
     #[error("device {0} is revoked or rejected; enrol it again only with a new key and --replace")]
     Revoked(String),
+    /// A rollout that cannot be started or cannot take that action.
+    #[error("{0}")]
+    Rollout(String),
 }
 
 type Job = Box<dyn FnOnce(&mut Db) + Send>;
@@ -760,7 +764,8 @@ impl Db {
             | Payload::Ack(_)
             | Payload::Report(_)
             | Payload::KeyRotation(_)
-            | Payload::HubKeyRotation(_) => {}
+            | Payload::HubKeyRotation(_)
+            | Payload::UpdateAssignment(_) => {}
         }
         Ok(Stored::New)
     }

@@ -308,4 +308,40 @@ CREATE TABLE device_updates (
     received_at_ms     INTEGER NOT NULL
 );
 "#,
+    // Staged rollouts of offline-signed releases, and which device is in which stage.
+    r#"
+CREATE TABLE rollouts (
+    rollout_id        INTEGER PRIMARY KEY,
+    kind              TEXT NOT NULL CHECK (kind IN ('agent', 'config')),
+    target_name       TEXT NOT NULL,
+    triple            TEXT NOT NULL,
+    version           TEXT NOT NULL,
+    sha256            TEXT NOT NULL,
+    stages            TEXT NOT NULL,
+    advance_at_pct    INTEGER NOT NULL,
+    halt_at_pct       INTEGER NOT NULL,
+    stage_timeout_ms  INTEGER NOT NULL,
+    approval          INTEGER NOT NULL,
+    state             TEXT NOT NULL
+        CHECK (state IN ('running', 'paused', 'waiting', 'halted', 'aborted', 'completed')),
+    stage             INTEGER NOT NULL,
+    stage_started_ms  INTEGER NOT NULL,
+    reason            TEXT NOT NULL,
+    accepted_failures INTEGER NOT NULL,
+    created_by        TEXT NOT NULL,
+    created_at_ms     INTEGER NOT NULL,
+    updated_at_ms     INTEGER NOT NULL
+);
+CREATE TABLE rollout_devices (
+    rollout_id     INTEGER NOT NULL REFERENCES rollouts (rollout_id),
+    device_id      TEXT NOT NULL,
+    stage          INTEGER NOT NULL,
+    assigned_at_ms INTEGER,
+    outcome        TEXT,
+    detail         TEXT NOT NULL DEFAULT '',
+    finished_at_ms INTEGER,
+    PRIMARY KEY (rollout_id, device_id)
+);
+CREATE INDEX rollout_devices_by_device ON rollout_devices (device_id);
+"#,
 ];
