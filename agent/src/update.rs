@@ -119,17 +119,13 @@ struct AssignmentSeen {
     issued_at_ms: i64,
 }
 
-/// Fetches this device's release assignment from the hub and checks it: signed by the pinned hub
-/// key for this device's ack topic (so it is for this device only), and not older than the last
-/// one this device accepted (a replayed old assignment is refused).
+/// Fetches this device's release assignment from the hub and checks it with
+/// [`verify_assignment`].
 pub async fn assignment(
     cfg: &AgentConfig,
     update: &UpdateConfig,
     http: &reqwest::Client,
 ) -> Result<yilian_protocol::message::UpdateAssignment, UpdateError> {
-    use yilian_protocol::envelope::Envelope;
-    use yilian_protocol::message::Payload;
-    use yilian_protocol::topic::{Channel, Topic};
     let url = format!("{}/fleet/assignment/{}", update.hub.trim_end_matches('/'), cfg.device);
     let resp = http.get(&url).send().await.map_err(|e| UpdateError::Unreachable(format!("{url}: {e}")))?;
     if !resp.status().is_success() {
@@ -139,19 +135,35 @@ pub async fn assignment(
         return Err(UpdateError::TooLarge(format!("the assignment from {url}")));
     }
     let bytes = resp.bytes().await.map_err(|e| UpdateError::Unreachable(format!("{url}: {e}")))?;
-    if bytes.len() > ASSIGNMENT_MAX {
-        return Err(UpdateError::TooLarge(format!("the assignment from {url}")));
-    }
     let (_, hub_key) = crate::run::load_keys(cfg).map_err(|e| UpdateError::Other(e.to_string()))?;
-    let topic = Topic::new(&cfg.site, &cfg.device, Channel::Ack).map_err(|e| UpdateError::Other(e.to_string()))?;
-    let verified = Envelope::decode(&bytes)
+    verify_assignment(&bytes, &hub_key, &cfg.site, &cfg.device, &update.dir)
+}
+
+/// Checks an assignment's wire bytes: signed by `hub_key` for `device`'s ack topic (so it is
+/// for this device only), and not older than the last one accepted, which `dir/assignment.json`
+/// keeps (a replayed old assignment is refused).
+pub fn verify_assignment(
+    bytes: &[u8],
+    hub_key: &yilian_protocol::keys::PublicKey,
+    site: &str,
+    device: &str,
+    dir: &Path,
+) -> Result<yilian_protocol::message::UpdateAssignment, UpdateError> {
+    use yilian_protocol::envelope::Envelope;
+    use yilian_protocol::message::Payload;
+    use yilian_protocol::topic::{Channel, Topic};
+    if bytes.len() > ASSIGNMENT_MAX {
+        return Err(UpdateError::TooLarge(format!("an assignment of {} bytes", bytes.len())));
+    }
+    let topic = Topic::new(site, device, Channel::Ack).map_err(|e| UpdateError::Other(e.to_string()))?;
+    let verified = Envelope::decode(bytes)
         .map_err(|e| UpdateError::BadSignature(format!("assignment: {e}")))?
-        .verify(&hub_key, &topic, None)
+        .verify(hub_key, &topic, None)
         .map_err(|e| UpdateError::BadSignature(format!("assignment: {e}")))?;
     let Payload::UpdateAssignment(a) = verified.into_parts().1 else {
         return Err(UpdateError::BadSignature("the hub's answer is not an assignment".into()));
     };
-    let seen_path = update.dir.join("assignment.json");
+    let seen_path = dir.join("assignment.json");
     let seen = std::fs::read(&seen_path)
         .ok()
         .and_then(|b| serde_json::from_slice::<AssignmentSeen>(&b).ok())
@@ -162,14 +174,13 @@ pub async fn assignment(
             a.issued_at_ms
         )));
     }
-    std::fs::create_dir_all(&update.dir).map_err(|e| UpdateError::Io {
+    std::fs::create_dir_all(dir).map_err(|e| UpdateError::Io {
         what: "creating",
-        path: update.dir.clone(),
+        path: dir.to_path_buf(),
         source: e,
     })?;
-    crate::durable::write_json(&seen_path, &AssignmentSeen { issued_at_ms: a.issued_at_ms }).map_err(|e| {
-        UpdateError::Io { what: "writing", path: seen_path.clone(), source: e }
-    })?;
+    crate::durable::write_json(&seen_path, &AssignmentSeen { issued_at_ms: a.issued_at_ms })
+        .map_err(|e| UpdateError::Io { what: "writing", path: seen_path.clone(), source: e })?;
     Ok(a)
 }
 
@@ -295,4 +306,52 @@ async fn by_delta(
     client::write_release(dest, &rebuilt, true)?;
     tracing::info!(delta_bytes = f.length, release_bytes = rebuilt.len(), "release rebuilt from its delta");
     Ok(Some((rebuilt.len() as u64, f.length)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use yilian_protocol::envelope::{Header, seal};
+    use yilian_protocol::keys::SigningKey;
+    use yilian_protocol::message::{AssignedTarget, Lane, Payload, UpdateAssignment};
+    use yilian_protocol::topic::{Channel, Topic};
+
+    fn signed(key: &SigningKey, site: &str, device: &str, at_ms: i64) -> Vec<u8> {
+        let a = UpdateAssignment {
+            issued_at_ms: at_ms,
+            targets: vec![AssignedTarget {
+                rollout_id: 1,
+                name: "agent-x-1.0.0".into(),
+                version: "1.0.0".into(),
+                sha256: [1; 32],
+            }],
+        };
+        let topic = Topic::new(site, device, Channel::Ack).expect("topic");
+        seal(key, Header::new(key, "hub", 0, at_ms, Lane::Stat), &topic, &Payload::UpdateAssignment(a)).expect("seal")
+    }
+
+    #[test]
+    fn an_assignment_is_taken_only_from_the_hub_for_this_device_and_never_older() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let hub = SigningKey::generate().expect("key");
+        let other = SigningKey::generate().expect("key");
+        let ok = verify_assignment(&signed(&hub, "s", "cart-1", 2_000), &hub.public_key(), "s", "cart-1", tmp.path());
+        assert_eq!(ok.expect("valid").targets.len(), 1);
+        // Signed by someone else, or for another device: refused as a bad signature.
+        let forged =
+            verify_assignment(&signed(&other, "s", "cart-1", 3_000), &hub.public_key(), "s", "cart-1", tmp.path());
+        assert!(matches!(forged, Err(UpdateError::BadSignature(_))), "{forged:?}");
+        let theirs =
+            verify_assignment(&signed(&hub, "s", "cart-2", 3_000), &hub.public_key(), "s", "cart-1", tmp.path());
+        assert!(matches!(theirs, Err(UpdateError::BadSignature(_))), "{theirs:?}");
+        // An older one replayed: refused; the same or a newer one: taken.
+        let old = verify_assignment(&signed(&hub, "s", "cart-1", 1_000), &hub.public_key(), "s", "cart-1", tmp.path());
+        assert!(matches!(old, Err(UpdateError::Rollback(_))), "{old:?}");
+        assert!(
+            verify_assignment(&signed(&hub, "s", "cart-1", 2_000), &hub.public_key(), "s", "cart-1", tmp.path())
+                .is_ok()
+        );
+        let garbage = verify_assignment(b"\x01\x02garbage", &hub.public_key(), "s", "cart-1", tmp.path());
+        assert!(matches!(garbage, Err(UpdateError::BadSignature(_))), "{garbage:?}");
+    }
 }

@@ -3,10 +3,10 @@
 //! freeze attack), and moves rollouts on. Releases themselves are signed offline
 //! (`yilian-hub release add`); rollouts only assign them.
 
+use crate::store::Store;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use crate::store::Store;
 use yilian_update::repo::{self, Lifetimes, RepoDir};
 
 /// How often the hub looks at the timestamp's expiry.

@@ -767,7 +767,12 @@ fn rollout(data: &Path, store_key: Option<&Path>, command: RolloutCommand) -> an
                 r.kind.as_str(),
                 r.version,
                 r.stage_devices.iter().sum::<i64>(),
-                r.stages.iter().zip(&r.stage_devices).map(|(n, c)| format!("{n} ({c})")).collect::<Vec<_>>().join(" → ")
+                r.stages
+                    .iter()
+                    .zip(&r.stage_devices)
+                    .map(|(n, c)| format!("{n} ({c})"))
+                    .collect::<Vec<_>>()
+                    .join(" → ")
             );
             return Ok(());
         }

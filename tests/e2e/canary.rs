@@ -44,7 +44,11 @@ fn canary_lines(path: &Path) -> anyhow::Result<Vec<String>> {
 }
 
 /// Signs in to the console over HTTP; the session cookie.
-async fn console_session(http: &reqwest::Client, base: &str, (user, password): (&str, &str)) -> anyhow::Result<String> {
+pub(crate) async fn console_session(
+    http: &reqwest::Client,
+    base: &str,
+    (user, password): (&str, &str),
+) -> anyhow::Result<String> {
     let cookie_of = |r: &reqwest::Response, name: &str| {
         r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
             v.strip_prefix(&format!("{name}=")).map(|r| r.split(';').next().unwrap_or_default().to_string())

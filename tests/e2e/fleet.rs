@@ -8,35 +8,39 @@ use std::time::Duration;
 use yilian::county::{Broker, Clinic, HubHandle};
 use yilian::procs::workspace_bin;
 
-fn run(bin: &str, args: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn run(bin: &str, args: &[&str]) -> anyhow::Result<String> {
     let out = std::process::Command::new(workspace_bin(bin)?).args(args).output()?;
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     anyhow::ensure!(out.status.success(), "{bin} {args:?}: {text}");
     Ok(text)
 }
 
-fn s(p: &Path) -> &str {
+pub(crate) fn s(p: &Path) -> &str {
     p.to_str().unwrap_or_default()
 }
 
 /// A running hub whose update repository county IT created with its offline key folder.
-struct Fleet {
-    tmp: tempfile::TempDir,
-    hub: HubHandle,
+pub(crate) struct Fleet {
+    pub(crate) tmp: tempfile::TempDir,
+    pub(crate) hub: HubHandle,
     usb: PathBuf,
 }
 
 impl Fleet {
-    async fn start() -> anyhow::Result<Self> {
+    pub(crate) async fn start() -> anyhow::Result<Self> {
         init_logs();
         let tmp = tempfile::tempdir()?;
-        let hub = HubHandle::start(&tmp.path().join("hub"), Broker::Embedded).await?;
+        // Rollouts move on every 300 ms here (10 s in production), so stages open quickly.
+        let hub = HubHandle::start_with(&tmp.path().join("hub"), Broker::Embedded, |c| {
+            c.rollout_tick = Duration::from_millis(300);
+        })
+        .await?;
         let usb = tmp.path().join("usb");
         run("yilian-hub", &["--data", s(&hub.data_dir), "release", "init", "--offline-keys", s(&usb)])?;
         Ok(Self { tmp, hub, usb })
     }
 
-    fn hub_cli(&self, args: &[&str]) -> anyhow::Result<String> {
+    pub(crate) fn hub_cli(&self, args: &[&str]) -> anyhow::Result<String> {
         run("yilian-hub", &[&["--data", s(&self.hub.data_dir)], args].concat())
     }
 
@@ -59,7 +63,7 @@ impl Fleet {
     }
 
     /// Releases a shell script with `body` as agent `version`.
-    fn release_script(&self, version: &str, body: &str) -> anyhow::Result<PathBuf> {
+    pub(crate) fn release_script(&self, version: &str, body: &str) -> anyhow::Result<PathBuf> {
         let file = self.tmp.path().join(format!("release-{version}"));
         std::fs::write(&file, format!("#!/bin/sh\n{body}\n"))?;
         self.release(&file, version, &[])?;
@@ -68,7 +72,12 @@ impl Fleet {
 
     /// A clinic whose agent updates from `hub_url` (the hub's own by default), pinning the
     /// county's root; returns it, its config file and its update folder.
-    fn clinic(&self, site: &str, device: &str, hub_url: Option<String>) -> anyhow::Result<(Clinic, PathBuf, PathBuf)> {
+    pub(crate) fn clinic(
+        &self,
+        site: &str,
+        device: &str,
+        hub_url: Option<String>,
+    ) -> anyhow::Result<(Clinic, PathBuf, PathBuf)> {
         let hub = &self.hub;
         let mut clinic = Clinic::prepare(&self.tmp.path().join("clinic"), site, device, &hub.hub_key, &hub.broker_url)?;
         let root = clinic.dir.join("update-root.json");
@@ -76,7 +85,7 @@ impl Fleet {
         let dir = clinic.dir.join("update");
         let hub = hub_url.unwrap_or_else(|| hub.base_url.clone());
         clinic.config.update =
-            Some(yilian_agent::config::UpdateConfig { hub, root, dir: dir.clone(), maintenance: None });
+            Some(yilian_agent::config::UpdateConfig { hub, root, dir: dir.clone(), maintenance: None, managed: false });
         let cfg = clinic.write_config()?;
         Ok((clinic, cfg, dir))
     }
@@ -149,14 +158,14 @@ fn runs(update: &Path) -> anyhow::Result<String> {
 
 /// Starts `yilian-agent supervise` for the agent configured in `cfg`, with `args`, logging to
 /// `supervisor.log` beside it.
-fn supervise(cfg: &Path, args: &[&str]) -> anyhow::Result<yilian::procs::Proc> {
+pub(crate) fn supervise(cfg: &Path, args: &[&str]) -> anyhow::Result<yilian::procs::Proc> {
     let log = cfg.with_file_name("supervisor.log");
     let all = [&["supervise", "--config", s(cfg)][..], args].concat();
     yilian::procs::Proc::spawn("supervisor", &workspace_bin("yilian-agent")?, &all, &[("RUST_LOG", "info")], &log)
 }
 
 /// Waits for the supervisor to record `outcome` for `version` in `update`'s results.
-async fn trial_result(
+pub(crate) async fn trial_result(
     update: &Path,
     version: &'static str,
     outcome: &'static str,

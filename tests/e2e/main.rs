@@ -10,5 +10,6 @@ mod faults;
 mod fleet;
 mod imaging;
 mod lifecycle;
+mod rollouts;
 mod security_transport;
 mod slice;

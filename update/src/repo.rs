@@ -334,7 +334,8 @@ pub async fn find_release(
 ) -> Result<Option<(String, ReleaseMeta, [u8; 32])>, RepoError> {
     let local = load_local(repo).await?;
     Ok(crate::client::releases(&local).into_iter().find_map(|(name, meta, _)| {
-        let wanted = meta.kind == kind && meta.version == version && (kind != crate::Kind::Agent || meta.triple == triple);
+        let wanted =
+            meta.kind == kind && meta.version == version && (kind != crate::Kind::Agent || meta.triple == triple);
         if !wanted {
             return None;
         }

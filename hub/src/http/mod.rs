@@ -9,8 +9,8 @@ pub mod dicomweb;
 pub mod enrol;
 pub mod files;
 pub mod imaging;
-pub mod session;
 pub mod rollouts;
+pub mod session;
 pub mod tuf;
 pub mod viewer;
 

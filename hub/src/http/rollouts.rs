@@ -187,7 +187,10 @@ async fn page(State(s): State<AppState>, page: Page) -> Response {
     if rollouts.is_empty() {
         body.push_str(&format!(
             "<p>{}</p>",
-            lang.t("还没有发布。用 yilian-hub rollout start 开始。", "No rollouts yet. Start one with yilian-hub rollout start.")
+            lang.t(
+                "还没有发布。用 yilian-hub rollout start 开始。",
+                "No rollouts yet. Start one with yilian-hub rollout start."
+            )
         ));
     }
     for (r, devices) in &rollouts {
@@ -198,7 +201,11 @@ async fn page(State(s): State<AppState>, page: Page) -> Response {
             .iter()
             .zip(&r.stage_devices)
             .enumerate()
-            .map(|(i, (n, c))| if i == r.stage { format!("<b>{} ({c})</b>", esc(n)) } else { format!("{} ({c})", esc(n)) })
+            .map(
+                |(i, (n, c))| {
+                    if i == r.stage { format!("<b>{} ({c})</b>", esc(n)) } else { format!("{} ({c})", esc(n)) }
+                },
+            )
             .collect();
         let rows: String = devices.iter().map(|d| device_row(lang, r, d)).collect();
         body.push_str(&format!(

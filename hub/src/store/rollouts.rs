@@ -281,7 +281,8 @@ impl Db {
         }
         let tx = self.conn.transaction()?;
         let devices: Vec<String> = {
-            let mut stmt = tx.prepare("SELECT device_id, site_id FROM devices WHERE state = 'active' ORDER BY device_id")?;
+            let mut stmt =
+                tx.prepare("SELECT device_id, site_id FROM devices WHERE state = 'active' ORDER BY device_id")?;
             stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
                 .collect::<Result<Vec<_>, _>>()?
                 .into_iter()
@@ -637,7 +638,10 @@ impl Db {
                 changes.push(format!("rollout {id} halted: {why}"));
             } else if f.committed * 100 >= i64::from(advance_at) * f.devices {
                 if approval && stage + 1 < names.0.len() {
-                    let why = format!("stage {name} passed ({} of {} committed); waiting for approval", f.committed, f.devices);
+                    let why = format!(
+                        "stage {name} passed ({} of {} committed); waiting for approval",
+                        f.committed, f.devices
+                    );
                     self.set_rollout_state(id, "waiting", &why, now_ms)?;
                     changes.push(format!("rollout {id}: {why}"));
                 } else {
@@ -645,10 +649,8 @@ impl Db {
                     changes.push(format!("rollout {id}: stage {name} passed"));
                 }
             } else if timed_out {
-                let why = format!(
-                    "stage {name} timed out: {} of {} committed, {advance_at}% needed",
-                    f.committed, f.devices
-                );
+                let why =
+                    format!("stage {name} timed out: {} of {} committed, {advance_at}% needed", f.committed, f.devices);
                 self.set_rollout_state(id, "halted", &why, now_ms)?;
                 self.audit("hub", "rollout-halt", &format!("rollout {id}"), &why, now_ms)?;
                 changes.push(format!("rollout {id} halted: {why}"));
