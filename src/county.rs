@@ -558,6 +558,7 @@ impl Clinic {
             spool_max_bytes: 1 << 30,
             spool_key: None,
             update: None,
+            bundle_version: None,
             // Every clinic has a folder where its cart's PC software (or a nurse) drops files.
             inbox: Some(InboxConfig {
                 dir: dir.join("inbox"),

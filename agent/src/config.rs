@@ -71,6 +71,29 @@ pub struct AgentConfig {
     /// Fleet updates from the county's signed repository; none if absent.
     #[serde(default)]
     pub update: Option<UpdateConfig>,
+    /// The configuration bundle laid over this file, if any (its version).
+    #[serde(skip)]
+    pub bundle_version: Option<String>,
+}
+
+/// Which configuration bundle [`AgentConfig::load_with`] lays over the file.
+#[derive(Debug, Clone, Copy)]
+pub enum Bundle<'a> {
+    /// The one in effect (`<update dir>/config/current`), if any.
+    Current,
+    /// None: the device's own file alone.
+    Without,
+    /// A staged one, to check it before it replaces the current one.
+    Candidate(&'a Path),
+}
+
+/// A configuration bundle's file name inside its release folder.
+pub const BUNDLE_FILE: &str = "agent.toml";
+
+/// The update folder's part for configuration bundles (`releases/<version>/agent.toml`,
+/// `current`, `previous`, `trial.json`, as for the agent binary).
+pub fn bundles_dir(update_dir: &Path) -> PathBuf {
+    update_dir.join("config")
 }
 
 /// Where fleet updates come from and where they are kept.
@@ -369,12 +392,43 @@ pub enum ConfigError {
 }
 
 impl AgentConfig {
-    /// Reads and checks a config file; relative paths are taken relative to its folder.
+    /// Reads and checks a config file with the configuration bundle in effect laid over it;
+    /// relative paths are taken relative to the file's folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with(path, Bundle::Current)
+    }
+
+    /// Reads and checks a config file with `bundle` laid over it.
+    pub fn load_with(path: &Path, bundle: Bundle<'_>) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let mut cfg: Self = toml::from_str(&text)
-            .map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })?;
+        let parse_err = |source| ConfigError::Parse { path: path.into(), source: Box::new(source) };
+        let mut table: toml::Table = text.parse().map_err(parse_err)?;
         let base = path.parent().unwrap_or(Path::new("."));
+        let update_dir = table.get("update").and_then(|u| u.get("dir")).and_then(|d| d.as_str()).map(|d| base.join(d));
+        let bundle_file = match (bundle, &update_dir) {
+            (Bundle::Current, Some(dir)) => {
+                let f = bundles_dir(dir).join("current").join(BUNDLE_FILE);
+                f.exists().then_some(f)
+            }
+            (Bundle::Candidate(f), _) => Some(f.to_path_buf()),
+            _ => None,
+        };
+        let mut bundle_version = None;
+        if let Some(f) = &bundle_file {
+            let invalid = |reason: String| ConfigError::Invalid {
+                field: format!("configuration bundle {}", f.display()),
+                reason,
+            };
+            let text = std::fs::read_to_string(f).map_err(|source| ConfigError::Read { path: f.clone(), source })?;
+            let overlay = yilian_update::overlay::parse(&text).map_err(invalid)?;
+            yilian_update::overlay::merge(&mut table, &overlay);
+            bundle_version = f
+                .canonicalize()
+                .ok()
+                .and_then(|p| p.parent().and_then(|d| d.file_name()).map(|n| n.to_string_lossy().into_owned()));
+        }
+        let mut cfg: Self = toml::Value::Table(table).try_into().map_err(parse_err)?;
+        cfg.bundle_version = bundle_version;
         let inbox = cfg.inbox.as_mut().map(|i| &mut i.dir);
         let dicom = cfg.dicom.as_mut().map(|d| &mut d.dir);
         let spool_key = cfg.spool_key.as_mut();

@@ -32,7 +32,10 @@ pub fn report(dir: &Path, hash_of: &mut Option<(String, [u8; 32])>) -> FleetRepo
         },
         None => [0; 32],
     };
-    let trial_version = crate::install::trial(dir).map(|t| t.version);
+    let bundles = crate::config::bundles_dir(dir);
+    let trial_version = crate::install::trial(dir)
+        .map(|t| t.version)
+        .or_else(|| crate::install::trial(&bundles).map(|t| crate::supervise::bundle_label(&t.version)));
     let last = crate::supervise::results(dir).pop();
     let downloading = download_progress(dir);
     let state = if trial_version.is_some() {
@@ -45,7 +48,7 @@ pub fn report(dir: &Path, hash_of: &mut Option<(String, [u8; 32])>) -> FleetRepo
     FleetReport {
         installed_version,
         installed_sha256,
-        config_version: String::new(),
+        config_version: crate::install::linked(&bundles, "current").unwrap_or_default(),
         trial_version,
         state,
         download_per_mille: downloading.unwrap_or(0),

@@ -118,6 +118,19 @@ pub fn activate(dir: &Path, version: &str, now_ms: i64) -> Result<Trial, Install
     if !executable {
         return Err(InstallError::NotStaged(version.into()));
     }
+    switch_on_trial(dir, version, now_ms)
+}
+
+/// Switches to staged configuration bundle `version` on trial, in the bundles' own folder
+/// ([`crate::config::bundles_dir`]), exactly as [`activate`] does for a binary.
+pub fn activate_bundle(dir: &Path, version: &str, now_ms: i64) -> Result<Trial, InstallError> {
+    if !release_dir(dir, version).join(crate::config::BUNDLE_FILE).is_file() {
+        return Err(InstallError::NotStaged(version.into()));
+    }
+    switch_on_trial(dir, version, now_ms)
+}
+
+fn switch_on_trial(dir: &Path, version: &str, now_ms: i64) -> Result<Trial, InstallError> {
     let before = linked(dir, "current");
     if let Some(v) = &before {
         switch(dir, "previous", v)?;
@@ -143,12 +156,22 @@ pub fn commit(dir: &Path) -> Result<Option<Trial>, InstallError> {
     Ok(t)
 }
 
-/// The trial failed: `current` goes back to `previous`.
+/// The trial failed: `current` goes back to `previous`, or away when the trial was the first
+/// install (what ran before it, the supervisor's own binary or no bundle, runs again).
 pub fn rollback(dir: &Path) -> Result<Option<Trial>, InstallError> {
     let t = trial(dir);
-    let back = t.as_ref().and_then(|t| t.previous.clone()).or_else(|| linked(dir, "previous"));
-    let back = back.ok_or(InstallError::NoPrevious)?;
-    switch(dir, "current", &back)?;
+    match &t {
+        Some(Trial { previous: Some(back), .. }) => switch(dir, "current", back)?,
+        Some(Trial { previous: None, .. }) => {
+            let current = dir.join("current");
+            match std::fs::remove_file(&current) {
+                Ok(()) => sync_dir(dir)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io("removing", &current)(e)),
+            }
+        }
+        None => switch(dir, "current", &linked(dir, "previous").ok_or(InstallError::NoPrevious)?)?,
+    }
     crash_point("rollback");
     clear_trial(dir)?;
     Ok(t)
@@ -209,6 +232,25 @@ mod tests {
         assert_eq!(linked(dir, "current").as_deref(), Some("1.0.0"));
         assert!(current_binary(dir).is_some());
         assert_eq!(crate::update::highest_installed(dir, "0.0.1".parse().expect("v")).to_string(), "1.0.0");
+    }
+
+    #[test]
+    fn a_failed_first_install_leaves_no_current_and_bundles_switch_the_same_way() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path();
+        stage(dir, "1.0.0");
+        activate(dir, "1.0.0", 1).expect("first");
+        rollback(dir).expect("back to what ran before");
+        assert_eq!((linked(dir, "current"), trial(dir)), (None, None));
+        let bundles = dir.join("config");
+        assert!(matches!(activate_bundle(&bundles, "3.0.0", 1), Err(InstallError::NotStaged(_))));
+        let d = release_dir(&bundles, "3.0.0");
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join(crate::config::BUNDLE_FILE), "heartbeat_secs = 10\n").expect("write");
+        let t = activate_bundle(&bundles, "3.0.0", 2).expect("bundle on trial");
+        assert_eq!((t.previous, linked(&bundles, "current").as_deref()), (None, Some("3.0.0")));
+        commit(&bundles).expect("commit");
+        assert_eq!(linked(&bundles, "current").as_deref(), Some("3.0.0"));
     }
 
     #[test]

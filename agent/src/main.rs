@@ -245,6 +245,45 @@ fn main() -> anyhow::Result<()> {
                         )?;
                         println!("{} on trial (previous: {})", t.version, t.previous.as_deref().unwrap_or("none"));
                     }
+                    // One change at a time: the bundle waits for the next check.
+                    return Ok(());
+                }
+            }
+            use yilian_agent::update::BundleOutcome;
+            let outcome = tokio::runtime::Runtime::new()?
+                .block_on(yilian_agent::update::check_bundle(&cfg, &config, bundle.as_deref()))
+                .context("configuration bundle check")?;
+            match outcome {
+                BundleOutcome::NoBundle => println!("no configuration bundle in the repository"),
+                BundleOutcome::NotAssigned => {
+                    println!("no configuration bundle is assigned to this device by the hub's rollouts")
+                }
+                BundleOutcome::UpToDate(v) => println!("configuration bundle up to date: {v}"),
+                BundleOutcome::RefusedBefore(v) => {
+                    println!("configuration bundle {v} was refused or rolled back here before; not applying it again")
+                }
+                BundleOutcome::Refused { version, problems } => {
+                    anyhow::bail!(
+                        "configuration bundle {version} would not run on this device; kept the current one:\n  {}",
+                        problems.join("\n  ")
+                    )
+                }
+                BundleOutcome::Staged { version, path } => {
+                    println!("staged configuration bundle {version}: {} (verified, checked)", path.display());
+                    if install && let Some(u) = &cfg.update {
+                        let dir = yilian_agent::config::bundles_dir(&u.dir);
+                        yilian_agent::install::recover(&dir)?;
+                        let t = yilian_agent::install::activate_bundle(
+                            &dir,
+                            &version.to_string(),
+                            yilian_agent::clock::now_ms(),
+                        )?;
+                        println!(
+                            "configuration bundle {} on trial (previous: {})",
+                            t.version,
+                            t.previous.as_deref().unwrap_or("none")
+                        );
+                    }
                 }
             }
             Ok(())

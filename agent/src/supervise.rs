@@ -107,7 +107,8 @@ pub fn results(dir: &Path) -> Vec<TrialResult> {
     std::fs::read(results_path(dir)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
 }
 
-fn record(dir: &Path, r: TrialResult) {
+/// Appends `r` to `dir`'s results (the last 100 are kept).
+pub(crate) fn record(dir: &Path, r: TrialResult) {
     let mut all = results(dir);
     all.push(r);
     let skip = all.len().saturating_sub(100);
@@ -117,9 +118,34 @@ fn record(dir: &Path, r: TrialResult) {
     }
 }
 
-/// True if `version` was rolled back here before (it is never installed again).
+/// True if `version` was rolled back here before, or refused before its trial (it is never
+/// installed again).
 pub fn rolled_back(dir: &Path, version: &str) -> bool {
-    results(dir).iter().any(|r| r.version == version && r.result == "rolled back")
+    results(dir).iter().any(|r| r.version == version && (r.result == "rolled back" || r.result == "refused"))
+}
+
+/// A release or a configuration bundle on trial, and the folder whose links it switched.
+struct OnTrial {
+    /// The update folder, or its bundles' folder.
+    slot: PathBuf,
+    /// The name its results go by: the version, or `config-<version>` for a bundle.
+    label: String,
+    trial: install::Trial,
+}
+
+/// After a restart: the release on trial, else the configuration bundle on trial.
+fn recover_trial(dir: &Path) -> Result<Option<OnTrial>, install::InstallError> {
+    if let Some(t) = install::recover(dir)? {
+        return Ok(Some(OnTrial { slot: dir.to_path_buf(), label: t.version.clone(), trial: t }));
+    }
+    let bundles = crate::config::bundles_dir(dir);
+    Ok(install::recover(&bundles)?.map(|t| OnTrial { label: bundle_label(&t.version), slot: bundles, trial: t }))
+}
+
+/// How a configuration bundle's version is named in results and fleet reports (agent and
+/// bundle versions are separate sequences).
+pub fn bundle_label(version: &str) -> String {
+    format!("config-{version}")
 }
 
 /// Supervisor settings.
@@ -198,35 +224,43 @@ pub async fn run(opts: Options, dir: PathBuf, shutdown: CancellationToken) -> Re
     let mut backoff = Duration::from_millis(200);
     let mut last_check = Instant::now();
     loop {
-        let trial = install::recover(&dir)?;
+        let trial = recover_trial(&dir)?;
         let bin = install::current_binary(&dir).unwrap_or_else(|| opts.fallback.clone());
         let health_path = dir.join("health.json");
         let _ = std::fs::remove_file(&health_path);
         let mut cmd = tokio::process::Command::new(&bin);
         cmd.arg("run").arg("--config").arg(&opts.config).env(HEALTH_ENV, &health_path).kill_on_drop(true);
         if let Some(t) = &trial {
-            cmd.env(PROBE_ENV, format!("yilian-agent {} on trial", t.version));
+            cmd.env(PROBE_ENV, format!("yilian-agent {} on trial", t.label));
         }
-        info!(binary = %bin.display(), trial = ?trial.as_ref().map(|t| &t.version), "starting the agent");
+        info!(binary = %bin.display(), trial = ?trial.as_ref().map(|t| &t.label), "starting the agent");
         let started = Instant::now();
         let mut trial = trial;
         let ended = match cmd.spawn() {
             Ok(mut child) => loop {
-                let ended =
-                    watch(&mut child, &opts, &dir, &health_path, trial.as_ref(), started, &mut last_check, &shutdown)
-                        .await;
+                let ended = watch(
+                    &mut child,
+                    &opts,
+                    &dir,
+                    &health_path,
+                    trial.as_ref().map(|t| &t.trial),
+                    started,
+                    &mut last_check,
+                    &shutdown,
+                )
+                .await;
                 let (Ended::Committed, Some(t)) = (&ended, &trial) else { break ended };
-                install::commit(&dir)?;
+                install::commit(&t.slot)?;
                 record(
                     &dir,
                     TrialResult {
-                        version: t.version.clone(),
+                        version: t.label.clone(),
                         result: "committed".into(),
                         reason: String::new(),
                         at_ms: crate::clock::now_ms(),
                     },
                 );
-                info!(version = %t.version, "release committed after its trial");
+                info!(version = %t.label, "committed after its trial");
                 crashes = 0;
                 // The same process goes on as the committed release (dropping the child would
                 // kill it).
@@ -242,7 +276,7 @@ pub async fn run(opts: Options, dir: PathBuf, shutdown: CancellationToken) -> Re
             }
             (Ended::Exited(why), Some(t)) => {
                 crashes += 1;
-                warn!(version = %t.version, crashes, reason = %why, "release on trial exited");
+                warn!(version = %t.label, crashes, reason = %why, "agent on trial exited");
                 if crashes >= CRASH_LIMIT {
                     roll_back(&dir, t, format!("crashed {crashes} times on trial ({why})"))?;
                     crashes = 0;
@@ -279,12 +313,12 @@ pub async fn run(opts: Options, dir: PathBuf, shutdown: CancellationToken) -> Re
     }
 }
 
-fn roll_back(dir: &Path, t: &install::Trial, reason: String) -> Result<(), install::InstallError> {
-    error!(version = %t.version, back_to = ?t.previous, reason = %reason, "rolling back a release on trial");
-    install::rollback(dir)?;
+fn roll_back(dir: &Path, t: &OnTrial, reason: String) -> Result<(), install::InstallError> {
+    error!(version = %t.label, back_to = ?t.trial.previous, reason = %reason, "rolling back what is on trial");
+    install::rollback(&t.slot)?;
     record(
         dir,
-        TrialResult { version: t.version.clone(), result: "rolled back".into(), reason, at_ms: crate::clock::now_ms() },
+        TrialResult { version: t.label.clone(), result: "rolled back".into(), reason, at_ms: crate::clock::now_ms() },
     );
     Ok(())
 }
@@ -361,23 +395,39 @@ async fn watch(
 
 /// Checks, stages and (when the clinic is idle) installs a new release; returns its version.
 async fn try_update(opts: &Options, dir: &Path, health: Option<&Health>, recording: bool) -> Option<String> {
+    // The device's own file still names where updates come from if a bundle over it is broken.
     let cfg = match crate::config::AgentConfig::load(&opts.config) {
         Ok(c) => c,
-        Err(e) => {
-            warn!(error = %e, "update check: cannot read the configuration");
-            return None;
-        }
+        Err(e) => match crate::config::AgentConfig::load_with(&opts.config, crate::config::Bundle::Without) {
+            Ok(c) => {
+                warn!(error = %e, "update check: the configuration bundle in effect does not load; checking with the device's own file");
+                c
+            }
+            Err(e) => {
+                warn!(error = %e, "update check: cannot read the configuration");
+                return None;
+            }
+        },
     };
+    // A new release first; a configuration bundle when the release is up to date.
     // `check` takes the installed release as the running version; without one it is this build.
-    let staged = match crate::update::check(&cfg, None, crate::update::running_version()).await {
-        Ok(crate::update::Outcome::Staged { version, .. }) => version.to_string(),
-        Ok(_) => return None,
+    let (staged, bundle) = match crate::update::check(&cfg, None, crate::update::running_version()).await {
+        Ok(crate::update::Outcome::Staged { version, .. }) => (version.to_string(), false),
+        Ok(_) => match crate::update::check_bundle(&cfg, &opts.config, None).await {
+            Ok(crate::update::BundleOutcome::Staged { version, .. }) => (version.to_string(), true),
+            Ok(_) => return None,
+            Err(e) => {
+                warn!(error = %e, "configuration bundle check failed");
+                return None;
+            }
+        },
         Err(e) => {
             warn!(error = %e, "update check failed");
             return None;
         }
     };
-    if rolled_back(dir, &staged) {
+    let label = if bundle { bundle_label(&staged) } else { staged.clone() };
+    if rolled_back(dir, &label) {
         return None;
     }
     // Clinical interlock: never restart while a study is recorded or still uploading, nor
@@ -394,15 +444,20 @@ async fn try_update(opts: &Options, dir: &Path, health: Option<&Health>, recordi
         } else {
             format!("outside the maintenance window {}", window.unwrap_or_default())
         };
-        info!(version = %staged, reason = %reason, "update deferred");
-        if results(dir).last().is_some_and(|r| r.version == staged && r.result == "deferred" && r.reason == reason) {
+        info!(version = %label, reason = %reason, "update deferred");
+        if results(dir).last().is_some_and(|r| r.version == label && r.result == "deferred" && r.reason == reason) {
             return None;
         }
-        record(dir, TrialResult { version: staged, result: "deferred".into(), reason, at_ms: crate::clock::now_ms() });
+        record(dir, TrialResult { version: label, result: "deferred".into(), reason, at_ms: crate::clock::now_ms() });
         return None;
     }
-    match install::activate(dir, &staged, crate::clock::now_ms()) {
-        Ok(_) => Some(staged),
+    let activated = if bundle {
+        install::activate_bundle(&crate::config::bundles_dir(dir), &staged, crate::clock::now_ms())
+    } else {
+        install::activate(dir, &staged, crate::clock::now_ms())
+    };
+    match activated {
+        Ok(_) => Some(label),
         Err(e) => {
             warn!(error = %e, "cannot install the staged release");
             None

@@ -274,6 +274,93 @@ pub async fn check(cfg: &AgentConfig, bundle: Option<&Path>, running: Version) -
     }
 }
 
+/// What a configuration-bundle check came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BundleOutcome {
+    /// The repository has no configuration bundle.
+    NoBundle,
+    /// Managed by rollouts, and no rollout assigns this device a bundle now.
+    NotAssigned,
+    /// The bundle is the one in effect.
+    UpToDate(Version),
+    /// The bundle was rolled back or refused here before; it is not tried again.
+    RefusedBefore(Version),
+    /// The bundle would not run here (`check-config` on it found problems); not installed.
+    Refused {
+        /// Its version.
+        version: Version,
+        /// What is wrong.
+        problems: Vec<String>,
+    },
+    /// A bundle was verified, checked with this device's file and staged.
+    Staged {
+        /// Its version.
+        version: Version,
+        /// The staged overlay.
+        path: PathBuf,
+    },
+}
+
+/// Checks for the configuration bundle meant for this agent (the newest, or when managed the
+/// assigned one), stages it under `config/releases/<version>/agent.toml`, and runs the checks
+/// of `check-config` on this device's file with it laid over: one that would not run is
+/// recorded as refused and removed, so it never replaces the configuration in effect.
+pub async fn check_bundle(
+    cfg: &AgentConfig,
+    config_path: &Path,
+    bundle: Option<&Path>,
+) -> Result<BundleOutcome, UpdateError> {
+    use yilian_update::Kind;
+    let update =
+        cfg.update.as_ref().ok_or_else(|| UpdateError::Other("no [update] section in the configuration".into()))?;
+    let dir = crate::config::bundles_dir(&update.dir);
+    let src = source(update, bundle)?;
+    let http = http_client(cfg)?;
+    let repo = client::load(&src, CountyTransport::new(http.clone())).await?;
+    let name = if update.managed && bundle.is_none() {
+        let a = assignment(cfg, update, &http).await?;
+        match assigned_target(&repo, &a, Kind::Config)? {
+            Some(name) => name,
+            None => return Ok(BundleOutcome::NotAssigned),
+        }
+    } else {
+        match client::releases(&repo).into_iter().rev().find(|(_, m, _)| m.kind == Kind::Config) {
+            Some((name, _, _)) => name,
+            None => return Ok(BundleOutcome::NoBundle),
+        }
+    };
+    let current = crate::install::linked(&dir, "current").and_then(|v| v.parse().ok()).unwrap_or(Version(0, 0, 0));
+    let meta = match client::decide(&repo, &name, current, highest_installed(&dir, current))? {
+        Decision::UpToDate => return Ok(BundleOutcome::UpToDate(current)),
+        Decision::Install { meta, .. } => meta,
+    };
+    let label = crate::supervise::bundle_label(&meta.version.to_string());
+    if crate::supervise::rolled_back(&update.dir, &label) {
+        return Ok(BundleOutcome::RefusedBefore(meta.version));
+    }
+    let release = crate::install::release_dir(&dir, &meta.version.to_string());
+    let path = release.join(crate::config::BUNDLE_FILE);
+    client::fetch(&repo, &name, &path, false).await?;
+    let problems = match AgentConfig::load_with(config_path, crate::config::Bundle::Candidate(&path)) {
+        Ok(candidate) => candidate.problems(),
+        Err(e) => vec![e.to_string()],
+    };
+    if !problems.is_empty() {
+        let _ = std::fs::remove_dir_all(&release);
+        crate::supervise::record(
+            &update.dir,
+            crate::supervise::TrialResult {
+                version: label,
+                result: "refused".into(),
+                reason: problems.join("; "),
+                at_ms: crate::clock::now_ms(),
+            },
+        );
+        return Ok(BundleOutcome::Refused { version: meta.version, problems });
+    }
+    Ok(BundleOutcome::Staged { version: meta.version, path })
+}
+
 /// Stages release `name` by patching the installed `running` release with its signed delta,
 /// when the repository has one for that base and the installed binary is that base exactly.
 /// `Ok(None)`: no delta applies. Returns the release's size and the delta's.

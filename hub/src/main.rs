@@ -834,6 +834,11 @@ async fn release(repo: &yilian_update::repo::RepoDir, command: ReleaseCommand) -
                 "config" => Kind::Config,
                 other => anyhow::bail!("--kind {other}: agent or config"),
             };
+            if kind == Kind::Config {
+                // Checked here, where county IT can fix it, and again on every agent.
+                let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+                yilian_update::overlay::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            }
             let meta = ReleaseMeta {
                 kind,
                 version: version.parse().map_err(anyhow::Error::msg)?,

@@ -421,3 +421,100 @@ async fn a_managed_agent_installs_only_what_a_rollout_assigns_and_only_as_signed
     assert!(!update.join("releases/0.3.0").exists());
     Ok(())
 }
+
+/// Configuration bundles take the agent's path: signed offline, assigned by a rollout, checked
+/// with `check-config`'s checks before the swap, on trial under the supervisor, rolled back by
+/// the device when the agent cannot work with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_bundles_are_checked_tried_and_rolled_back_like_releases() -> anyhow::Result<()> {
+    let f = Fleet::start().await?;
+    let hub = &f.hub;
+    let (site, device) = ("xz-cf", "cart-cf");
+    let (mut clinic, cfg, update) = f.clinic(site, device, None)?;
+    if let Some(u) = clinic.config.update.as_mut() {
+        u.managed = true;
+    }
+    clinic.write_config()?;
+    hub.enroll(site, device, &clinic.public_key)?;
+    let usb = f.tmp.path().join("usb");
+    let sign = |version: &str, body: &str| -> anyhow::Result<String> {
+        let file = f.tmp.path().join(format!("bundle-{version}.toml"));
+        std::fs::write(&file, body)?;
+        f.hub_cli(&[
+            "release",
+            "add",
+            "--offline-keys",
+            s(&usb),
+            "--kind",
+            "config",
+            "--file",
+            s(&file),
+            "--version",
+            version,
+        ])
+    };
+    let roll = |version: &str| -> anyhow::Result<i64> {
+        started_id(&f.hub_cli(&[
+            "rollout",
+            "start",
+            "--kind",
+            "config",
+            "--version",
+            version,
+            "--sites",
+            site,
+            "--stages",
+            "100",
+        ])?)
+    };
+
+    // County IT's tool refuses a bundle that would change who the device is or whom it trusts.
+    let err = sign("0.9.0", "device = \"someone-else\"\n").expect_err("identity is not configurable");
+    assert!(err.to_string().contains("may not set device"), "{err}");
+
+    let sup = supervise(&cfg, &["--health-window-secs", "15", "--watchdog-secs", "4", "--check-every-secs", "2"])?;
+    // A good bundle: a shorter heartbeat.
+    sign("1.0.0", "heartbeat_secs = 3\n")?;
+    let first = roll("1.0.0")?;
+    trial_result(&update, "config-1.0.0", "committed", Duration::from_secs(90))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", yilian::procs::tail(&sup.log(), 30)))?;
+    assert_eq!(yilian_agent::install::linked(&update.join("config"), "current").as_deref(), Some("1.0.0"));
+    let effective = yilian_agent::config::AgentConfig::load(&cfg)?;
+    assert_eq!((effective.heartbeat_secs, effective.bundle_version.as_deref()), (3, Some("1.0.0")));
+    let done = rollout_in(hub, first, &["completed"], Duration::from_secs(60)).await?;
+    assert_eq!(done["committed"], 1, "{done}");
+
+    // A bundle that would not run here (a plaintext broker): refused before the swap.
+    sign("2.0.0", "broker = \"mqtt://127.0.0.1:1883\"\n")?;
+    let second = roll("2.0.0")?;
+    let r = trial_result(&update, "config-2.0.0", "refused", Duration::from_secs(60)).await?;
+    assert!(r.reason.contains("plaintext"), "{r:?}");
+    let halted = rollout_in(hub, second, &["halted"], Duration::from_secs(60)).await?;
+    assert!(halted["reason"].as_str().is_some_and(|t| t.contains("1 of 1 devices failed")), "{halted}");
+
+    // A bundle that passes the checks but cannot reach the hub: tried, and rolled back by the
+    // device when the health window closes.
+    let nobody = format!("mqtts://127.0.0.1:{}", yilian_hub::broker::free_port()?);
+    sign("3.0.0", &format!("broker = \"{nobody}\"\n"))?;
+    roll("3.0.0")?;
+    let r = trial_result(&update, "config-3.0.0", "rolled back", Duration::from_secs(90)).await?;
+    assert!(r.reason.contains("never reached the hub"), "{r:?}");
+    assert_eq!(yilian_agent::install::linked(&update.join("config"), "current").as_deref(), Some("1.0.0"));
+    // The hub sees it from the device's signed report: the bundle in effect, and why 3.0.0 went.
+    let api = hub.api.clone();
+    let row = wait_for("the bundle's rollback at the hub", Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            let d = api.devices().await.ok()?;
+            d.into_iter().find(|d| {
+                d["device_id"] == device
+                    && d["update_detail"].as_str().is_some_and(|t| t.starts_with("config-3.0.0: not healthy"))
+            })
+        }
+    })
+    .await?;
+    assert_eq!(row["update_state"], "rolled back", "{row}");
+    drop(sup);
+    Ok(())
+}

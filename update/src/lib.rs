@@ -8,9 +8,11 @@
 //!   a transport that trusts only the county CA; picks the release for its platform and refuses a
 //!   downgrade unless the signed target allows one.
 //! - [`release`]: what a target says about itself (its custom metadata) and version order.
+//! - [`overlay`]: configuration bundles, and what they may not change.
 
 pub mod client;
 pub mod keys;
+pub mod overlay;
 pub mod release;
 pub mod repo;
 

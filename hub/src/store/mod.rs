@@ -501,6 +501,10 @@ impl Db {
     pub fn open_with_key(path: &Path, key_path: &Path) -> Result<Self, StoreError> {
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Transactions take the write lock when they begin: one that read first and wrote later
+        // would fail at once ("database is locked") whenever the running hub and a CLI command
+        // (enrol, rollout) wrote in between, instead of waiting for the busy timeout.
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         // WAL with synchronous=FULL: a commit is on disk when it returns, because the hub acks
         // right after it and the agent then deletes its copy.
         conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -196,18 +196,21 @@ impl Action {
 
 /// How an open device stands according to its latest fleet report.
 fn progress(kind: TargetKind, version: &str, u: &UpdateRow) -> (&'static str, String) {
-    let installed = match kind {
-        TargetKind::Agent => u.installed_version == version,
-        TargetKind::Config => u.config_version == version,
+    // Agents name a bundle `config-<version>` in trials and results (see the agent's
+    // `supervise::bundle_label`): agent and bundle versions are separate sequences.
+    let (installed, label) = match kind {
+        TargetKind::Agent => (u.installed_version == version, version.to_string()),
+        TargetKind::Config => (u.config_version == version, format!("config-{version}")),
     };
-    let on_trial = u.trial_version.as_deref() == Some(version);
-    if u.state == "rolled back" && u.last_version == version {
+    let on_trial = u.trial_version.as_deref() == Some(label.as_str());
+    let last_is_this = u.last_version == label;
+    if (u.state == "rolled back" || u.state == "refused") && last_is_this {
         ("rolled back", u.last_reason.clone())
     } else if on_trial {
         ("on trial", String::new())
     } else if installed {
         ("committed", String::new())
-    } else if u.state == "deferred" && u.last_version == version {
+    } else if u.state == "deferred" && last_is_this {
         ("deferred", u.last_reason.clone())
     } else if u.state == "downloading" {
         ("downloading", String::new())
@@ -717,5 +720,13 @@ mod tests {
         assert_eq!(progress(a, "2.0.0", &u("1.0.0", None, "deferred", "2.0.0")).0, "deferred");
         // A rollback of another version says nothing about this one.
         assert_eq!(progress(a, "2.0.0", &u("1.0.0", None, "rolled back", "1.5.0")).0, "assigned");
+        // Bundles go by `config-<version>` in trials and results, and by their version once in effect.
+        let c = TargetKind::Config;
+        let mut r = u("2.0.0", Some("config-2.0.0"), "on trial", "");
+        assert_eq!(progress(c, "2.0.0", &r).0, "on trial");
+        r = UpdateRow { config_version: "2.0.0".into(), ..u("2.0.0", None, "committed", "config-2.0.0") };
+        assert_eq!(progress(c, "2.0.0", &r).0, "committed");
+        assert_eq!(progress(c, "2.0.0", &u("2.0.0", None, "refused", "config-2.0.0")).0, "rolled back");
+        assert_eq!(progress(c, "2.0.0", &u("2.0.0", None, "committed", "2.0.0")).0, "assigned");
     }
 }
