@@ -184,7 +184,7 @@ async fn a_rollout_over_200_agents_halts_on_a_failing_canary_and_leaves_later_st
     // them crash on 0.2.0 (10% of the canary stage).
     let sim_hub = Arc::new(SimHub {
         base_url: hub.base_url.clone(),
-        hub_key: hub.hub_key.clone(),
+        hub_key: hub.hub_key,
         http: hub.http_client()?.build()?,
     });
     let seen = Arc::new(Seen::default());
@@ -265,10 +265,18 @@ async fn a_rollout_over_200_agents_halts_on_a_failing_canary_and_leaves_later_st
     assert_eq!(on_old, FLEET - 18);
     // The halted rollout's assignment is withdrawn: a canary now gets an empty one.
     let bytes = sim_hub.http.get(format!("{}/fleet/assignment/sim-000", hub.base_url)).send().await?.bytes().await?;
-    let key = hub.hub_key.clone();
+    let key = hub.hub_key;
     let site = "xz-00";
     let a = yilian_agent::update::verify_assignment(&bytes, &key, site, "sim-000", &f.tmp.path().join("check"))?;
     assert!(a.targets.is_empty(), "{a:?}");
+    // County IT's page shows it, in Chinese by default, cart by cart with the reasons.
+    let http = hub.http_client()?.redirect(reqwest::redirect::Policy::none()).build()?;
+    let cookie = console_session(&http, &hub.base_url, yilian::county::DEMO_LOGIN).await?;
+    let page =
+        http.get(format!("{}/fleet/rollouts", hub.base_url)).header("cookie", &cookie).send().await?.text().await?;
+    assert!(page.contains(&format!(r#"data-rollout="{first}" data-state="halted""#)), "{page}");
+    assert!(page.contains("已自动停止") && page.contains("已回退") && page.contains("crashed 3 times"));
+    assert_eq!(page.matches(r#"data-state="waiting""#).count(), 180, "later stages shown as not started");
     f.hub_cli(&["rollout", "abort", &first.to_string()])?;
     let err = f.hub_cli(&["rollout", "resume", &first.to_string()]).expect_err("an aborted rollout cannot resume");
     assert!(err.to_string().contains("is aborted; it cannot be resumed"), "{err}");

@@ -585,29 +585,29 @@ impl Db {
     /// failures, times a stage out, and opens the next stage (or waits for approval) once enough
     /// devices committed. Returns what changed, for the log.
     pub fn rollout_tick(&mut self, now_ms: i64) -> Result<Vec<String>, StoreError> {
-        let running: Vec<(i64, usize, i64, i64, u8, u8, bool, String, i64)> = {
+        let running: Vec<Running> = {
             let mut stmt = self.conn.prepare(
                 "SELECT rollout_id, stage, stage_started_ms, stage_timeout_ms, advance_at_pct, halt_at_pct,
                         approval, stages, accepted_failures
                  FROM rollouts WHERE state = 'running'",
             )?;
             stmt.query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    usize::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                ))
+                Ok(Running {
+                    id: r.get(0)?,
+                    stage: usize::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    started: r.get(2)?,
+                    timeout: r.get(3)?,
+                    advance_at: r.get(4)?,
+                    halt_at: r.get(5)?,
+                    approval: r.get(6)?,
+                    stages: r.get(7)?,
+                    accepted: r.get(8)?,
+                })
             })?
             .collect::<Result<_, _>>()?
         };
         let mut changes = Vec::new();
-        for (id, stage, started, timeout, advance_at, halt_at, approval, stages, accepted) in running {
+        for Running { id, stage, started, timeout, advance_at, halt_at, approval, stages, accepted } in running {
             let names: StageNames = serde_json::from_str(&stages).map_err(|e| StoreError::Damaged(e.to_string()))?;
             let name = names.0.get(stage).cloned().unwrap_or_default();
             // Keep outcomes as first seen: a device that committed and later moved on still
@@ -639,7 +639,9 @@ impl Db {
                 self.set_rollout_state(id, "halted", &why, now_ms)?;
                 self.audit("hub", "rollout-halt", &format!("rollout {id}"), &why, now_ms)?;
                 changes.push(format!("rollout {id} halted: {why}"));
-            } else if f.committed * 100 >= i64::from(advance_at) * f.devices {
+            } else if (f.committed + accepted.min(f.failed)) * 100 >= i64::from(advance_at) * f.devices {
+                // Failures county IT accepted on resuming count as done, or the stage could
+                // never pass.
                 if approval && stage + 1 < names.0.len() {
                     let why = format!(
                         "stage {name} passed ({} of {} committed); waiting for approval",
@@ -661,6 +663,19 @@ impl Db {
         }
         Ok(changes)
     }
+}
+
+/// A running rollout as the tick needs it.
+struct Running {
+    id: i64,
+    stage: usize,
+    started: i64,
+    timeout: i64,
+    advance_at: u8,
+    halt_at: u8,
+    approval: bool,
+    stages: String,
+    accepted: i64,
 }
 
 struct StageFigures {
@@ -699,6 +714,93 @@ mod tests {
         let s = split(&ids(3), &[], &[10, 50, 100]);
         let sizes: Vec<usize> = s.iter().map(|(_, d)| d.len()).collect();
         assert_eq!(sizes, [1, 1, 1]);
+    }
+
+    fn db_with(devices: usize) -> (tempfile::TempDir, Db) {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let mut db = Db::open(&tmp.path().join("y.db")).expect("db");
+        for d in ids(devices) {
+            let key = yilian_protocol::keys::SigningKey::generate().expect("key");
+            db.enroll("xz", &d, &key.public_key(), false, 0).expect("enrol");
+        }
+        (tmp, db)
+    }
+
+    fn plan(stages: &[u8], advance: u8, halt: u8, timeout_ms: i64) -> Plan {
+        Plan {
+            kind: TargetKind::Agent,
+            target_name: "agent-x-2.0.0".into(),
+            triple: "x".into(),
+            version: "2.0.0".into(),
+            sha256: [7; 32],
+            sites: Vec::new(),
+            canary: Vec::new(),
+            stages_pct: stages.to_vec(),
+            advance_at_pct: advance,
+            halt_at_pct: halt,
+            stage_timeout_ms: timeout_ms,
+            approval: false,
+        }
+    }
+
+    fn reports(db: &Db, devices: &[String], version: &str) {
+        for (seq, d) in devices.iter().enumerate() {
+            db.conn
+                .execute(
+                    "INSERT INTO device_updates (device_id, seq, installed_version, installed_sha256, config_version,
+                         state, download_per_mille, last_version, last_reason, last_at_ms, received_at_ms)
+                     VALUES (?1, ?2, ?3, '', '', 'committed', 0, ?3, '', 0, 0)
+                     ON CONFLICT (device_id) DO UPDATE SET installed_version = excluded.installed_version",
+                    params![d, seq as i64 + 1, version],
+                )
+                .expect("report");
+        }
+    }
+
+    fn stage_of(db: &Db, id: i64, stage: usize) -> Vec<String> {
+        let devs = db.rollout_devices(id).expect("devices");
+        devs.into_iter().filter(|d| d.stage == stage).map(|d| d.device_id).collect()
+    }
+
+    #[test]
+    fn a_stage_that_times_out_halts_and_a_resume_accepts_its_failures() {
+        let (_tmp, mut db) = db_with(10);
+        assert!(matches!(db.start_rollout(&plan(&[50, 90], 100, 20, 1000), "it", 0), Err(StoreError::Rollout(_))));
+        let id = db.start_rollout(&plan(&[50, 100], 100, 20, 1000), "it", 0).expect("start");
+        let (first, second) = (stage_of(&db, id, 0), stage_of(&db, id, 1));
+        assert_eq!((first.len(), second.len()), (5, 5));
+        assert_eq!(db.assignments(&first[0]).expect("a").len(), 1);
+        assert!(db.assignments(&second[0]).expect("a").is_empty(), "the second stage is not open");
+
+        reports(&db, &first[..4], "2.0.0");
+        assert!(db.rollout_tick(500).expect("tick").is_empty(), "4 of 5 committed, not yet timed out");
+        let halted = db.rollout_tick(1500).expect("tick");
+        assert!(halted[0].contains("timed out: 4 of 5 committed, 100% needed"), "{halted:?}");
+        let r = db.rollout(id).expect("r").expect("some");
+        assert_eq!((r.state.as_str(), r.failed), ("halted", 1));
+        assert!(db.assignments(&first[0]).expect("a").is_empty(), "a halted rollout's assignment is withdrawn");
+
+        // Paused, nothing moves; resumed, the timed-out cart is accepted and the next stage opens.
+        assert!(db.rollout_action(id, Action::Approve, "it", 1600).is_err(), "nothing waits for approval");
+        assert_eq!(db.rollout_action(id, Action::Resume, "it", 1600).expect("resume"), "running");
+        assert_eq!(db.rollout_action(id, Action::Pause, "it", 1700).expect("pause"), "paused");
+        assert!(db.rollout_tick(1800).expect("tick").is_empty());
+        db.rollout_action(id, Action::Resume, "it", 1900).expect("resume");
+        db.rollout_tick(2000).expect("tick");
+        assert_eq!(db.rollout(id).expect("r").expect("some").stage, 1);
+        assert_eq!(db.assignments(&second[0]).expect("a").len(), 1);
+
+        reports(&db, &second, "2.0.0");
+        db.rollout_tick(2100).expect("tick");
+        assert_eq!(db.rollout(id).expect("r").expect("some").state, "completed");
+        assert_eq!(db.assignments(&second[0]).expect("a").len(), 1, "a completed rollout still assigns");
+
+        // A new rollout of the same kind and platform ends the one before; abort withdraws it.
+        let next = db.start_rollout(&plan(&[100], 95, 5, 1000), "it", 3000).expect("start");
+        assert_eq!(db.rollout(id).expect("r").expect("some").state, "completed");
+        db.rollout_action(next, Action::Abort, "it", 3100).expect("abort");
+        assert_eq!(db.assignments(&second[0]).expect("a")[0].rollout_id, id, "the completed one stands");
+        assert!(db.rollout_action(next, Action::Resume, "it", 3200).is_err());
     }
 
     #[test]
