@@ -145,6 +145,14 @@ async fn rollout_in(
     .await
 }
 
+/// `yilian-hub rollout start` of agent `version` for this platform with `args`; returns the
+/// rollout's id and what the command printed.
+fn start_rollout(f: &Fleet, version: &str, args: &[&str]) -> anyhow::Result<(i64, String)> {
+    let base = ["rollout", "start", "--version", version, "--triple", yilian_agent::update::TRIPLE];
+    let out = f.hub_cli(&[&base[..], args].concat())?;
+    Ok((started_id(&out)?, out))
+}
+
 fn started_id(out: &str) -> anyhow::Result<i64> {
     out.split_whitespace()
         .nth(1)
@@ -182,11 +190,8 @@ async fn a_rollout_over_200_agents_halts_on_a_failing_canary_and_leaves_later_st
     }
     // 200 agents in 10 township clinics; the first 20 are the canary clinics' carts, and two of
     // them crash on 0.2.0 (10% of the canary stage).
-    let sim_hub = Arc::new(SimHub {
-        base_url: hub.base_url.clone(),
-        hub_key: hub.hub_key,
-        http: hub.http_client()?.build()?,
-    });
+    let sim_hub =
+        Arc::new(SimHub { base_url: hub.base_url.clone(), hub_key: hub.hub_key, http: hub.http_client()?.build()? });
     let seen = Arc::new(Seen::default());
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
@@ -216,24 +221,12 @@ async fn a_rollout_over_200_agents_halts_on_a_failing_canary_and_leaves_later_st
     .await?;
 
     // Canary stage, then half, then all; halt above 5% failures.
-    let out = f.hub_cli(&[
-        "rollout",
-        "start",
-        "--version",
+    let (first, out) = start_rollout(
+        &f,
         "0.2.0",
-        "--triple",
-        yilian_agent::update::TRIPLE,
-        "--canary",
-        &canary.join(","),
-        "--stages",
-        "50,100",
-        "--halt-at",
-        "5",
-        "--stage-timeout",
-        "5m",
-    ])?;
+        &["--canary", &canary.join(","), "--stages", "50,100", "--halt-at", "5", "--stage-timeout", "5m"],
+    )?;
     assert!(out.contains("to 200 devices in stages canary (20) → 50% (80) → 100% (100)"), "{out}");
-    let first = started_id(&out)?;
     let halted = rollout_in(hub, first, &["halted"], Duration::from_secs(120)).await?;
     let reason = halted["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("stage canary: 2 of 20 devices failed"), "{halted}");
@@ -283,17 +276,7 @@ async fn a_rollout_over_200_agents_halts_on_a_failing_canary_and_leaves_later_st
 
     // A good release over the whole fleet in 10%, 50%, 100%: the time to roll it across.
     let started = Instant::now();
-    let out = f.hub_cli(&[
-        "rollout",
-        "start",
-        "--version",
-        "0.3.0",
-        "--triple",
-        yilian_agent::update::TRIPLE,
-        "--stages",
-        "10,50,100",
-    ])?;
-    let second = started_id(&out)?;
+    let (second, _) = start_rollout(&f, "0.3.0", &["--stages", "10,50,100"])?;
     let done = rollout_in(hub, second, &["completed", "halted"], Duration::from_secs(300)).await?;
     let completed_after = started.elapsed();
     assert_eq!(done["state"], "completed", "{done}");
@@ -319,18 +302,7 @@ async fn a_rollout_over_200_agents_halts_on_a_failing_canary_and_leaves_later_st
 
     // With approval: the first stage passes and waits; paused and resumed it waits again; county
     // IT approves on the console page, then from the CLI; nothing opens by itself.
-    let out = f.hub_cli(&[
-        "rollout",
-        "start",
-        "--version",
-        "0.4.0",
-        "--triple",
-        yilian_agent::update::TRIPLE,
-        "--stages",
-        "10,50,100",
-        "--approval",
-    ])?;
-    let third = started_id(&out)?;
+    let (third, _) = start_rollout(&f, "0.4.0", &["--stages", "10,50,100", "--approval"])?;
     let waiting = rollout_in(hub, third, &["waiting"], Duration::from_secs(120)).await?;
     assert!(waiting["reason"].as_str().is_some_and(|r| r.contains("waiting for approval")), "{waiting}");
     f.hub_cli(&["rollout", "pause", &third.to_string()])?;
@@ -388,19 +360,7 @@ async fn a_managed_agent_installs_only_what_a_rollout_assigns_and_only_as_signed
     assert!(!update.join("releases/0.2.0").exists());
 
     let sup = supervise(&cfg, &["--health-window-secs", "15", "--watchdog-secs", "4", "--check-every-secs", "2"])?;
-    let out = f.hub_cli(&[
-        "rollout",
-        "start",
-        "--version",
-        "0.2.0",
-        "--triple",
-        yilian_agent::update::TRIPLE,
-        "--sites",
-        site,
-        "--stages",
-        "100",
-    ])?;
-    let id = started_id(&out)?;
+    let (id, _) = start_rollout(&f, "0.2.0", &["--sites", site, "--stages", "100"])?;
     trial_result(&update, "0.2.0", "committed", Duration::from_secs(90))
         .await
         .map_err(|e| anyhow::anyhow!("{e}\n{}", yilian::procs::tail(&sup.log(), 30)))?;
@@ -410,17 +370,7 @@ async fn a_managed_agent_installs_only_what_a_rollout_assigns_and_only_as_signed
 
     // A compromised hub names a hash of its own for a signed release: the agent refuses it.
     f.release_script("0.3.0", "echo yilian-agent 0.3.0")?;
-    let out = f.hub_cli(&[
-        "rollout",
-        "start",
-        "--version",
-        "0.3.0",
-        "--triple",
-        yilian_agent::update::TRIPLE,
-        "--stages",
-        "100",
-    ])?;
-    let id = started_id(&out)?;
+    let (id, _) = start_rollout(&f, "0.3.0", &["--stages", "100"])?;
     rusqlite::Connection::open(hub.data_dir.join("yilian.db"))?
         .execute("UPDATE rollouts SET sha256 = ?2 WHERE rollout_id = ?1", rusqlite::params![id, "ab".repeat(32)])?;
     let refused = std::process::Command::new(&agent).args(["update", "--config", s(&cfg)]).output()?;

@@ -10,7 +10,7 @@
 
 use super::AppState;
 use super::console::{Lang, Page, esc, layout, local_time};
-use super::session::{Role, Session, same_token};
+use super::session::{Role, Session};
 use crate::clock::now_ms;
 use crate::store::lifecycle::{Action, ActionError, DeviceState, LifecycleRow, TokenError};
 use axum::extract::{ConnectInfo, Form, Path, Query, Request, State};
@@ -248,11 +248,8 @@ async fn act(
     Path((device, action)): Path<(String, String)>,
     Form(f): Form<ActForm>,
 ) -> Response {
-    if !same_token(&f.csrf, &session.csrf) {
-        return (StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response();
-    }
-    if session.role != Role::Admin {
-        return (StatusCode::FORBIDDEN, "county IT only").into_response();
+    if let Err(refused) = session.admin_form(&f.csrf) {
+        return refused.into_response();
     }
     let Some(action) = Action::parse(&action) else { return StatusCode::NOT_FOUND.into_response() };
     let (d, user, reason) = (device.clone(), session.user_id.clone(), f.reason.trim().to_string());

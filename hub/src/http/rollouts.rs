@@ -12,7 +12,7 @@
 use super::AppState;
 use super::auth::Specialist;
 use super::console::{Lang, Page, esc, layout, local_time};
-use super::session::{Role, Session, same_token};
+use super::session::{Role, Session};
 use crate::clock::now_ms;
 use crate::store::StoreError;
 use crate::store::rollouts::{Action, Rollout, RolloutDevice};
@@ -251,11 +251,8 @@ async fn act(
     Path((id, action)): Path<(i64, String)>,
     Form(f): Form<ActForm>,
 ) -> Response {
-    if !same_token(&f.csrf, &session.csrf) {
-        return (StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response();
-    }
-    if session.role != Role::Admin {
-        return (StatusCode::FORBIDDEN, "county IT only").into_response();
+    if let Err(refused) = session.admin_form(&f.csrf) {
+        return refused.into_response();
     }
     let Some(action) = Action::parse(&action) else { return StatusCode::NOT_FOUND.into_response() };
     let user = session.user_id.clone();

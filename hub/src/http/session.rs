@@ -125,6 +125,20 @@ pub fn same_token(a: &str, b: &str) -> bool {
     !a.is_empty() && token_hash(a) == token_hash(b)
 }
 
+impl Session {
+    /// Checks a county IT form post: the form's CSRF token is this session's, and the session
+    /// is an admin's. The refusal is the response to send.
+    pub fn admin_form(&self, csrf: &str) -> Result<(), (StatusCode, &'static str)> {
+        if !same_token(csrf, &self.csrf) {
+            return Err((StatusCode::FORBIDDEN, "missing or wrong CSRF token"));
+        }
+        if self.role != Role::Admin {
+            return Err((StatusCode::FORBIDDEN, "county IT only"));
+        }
+        Ok(())
+    }
+}
+
 impl FromRequestParts<AppState> for Session {
     type Rejection = (StatusCode, &'static str);
 

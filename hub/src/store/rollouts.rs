@@ -367,7 +367,7 @@ impl Db {
 
     /// One rollout with its figures.
     pub fn rollout(&self, id: i64) -> Result<Option<Rollout>, StoreError> {
-        let row = self
+        let found = self
             .conn
             .query_row(
                 "SELECT kind, target_name, version, state, reason, stage, stages, advance_at_pct, halt_at_pct,
@@ -375,61 +375,46 @@ impl Db {
                  FROM rollouts WHERE rollout_id = ?1",
                 [id],
                 |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, i64>(5)?,
-                        r.get::<_, String>(6)?,
-                        r.get::<_, u8>(7)?,
-                        r.get::<_, u8>(8)?,
-                        r.get::<_, i64>(9)?,
-                        r.get::<_, bool>(10)?,
-                        r.get::<_, String>(11)?,
-                        r.get::<_, i64>(12)?,
-                        r.get::<_, i64>(13)?,
-                        r.get::<_, i64>(14)?,
-                    ))
+                    let rollout = Rollout {
+                        rollout_id: id,
+                        kind: TargetKind::Agent,
+                        target_name: r.get(1)?,
+                        version: r.get(2)?,
+                        state: r.get(3)?,
+                        reason: r.get(4)?,
+                        stage: usize::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
+                        stages: Vec::new(),
+                        stage_devices: Vec::new(),
+                        advance_at_pct: r.get(7)?,
+                        halt_at_pct: r.get(8)?,
+                        stage_timeout_ms: r.get(9)?,
+                        approval: r.get(10)?,
+                        assigned: 0,
+                        committed: 0,
+                        failed: 0,
+                        created_by: r.get(11)?,
+                        created_at_ms: r.get(12)?,
+                        stage_started_ms: r.get(13)?,
+                        updated_at_ms: r.get(14)?,
+                    };
+                    Ok((rollout, r.get::<_, String>(0)?, r.get::<_, String>(6)?))
                 },
             )
             .optional()?;
-        let Some(row) = row else { return Ok(None) };
-        let kind = TargetKind::parse(&row.0).ok_or_else(|| StoreError::Damaged(format!("rollout kind {}", row.0)))?;
-        let stages: StageNames = serde_json::from_str(&row.6).map_err(|e| StoreError::Damaged(e.to_string()))?;
+        let Some((mut rollout, kind, stages)) = found else { return Ok(None) };
+        rollout.kind = TargetKind::parse(&kind).ok_or_else(|| StoreError::Damaged(format!("rollout kind {kind}")))?;
+        rollout.stages = serde_json::from_str::<StageNames>(&stages).map_err(|e| StoreError::Damaged(e.to_string()))?.0;
         let devices = self.rollout_devices(id)?;
-        let mut stage_devices = vec![0; stages.0.len()];
+        rollout.stage_devices = vec![0; rollout.stages.len()];
         for d in &devices {
-            if let Some(n) = stage_devices.get_mut(d.stage) {
+            if let Some(n) = rollout.stage_devices.get_mut(d.stage) {
                 *n += 1;
             }
         }
-        let assigned = devices.iter().filter(|d| d.assigned_at_ms.is_some()).count() as i64;
-        let committed = devices.iter().filter(|d| d.state == "committed").count() as i64;
-        let failed = devices.iter().filter(|d| d.state == "rolled back" || d.state == "timed out").count() as i64;
-        Ok(Some(Rollout {
-            rollout_id: id,
-            kind,
-            target_name: row.1,
-            version: row.2,
-            state: row.3,
-            reason: row.4,
-            stage: usize::try_from(row.5).unwrap_or(0),
-            stages: stages.0,
-            stage_devices,
-            advance_at_pct: row.7,
-            halt_at_pct: row.8,
-            stage_timeout_ms: row.9,
-            approval: row.10,
-            assigned,
-            committed,
-            failed,
-            created_by: row.11,
-            created_at_ms: row.12,
-            stage_started_ms: row.13,
-            updated_at_ms: row.14,
-        }))
+        rollout.assigned = devices.iter().filter(|d| d.assigned_at_ms.is_some()).count() as i64;
+        rollout.committed = devices.iter().filter(|d| d.state == "committed").count() as i64;
+        rollout.failed = devices.iter().filter(|d| d.state == "rolled back" || d.state == "timed out").count() as i64;
+        Ok(Some(rollout))
     }
 
     /// A rollout's devices and where each stands.
