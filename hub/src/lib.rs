@@ -25,6 +25,7 @@ pub mod clock;
 pub mod export;
 pub mod failpoint;
 pub mod fleet;
+pub mod hl7;
 pub mod http;
 pub mod images;
 pub mod imaging;

@@ -38,6 +38,22 @@ enum Command {
         /// each change (e.g. `systemctl reload mosquitto`).
         #[arg(long, requires = "broker_crl")]
         broker_reload: Option<String>,
+        /// Send every signed report to the hospital HIS as HL7 v2.5.1 ORU^R01 over MLLP, at
+        /// `host:port`.
+        #[arg(long)]
+        his_mllp: Option<String>,
+        /// The HIS's character set: `utf-8` or `gb18030` (GBK systems).
+        #[arg(long, default_value = "utf-8", requires = "his_mllp")]
+        his_charset: String,
+        /// MSH-5, the receiving application.
+        #[arg(long, default_value = "HIS", requires = "his_mllp")]
+        his_application: String,
+        /// MSH-6, the receiving facility.
+        #[arg(long, default_value = "", requires = "his_mllp")]
+        his_facility: String,
+        /// Seconds to wait for the HIS's acknowledgement before retrying.
+        #[arg(long, default_value_t = 30, requires = "his_mllp")]
+        his_ack_timeout_secs: u64,
         /// Listen address of the embedded broker (MQTT over TLS).
         #[arg(long, default_value = "0.0.0.0:8883")]
         mqtt_listen: SocketAddr,
@@ -460,6 +476,11 @@ fn main() -> anyhow::Result<()> {
             broker,
             broker_crl,
             broker_reload,
+            his_mllp,
+            his_charset,
+            his_application,
+            his_facility,
+            his_ack_timeout_secs,
             mqtt_listen,
             tls_names,
             insecure_plaintext,
@@ -497,6 +518,15 @@ fn main() -> anyhow::Result<()> {
             cfg.wait_targets = [stat_target_minutes, urgent_target_minutes, routine_target_minutes]
                 .map(|m| Duration::from_secs(m.max(1) * 60));
             cfg.key_overlap = Duration::from_secs(key_overlap_hours * 3600);
+            if let Some(addr) = his_mllp {
+                let mut his = yilian_hub::hl7::sender::HisConfig::new(&addr, &cfg.hub_id);
+                his.charset = yilian_hub::hl7::message::Charset::parse(&his_charset)
+                    .with_context(|| format!("--his-charset {his_charset}: utf-8 or gb18030"))?;
+                his.parties.receiving_application = his_application;
+                his.parties.receiving_facility = his_facility;
+                his.ack_timeout = Duration::from_secs(his_ack_timeout_secs.max(1));
+                cfg.his = Some(his);
+            }
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async {
                 let listener = tokio::net::TcpListener::bind(http).await.with_context(|| format!("binding {http}"))?;

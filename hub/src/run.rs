@@ -64,6 +64,8 @@ pub struct HubConfig {
     pub broker_reload: Option<String>,
     /// How often rollouts are moved on (outcomes read, stages opened, halts).
     pub rollout_tick: Duration,
+    /// The hospital HIS that takes every signed report as HL7 v2 (none: not sent).
+    pub his: Option<crate::hl7::sender::HisConfig>,
 }
 
 impl HubConfig {
@@ -83,6 +85,7 @@ impl HubConfig {
             retention_interval: crate::retention::INTERVAL,
             key_overlap: crate::ingest::DEFAULT_KEY_OVERLAP,
             rollout_tick: crate::fleet::ROLLOUT_TICK,
+            his: None,
             insecure_plaintext: false,
             tls_names: Vec::new(),
             broker_crl: None,
@@ -313,6 +316,8 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     let tuf_task = tokio::spawn(crate::fleet::refresh_loop(tuf.clone(), shutdown.child_token()));
     let rollout_task =
         tokio::spawn(crate::fleet::rollout_loop(store.clone(), cfg.rollout_tick, shutdown.child_token()));
+    let his_task =
+        cfg.his.clone().map(|his| tokio::spawn(crate::hl7::sender::run(store.clone(), his, shutdown.child_token())));
     let state = AppState {
         store,
         publisher,
@@ -355,6 +360,9 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     let _ = retention_task.await;
     let _ = tuf_task.await;
     let _ = rollout_task.await;
+    if let Some(t) = his_task {
+        let _ = t.await;
+    }
     let _ = disconnect_task.await;
     let _ = client.try_disconnect();
     info!("hub stopped");

@@ -8,6 +8,7 @@ mod common;
 mod dicomgen;
 mod faults;
 mod fleet;
+mod his;
 mod imaging;
 mod lifecycle;
 mod rollouts;

@@ -437,6 +437,33 @@ async fn fleet_page(State(s): State<AppState>, page: Page) -> Response {
             esc(d.last_problem.as_deref().unwrap_or_default()),
         ));
     }
+    let outbox = s.store.call(|db| db.hl7_outbox(true, 50)).await.ok().and_then(Result::ok).unwrap_or_default();
+    let his: String = outbox
+        .iter()
+        .map(|m| {
+            format!(
+                r#"<tr data-his="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+                esc(&m.control_id),
+                esc(&m.report_id),
+                esc(&m.control_id),
+                m.attempts,
+                esc(&m.last_error),
+                local_time(m.next_attempt_ms),
+            )
+        })
+        .collect();
+    let his = if outbox.is_empty() {
+        format!("<p>{}</p>", lang.t("没有未送达的消息。", "No undelivered messages."))
+    } else {
+        format!(
+            "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>{his}</tbody></table>",
+            lang.t("报告", "Report"),
+            lang.t("消息编号", "Control id"),
+            lang.t("尝试次数", "Attempts"),
+            lang.t("最近错误", "Last error"),
+            lang.t("下次重试", "Next attempt"),
+        )
+    };
     let rejects: String = s
         .rejects
         .snapshot()
@@ -446,6 +473,7 @@ async fn fleet_page(State(s): State<AppState>, page: Page) -> Response {
     let body = format!(
         "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>{rows}</tbody></table>
 <h2>{}</h2><table><tbody>{rejects}</tbody></table>
+<h2>{}</h2>{his}
 <p><a href=\"/fleet/enrolment\">{}</a> · <a href=\"/fleet/rollouts\">{}</a></p>",
         lang.t("卫生院", "Clinic"),
         lang.t("设备", "Device"),
@@ -456,6 +484,7 @@ async fn fleet_page(State(s): State<AppState>, page: Page) -> Response {
         lang.t("更新", "Update"),
         lang.t("最近问题", "Last problem"),
         lang.t("拒收的消息", "Rejected messages"),
+        lang.t("未送达 HIS 的报告", "Reports not yet delivered to the HIS"),
         lang.t("设备登记与吊销", "Device enrolment and revocation"),
         lang.t("更新发布", "Update rollouts"),
     );

@@ -8,6 +8,7 @@ pub mod console;
 pub mod dicomweb;
 pub mod enrol;
 pub mod files;
+pub mod his;
 pub mod imaging;
 pub mod rollouts;
 pub mod session;
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(audit_page::routes())
         .merge(tuf::routes())
         .merge(rollouts::routes())
+        .merge(his::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit_page::auditor_fence))
         .with_state(state)
 }

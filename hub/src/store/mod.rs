@@ -4,6 +4,7 @@
 //! connection is never shared and no lock is held across an `.await` (mini-redis `db.rs`).
 
 pub mod audit;
+pub mod hl7;
 pub mod images;
 pub mod lifecycle;
 pub mod retention;

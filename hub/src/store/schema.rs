@@ -344,4 +344,20 @@ CREATE TABLE rollout_devices (
 );
 CREATE INDEX rollout_devices_by_device ON rollout_devices (device_id);
 "#,
+    // HL7 v2 messages to the hospital HIS, one per report (the message sealed at rest).
+    r#"
+CREATE TABLE hl7_outbox (
+    report_id       TEXT PRIMARY KEY,
+    control_id      TEXT NOT NULL UNIQUE,
+    message         BLOB NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'delivered')),
+    attempts        INTEGER NOT NULL,
+    last_error      TEXT NOT NULL,
+    ack_code        TEXT,
+    next_attempt_ms INTEGER NOT NULL,
+    created_at_ms   INTEGER NOT NULL,
+    delivered_at_ms INTEGER
+);
+CREATE INDEX hl7_outbox_due ON hl7_outbox (state, next_attempt_ms);
+"#,
 ];

@@ -1,0 +1,34 @@
+//! The HIS outbox over HTTP, for tools and the console: which reports the hospital HIS has
+//! acknowledged and which are still being retried, and why.
+//!
+//! | method | path | what |
+//! | --- | --- | --- |
+//! | GET | `/api/his/outbox[?undelivered=1]` | HL7 messages to the HIS, newest first (JSON) |
+
+use super::AppState;
+use super::auth::Specialist;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+/// The HIS routes.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/his/outbox", get(outbox))
+}
+
+#[derive(Deserialize)]
+struct OutboxQuery {
+    #[serde(default)]
+    undelivered: Option<u8>,
+}
+
+async fn outbox(State(s): State<AppState>, _who: Specialist, Query(q): Query<OutboxQuery>) -> Response {
+    let undelivered = q.undelivered.unwrap_or(0) != 0;
+    match s.store.call(move |db| db.hl7_outbox(undelivered, 500)).await {
+        Ok(Ok(rows)) => Json(rows).into_response(),
+        Ok(Err(e)) | Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}

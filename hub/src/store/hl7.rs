@@ -1,0 +1,177 @@
+//! The outbox of HL7 messages to the hospital HIS: one message per signed report, built once
+//! (so every retry carries the same bytes and control id), sealed at rest like every other
+//! patient record, and kept with its delivery state for the console.
+
+use super::{Db, StoreError, StudyRow};
+use rusqlite::params;
+use serde::Serialize;
+use yilian_protocol::envelope::Envelope;
+use yilian_protocol::message::{Payload, Report, Study};
+
+/// A message waiting to go.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The report it carries.
+    pub report_id: String,
+    /// MSH-10.
+    pub control_id: String,
+    /// The wire bytes (in the HIS's charset).
+    pub message: Vec<u8>,
+    /// Attempts so far.
+    pub attempts: i64,
+}
+
+/// One outbox entry, for the console and the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxRow {
+    /// The report.
+    pub report_id: String,
+    /// Its study.
+    pub study_uid: String,
+    /// MSH-10.
+    pub control_id: String,
+    /// `pending` or `delivered`.
+    pub state: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// Why the last attempt failed.
+    pub last_error: String,
+    /// The HIS's acknowledgement code once delivered (AA or CA).
+    pub ack_code: Option<String>,
+    /// Queued, Unix ms.
+    pub created_at_ms: i64,
+    /// Next attempt, Unix ms.
+    pub next_attempt_ms: i64,
+    /// Delivered, Unix ms.
+    pub delivered_at_ms: Option<i64>,
+}
+
+impl Db {
+    /// When the outbox began (the first call's `now_ms`, kept): reports signed before it are not
+    /// sent, so connecting a HIS does not replay years of history.
+    pub fn hl7_since(&mut self, now_ms: i64) -> Result<i64, StoreError> {
+        self.conn.execute("INSERT OR IGNORE INTO counters (name, value) VALUES ('hl7_since_ms', ?1)", [now_ms])?;
+        Ok(self.conn.query_row("SELECT value FROM counters WHERE name = 'hl7_since_ms'", [], |r| r.get(0))?)
+    }
+
+    /// Reports signed since `since_ms` with no message yet, with their studies, oldest first.
+    pub fn hl7_unqueued(
+        &self,
+        since_ms: i64,
+        limit: i64,
+        now_ms: i64,
+    ) -> Result<Vec<(StudyRow, Study, Report)>, StoreError> {
+        let rows: Vec<(String, String)> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT r.report_id, r.study_uid FROM reports r
+                 WHERE r.reported_at_ms >= ?1 AND NOT EXISTS (SELECT 1 FROM hl7_outbox o WHERE o.report_id = r.report_id)
+                 ORDER BY r.reported_at_ms LIMIT ?2",
+            )?;
+            stmt.query_map(params![since_ms, limit], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
+        };
+        let mut out = Vec::new();
+        for (report_id, uid) in rows {
+            let sealed: Vec<u8> =
+                self.conn.query_row("SELECT envelope FROM reports WHERE report_id = ?1", [&report_id], |r| r.get(0))?;
+            let bytes = self.key.open("reports", "envelope", &report_id, &sealed)?;
+            let env = Envelope::decode(&bytes).map_err(|e| StoreError::Damaged(format!("report {report_id}: {e}")))?;
+            let report = match Payload::decode(env.header.kind, &env.body) {
+                Some(Ok(Payload::Report(r))) => r,
+                _ => return Err(StoreError::Damaged(format!("report {report_id}: not a report envelope"))),
+            };
+            let Some((row, study)) = self.study(&uid, now_ms)? else {
+                return Err(StoreError::Damaged(format!("report {report_id}: study {uid} is gone")));
+            };
+            out.push((row, study, report));
+        }
+        Ok(out)
+    }
+
+    /// Queues `message` (wire bytes) for `report_id`, due at once.
+    pub fn hl7_enqueue(
+        &mut self,
+        report_id: &str,
+        control_id: &str,
+        message: &[u8],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let sealed = self.key.seal("hl7_outbox", "message", report_id, message)?;
+        self.conn.execute(
+            "INSERT OR IGNORE INTO hl7_outbox (report_id, control_id, message, state, attempts, last_error,
+                 next_attempt_ms, created_at_ms)
+             VALUES (?1, ?2, ?3, 'pending', 0, '', ?4, ?4)",
+            params![report_id, control_id, sealed, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Pending messages due by `now_ms`, oldest first.
+    pub fn hl7_due(&self, now_ms: i64, limit: i64) -> Result<Vec<Outgoing>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT report_id, control_id, message, attempts FROM hl7_outbox
+             WHERE state = 'pending' AND next_attempt_ms <= ?1 ORDER BY created_at_ms LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![now_ms, limit], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, i64>(3)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(report_id, control_id, sealed, attempts)| {
+                let message = self.key.open("hl7_outbox", "message", &report_id, &sealed)?;
+                Ok(Outgoing { report_id, control_id, message, attempts })
+            })
+            .collect()
+    }
+
+    /// Records an attempt: delivered with the HIS's `Ok(ack code)`, or failed with `Err(why)`
+    /// and tried again at `retry_at_ms`.
+    pub fn hl7_attempt(
+        &mut self,
+        report_id: &str,
+        result: Result<&str, &str>,
+        retry_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        match result {
+            Ok(code) => self.conn.execute(
+                "UPDATE hl7_outbox SET state = 'delivered', attempts = attempts + 1, ack_code = ?2,
+                     delivered_at_ms = ?3, last_error = '' WHERE report_id = ?1",
+                params![report_id, code, now_ms],
+            )?,
+            Err(why) => self.conn.execute(
+                "UPDATE hl7_outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_ms = ?3
+                 WHERE report_id = ?1",
+                params![report_id, why, retry_at_ms],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// The outbox, newest first (`undelivered`: pending ones only).
+    pub fn hl7_outbox(&self, undelivered: bool, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT o.report_id, COALESCE(r.study_uid, ''), o.control_id, o.state, o.attempts, o.last_error,
+                    o.ack_code, o.created_at_ms, o.next_attempt_ms, o.delivered_at_ms
+             FROM hl7_outbox o LEFT JOIN reports r ON r.report_id = o.report_id
+             WHERE (?1 = 0 OR o.state = 'pending') ORDER BY o.created_at_ms DESC LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![undelivered, limit], |r| {
+                Ok(OutboxRow {
+                    report_id: r.get(0)?,
+                    study_uid: r.get(1)?,
+                    control_id: r.get(2)?,
+                    state: r.get(3)?,
+                    attempts: r.get(4)?,
+                    last_error: r.get(5)?,
+                    ack_code: r.get(6)?,
+                    created_at_ms: r.get(7)?,
+                    next_attempt_ms: r.get(8)?,
+                    delivered_at_ms: r.get(9)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}

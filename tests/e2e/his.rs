@@ -1,0 +1,177 @@
+//! Results to the hospital HIS: every signed report goes out as an HL7 v2.5.1 ORU^R01 over MLLP
+//! to a listener standing in for the HIS. A refusal (AE) and a lost acknowledgement are retried
+//! with the same control id; once accepted, a message is never sent again.
+
+use crate::common::*;
+use anyhow::Context;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use yilian::county::{Broker, Clinic, HubHandle, wait_for};
+use yilian_hub::hl7::message::{Charset, unescape};
+use yilian_hub::hl7::mllp;
+
+/// What the stand-in HIS received: each frame's control id and text, in order.
+type Received = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A GB 18030 HIS on loopback: it refuses the first message it sees once (AE), leaves its
+/// second delivery unanswered, and accepts from then on.
+async fn his_listener() -> anyhow::Result<(std::net::SocketAddr, Received)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let received: Received = Arc::default();
+    let got = received.clone();
+    tokio::spawn(async move {
+        let first: Arc<Mutex<Option<String>>> = Arc::default();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (got, first) = (got.clone(), first.clone());
+            tokio::spawn(async move {
+                while let Ok(frame) = mllp::read_frame(&mut stream, 1 << 20).await {
+                    let text = Charset::Gb18030.decode(&frame);
+                    let id =
+                        text.split('\r').next().and_then(|msh| msh.split('|').nth(9)).unwrap_or_default().to_string();
+                    let seen = {
+                        let Ok(mut g) = got.lock() else { return };
+                        g.push((id.clone(), text));
+                        g.iter().filter(|(i, _)| *i == id).count()
+                    };
+                    let is_first = {
+                        let Ok(mut f) = first.lock() else { return };
+                        f.get_or_insert_with(|| id.clone()) == &id
+                    };
+                    let code = match (is_first, seen) {
+                        (true, 1) => "AE|患者编号\\F\\未登记",
+                        (true, 2) => continue,
+                        _ => "AA",
+                    };
+                    let ack = format!(
+                        "MSH|^~\\&|HIS|县医院|YILIAN|hub|20261207120000||ACK^R01|A{id}|P|2.5.1\rMSA|{code}|{id}\r"
+                    );
+                    if stream.write_all(&mllp::frame(&Charset::Gb18030.encode(&ack))).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok((addr, received))
+}
+
+async fn outbox(hub: &HubHandle) -> anyhow::Result<Vec<Value>> {
+    let (status, v) = hub.api.get_raw("/api/his/outbox").await?;
+    anyhow::ensure!(status == 200, "/api/his/outbox: {status} {v}");
+    Ok(v.as_array().cloned().unwrap_or_default())
+}
+
+/// The unescaped value of field `f` of the `n`th segment `seg` (1-based) of an HL7 message.
+fn field(text: &str, seg: &str, n: usize, f: usize) -> String {
+    let line = text.split('\r').filter(|l| l.starts_with(&format!("{seg}|"))).nth(n - 1).unwrap_or_default();
+    // MSH-1 is the separator itself, so MSH fields are one place further on.
+    let at = if seg == "MSH" { f - 1 } else { f };
+    unescape(line.split('|').nth(at).unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_reach_the_his_as_hl7_once_each_through_refusals_and_lost_acks() -> anyhow::Result<()> {
+    init_logs();
+    let tmp = tempfile::tempdir()?;
+    let (addr, received) = his_listener().await?;
+    let hub = HubHandle::start_with(&tmp.path().join("hub"), Broker::Embedded, |c| {
+        let mut his = yilian_hub::hl7::sender::HisConfig::new(&addr.to_string(), "COUNTY-ECG");
+        his.charset = Charset::Gb18030;
+        his.parties.receiving_facility = "县医院".into();
+        his.ack_timeout = Duration::from_secs(1);
+        his.retry_max = Duration::from_secs(2);
+        his.poll = Duration::from_millis(200);
+        c.his = Some(his);
+    })
+    .await?;
+    let mut clinic = Clinic::start(&tmp.path().join("clinics"), "xz-his", "cart-his", &hub).await?;
+
+    // A study recorded on the cart (patient 张伟), and a cart file with the cart's measurements.
+    let first = record_ptb_study(&clinic, "cart-his", 0).await?;
+    let api = hub.api.clone();
+    let uid1 =
+        wait_for("the recorded study", WAIT, || {
+            let (api, first) = (api.clone(), first.clone());
+            async move {
+                api.studies().await.ok()?.into_iter().map(|s| uid_of(&s).to_string()).find(|u| u.starts_with(&first))
+            }
+        })
+        .await?;
+    let dir = clinic.inbox().join("routine");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::copy(yilian::records::shared_data().join("dicom-ecg/waveform_ecg.dcm"), dir.join(".w.part"))?;
+    std::fs::rename(dir.join(".w.part"), dir.join("waveform_ecg.dcm"))?;
+    let uid2 = wait_for("the cart file's study", WAIT, || {
+        let (api, uid1) = (api.clone(), uid1.clone());
+        async move { api.studies().await.ok()?.into_iter().map(|s| uid_of(&s).to_string()).find(|u| *u != uid1) }
+    })
+    .await?;
+
+    let (findings, conclusion) = ("窦性心律 | 心率约75次/分\nPR 0.16 s & QRS正常", "正常心电图");
+    for uid in [&uid1, &uid2] {
+        hub.api.claim(uid).await?;
+        hub.api.report(uid, findings, conclusion).await?;
+    }
+    let delivered = wait_for("both reports delivered to the HIS", WAIT, || {
+        let hub = &hub;
+        async move {
+            let rows = outbox(hub).await.ok()?;
+            (rows.len() == 2 && rows.iter().all(|r| r["state"] == "delivered")).then_some(rows)
+        }
+    })
+    .await?;
+    // Anything sent again after an AA would arrive now.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let frames = received.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    let mut per_id: BTreeMap<String, usize> = BTreeMap::new();
+    for (id, _) in &frames {
+        *per_id.entry(id.clone()).or_default() += 1;
+    }
+    let by_report = |uid: &str| delivered.iter().find(|r| r["study_uid"] == uid).cloned().unwrap_or_default();
+    let (r1, r2) = (by_report(&uid1), by_report(&uid2));
+    let id1 = r1["control_id"].as_str().context("control id")?.to_string();
+    let id2 = r2["control_id"].as_str().context("control id")?.to_string();
+    // The first: refused, then unanswered, then accepted; the same bytes each time.
+    assert_eq!((per_id.get(&id1), r1["attempts"].as_i64(), r1["ack_code"].as_str()), (Some(&3), Some(3), Some("AA")));
+    let copies: Vec<&String> = frames.iter().filter(|(i, _)| *i == id1).map(|(_, t)| t).collect();
+    assert!(copies.windows(2).all(|w| w[0] == w[1]), "every retry carries the same message");
+    assert_eq!((per_id.get(&id2), r2["attempts"].as_i64()), (Some(&1), Some(1)));
+    assert_eq!(frames.len(), 4, "no duplicates once accepted: {per_id:?}");
+
+    // What the HIS holds, decoded from GB 18030.
+    let m1 = &copies[0];
+    assert_eq!(field(m1, "MSH", 1, 9), "ORU^R01^ORU_R01");
+    assert_eq!(field(m1, "MSH", 1, 18), "GB 18030-2000");
+    assert_eq!(field(m1, "MSH", 1, 6), "县医院");
+    assert_eq!(field(m1, "PID", 1, 5), "张伟");
+    assert_eq!(field(m1, "OBR", 1, 2), uid1);
+    let obx: Vec<String> = m1.split('\r').filter(|l| l.starts_with("OBX|")).map(str::to_string).collect();
+    assert!(obx.iter().any(|l| l.contains("18844-1") && unescape(l).contains(conclusion)), "{obx:?}");
+    let findings_obx = obx.iter().find(|l| l.contains("18842-5")).context("findings")?;
+    assert!(findings_obx.contains(r"\F\") && findings_obx.contains(r"\T\") && findings_obx.contains(r"\.br\"));
+    let m2 = &frames.iter().find(|(i, _)| *i == id2).context("second message")?.1;
+    let vitals: Vec<(String, String, String)> =
+        (1..=5).map(|n| (field(m2, "OBX", n, 3), field(m2, "OBX", n, 5), field(m2, "OBX", n, 6))).collect();
+    let want = [
+        ("8867-4^Heart rate^LN", "61", "/min^/min^UCUM"),
+        ("8625-6^P-R Interval^LN", "161", "ms^ms^UCUM"),
+        ("8633-0^QRS duration^LN", "75", "ms^ms^UCUM"),
+        ("8634-8^Q-T interval^LN", "368", "ms^ms^UCUM"),
+        ("8636-3^Q-T interval corrected^LN", "370", "ms^ms^UCUM"),
+    ];
+    let want: Vec<(String, String, String)> =
+        want.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect();
+    assert_eq!(vitals, want);
+    eprintln!(
+        "HIS: {} reports, {} messages sent, {} retries (1 AE, 1 lost ACK), duplicates after acceptance: 0",
+        delivered.len(),
+        frames.len(),
+        frames.len() - delivered.len()
+    );
+    clinic.stop_agent().await?;
+    hub.stop().await
+}
