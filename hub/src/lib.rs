@@ -34,6 +34,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod logkey;
 pub mod mosquitto;
+pub mod pacs;
 pub mod publish;
 pub mod queue;
 pub mod ratelimit;

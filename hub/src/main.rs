@@ -23,6 +23,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start; the size of `Run` costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the hub.
@@ -54,6 +56,16 @@ enum Command {
         /// Seconds to wait for the HIS's acknowledgement before retrying.
         #[arg(long, default_value_t = 30, requires = "his_mllp")]
         his_ack_timeout_secs: u64,
+        /// Send every reported study to the hospital PACS as a DICOM ECG waveform object by
+        /// C-STORE, at `host:port`.
+        #[arg(long)]
+        pacs: Option<String>,
+        /// The PACS's AE title.
+        #[arg(long, default_value = "PACS", requires = "pacs")]
+        pacs_ae: String,
+        /// Our AE title towards the PACS.
+        #[arg(long, default_value = "YILIAN", requires = "pacs")]
+        pacs_calling_ae: String,
         /// Listen address of the embedded broker (MQTT over TLS).
         #[arg(long, default_value = "0.0.0.0:8883")]
         mqtt_listen: SocketAddr,
@@ -481,6 +493,9 @@ fn main() -> anyhow::Result<()> {
             his_application,
             his_facility,
             his_ack_timeout_secs,
+            pacs,
+            pacs_ae,
+            pacs_calling_ae,
             mqtt_listen,
             tls_names,
             insecure_plaintext,
@@ -526,6 +541,11 @@ fn main() -> anyhow::Result<()> {
                 his.parties.receiving_facility = his_facility;
                 his.ack_timeout = Duration::from_secs(his_ack_timeout_secs.max(1));
                 cfg.his = Some(his);
+            }
+            if let Some(addr) = pacs {
+                let mut p = yilian_hub::pacs::PacsConfig::new(&addr, &pacs_ae);
+                p.calling_ae = pacs_calling_ae;
+                cfg.pacs = Some(p);
             }
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async {

@@ -66,6 +66,8 @@ pub struct HubConfig {
     pub rollout_tick: Duration,
     /// The hospital HIS that takes every signed report as HL7 v2 (none: not sent).
     pub his: Option<crate::hl7::sender::HisConfig>,
+    /// The hospital PACS that takes every reported study by C-STORE (none: not sent).
+    pub pacs: Option<crate::pacs::PacsConfig>,
 }
 
 impl HubConfig {
@@ -86,6 +88,7 @@ impl HubConfig {
             key_overlap: crate::ingest::DEFAULT_KEY_OVERLAP,
             rollout_tick: crate::fleet::ROLLOUT_TICK,
             his: None,
+            pacs: None,
             insecure_plaintext: false,
             tls_names: Vec::new(),
             broker_crl: None,
@@ -316,6 +319,25 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     let tuf_task = tokio::spawn(crate::fleet::refresh_loop(tuf.clone(), shutdown.child_token()));
     let rollout_task =
         tokio::spawn(crate::fleet::rollout_loop(store.clone(), cfg.rollout_tick, shutdown.child_token()));
+    // The outboxes start now, before any report can be signed: what was reported before the HIS
+    // or PACS was connected is not replayed to it, and nothing reported from here on is missed.
+    let (his_on, pacs_on) = (cfg.his.is_some(), cfg.pacs.is_some());
+    let started = crate::clock::now_ms();
+    let since = store
+        .call(move |db| -> Result<(), crate::store::StoreError> {
+            if his_on {
+                db.hl7_since(started)?;
+            }
+            if pacs_on {
+                db.pacs_since(started)?;
+            }
+            Ok(())
+        })
+        .await;
+    if let Ok(Err(e)) | Err(e) = since {
+        return Err(HubError::Store(e));
+    }
+    let pacs_task = cfg.pacs.clone().map(|p| tokio::spawn(crate::pacs::run(store.clone(), p, shutdown.child_token())));
     let his_task =
         cfg.his.clone().map(|his| tokio::spawn(crate::hl7::sender::run(store.clone(), his, shutdown.child_token())));
     let state = AppState {
@@ -360,7 +382,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     let _ = retention_task.await;
     let _ = tuf_task.await;
     let _ = rollout_task.await;
-    if let Some(t) = his_task {
+    for t in [his_task, pacs_task].into_iter().flatten() {
         let _ = t.await;
     }
     let _ = disconnect_task.await;

@@ -8,7 +8,7 @@ mod common;
 mod dicomgen;
 mod faults;
 mod fleet;
-mod his;
+mod hospital;
 mod imaging;
 mod lifecycle;
 mod rollouts;

@@ -464,6 +464,31 @@ async fn fleet_page(State(s): State<AppState>, page: Page) -> Response {
             lang.t("下次重试", "Next attempt"),
         )
     };
+    let pacs_rows = s.store.call(|db| db.pacs_outbox(true, 50)).await.ok().and_then(Result::ok).unwrap_or_default();
+    let pacs = if pacs_rows.is_empty() {
+        format!("<p>{}</p>", lang.t("没有未存入的检查。", "No studies waiting."))
+    } else {
+        let rows: String = pacs_rows
+            .iter()
+            .map(|p| {
+                format!(
+                    r#"<tr data-pacs="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+                    esc(&p.study_uid),
+                    esc(&p.study_uid),
+                    p.attempts,
+                    esc(&p.last_error),
+                    local_time(p.next_attempt_ms),
+                )
+            })
+            .collect();
+        format!(
+            "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>{rows}</tbody></table>",
+            lang.t("检查", "Study"),
+            lang.t("尝试次数", "Attempts"),
+            lang.t("最近错误", "Last error"),
+            lang.t("下次重试", "Next attempt"),
+        )
+    };
     let rejects: String = s
         .rejects
         .snapshot()
@@ -474,6 +499,7 @@ async fn fleet_page(State(s): State<AppState>, page: Page) -> Response {
         "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>{rows}</tbody></table>
 <h2>{}</h2><table><tbody>{rejects}</tbody></table>
 <h2>{}</h2>{his}
+<h2>{}</h2>{pacs}
 <p><a href=\"/fleet/enrolment\">{}</a> · <a href=\"/fleet/rollouts\">{}</a></p>",
         lang.t("卫生院", "Clinic"),
         lang.t("设备", "Device"),
@@ -485,6 +511,7 @@ async fn fleet_page(State(s): State<AppState>, page: Page) -> Response {
         lang.t("最近问题", "Last problem"),
         lang.t("拒收的消息", "Rejected messages"),
         lang.t("未送达 HIS 的报告", "Reports not yet delivered to the HIS"),
+        lang.t("未存入 PACS 的检查", "Studies not yet stored at the PACS"),
         lang.t("设备登记与吊销", "Device enrolment and revocation"),
         lang.t("更新发布", "Update rollouts"),
     );

@@ -1,9 +1,10 @@
-//! The HIS outbox over HTTP, for tools and the console: which reports the hospital HIS has
-//! acknowledged and which are still being retried, and why.
+//! The hospital outboxes over HTTP, for tools: which reports the HIS has acknowledged and which
+//! studies the PACS has stored, which are still being retried, and why.
 //!
 //! | method | path | what |
 //! | --- | --- | --- |
 //! | GET | `/api/his/outbox[?undelivered=1]` | HL7 messages to the HIS, newest first (JSON) |
+//! | GET | `/api/pacs/outbox[?undelivered=1]` | studies for the PACS, newest first (JSON) |
 
 use super::AppState;
 use super::auth::Specialist;
@@ -16,7 +17,7 @@ use serde::Deserialize;
 
 /// The HIS routes.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/his/outbox", get(outbox))
+    Router::new().route("/api/his/outbox", get(outbox)).route("/api/pacs/outbox", get(pacs_outbox))
 }
 
 #[derive(Deserialize)]
@@ -28,6 +29,14 @@ struct OutboxQuery {
 async fn outbox(State(s): State<AppState>, _who: Specialist, Query(q): Query<OutboxQuery>) -> Response {
     let undelivered = q.undelivered.unwrap_or(0) != 0;
     match s.store.call(move |db| db.hl7_outbox(undelivered, 500)).await {
+        Ok(Ok(rows)) => Json(rows).into_response(),
+        Ok(Err(e)) | Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+async fn pacs_outbox(State(s): State<AppState>, _who: Specialist, Query(q): Query<OutboxQuery>) -> Response {
+    let pending = q.undelivered.unwrap_or(0) != 0;
+    match s.store.call(move |db| db.pacs_outbox(pending, 500)).await {
         Ok(Ok(rows)) => Json(rows).into_response(),
         Ok(Err(e)) | Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }

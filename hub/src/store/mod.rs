@@ -7,6 +7,7 @@ pub mod audit;
 pub mod hl7;
 pub mod images;
 pub mod lifecycle;
+pub mod pacs;
 pub mod retention;
 pub mod rollouts;
 pub mod schema;

@@ -360,4 +360,18 @@ CREATE TABLE hl7_outbox (
 );
 CREATE INDEX hl7_outbox_due ON hl7_outbox (state, next_attempt_ms);
 "#,
+    // Reported studies for the hospital PACS (DICOM C-STORE).
+    r#"
+CREATE TABLE pacs_outbox (
+    study_uid        TEXT PRIMARY KEY,
+    state            TEXT NOT NULL CHECK (state IN ('pending', 'stored')),
+    attempts         INTEGER NOT NULL,
+    last_error       TEXT NOT NULL,
+    sop_instance_uid TEXT,
+    status           INTEGER,
+    next_attempt_ms  INTEGER NOT NULL,
+    created_at_ms    INTEGER NOT NULL,
+    stored_at_ms     INTEGER
+);
+"#,
 ];

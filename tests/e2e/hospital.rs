@@ -1,6 +1,8 @@
-//! Results to the hospital HIS: every signed report goes out as an HL7 v2.5.1 ORU^R01 over MLLP
-//! to a listener standing in for the HIS. A refusal (AE) and a lost acknowledgement are retried
-//! with the same control id; once accepted, a message is never sent again.
+//! Results to the hospital. Every signed report goes to the HIS as an HL7 v2.5.1 ORU^R01 over
+//! MLLP, here to a listener standing in for the HIS: a refusal (AE) and a lost acknowledgement
+//! are retried with the same control id, and once accepted a message is never sent again. Every
+//! reported study goes to the PACS by C-STORE, here to dcmtk's `storescp`, retried until the
+//! PACS is up, and stored once.
 
 use crate::common::*;
 use anyhow::Context;
@@ -171,6 +173,100 @@ async fn reports_reach_the_his_as_hl7_once_each_through_refusals_and_lost_acks()
         delivered.len(),
         frames.len(),
         frames.len() - delivered.len()
+    );
+    clinic.stop_agent().await?;
+    hub.stop().await
+}
+
+/// `dcmdump` (dcmtk, an independent reader) of `tags` in `path`, each value as UTF-8.
+fn dcmdump(path: &std::path::Path, tags: &[&str]) -> anyhow::Result<Vec<String>> {
+    let mut cmd = std::process::Command::new("dcmdump");
+    cmd.args(["-q", "-Un", "+U8"]);
+    for t in tags {
+        cmd.args(["+P", t]);
+    }
+    let out = cmd.arg(path).output().context("dcmdump runs (dcmtk installed)")?;
+    anyhow::ensure!(out.status.success(), "dcmdump: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let v = l.split_once(' ')?.1.trim_start();
+            let v = v.split_once(' ')?.1.trim_start();
+            Some(match v.strip_prefix('[') {
+                Some(rest) => rest.split_once(']').map_or(rest, |(x, _)| x).to_string(),
+                None => v.split_whitespace().next().unwrap_or_default().to_string(),
+            })
+        })
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reported_studies_reach_the_pacs_once_after_it_comes_up() -> anyhow::Result<()> {
+    init_logs();
+    let tmp = tempfile::tempdir()?;
+    let port = yilian_hub::broker::free_port()?;
+    let hub = HubHandle::start_with(&tmp.path().join("hub"), Broker::Embedded, |c| {
+        let mut p = yilian_hub::pacs::PacsConfig::new(&format!("127.0.0.1:{port}"), "COUNTY-PACS");
+        p.timeout = Duration::from_secs(2);
+        p.retry_max = Duration::from_secs(2);
+        p.poll = Duration::from_millis(200);
+        c.pacs = Some(p);
+    })
+    .await?;
+    let mut clinic = Clinic::start(&tmp.path().join("clinics"), "xz-pacs", "cart-pacs", &hub).await?;
+    let first = record_ptb_study(&clinic, "cart-pacs", 0).await?;
+    let api = hub.api.clone();
+    let uid =
+        wait_for("the recorded study", WAIT, || {
+            let (api, first) = (api.clone(), first.clone());
+            async move {
+                api.studies().await.ok()?.into_iter().map(|s| uid_of(&s).to_string()).find(|u| u.starts_with(&first))
+            }
+        })
+        .await?;
+    hub.api.claim(&uid).await?;
+    hub.api.report(&uid, "窦性心律。", "正常心电图").await?;
+
+    // The PACS is down: the hub keeps the study and says why.
+    let pending = wait_for("a failed attempt on the PACS outbox", WAIT, || {
+        let api = api.clone();
+        async move {
+            let rows = api.get_raw("/api/pacs/outbox?undelivered=1").await.ok()?.1;
+            rows.as_array()?.iter().find(|r| r["attempts"].as_i64() >= Some(2)).cloned()
+        }
+    })
+    .await?;
+    assert!(pending["last_error"].as_str().is_some_and(|e| e.contains("association")), "{pending}");
+
+    let out = tmp.path().join("pacs");
+    std::fs::create_dir_all(&out)?;
+    let _storescp = tokio::process::Command::new("storescp")
+        .args(["-aet", "COUNTY-PACS", "+xa", "-od"])
+        .arg(&out)
+        .arg(port.to_string())
+        .kill_on_drop(true)
+        .spawn()
+        .context("storescp runs (dcmtk installed)")?;
+    let stored = wait_for("the study stored at the PACS", WAIT, || {
+        let api = api.clone();
+        async move {
+            let rows = api.get_raw("/api/pacs/outbox").await.ok()?.1;
+            rows.as_array()?.iter().find(|r| r["state"] == "stored").cloned()
+        }
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let files: Vec<std::path::PathBuf> = std::fs::read_dir(&out)?.flatten().map(|e| e.path()).collect();
+    assert_eq!(files.len(), 1, "stored once: {files:?}");
+    let values = dcmdump(&files[0], &["0008,0016", "0008,0018", "0010,0010", "003a,0005"])?;
+    assert_eq!(values.first().map(String::as_str), Some("1.2.840.10008.5.1.4.1.1.9.1.1"), "12-lead ECG: {values:?}");
+    assert_eq!(values.get(1), stored["sop_instance_uid"].as_str().map(str::to_string).as_ref());
+    assert_eq!(values.get(2).map(String::as_str), Some("张伟"), "{values:?}");
+    assert!(values.iter().skip(3).all(|v| v == "12"), "12 channels in each multiplex group: {values:?}");
+    let attempts = stored["attempts"].as_i64().unwrap_or_default();
+    eprintln!(
+        "PACS: 1 study stored after {attempts} attempts ({} while the PACS was down), duplicates: 0",
+        attempts - 1
     );
     clinic.stop_agent().await?;
     hub.stop().await
