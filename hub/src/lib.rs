@@ -24,6 +24,7 @@ pub mod ca;
 pub mod clock;
 pub mod export;
 pub mod failpoint;
+pub mod fhir;
 pub mod fleet;
 pub mod hl7;
 pub mod http;

@@ -168,6 +168,35 @@ async fn reports_reach_the_his_as_hl7_once_each_through_refusals_and_lost_acks()
     let want: Vec<(String, String, String)> =
         want.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect();
     assert_eq!(vitals, want);
+    // The same study as FHIR R4: the waveform sample-exact, measurements with units, the report.
+    let (status, fhir) = hub.api.get_raw(&format!("/api/studies/{uid2}/fhir")).await?;
+    assert_eq!(status, 200, "{fhir}");
+    assert_eq!((fhir["resourceType"].as_str(), fhir["type"].as_str()), (Some("Bundle"), Some("collection")));
+    let resources: Vec<&Value> = fhir["entry"].as_array().context("entries")?.iter().map(|e| &e["resource"]).collect();
+    let of = |t: &str| resources.iter().filter(|r| r["resourceType"] == t).copied().collect::<Vec<_>>();
+    let ecg = of("Observation").into_iter().find(|o| o["code"]["coding"][0]["code"] == "11524-6").context("ECG")?;
+    let detail = hub.api.study(&uid2).await?;
+    let leads = detail["leads"].as_array().context("leads")?;
+    let components = ecg["component"].as_array().context("components")?;
+    assert_eq!(components.len(), leads.len());
+    for (c, l) in components.iter().zip(leads) {
+        assert_eq!(c["code"]["text"], l["name"]);
+        let sd = &c["valueSampledData"];
+        let data: Vec<i32> =
+            sd["data"].as_str().unwrap_or_default().split(' ').filter_map(|v| v.parse().ok()).collect();
+        assert_eq!(data, ints(&l["samples"]), "lead {}: sample-exact", l["name"]);
+        assert_eq!(sd["factor"].as_f64(), l["resolution_nv"].as_f64().map(|nv| nv / 1000.0));
+        assert_eq!(sd["origin"]["code"], "uV");
+    }
+    assert_eq!(components[0]["valueSampledData"]["period"].as_f64(), Some(1.0), "1000 Hz: 1 ms apart");
+    let qtc = of("Observation").into_iter().find(|o| o["code"]["coding"][0]["code"] == "8636-3").context("QTc")?;
+    assert_eq!(
+        (qtc["valueQuantity"]["value"].as_f64(), qtc["valueQuantity"]["code"].as_str()),
+        (Some(370.0), Some("ms"))
+    );
+    let dr = of("DiagnosticReport").into_iter().next().context("report")?;
+    assert!(dr["conclusion"].as_str().is_some_and(|c| c.contains(conclusion)));
+    assert_eq!(dr["result"].as_array().map(Vec::len), Some(6), "the ECG and its five measurements");
     eprintln!(
         "HIS: {} reports, {} messages sent, {} retries (1 AE, 1 lost ACK), duplicates after acceptance: 0",
         delivered.len(),

@@ -7,6 +7,7 @@
 //! | --- | --- | --- |
 //! | GET | `/api/studies/{uid}/original/{index}` | original file `index` (0-based), bit-identical |
 //! | GET | `/api/studies/{uid}/export/{name}` | the study as `NAME.dcm` (DICOM 12-lead/General ECG), `NAME.xml` (HL7 aECG), `NAME.scp` (SCP-ECG v2), `NAME.ECG` (Contec ECG90A, for a study at 800 Hz, 5000 nV), or the WFDB record `NAME.hea` + `NAME.dat` (+ `NAME.atr`, `NAME.<lead>`) |
+//! | GET | `/api/studies/{uid}/fhir` | the study (and its report) as a FHIR R4 Bundle: Patient, ECG Observation with SampledData per lead, measurement Observations, DiagnosticReport |
 
 use super::AppState;
 use super::actor;
@@ -24,6 +25,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/studies/{uid}/original/{index}", get(original))
         .route("/api/studies/{uid}/export/{name}", get(export))
+        .route("/api/studies/{uid}/fhir", get(fhir))
 }
 
 /// Loads a study's body or answers 404.
@@ -113,4 +115,25 @@ async fn export(
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     actor::ok(&s, &who.actor(), "export", &format!("{uid}/{name}")).await?;
     Ok(attachment(&name, content_type, bytes))
+}
+
+async fn fhir(State(s): State<AppState>, who: Specialist, Path(uid): Path<String>) -> Result<Response, ApiError> {
+    let u = uid.clone();
+    let found = s
+        .store
+        .call(move |db| -> Result<_, crate::store::StoreError> {
+            let Some((row, study)) = db.study(&u, now_ms())? else { return Ok(None) };
+            Ok(Some((row, study, db.report_of(&u)?)))
+        })
+        .await
+        .map_err(ApiError::from)??;
+    let (row, study, report) = found.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no such study".into()))?;
+    let bundle = tokio::task::spawn_blocking(move || crate::fhir::bundle(&row, &study, report.as_ref()))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    actor::ok(&s, &who.actor(), "export fhir", &uid).await?;
+    let mut resp = axum::Json(bundle).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json"));
+    Ok(resp)
 }

@@ -3,7 +3,7 @@
 //! patient record, and kept with its delivery state for the console.
 
 use super::{Db, StoreError, StudyRow};
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use yilian_protocol::envelope::Envelope;
 use yilian_protocol::message::{Payload, Report, Study};
@@ -71,20 +71,30 @@ impl Db {
         };
         let mut out = Vec::new();
         for (report_id, uid) in rows {
-            let sealed: Vec<u8> =
-                self.conn.query_row("SELECT envelope FROM reports WHERE report_id = ?1", [&report_id], |r| r.get(0))?;
-            let bytes = self.key.open("reports", "envelope", &report_id, &sealed)?;
-            let env = Envelope::decode(&bytes).map_err(|e| StoreError::Damaged(format!("report {report_id}: {e}")))?;
-            let report = match Payload::decode(env.header.kind, &env.body) {
-                Some(Ok(Payload::Report(r))) => r,
-                _ => return Err(StoreError::Damaged(format!("report {report_id}: not a report envelope"))),
-            };
+            let Some(report) = self.report_of(&uid)? else { continue };
             let Some((row, study)) = self.study(&uid, now_ms)? else {
                 return Err(StoreError::Damaged(format!("report {report_id}: study {uid} is gone")));
             };
             out.push((row, study, report));
         }
         Ok(out)
+    }
+
+    /// The signed report on study `uid`, if it has one (as signed: from its envelope).
+    pub fn report_of(&self, uid: &str) -> Result<Option<Report>, StoreError> {
+        let row: Option<(String, Vec<u8>)> = self
+            .conn
+            .query_row("SELECT report_id, envelope FROM reports WHERE study_uid = ?1", [uid], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let Some((report_id, sealed)) = row else { return Ok(None) };
+        let bytes = self.key.open("reports", "envelope", &report_id, &sealed)?;
+        let env = Envelope::decode(&bytes).map_err(|e| StoreError::Damaged(format!("report {report_id}: {e}")))?;
+        match Payload::decode(env.header.kind, &env.body) {
+            Some(Ok(Payload::Report(r))) => Ok(Some(r)),
+            _ => Err(StoreError::Damaged(format!("report {report_id}: not a report envelope"))),
+        }
     }
 
     /// Queues `message` (wire bytes) for `report_id`, due at once.
