@@ -39,6 +39,7 @@ pub mod pacs;
 pub mod publish;
 pub mod queue;
 pub mod ratelimit;
+pub mod report_pdf;
 pub mod retention;
 pub mod run;
 pub mod store;

@@ -66,6 +66,13 @@ enum Command {
         /// Our AE title towards the PACS.
         #[arg(long, default_value = "YILIAN", requires = "pacs")]
         pacs_calling_ae: String,
+        /// The CJK font printed reports use (TTF/TTC/OTF); default the first of
+        /// fonts-wqy-microhei, fonts-wqy-zenhei, fonts-noto-cjk found.
+        #[arg(long)]
+        report_font: Option<PathBuf>,
+        /// The centre's name printed at the top of every report.
+        #[arg(long)]
+        centre: Option<String>,
         /// Listen address of the embedded broker (MQTT over TLS).
         #[arg(long, default_value = "0.0.0.0:8883")]
         mqtt_listen: SocketAddr,
@@ -496,6 +503,8 @@ fn main() -> anyhow::Result<()> {
             pacs,
             pacs_ae,
             pacs_calling_ae,
+            report_font,
+            centre,
             mqtt_listen,
             tls_names,
             insecure_plaintext,
@@ -541,6 +550,10 @@ fn main() -> anyhow::Result<()> {
                 his.parties.receiving_facility = his_facility;
                 his.ack_timeout = Duration::from_secs(his_ack_timeout_secs.max(1));
                 cfg.his = Some(his);
+            }
+            cfg.report_font = report_font;
+            if let Some(c) = centre {
+                cfg.centre = c;
             }
             if let Some(addr) = pacs {
                 let mut p = yilian_hub::pacs::PacsConfig::new(&addr, &pacs_ae);

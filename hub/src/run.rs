@@ -68,6 +68,10 @@ pub struct HubConfig {
     pub his: Option<crate::hl7::sender::HisConfig>,
     /// The hospital PACS that takes every reported study by C-STORE (none: not sent).
     pub pacs: Option<crate::pacs::PacsConfig>,
+    /// The CJK font for printable reports (none: the first of the usual Debian fonts found).
+    pub report_font: Option<PathBuf>,
+    /// The centre's name printed on reports.
+    pub centre: String,
 }
 
 impl HubConfig {
@@ -89,6 +93,8 @@ impl HubConfig {
             rollout_tick: crate::fleet::ROLLOUT_TICK,
             his: None,
             pacs: None,
+            report_font: None,
+            centre: "县域心电诊断中心 County ECG centre".into(),
             insecure_plaintext: false,
             tls_names: Vec::new(),
             broker_crl: None,
@@ -349,6 +355,16 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         images,
         ca: Some(ca),
         tuf: Some(tuf),
+        report: crate::http::ReportSettings {
+            centre: cfg.centre.clone(),
+            font: match crate::report_pdf::load_font(cfg.report_font.as_deref()) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    warn!(error = %e, "printable reports are off");
+                    None
+                }
+            },
+        },
     };
     let addr = http.local_addr().map_err(|source| HubError::Io { what: "http listener", source })?;
     // Connect info gives the audit log and the enrolment endpoint the address a request came from.

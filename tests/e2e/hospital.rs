@@ -168,6 +168,9 @@ async fn reports_reach_the_his_as_hl7_once_each_through_refusals_and_lost_acks()
     let want: Vec<(String, String, String)> =
         want.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect();
     assert_eq!(vitals, want);
+    // The printable report: text where pdftotext finds it, the grid to scale in a rendering.
+    check_report_pdf(&hub, &uid1, conclusion).await?;
+
     // The same study as FHIR R4: the waveform sample-exact, measurements with units, the report.
     let (status, fhir) = hub.api.get_raw(&format!("/api/studies/{uid2}/fhir")).await?;
     assert_eq!(status, 200, "{fhir}");
@@ -299,4 +302,68 @@ async fn reported_studies_reach_the_pacs_once_after_it_comes_up() -> anyhow::Res
     );
     clinic.stop_agent().await?;
     hub.stop().await
+}
+
+/// The report PDF of `uid`: `pdftotext` finds the patient, the conclusion and the specialist;
+/// `pdftoppm` renders it, and the rendering shows the grid at scale: the 10 s strip 250 mm wide
+/// (25 mm/s) and the 1 mV calibration pulses 10 mm tall (10 mm/mV). Both files are kept under
+/// `target/tmp/report-artifacts/`.
+async fn check_report_pdf(hub: &HubHandle, uid: &str, conclusion: &str) -> anyhow::Result<()> {
+    let (status, pdf) = hub.api.get_bytes(&format!("/api/studies/{uid}/report.pdf")).await?;
+    anyhow::ensure!(status == 200, "report.pdf: {status} {}", String::from_utf8_lossy(&pdf));
+    assert!(pdf.starts_with(b"%PDF"), "a PDF");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-artifacts");
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("report.pdf");
+    std::fs::write(&file, &pdf)?;
+    let out = std::process::Command::new("pdftotext").args(["-layout"]).arg(&file).arg("-").output()?;
+    anyhow::ensure!(out.status.success(), "pdftotext (poppler-utils installed?)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in ["张伟", conclusion, "演示医师", "25 mm/s", "10 mm/mV", "验证码"] {
+        assert!(text.contains(want), "the PDF's text has {want:?}:\n{text}");
+    }
+    const DPI: f32 = 150.0;
+    let png = dir.join("report");
+    let out = std::process::Command::new("pdftoppm")
+        .args(["-r", "150", "-png", "-singlefile"])
+        .arg(&file)
+        .arg(&png)
+        .output()?;
+    anyhow::ensure!(out.status.success(), "pdftoppm: {}", String::from_utf8_lossy(&out.stderr));
+    let img = image::open(png.with_extension("png"))?.to_rgb8();
+    let mm = |px: usize| px as f32 / DPI * 25.4;
+    let pink = |p: &image::Rgb<u8>| p[0] > 200 && i32::from(p[0]) - i32::from(p[1]) > 25 && p[1] < 235;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let pink_cols: Vec<usize> =
+        (0..w).filter(|&x| (0..h).filter(|&y| pink(img.get_pixel(x as u32, y as u32))).count() > 40).collect();
+    let (left, right) = (*pink_cols.first().context("grid")?, *pink_cols.last().context("grid")?);
+    let width_mm = mm(right - left + 1);
+    assert!((width_mm - 250.0).abs() < 1.0, "10 s at 25 mm/s is 250 mm, rendered {width_mm:.1} mm");
+    // The calibration pulses' left edges: 6 mm left of the grid.
+    let x = left - (6.0 / 25.4 * DPI).round() as usize;
+    let dark = |y: usize| {
+        (x.saturating_sub(1)..=x + 1).any(|cx| img.get_pixel(cx as u32, y as u32).0.iter().all(|c| *c < 110))
+    };
+    let mut runs = Vec::new();
+    let mut y = 0;
+    while y < h {
+        if dark(y) {
+            let start = y;
+            while y < h && dark(y) {
+                y += 1;
+            }
+            runs.push(mm(y - start));
+        }
+        y += 1;
+    }
+    let pulses: Vec<&f32> = runs.iter().filter(|r| **r > 5.0).collect();
+    assert_eq!(pulses.len(), 4, "a calibration pulse per row: {runs:?}");
+    assert!(pulses.iter().all(|r| (**r - 10.0).abs() < 0.6), "1 mV is 10 mm: {pulses:?}");
+    eprintln!(
+        "report PDF: {} ({} bytes), rendered {}; grid {width_mm:.1} mm wide",
+        file.display(),
+        pdf.len(),
+        png.with_extension("png").display()
+    );
+    Ok(())
 }

@@ -7,6 +7,7 @@
 //! | --- | --- | --- |
 //! | GET | `/api/studies/{uid}/original/{index}` | original file `index` (0-based), bit-identical |
 //! | GET | `/api/studies/{uid}/export/{name}` | the study as `NAME.dcm` (DICOM 12-lead/General ECG), `NAME.xml` (HL7 aECG), `NAME.scp` (SCP-ECG v2), `NAME.ECG` (Contec ECG90A, for a study at 800 Hz, 5000 nV), or the WFDB record `NAME.hea` + `NAME.dat` (+ `NAME.atr`, `NAME.<lead>`) |
+//! | GET | `/api/studies/{uid}/report.pdf` | the signed report, printable: A4, the 12-lead tracing at 25 mm/s and 10 mm/mV |
 //! | GET | `/api/studies/{uid}/fhir` | the study (and its report) as a FHIR R4 Bundle: Patient, ECG Observation with SampledData per lead, measurement Observations, DiagnosticReport |
 
 use super::AppState;
@@ -26,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/studies/{uid}/original/{index}", get(original))
         .route("/api/studies/{uid}/export/{name}", get(export))
         .route("/api/studies/{uid}/fhir", get(fhir))
+        .route("/api/studies/{uid}/report.pdf", get(report_pdf))
 }
 
 /// Loads a study's body or answers 404.
@@ -135,5 +137,35 @@ async fn fhir(State(s): State<AppState>, who: Specialist, Path(uid): Path<String
     actor::ok(&s, &who.actor(), "export fhir", &uid).await?;
     let mut resp = axum::Json(bundle).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json"));
+    Ok(resp)
+}
+
+async fn report_pdf(State(s): State<AppState>, who: Specialist, Path(uid): Path<String>) -> Result<Response, ApiError> {
+    let font = s.report.font.clone().ok_or_else(|| {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, crate::report_pdf::PdfError::Font("none found".into()).to_string())
+    })?;
+    let u = uid.clone();
+    let found = s
+        .store
+        .call(move |db| -> Result<_, crate::store::StoreError> {
+            let Some((row, study)) = db.study(&u, now_ms())? else { return Ok(None) };
+            Ok(Some((row, study, db.signed_report_of(&u)?)))
+        })
+        .await
+        .map_err(ApiError::from)??;
+    let (row, study, signed) = found.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no such study".into()))?;
+    let (report, envelope) =
+        signed.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "this study has no signed report yet".into()))?;
+    let (centre, key_id) = (s.report.centre.clone(), s.publisher.public_key().id().to_string());
+    let pdf = tokio::task::spawn_blocking(move || {
+        let sig = crate::report_pdf::Signature { hub_key_id: &key_id, envelope: &envelope, centre: &centre };
+        crate::report_pdf::render(&font, &row, &study, &report, &sig)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    actor::ok(&s, &who.actor(), "print report", &uid).await?;
+    let mut resp = pdf.into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/pdf"));
     Ok(resp)
 }

@@ -82,6 +82,11 @@ impl Db {
 
     /// The signed report on study `uid`, if it has one (as signed: from its envelope).
     pub fn report_of(&self, uid: &str) -> Result<Option<Report>, StoreError> {
+        Ok(self.signed_report_of(uid)?.map(|(r, _)| r))
+    }
+
+    /// The signed report on study `uid` with its envelope's wire bytes.
+    pub fn signed_report_of(&self, uid: &str) -> Result<Option<(Report, Vec<u8>)>, StoreError> {
         let row: Option<(String, Vec<u8>)> = self
             .conn
             .query_row("SELECT report_id, envelope FROM reports WHERE study_uid = ?1", [uid], |r| {
@@ -92,7 +97,7 @@ impl Db {
         let bytes = self.key.open("reports", "envelope", &report_id, &sealed)?;
         let env = Envelope::decode(&bytes).map_err(|e| StoreError::Damaged(format!("report {report_id}: {e}")))?;
         match Payload::decode(env.header.kind, &env.body) {
-            Some(Ok(Payload::Report(r))) => Ok(Some(r)),
+            Some(Ok(Payload::Report(r))) => Ok(Some((r, bytes))),
             _ => Err(StoreError::Damaged(format!("report {report_id}: not a report envelope"))),
         }
     }

@@ -21,5 +21,9 @@ pub fn app_state(dir: &Path, store: Store, key: SigningKey) -> AppState {
         images: Arc::new(yilian_hub::images::ImageStore::open(&dir.join("images")).expect("image store")),
         ca: None,
         tuf: Some(yilian_update::repo::RepoDir(dir.join("tuf"))),
+        report: yilian_hub::http::ReportSettings {
+            centre: "hub".into(),
+            font: yilian_hub::report_pdf::load_font(None).ok(),
+        },
     }
 }
