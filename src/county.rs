@@ -500,6 +500,8 @@ impl Clinic {
     /// Creates the clinic's folder, key and pty, enrols it at `hub`, and starts its agent.
     pub async fn start(root: &Path, site: &str, device: &str, hub: &HubHandle) -> anyhow::Result<Self> {
         let mut clinic = Self::prepare(root, site, device, &hub.hub_key, &hub.broker_url)?;
+        clinic.config.hub_url = Some(hub.base_url.clone());
+        clinic.write_config()?;
         hub.enroll(site, device, &clinic.public_key)?;
         clinic.start_agent().await?;
         Ok(clinic)
@@ -558,6 +560,7 @@ impl Clinic {
             spool_max_bytes: 1 << 30,
             spool_key: None,
             update: None,
+            hub_url: None,
             bundle_version: None,
             // Every clinic has a folder where its cart's PC software (or a nurse) drops files.
             inbox: Some(InboxConfig {

@@ -71,6 +71,10 @@ pub struct AgentConfig {
     /// Fleet updates from the county's signed repository; none if absent.
     #[serde(default)]
     pub update: Option<UpdateConfig>,
+    /// The hub's HTTPS address (`https://hub.county:8443`), where the agent fetches each report's
+    /// printable PDF; default `update.hub`. None of either: reports stay text only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_url: Option<String>,
     /// The configuration bundle laid over this file, if any (its version).
     #[serde(skip)]
     pub bundle_version: Option<String>,
@@ -477,6 +481,11 @@ impl AgentConfig {
             }
         }
         out
+    }
+
+    /// The hub's HTTPS address: `hub_url`, else the update section's.
+    pub fn hub_https(&self) -> Option<String> {
+        self.hub_url.clone().or_else(|| self.update.as_ref().map(|u| u.hub.clone()))
     }
 
     /// The spool key file: `spool_key`, or `spool.key` beside the spool folder.

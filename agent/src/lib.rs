@@ -39,6 +39,7 @@ pub mod inspect;
 pub mod install;
 pub mod logkey;
 pub mod quota;
+pub mod report_pdf;
 pub mod reports;
 pub mod rotation;
 pub mod run;

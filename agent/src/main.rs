@@ -81,6 +81,15 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Check a report PDF against the hub's signature kept beside it (`<file>.sig.json`), with
+    /// the hub key this agent pins; offline. Exit 1 if it does not verify.
+    VerifyReport {
+        /// Configuration file (for the hub key, site and device).
+        #[arg(long)]
+        config: PathBuf,
+        /// The report PDF.
+        file: PathBuf,
+    },
     /// Run the agent under a supervisor: from the installed release (`current`), a new one on
     /// trial with automatic rollback, and update checks between trials. Install this binary at a
     /// fixed path (the systemd unit's ExecStart), not inside the update folder.
@@ -331,6 +340,27 @@ fn main() -> anyhow::Result<()> {
                 yilian_agent::run::run_with(cfg, stats, shutdown, probe).await
             })??;
             Ok(())
+        }
+        Command::VerifyReport { config, file } => {
+            let cfg = AgentConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
+            match yilian_agent::report_pdf::verify_file(&cfg, &file) {
+                Ok(sig) => {
+                    println!(
+                        "{}: verified. Report {} for {}/{}, signed by hub key {} (SHA-256 {}).",
+                        file.display(),
+                        sig.report_id,
+                        sig.site,
+                        sig.device,
+                        sig.key_id,
+                        sig.sha256
+                    );
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("{}: NOT verified: {e}", file.display());
+                    std::process::exit(1);
+                }
+            }
         }
         Command::CheckConfig { config } => {
             let cfg = AgentConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;

@@ -80,6 +80,50 @@ impl ReportStore {
         self.dir.join(format!("{}.json", Self::stem(report_id)))
     }
 
+    /// Path of a report's printable PDF, and of the hub's signature over it beside it.
+    pub fn pdf_paths(&self, report_id: &str) -> (PathBuf, PathBuf) {
+        let stem = Self::stem(report_id);
+        (self.dir.join(format!("{stem}.pdf")), self.dir.join(format!("{stem}.pdf.sig.json")))
+    }
+
+    /// Reports held without their PDF yet (ids), oldest file first.
+    pub fn missing_pdfs(&self) -> Vec<String> {
+        let Ok(rd) = fs::read_dir(&self.dir) else { return Vec::new() };
+        let mut held: Vec<(std::time::SystemTime, String)> = rd
+            .flatten()
+            .filter(|e| {
+                e.path().extension().is_some_and(|x| x == "json") && !e.path().to_string_lossy().ends_with(".sig.json")
+            })
+            .filter_map(|e| {
+                let bytes = fs::read(e.path()).ok()?;
+                let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+                let id = v["report"]["report_id"].as_str()?.to_string();
+                let modified = e.metadata().and_then(|m| m.modified()).ok()?;
+                (!self.pdf_paths(&id).0.exists()).then_some((modified, id))
+            })
+            .collect();
+        held.sort();
+        held.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Keeps a report's PDF and the hub's signature over it (the signature first, so a PDF is
+    /// never there without it).
+    pub fn store_pdf(
+        &self,
+        report_id: &str,
+        pdf: &[u8],
+        signature: &yilian_protocol::document::PdfSignature,
+    ) -> Result<PathBuf, ReportError> {
+        let (pdf_path, sig_path) = self.pdf_paths(report_id);
+        let json = serde_json::to_vec_pretty(signature)
+            .map_err(|e| ReportError { path: sig_path.clone(), source: std::io::Error::other(e) })?;
+        crate::durable::write_atomic(&sig_path, &json)
+            .map_err(|source| ReportError { path: sig_path.clone(), source })?;
+        crate::durable::write_atomic(&pdf_path, pdf)
+            .map_err(|source| ReportError { path: pdf_path.clone(), source })?;
+        Ok(pdf_path)
+    }
+
     /// Stores a verified report with its envelope; storing the same report again is harmless.
     pub fn store(&self, report: &Report, envelope: &[u8]) -> Result<PathBuf, ReportError> {
         let err = |path: &Path| {

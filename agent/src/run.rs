@@ -163,6 +163,9 @@ pub async fn run_with(
             }
         });
     }
+    if let Some(hub) = cfg.hub_https() {
+        tracker.spawn(crate::report_pdf::run(cfg.clone(), hub, ports_token.clone()));
+    }
     if let Some(update) = cfg.update.clone() {
         tracker.spawn(crate::fleet_report::run(update, out_tx.clone(), ports_token.clone()));
     }

@@ -80,6 +80,17 @@ impl Publisher {
         seal(&self.key, header, &topic, &Payload::UpdateAssignment(assignment.clone())).map_err(|e| e.to_string())
     }
 
+    /// Signs a report's PDF for the device it was made for (kept beside it at the clinic).
+    pub fn sign_pdf(
+        &self,
+        site: &str,
+        device: &str,
+        report_id: &str,
+        pdf: &[u8],
+    ) -> yilian_protocol::document::PdfSignature {
+        yilian_protocol::document::PdfSignature::sign(&self.key, site, device, report_id, pdf)
+    }
+
     /// Publishes a sealed report.
     pub fn publish_report(&self, site: &str, device: &str, envelope: Vec<u8>) -> bool {
         let Ok(topic) = Topic::new(site, device, Channel::Report) else {

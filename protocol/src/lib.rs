@@ -47,6 +47,7 @@
 pub mod at_rest;
 pub mod codec;
 pub mod connect;
+pub mod document;
 pub mod enrol;
 pub mod envelope;
 pub mod error;

@@ -171,6 +171,37 @@ async fn reports_reach_the_his_as_hl7_once_each_through_refusals_and_lost_acks()
     // The printable report: text where pdftotext finds it, the grid to scale in a rendering.
     check_report_pdf(&hub, &uid1, conclusion).await?;
 
+    // The clinic keeps each report's PDF with the hub's signature, and checks it offline.
+    let reports = clinic.config.reports_dir.clone();
+    let pdf = reports.join("R000001.pdf");
+    let p = pdf.clone();
+    wait_for("the report PDF at the clinic", WAIT, || {
+        let p = p.clone();
+        async move { p.exists().then_some(()) }
+    })
+    .await?;
+    let cfg = clinic.write_config()?;
+    let agent = yilian::procs::workspace_bin("yilian-agent")?;
+    let ok = std::process::Command::new(&agent).arg("verify-report").arg("--config").arg(&cfg).arg(&pdf).output()?;
+    let said = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success() && said.contains("verified. Report R000001"),
+        "{said}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let text = std::process::Command::new("pdftotext").arg(&pdf).arg("-").output()?;
+    assert!(String::from_utf8_lossy(&text.stdout).contains("张伟"), "the clinic's copy is the report");
+    let mut bytes = std::fs::read(&pdf)?;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    let forged = reports.join("forged.pdf");
+    std::fs::write(&forged, &bytes)?;
+    std::fs::copy(reports.join("R000001.pdf.sig.json"), reports.join("forged.pdf.sig.json"))?;
+    let bad =
+        std::process::Command::new(&agent).arg("verify-report").arg("--config").arg(&cfg).arg(&forged).output()?;
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && said.contains("does not match what the hub signed"), "{said}");
+
     // The same study as FHIR R4: the waveform sample-exact, measurements with units, the report.
     let (status, fhir) = hub.api.get_raw(&format!("/api/studies/{uid2}/fhir")).await?;
     assert_eq!(status, 200, "{fhir}");

@@ -5,6 +5,7 @@ pub mod api;
 pub mod audit_page;
 pub mod auth;
 pub mod console;
+pub mod device_files;
 pub mod dicomweb;
 pub mod enrol;
 pub mod files;
@@ -68,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tuf::routes())
         .merge(rollouts::routes())
         .merge(his::routes())
+        .merge(device_files::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit_page::auditor_fence))
         .with_state(state)
 }

@@ -80,6 +80,16 @@ impl Db {
         Ok(out)
     }
 
+    /// Where report `report_id` goes: (device, site, study).
+    pub fn report_target(&self, report_id: &str) -> Result<Option<(String, String, String)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT device_id, site_id, study_uid FROM reports WHERE report_id = ?1", [report_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?)
+    }
+
     /// The signed report on study `uid`, if it has one (as signed: from its envelope).
     pub fn report_of(&self, uid: &str) -> Result<Option<Report>, StoreError> {
         Ok(self.signed_report_of(uid)?.map(|(r, _)| r))
