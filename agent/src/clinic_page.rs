@@ -50,8 +50,11 @@ pub async fn run(listen: &str, cfg: AgentConfig, shutdown: CancellationToken) ->
         hex::encode(b)
     };
     let state = PageState { cfg: Arc::new(cfg), token: Arc::new(token) };
-    let app =
-        Router::new().route("/", get(page)).route("/images/{folder}/priority", post(set_priority)).with_state(state);
+    let app = Router::new()
+        .route("/", get(page))
+        .route("/images/{folder}/priority", post(set_priority))
+        .route("/reports/{file}", get(report_pdf))
+        .with_state(state);
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }
 
@@ -218,8 +221,19 @@ fn reports(dir: &std::path::Path, en: bool) -> String {
     let items: String = files
         .iter()
         .take(50)
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .map(|text| format!("<pre>{}</pre>", esc(&text)))
+        .filter_map(|p| Some((p, std::fs::read_to_string(p).ok()?)))
+        .map(|(p, text)| {
+            let pdf = p.with_extension("pdf");
+            let link = match pdf.file_name().and_then(|n| n.to_str()).filter(|_| pdf.exists()) {
+                Some(name) => format!(
+                    r#"<p><a class="pdf" href="/reports/{}" target="_blank">{}</a></p>"#,
+                    esc(name),
+                    t(en, "打开并打印报告 (PDF)", "Open and print the report (PDF)")
+                ),
+                None => format!("<p>{}</p>", t(en, "PDF 报告待从中心下载", "PDF waiting to be fetched from the hub")),
+            };
+            format!("<pre>{}</pre>{link}", esc(&text))
+        })
         .collect();
     format!("<h2>{}</h2>{items}", t(en, "诊断报告", "Reports received"))
 }
@@ -251,6 +265,27 @@ async fn set_priority(State(s): State<PageState>, Path(folder): Path<String>, Fo
     match done {
         Ok(Ok(())) => Redirect::to("/").into_response(),
         Ok(Err(e)) => (StatusCode::NOT_FOUND, e).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// A report's PDF, served only if it still verifies against the hub's signature beside it.
+async fn report_pdf(State(s): State<PageState>, Path(file): Path<String>) -> Response {
+    let Some(stem) = file.strip_suffix(".pdf") else { return StatusCode::NOT_FOUND.into_response() };
+    if stem.is_empty() || !stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let cfg = s.cfg.clone();
+    let path = cfg.reports_dir.join(&file);
+    let checked = tokio::task::spawn_blocking(move || {
+        crate::report_pdf::verify_file(&cfg, &path)
+            .map_err(|e| e.to_string())
+            .and_then(|_| std::fs::read(&path).map_err(|e| e.to_string()))
+    })
+    .await;
+    match checked {
+        Ok(Ok(pdf)) => ([(axum::http::header::CONTENT_TYPE, "application/pdf")], pdf).into_response(),
+        Ok(Err(e)) => (StatusCode::CONFLICT, format!("this report PDF does not verify: {e}")).into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }

@@ -189,6 +189,13 @@ async fn reports_reach_the_his_as_hl7_once_each_through_refusals_and_lost_acks()
         "{said}{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+    // The clinic page links it, and serves it while it verifies.
+    let page_url = clinic.page_url().context("clinic page")?;
+    let page = reqwest::get(&page_url).await?.text().await?;
+    assert!(page.contains(r#"href="/reports/R000001.pdf""#), "{page}");
+    let served = reqwest::get(format!("{page_url}/reports/R000001.pdf")).await?;
+    assert_eq!(served.headers()["content-type"], "application/pdf");
+    assert_eq!(served.bytes().await?.to_vec(), std::fs::read(&pdf)?);
     let text = std::process::Command::new("pdftotext").arg(&pdf).arg("-").output()?;
     assert!(String::from_utf8_lossy(&text.stdout).contains("张伟"), "the clinic's copy is the report");
     let mut bytes = std::fs::read(&pdf)?;
