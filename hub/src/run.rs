@@ -344,8 +344,25 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         return Err(HubError::Store(e));
     }
     let pacs_task = cfg.pacs.clone().map(|p| tokio::spawn(crate::pacs::run(store.clone(), p, shutdown.child_token())));
-    let his_task =
-        cfg.his.clone().map(|his| tokio::spawn(crate::hl7::sender::run(store.clone(), his, shutdown.child_token())));
+    let report = crate::http::ReportSettings {
+        centre: cfg.centre.clone(),
+        font: match crate::report_pdf::load_font(cfg.report_font.as_deref()) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                warn!(error = %e, "printable reports are off");
+                None
+            }
+        },
+    };
+    let his_task = cfg.his.clone().map(|mut his| {
+        // The HIS gets the printable report too, as an ED segment, when there is a font for it.
+        his.pdf = report.font.clone().map(|font| crate::hl7::sender::PdfSource {
+            font,
+            centre: report.centre.clone(),
+            hub_key_id: key.key_id().to_string(),
+        });
+        tokio::spawn(crate::hl7::sender::run(store.clone(), his, shutdown.child_token()))
+    });
     let state = AppState {
         store,
         publisher,
@@ -355,16 +372,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         images,
         ca: Some(ca),
         tuf: Some(tuf),
-        report: crate::http::ReportSettings {
-            centre: cfg.centre.clone(),
-            font: match crate::report_pdf::load_font(cfg.report_font.as_deref()) {
-                Ok(f) => Some(f),
-                Err(e) => {
-                    warn!(error = %e, "printable reports are off");
-                    None
-                }
-            },
-        },
+        report,
     };
     let addr = http.local_addr().map_err(|source| HubError::Io { what: "http listener", source })?;
     // Connect info gives the audit log and the enrolment endpoint the address a request came from.

@@ -153,6 +153,10 @@ async fn reports_reach_the_his_as_hl7_once_each_through_refusals_and_lost_acks()
     assert_eq!(field(m1, "OBR", 1, 2), uid1);
     let obx: Vec<String> = m1.split('\r').filter(|l| l.starts_with("OBX|")).map(str::to_string).collect();
     assert!(obx.iter().any(|l| l.contains("18844-1") && unescape(l).contains(conclusion)), "{obx:?}");
+    let ed = obx.iter().find(|l| l.contains("|ED|")).context("the report PDF as an ED segment")?;
+    let data = ed.split('|').nth(5).and_then(|v| v.strip_prefix("^AP^PDF^Base64^")).context("ED value")?;
+    let pdf = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data)?;
+    assert!(pdf.starts_with(b"%PDF"), "the ED segment holds the PDF");
     let findings_obx = obx.iter().find(|l| l.contains("18842-5")).context("findings")?;
     assert!(findings_obx.contains(r"\F\") && findings_obx.contains(r"\T\") && findings_obx.contains(r"\.br\"));
     let m2 = &frames.iter().find(|(i, _)| *i == id2).context("second message")?.1;

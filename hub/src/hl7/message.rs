@@ -211,6 +211,7 @@ pub fn oru_r01(
     study: &StudyRow,
     measurements: &[Measurement],
     report: &Report,
+    pdf: Option<&[u8]>,
 ) -> String {
     let e = escape;
     let reported = timestamp(report.reported_at_ms);
@@ -256,6 +257,12 @@ pub fn oru_r01(
     }
     obx(format!("FT|18842-5^EKG findings^LN||{}||||||F|||{reported}", e(&report.findings)));
     obx(format!("FT|18844-1^EKG impression^LN||{}||||||F|||{reported}", e(&report.conclusion)));
+    if let Some(pdf) = pdf {
+        use base64::Engine;
+        // ED: ^application^subtype^encoding^data; base64 holds no HL7 delimiter.
+        let data = base64::engine::general_purpose::STANDARD.encode(pdf);
+        obx(format!("ED|PDF^Report document^L||^AP^PDF^Base64^{data}||||||F|||{reported}"));
+    }
     let mut text = segs.join("\r");
     text.push('\r');
     text
@@ -339,7 +346,16 @@ mod tests {
         };
         let ms = [m("RR", 982.0, "ms"), m("QT", 368.0, "ms")];
         for charset in [Charset::Utf8, Charset::Gb18030] {
-            let text = oru_r01(&parties, charset, &control_id("R000007"), 1_764_000_200_000, &study(), &ms, &report());
+            let text = oru_r01(
+                &parties,
+                charset,
+                &control_id("R000007"),
+                1_764_000_200_000,
+                &study(),
+                &ms,
+                &report(),
+                Some(b"%PDF-1.7"),
+            );
             let wire = charset.encode(&text);
             let back = charset.decode(&wire);
             assert_eq!(back, text, "{charset:?} round trip");
@@ -355,6 +371,7 @@ mod tests {
             assert_eq!((field("OBX", 1, 5), field("OBX", 1, 6)), ("61".into(), "/min^/min^UCUM".into()));
             assert_eq!((field("OBX", 2, 5), field("OBX", 2, 6)), ("368".into(), "ms^ms^UCUM".into()));
             assert_eq!(field("OBX", 5, 5), "正常心电图 & 无ST段改变");
+            assert_eq!(field("OBX", 6, 5), "^AP^PDF^Base64^JVBERi0xLjc=", "the PDF as an ED value");
             assert!(text.ends_with('\r') && !text.contains('\n'));
         }
     }

@@ -26,6 +26,8 @@ pub struct HisConfig {
     pub retry_max: Duration,
     /// How often to look for work.
     pub poll: Duration,
+    /// The report PDF for the ED segment (none: the message goes without it).
+    pub pdf: Option<PdfSource>,
 }
 
 impl HisConfig {
@@ -42,6 +44,7 @@ impl HisConfig {
             ack_timeout: Duration::from_secs(30),
             retry_max: Duration::from_secs(300),
             poll: Duration::from_secs(2),
+            pdf: None,
         }
     }
 
@@ -51,23 +54,68 @@ impl HisConfig {
     }
 }
 
-/// Builds the messages of reports signed since the outbox began. Returns how many.
+/// What the ED segment's PDF is made with.
+#[derive(Clone)]
+pub struct PdfSource {
+    /// The CJK font.
+    pub font: krilla::text::Font,
+    /// The centre's name on the page.
+    pub centre: String,
+    /// The hub key's id, printed.
+    pub hub_key_id: String,
+}
+
+impl std::fmt::Debug for PdfSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PdfSource").field("centre", &self.centre).finish_non_exhaustive()
+    }
+}
+
+/// Builds the messages of reports signed since the outbox began (with the report PDF when a
+/// font is there). Returns how many.
 async fn enqueue_new(store: &Store, cfg: &HisConfig) -> Result<usize, crate::store::StoreError> {
-    let (parties, charset) = (cfg.parties.clone(), cfg.charset);
-    store
-        .call(move |db| {
+    let items = store
+        .call(|db| {
             let now = now_ms();
             let since = db.hl7_since(now)?;
-            let mut n = 0;
-            for (row, study, report) in db.hl7_unqueued(since, 100, now)? {
-                let id = message::control_id(&report.report_id);
-                let text = message::oru_r01(&parties, charset, &id, now, &row, &study.measurements, &report);
-                db.hl7_enqueue(&report.report_id, &id, &charset.encode(&text), now)?;
-                n += 1;
-            }
-            Ok(n)
+            db.hl7_unqueued(since, 20, now)
         })
-        .await?
+        .await??;
+    let n = items.len();
+    for (row, study, report, envelope) in items {
+        let pdf = match cfg.pdf.clone() {
+            Some(src) => {
+                let (row, study, report) = (row.clone(), study.clone(), report.clone());
+                tokio::task::spawn_blocking(move || {
+                    let sig = crate::report_pdf::Signature {
+                        hub_key_id: &src.hub_key_id,
+                        envelope: &envelope,
+                        centre: &src.centre,
+                    };
+                    crate::report_pdf::render(&src.font, &row, &study, &report, &sig)
+                })
+                .await
+                .ok()
+                .and_then(|r| r.map_err(|e| warn!(error = %e, "no PDF for the HIS message")).ok())
+            }
+            None => None,
+        };
+        let id = message::control_id(&report.report_id);
+        let text = message::oru_r01(
+            &cfg.parties,
+            cfg.charset,
+            &id,
+            now_ms(),
+            &row,
+            &study.measurements,
+            &report,
+            pdf.as_deref(),
+        );
+        let wire = cfg.charset.encode(&text);
+        let rid = report.report_id.clone();
+        store.call(move |db| db.hl7_enqueue(&rid, &id, &wire, now_ms())).await??;
+    }
+    Ok(n)
 }
 
 /// Runs until `shutdown`.

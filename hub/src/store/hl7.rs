@@ -60,7 +60,7 @@ impl Db {
         since_ms: i64,
         limit: i64,
         now_ms: i64,
-    ) -> Result<Vec<(StudyRow, Study, Report)>, StoreError> {
+    ) -> Result<Vec<(StudyRow, Study, Report, Vec<u8>)>, StoreError> {
         let rows: Vec<(String, String)> = {
             let mut stmt = self.conn.prepare(
                 "SELECT r.report_id, r.study_uid FROM reports r
@@ -71,11 +71,11 @@ impl Db {
         };
         let mut out = Vec::new();
         for (report_id, uid) in rows {
-            let Some(report) = self.report_of(&uid)? else { continue };
+            let Some((report, envelope)) = self.signed_report_of(&uid)? else { continue };
             let Some((row, study)) = self.study(&uid, now_ms)? else {
                 return Err(StoreError::Damaged(format!("report {report_id}: study {uid} is gone")));
             };
-            out.push((row, study, report));
+            out.push((row, study, report, envelope));
         }
         Ok(out)
     }
