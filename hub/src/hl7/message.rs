@@ -201,13 +201,23 @@ fn sex(s: &str) -> &'static str {
     }
 }
 
+/// What MSH says about one message besides its parties.
+#[derive(Debug, Clone, Copy)]
+pub struct Envelope<'a> {
+    /// Who sends and receives.
+    pub parties: &'a Parties,
+    /// MSH-18.
+    pub charset: Charset,
+    /// MSH-10.
+    pub control_id: &'a str,
+    /// MSH-7, Unix ms.
+    pub now_ms: i64,
+}
+
 /// The ORU^R01 of `report` on `study` (text; [`Charset::encode`] makes the wire bytes).
 /// Segments end with a carriage return, as HL7 requires.
 pub fn oru_r01(
-    parties: &Parties,
-    charset: Charset,
-    control_id: &str,
-    now_ms: i64,
+    msh: Envelope<'_>,
     study: &StudyRow,
     measurements: &[Measurement],
     report: &Report,
@@ -219,12 +229,12 @@ pub fn oru_r01(
     let mut segs = vec![
         format!(
             "MSH|^~\\&|YILIAN|{}|{}|{}|{}||ORU^R01^ORU_R01|{}|P|2.5.1|||AL|NE||{}",
-            e(&parties.sending_facility),
-            e(&parties.receiving_application),
-            e(&parties.receiving_facility),
-            timestamp(now_ms),
-            e(control_id),
-            charset.msh18()
+            e(&msh.parties.sending_facility),
+            e(&msh.parties.receiving_application),
+            e(&msh.parties.receiving_facility),
+            timestamp(msh.now_ms),
+            e(msh.control_id),
+            msh.charset.msh18()
         ),
         format!(
             "PID|1||{}^^^{}^PI||{}||{birth}|{}",
@@ -346,16 +356,9 @@ mod tests {
         };
         let ms = [m("RR", 982.0, "ms"), m("QT", 368.0, "ms")];
         for charset in [Charset::Utf8, Charset::Gb18030] {
-            let text = oru_r01(
-                &parties,
-                charset,
-                &control_id("R000007"),
-                1_764_000_200_000,
-                &study(),
-                &ms,
-                &report(),
-                Some(b"%PDF-1.7"),
-            );
+            let id = control_id("R000007");
+            let msh = Envelope { parties: &parties, charset, control_id: &id, now_ms: 1_764_000_200_000 };
+            let text = oru_r01(msh, &study(), &ms, &report(), Some(b"%PDF-1.7"));
             let wire = charset.encode(&text);
             let back = charset.decode(&wire);
             assert_eq!(back, text, "{charset:?} round trip");

@@ -82,37 +82,29 @@ async fn enqueue_new(store: &Store, cfg: &HisConfig) -> Result<usize, crate::sto
         })
         .await??;
     let n = items.len();
-    for (row, study, report, envelope) in items {
+    for r in items {
         let pdf = match cfg.pdf.clone() {
             Some(src) => {
-                let (row, study, report) = (row.clone(), study.clone(), report.clone());
+                let r = r.clone();
                 tokio::task::spawn_blocking(move || {
                     let sig = crate::report_pdf::Signature {
                         hub_key_id: &src.hub_key_id,
-                        envelope: &envelope,
+                        envelope: &r.envelope,
                         centre: &src.centre,
                     };
-                    crate::report_pdf::render(&src.font, &row, &study, &report, &sig)
+                    crate::report_pdf::render(&src.font, &r.row, &r.study, &r.report, &sig)
                 })
                 .await
                 .ok()
-                .and_then(|r| r.map_err(|e| warn!(error = %e, "no PDF for the HIS message")).ok())
+                .and_then(|x| x.map_err(|e| warn!(error = %e, "no PDF for the HIS message")).ok())
             }
             None => None,
         };
-        let id = message::control_id(&report.report_id);
-        let text = message::oru_r01(
-            &cfg.parties,
-            cfg.charset,
-            &id,
-            now_ms(),
-            &row,
-            &study.measurements,
-            &report,
-            pdf.as_deref(),
-        );
+        let id = message::control_id(&r.report.report_id);
+        let msh = message::Envelope { parties: &cfg.parties, charset: cfg.charset, control_id: &id, now_ms: now_ms() };
+        let text = message::oru_r01(msh, &r.row, &r.study.measurements, &r.report, pdf.as_deref());
         let wire = cfg.charset.encode(&text);
-        let rid = report.report_id.clone();
+        let rid = r.report.report_id.clone();
         store.call(move |db| db.hl7_enqueue(&rid, &id, &wire, now_ms())).await??;
     }
     Ok(n)

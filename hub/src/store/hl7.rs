@@ -8,6 +8,19 @@ use serde::Serialize;
 use yilian_protocol::envelope::Envelope;
 use yilian_protocol::message::{Payload, Report, Study};
 
+/// A signed report with its study, as the HIS message needs it.
+#[derive(Debug, Clone)]
+pub struct Reported {
+    /// The study's row.
+    pub row: StudyRow,
+    /// The study.
+    pub study: Study,
+    /// The report as signed.
+    pub report: Report,
+    /// Its signed envelope's wire bytes.
+    pub envelope: Vec<u8>,
+}
+
 /// A message waiting to go.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
@@ -55,12 +68,7 @@ impl Db {
     }
 
     /// Reports signed since `since_ms` with no message yet, with their studies, oldest first.
-    pub fn hl7_unqueued(
-        &self,
-        since_ms: i64,
-        limit: i64,
-        now_ms: i64,
-    ) -> Result<Vec<(StudyRow, Study, Report, Vec<u8>)>, StoreError> {
+    pub fn hl7_unqueued(&self, since_ms: i64, limit: i64, now_ms: i64) -> Result<Vec<Reported>, StoreError> {
         let rows: Vec<(String, String)> = {
             let mut stmt = self.conn.prepare(
                 "SELECT r.report_id, r.study_uid FROM reports r
@@ -75,7 +83,7 @@ impl Db {
             let Some((row, study)) = self.study(&uid, now_ms)? else {
                 return Err(StoreError::Damaged(format!("report {report_id}: study {uid} is gone")));
             };
-            out.push((row, study, report, envelope));
+            out.push(Reported { row, study, report, envelope });
         }
         Ok(out)
     }
