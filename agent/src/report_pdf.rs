@@ -14,6 +14,8 @@ use yilian_protocol::keys::PublicKey;
 
 /// How often reports without their PDF are looked for.
 pub const EVERY: Duration = Duration::from_secs(5);
+/// The longest wait before trying one report's PDF again.
+pub const RETRY_MAX: Duration = Duration::from_secs(600);
 
 /// A PDF could not be fetched or did not verify.
 #[derive(Debug, thiserror::Error)]
@@ -95,16 +97,30 @@ pub async fn run(cfg: AgentConfig, hub: String, shutdown: CancellationToken) {
         };
     let store = ReportStore::new(&cfg.reports_dir);
     let mut tick = tokio::time::interval(EVERY);
+    // After a failure the next try waits longer (up to RETRY_MAX), so an offline clinic or a hub
+    // without a font is not asked every few seconds; a new report is still fetched at once.
+    let mut retry: std::collections::HashMap<String, (tokio::time::Instant, Duration)> = Default::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
+        let now = tokio::time::Instant::now();
         for id in store.missing_pdfs() {
-            if let Err(e) = fetch(&cfg, &http, &hub, &id).await {
-                // Offline clinics try again at the next tick; nothing is lost meanwhile.
-                warn!(report = %id, error = %e, "report PDF not fetched now");
-                break;
+            if retry.get(&id).is_some_and(|(at, _)| *at > now) {
+                continue;
+            }
+            match fetch(&cfg, &http, &hub, &id).await {
+                Ok(()) => {
+                    retry.remove(&id);
+                }
+                Err(e) => {
+                    let wait = retry.get(&id).map_or(EVERY, |(_, w)| (*w * 2).min(RETRY_MAX));
+                    warn!(report = %id, error = %e, retry_in_s = wait.as_secs(), "report PDF not fetched now");
+                    retry.insert(id, (now + wait, wait));
+                    // The hub is likely unreachable for the others too.
+                    break;
+                }
             }
         }
     }
