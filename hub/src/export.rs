@@ -87,6 +87,12 @@ fn leads(leads: &[StudyLead], rate_hz: u32) -> Result<Vec<Lead>, ExportError> {
         .collect()
 }
 
+/// Unix ms as local time at [`LOCAL_UTC_OFFSET_MINUTES`], in `strftime` format `fmt`; empty if
+/// out of range.
+pub fn local_format(ms: i64, fmt: &str) -> String {
+    local_time(ms).map(|t| t.strftime(fmt).to_string()).unwrap_or_default()
+}
+
 /// Unix ms → local civil time at [`LOCAL_UTC_OFFSET_MINUTES`].
 pub fn local_time(ms: i64) -> Option<jiff::civil::DateTime> {
     let ts = jiff::Timestamp::from_millisecond(ms).ok()?;

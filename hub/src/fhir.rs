@@ -45,19 +45,11 @@ fn mdc_lead(name: &str) -> Option<(u32, &'static str)> {
     })
 }
 
-/// FHIR `dateTime` at China Standard Time.
+/// FHIR `dateTime` at China Standard Time (null when out of range).
 fn datetime(ms: i64) -> Value {
-    match crate::export::local_time(ms) {
-        Some(t) => Value::String(format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+08:00",
-            t.year(),
-            t.month(),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        )),
-        None => Value::Null,
+    match crate::export::local_format(ms, "%Y-%m-%dT%H:%M:%S+08:00") {
+        t if t.is_empty() => Value::Null,
+        t => Value::String(t),
     }
 }
 

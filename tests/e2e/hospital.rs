@@ -61,6 +61,17 @@ async fn his_listener() -> anyhow::Result<(std::net::SocketAddr, Received)> {
     Ok((addr, received))
 }
 
+/// Records the PTB study of 张伟 on `clinic`'s cart and returns its id once it is at the hub.
+async fn recorded_study(hub: &HubHandle, clinic: &Clinic, device: &str) -> anyhow::Result<String> {
+    let first = record_ptb_study(clinic, device, 0).await?;
+    let api = hub.api.clone();
+    wait_for("the recorded study", WAIT, || {
+        let (api, first) = (api.clone(), first.clone());
+        async move { api.studies().await.ok()?.into_iter().map(|s| uid_of(&s).to_string()).find(|u| u.starts_with(&first)) }
+    })
+    .await
+}
+
 async fn outbox(hub: &HubHandle) -> anyhow::Result<Vec<Value>> {
     let (status, v) = hub.api.get_raw("/api/his/outbox").await?;
     anyhow::ensure!(status == 200, "/api/his/outbox: {status} {v}");
@@ -93,16 +104,8 @@ async fn reports_reach_the_his_as_hl7_once_each_through_refusals_and_lost_acks()
     let mut clinic = Clinic::start(&tmp.path().join("clinics"), "xz-his", "cart-his", &hub).await?;
 
     // A study recorded on the cart (patient 张伟), and a cart file with the cart's measurements.
-    let first = record_ptb_study(&clinic, "cart-his", 0).await?;
+    let uid1 = recorded_study(&hub, &clinic, "cart-his").await?;
     let api = hub.api.clone();
-    let uid1 =
-        wait_for("the recorded study", WAIT, || {
-            let (api, first) = (api.clone(), first.clone());
-            async move {
-                api.studies().await.ok()?.into_iter().map(|s| uid_of(&s).to_string()).find(|u| u.starts_with(&first))
-            }
-        })
-        .await?;
     let dir = clinic.inbox().join("routine");
     std::fs::create_dir_all(&dir)?;
     std::fs::copy(yilian::records::shared_data().join("dicom-ecg/waveform_ecg.dcm"), dir.join(".w.part"))?;
@@ -288,16 +291,8 @@ async fn reported_studies_reach_the_pacs_once_after_it_comes_up() -> anyhow::Res
     })
     .await?;
     let mut clinic = Clinic::start(&tmp.path().join("clinics"), "xz-pacs", "cart-pacs", &hub).await?;
-    let first = record_ptb_study(&clinic, "cart-pacs", 0).await?;
+    let uid = recorded_study(&hub, &clinic, "cart-pacs").await?;
     let api = hub.api.clone();
-    let uid =
-        wait_for("the recorded study", WAIT, || {
-            let (api, first) = (api.clone(), first.clone());
-            async move {
-                api.studies().await.ok()?.into_iter().map(|s| uid_of(&s).to_string()).find(|u| u.starts_with(&first))
-            }
-        })
-        .await?;
     hub.api.claim(&uid).await?;
     hub.api.report(&uid, "窦性心律。", "正常心电图").await?;
 

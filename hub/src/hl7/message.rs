@@ -116,18 +116,7 @@ pub fn control_id(report_id: &str) -> String {
 
 /// HL7 date-time at China Standard Time, `YYYYMMDDHHMMSS+0800`.
 pub fn timestamp(ms: i64) -> String {
-    match crate::export::local_time(ms) {
-        Some(t) => format!(
-            "{:04}{:02}{:02}{:02}{:02}{:02}+0800",
-            t.year(),
-            t.month(),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        None => String::new(),
-    }
+    crate::export::local_format(ms, "%Y%m%d%H%M%S+0800")
 }
 
 /// One reported measurement: LOINC code, its display name, value and UCUM unit.

@@ -412,6 +412,31 @@ fn update_cell(d: &crate::store::DeviceRow, lang: Lang) -> String {
     }
 }
 
+/// A table of what a hospital system has not taken yet: `rows` are (row attributes, the leading
+/// escaped cells under `heads`, attempts, last error, next attempt in Unix ms).
+fn waiting_table<'a>(
+    lang: Lang,
+    empty: (&'static str, &'static str),
+    heads: &[&str],
+    rows: impl Iterator<Item = (String, Vec<String>, i64, &'a str, i64)>,
+) -> String {
+    let body: String = rows
+        .map(|(attrs, cells, attempts, error, next)| {
+            let cells: String = cells.iter().map(|c| format!("<td>{c}</td>")).collect();
+            format!("<tr {attrs}>{cells}<td>{attempts}</td><td>{}</td><td>{}</td></tr>", esc(error), local_time(next))
+        })
+        .collect();
+    if body.is_empty() {
+        return format!("<p>{}</p>", lang.t(empty.0, empty.1));
+    }
+    let heads: String = heads
+        .iter()
+        .chain(&[lang.t("尝试次数", "Attempts"), lang.t("最近错误", "Last error"), lang.t("下次重试", "Next attempt")])
+        .map(|h| format!("<th>{h}</th>"))
+        .collect();
+    format!("<table><thead><tr>{heads}</tr></thead><tbody>{body}</tbody></table>")
+}
+
 async fn fleet_page(State(s): State<AppState>, page: Page) -> Response {
     let Some(session) = page.session else { return Redirect::to("/login").into_response() };
     if session.role != Role::Admin {
@@ -438,57 +463,35 @@ async fn fleet_page(State(s): State<AppState>, page: Page) -> Response {
         ));
     }
     let outbox = s.store.call(|db| db.hl7_outbox(true, 50)).await.ok().and_then(Result::ok).unwrap_or_default();
-    let his: String = outbox
-        .iter()
-        .map(|m| {
-            format!(
-                r#"<tr data-his="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
-                esc(&m.control_id),
-                esc(&m.report_id),
-                esc(&m.control_id),
+    let his = waiting_table(
+        lang,
+        ("没有未送达的消息。", "No undelivered messages."),
+        &[lang.t("报告", "Report"), lang.t("消息编号", "Control id")],
+        outbox.iter().map(|m| {
+            (
+                format!(r#"data-his="{}""#, esc(&m.control_id)),
+                vec![esc(&m.report_id), esc(&m.control_id)],
                 m.attempts,
-                esc(&m.last_error),
-                local_time(m.next_attempt_ms),
+                m.last_error.as_str(),
+                m.next_attempt_ms,
             )
-        })
-        .collect();
-    let his = if outbox.is_empty() {
-        format!("<p>{}</p>", lang.t("没有未送达的消息。", "No undelivered messages."))
-    } else {
-        format!(
-            "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>{his}</tbody></table>",
-            lang.t("报告", "Report"),
-            lang.t("消息编号", "Control id"),
-            lang.t("尝试次数", "Attempts"),
-            lang.t("最近错误", "Last error"),
-            lang.t("下次重试", "Next attempt"),
-        )
-    };
+        }),
+    );
     let pacs_rows = s.store.call(|db| db.pacs_outbox(true, 50)).await.ok().and_then(Result::ok).unwrap_or_default();
-    let pacs = if pacs_rows.is_empty() {
-        format!("<p>{}</p>", lang.t("没有未存入的检查。", "No studies waiting."))
-    } else {
-        let rows: String = pacs_rows
-            .iter()
-            .map(|p| {
-                format!(
-                    r#"<tr data-pacs="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
-                    esc(&p.study_uid),
-                    esc(&p.study_uid),
-                    p.attempts,
-                    esc(&p.last_error),
-                    local_time(p.next_attempt_ms),
-                )
-            })
-            .collect();
-        format!(
-            "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>{rows}</tbody></table>",
-            lang.t("检查", "Study"),
-            lang.t("尝试次数", "Attempts"),
-            lang.t("最近错误", "Last error"),
-            lang.t("下次重试", "Next attempt"),
-        )
-    };
+    let pacs = waiting_table(
+        lang,
+        ("没有未存入的检查。", "No studies waiting."),
+        &[lang.t("检查", "Study")],
+        pacs_rows.iter().map(|p| {
+            (
+                format!(r#"data-pacs="{}""#, esc(&p.study_uid)),
+                vec![esc(&p.study_uid)],
+                p.attempts,
+                p.last_error.as_str(),
+                p.next_attempt_ms,
+            )
+        }),
+    );
     let rejects: String = s
         .rejects
         .snapshot()
