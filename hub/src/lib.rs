@@ -22,6 +22,7 @@
 pub mod broker;
 pub mod ca;
 pub mod clock;
+pub mod critical;
 pub mod export;
 pub mod failpoint;
 pub mod fhir;

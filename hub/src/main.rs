@@ -73,6 +73,17 @@ enum Command {
         /// The centre's name printed at the top of every report.
         #[arg(long)]
         centre: Option<String>,
+        /// Minutes a critical result may wait for the clinic's acknowledgement before it is
+        /// escalated.
+        #[arg(long, default_value_t = 10)]
+        critical_escalate_minutes: u64,
+        /// Where escalated critical results are POSTed as JSON (the hospital's SMS or phone
+        /// gateway).
+        #[arg(long)]
+        critical_webhook: Option<String>,
+        /// CA certificate (PEM) for an https critical webhook.
+        #[arg(long, requires = "critical_webhook")]
+        critical_webhook_ca: Option<PathBuf>,
         /// Listen address of the embedded broker (MQTT over TLS).
         #[arg(long, default_value = "0.0.0.0:8883")]
         mqtt_listen: SocketAddr,
@@ -505,6 +516,9 @@ fn main() -> anyhow::Result<()> {
             pacs_calling_ae,
             report_font,
             centre,
+            critical_escalate_minutes,
+            critical_webhook,
+            critical_webhook_ca,
             mqtt_listen,
             tls_names,
             insecure_plaintext,
@@ -552,6 +566,11 @@ fn main() -> anyhow::Result<()> {
                 cfg.his = Some(his);
             }
             cfg.report_font = report_font;
+            cfg.critical.escalate_after = Duration::from_secs(critical_escalate_minutes.max(1) * 60);
+            cfg.critical.webhook = critical_webhook;
+            cfg.critical.webhook_ca = critical_webhook_ca
+                .map(|p| std::fs::read(&p).with_context(|| format!("reading {}", p.display())))
+                .transpose()?;
             if let Some(c) = centre {
                 cfg.centre = c;
             }

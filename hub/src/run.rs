@@ -72,6 +72,8 @@ pub struct HubConfig {
     pub report_font: Option<PathBuf>,
     /// The centre's name printed on reports.
     pub centre: String,
+    /// Critical results: when and where unacknowledged ones are escalated.
+    pub critical: crate::critical::CriticalConfig,
 }
 
 impl HubConfig {
@@ -94,6 +96,7 @@ impl HubConfig {
             his: None,
             pacs: None,
             report_font: None,
+            critical: crate::critical::CriticalConfig::default(),
             centre: "县域心电诊断中心 County ECG centre".into(),
             insecure_plaintext: false,
             tls_names: Vec::new(),
@@ -343,6 +346,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     if let Ok(Err(e)) | Err(e) = since {
         return Err(HubError::Store(e));
     }
+    let critical_task = tokio::spawn(crate::critical::run(store.clone(), cfg.critical.clone(), shutdown.child_token()));
     let pacs_task = cfg.pacs.clone().map(|p| tokio::spawn(crate::pacs::run(store.clone(), p, shutdown.child_token())));
     let report = crate::http::ReportSettings {
         centre: cfg.centre.clone(),
@@ -406,6 +410,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     let _ = retention_task.await;
     let _ = tuf_task.await;
     let _ = rollout_task.await;
+    let _ = critical_task.await;
     for t in [his_task, pacs_task].into_iter().flatten() {
         let _ = t.await;
     }

@@ -404,3 +404,98 @@ async fn check_report_pdf(hub: &HubHandle, uid: &str, conclusion: &str) -> anyho
     );
     Ok(())
 }
+
+/// A webhook receiver standing in for the hospital's SMS gateway: keeps each POSTed JSON body.
+async fn webhook_receiver() -> anyhow::Result<(String, Arc<Mutex<Vec<Value>>>)> {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/critical", listener.local_addr()?);
+    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let keep = got.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Headers, then Content-Length bytes of body.
+            let body = loop {
+                let Ok(n) = stream.read(&mut chunk).await else { break None };
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                        })
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if rest.len() >= len {
+                        break Some(rest[..len].to_string());
+                    }
+                }
+            };
+            if let Some(b) = body.and_then(|b| serde_json::from_str::<Value>(&b).ok())
+                && let Ok(mut g) = keep.lock()
+            {
+                g.push(b);
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+        }
+    });
+    Ok((url, got))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_critical_result_is_escalated_to_the_webhook_once() -> anyhow::Result<()> {
+    init_logs();
+    let tmp = tempfile::tempdir()?;
+    let (url, calls) = webhook_receiver().await?;
+    let hub = HubHandle::start_with(&tmp.path().join("hub"), Broker::Embedded, |c| {
+        c.critical.escalate_after = Duration::from_secs(2);
+        c.critical.poll = Duration::from_millis(200);
+        c.critical.webhook = Some(url.clone());
+    })
+    .await?;
+    let mut clinic = Clinic::start(&tmp.path().join("clinics"), "xz-crit", "cart-crit", &hub).await?;
+    let uid = recorded_study(&hub, &clinic, "cart-crit").await?;
+    hub.api.claim(&uid).await?;
+    let body = serde_json::json!({
+        "findings": "II、III、aVF导联ST段抬高0.3 mV",
+        "conclusion": "急性下壁心肌梗死可能，请立即处理",
+        "critical": true,
+    });
+    let (status, report) = hub.api.post_raw(&format!("/api/studies/{uid}/report"), &body).await?;
+    assert_eq!(status, 201, "{report}");
+    let (_, open) = hub.api.get_raw("/api/critical?undelivered=1").await?;
+    assert_eq!(open.as_array().map(Vec::len), Some(1), "{open}");
+
+    let posted = wait_for("the escalation at the webhook", WAIT, || {
+        let calls = calls.clone();
+        async move { calls.lock().ok()?.first().cloned() }
+    })
+    .await?;
+    assert_eq!(posted["event"], "critical-result-unacknowledged");
+    assert_eq!(
+        (posted["report_id"].clone(), posted["study_uid"].as_str()),
+        (report["report_id"].clone(), Some(uid.as_str()))
+    );
+    assert_eq!((posted["site"].as_str(), posted["patient_name"].as_str()), (Some("xz-crit"), Some("张伟")));
+    assert!(posted["conclusion"].as_str().is_some_and(|c| c.contains("急性下壁心肌梗死")));
+    // Once: later polls do not send it again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(calls.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.len(), 1);
+    let (_, all) = hub.api.get_raw("/api/critical").await?;
+    assert!(all[0]["escalated_at_ms"].as_i64().is_some(), "{all}");
+    let audit = format!("{:?}", yilian_hub::store::Db::open(&hub.data_dir.join("yilian.db"))?.audit_latest(50)?);
+    assert!(audit.contains("critical-escalated"), "the escalation is audited");
+    // The console's worklist shows it, escalated.
+    let http = hub.http_client()?.redirect(reqwest::redirect::Policy::none()).build()?;
+    let cookie = crate::canary::console_session(&http, &hub.base_url, yilian::county::DEMO_LOGIN).await?;
+    let page = http.get(format!("{}/", hub.base_url)).header("cookie", &cookie).send().await?.text().await?;
+    assert!(page.contains(r#"class="escalated""#) && page.contains("未确认的危急值"), "{page}");
+    clinic.stop_agent().await?;
+    hub.stop().await
+}

@@ -234,6 +234,9 @@ async fn release(
 struct ReportForm {
     findings: String,
     conclusion: String,
+    /// A critical result (the clinic must acknowledge it, or it is escalated).
+    #[serde(default)]
+    critical: bool,
 }
 
 const TEXT_MAX: usize = 16 * 1024;
@@ -244,7 +247,7 @@ async fn report(
     Path(uid): Path<String>,
     Json(form): Json<ReportForm>,
 ) -> Result<(StatusCode, Json<crate::store::ReportRow>), ApiError> {
-    let row = submit_report(&s, &who.actor(), &who.name, &uid, form.findings, form.conclusion).await?;
+    let row = submit_report(&s, &who.actor(), &who.name, &uid, form.findings, form.conclusion, form.critical).await?;
     Ok((StatusCode::CREATED, Json(row)))
 }
 
@@ -257,6 +260,7 @@ pub async fn submit_report(
     uid: &str,
     findings: String,
     conclusion: String,
+    critical: bool,
 ) -> Result<crate::store::ReportRow, ApiError> {
     if conclusion.trim().is_empty() {
         return Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, "conclusion is required".into()));
@@ -274,6 +278,7 @@ pub async fn submit_report(
         specialist_name: who_name.to_string(),
         findings,
         conclusion,
+        critical,
     };
     let row = call(s, move |db| {
         db.create_report(&draft, now_ms(), |r, seq, site, device| publisher.seal_report(r, seq, site, device))

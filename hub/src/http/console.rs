@@ -345,6 +345,33 @@ async fn worklist_page(State(s): State<AppState>, page: Page) -> Response {
         Ok(Ok(r)) => r,
         _ => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
     };
+    let open = s.store.call(|db| db.critical_results(true)).await.ok().and_then(Result::ok).unwrap_or_default();
+    let critical: String = if open.is_empty() {
+        String::new()
+    } else {
+        let items: String = open
+            .iter()
+            .map(|c| {
+                format!(
+                    r#"<li data-critical="{}" class="{}">{} · {} · {} · {}</li>"#,
+                    esc(&c.report_id),
+                    if c.escalated_at_ms.is_some() { "escalated" } else { "waiting" },
+                    esc(&c.site_id),
+                    esc(&c.patient_name),
+                    esc(&c.conclusion),
+                    if c.escalated_at_ms.is_some() {
+                        lang.t("已上报（超时未确认）", "escalated (not acknowledged in time)")
+                    } else {
+                        lang.t("等待卫生院确认", "waiting for the clinic's acknowledgement")
+                    },
+                )
+            })
+            .collect();
+        format!(
+            r#"<section class="critical"><h2>{}</h2><ul>{items}</ul></section>"#,
+            lang.t("未确认的危急值", "Critical results not acknowledged")
+        )
+    };
     let head = [
         lang.t("优先级", "Priority"),
         lang.t("卫生院", "Clinic"),
@@ -359,7 +386,7 @@ async fn worklist_page(State(s): State<AppState>, page: Page) -> Response {
     .map(|h| format!("<th>{h}</th>"))
     .collect::<String>();
     let body = format!(
-        r#"<table><thead><tr>{head}</tr></thead><tbody id="rows">{}</tbody></table>
+        r#"{critical}<table><thead><tr>{head}</tr></thead><tbody id="rows">{}</tbody></table>
 <script>
 const csrf = document.querySelector('meta[name=csrf]').content;
 async function refresh() {{
@@ -745,12 +772,16 @@ async fn report_form(
         }
         conclusion.push_str(free.trim());
     }
-    if field("urgent") == "1" {
+    // The mark is in the signed text too, so the clinic's copy says it.
+    let critical = field("urgent") == "1";
+    if critical {
         conclusion = format!("【危急值 CRITICAL】{conclusion}");
     }
     // The imaging viewer posts the same form; it says where to come back to.
     let back = if field("back") == "imaging" { format!("/imaging/{uid}") } else { format!("/studies/{uid}") };
-    match super::api::submit_report(&s, &session.actor(), &session.name, &uid, field("findings"), conclusion).await {
+    match super::api::submit_report(&s, &session.actor(), &session.name, &uid, field("findings"), conclusion, critical)
+        .await
+    {
         Ok(_) => Redirect::to(&back).into_response(),
         Err(e) => (e.0, e.1).into_response(),
     }

@@ -4,6 +4,7 @@
 //! connection is never shared and no lock is held across an `.await` (mini-redis `db.rs`).
 
 pub mod audit;
+pub mod critical;
 pub mod hl7;
 pub mod images;
 pub mod lifecycle;
@@ -240,6 +241,8 @@ pub struct ReportDraft {
     pub findings: String,
     /// Conclusion.
     pub conclusion: String,
+    /// A critical result: the clinic must acknowledge it, or it is escalated.
+    pub critical: bool,
 }
 
 /// A report as the hub keeps it.
@@ -1045,6 +1048,13 @@ impl Db {
                 self.key.seal("reports", "envelope", &report.report_id, &envelope)?
             ],
         )?;
+        if draft.critical {
+            tx.execute(
+                "INSERT INTO critical_results (report_id, study_uid, site_id, device_id, marked_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![report.report_id, uid, site, device, now_ms],
+            )?;
+        }
         let table = Self::table_of(&tx, uid)?.unwrap_or("studies");
         tx.execute(
             &format!(

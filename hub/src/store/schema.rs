@@ -374,4 +374,17 @@ CREATE TABLE pacs_outbox (
     stored_at_ms     INTEGER
 );
 "#,
+    // Reports marked critical: who at the clinic acknowledged them, and when they were escalated.
+    r#"
+CREATE TABLE critical_results (
+    report_id          TEXT PRIMARY KEY REFERENCES reports (report_id),
+    study_uid          TEXT NOT NULL,
+    site_id            TEXT NOT NULL,
+    device_id          TEXT NOT NULL,
+    marked_at_ms       INTEGER NOT NULL,
+    acknowledged_by    TEXT,
+    acknowledged_at_ms INTEGER,
+    escalated_at_ms    INTEGER
+);
+"#,
 ];
