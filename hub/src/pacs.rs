@@ -163,8 +163,8 @@ fn object_of(study: &yilian_protocol::message::Study) -> Result<Vec<u8>, PacsErr
     yilian_formats::dicom::write(&rec).map_err(|e| PacsError::Object(e.to_string()))
 }
 
-/// Sends reported studies to the PACS until `shutdown`.
-pub async fn run(store: Store, cfg: PacsConfig, shutdown: CancellationToken) {
+/// Sends studies reported since `since_ms` (when the outbox began) to the PACS until `shutdown`.
+pub async fn run(store: Store, cfg: PacsConfig, since_ms: i64, shutdown: CancellationToken) {
     info!(pacs = %cfg.addr, ae = %cfg.called_ae, "sending reported studies to the PACS (DICOM C-STORE)");
     loop {
         tokio::select! {
@@ -172,10 +172,9 @@ pub async fn run(store: Store, cfg: PacsConfig, shutdown: CancellationToken) {
             _ = tokio::time::sleep(cfg.poll) => {}
         }
         let due = match store
-            .call(|db| {
+            .call(move |db| {
                 let now = now_ms();
-                let since = db.pacs_since(now)?;
-                db.pacs_enqueue_new(since, now)?;
+                db.pacs_enqueue_new(since_ms, now)?;
                 db.pacs_due(now, 20)
             })
             .await
@@ -213,7 +212,7 @@ pub async fn run(store: Store, cfg: PacsConfig, shutdown: CancellationToken) {
                     Err(e.to_string())
                 }
             };
-            let backoff = ((1i64 << attempts.clamp(0, 20)) * 1000).min(cfg.retry_max.as_millis() as i64);
+            let backoff = crate::clock::backoff_ms(attempts, cfg.retry_max);
             let r = store.call(move |db| db.pacs_attempt(&uid, result, now + backoff, now)).await;
             if let Ok(Err(e)) = r {
                 warn!(error = %e, "cannot record a PACS attempt");

@@ -183,6 +183,42 @@ pub struct Signature<'a> {
     pub centre: &'a str,
 }
 
+/// What prints reports at this hub: the CJK font, the centre's name and the signing hub key's id.
+#[derive(Clone)]
+pub struct Printer {
+    /// The CJK font, loaded once at start.
+    pub font: Font,
+    /// The issuing centre, printed in the header.
+    pub centre: String,
+    /// The hub key's id, printed beside the verification code.
+    pub hub_key_id: String,
+}
+
+impl std::fmt::Debug for Printer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Printer").field("centre", &self.centre).field("hub_key_id", &self.hub_key_id).finish()
+    }
+}
+
+impl Printer {
+    /// Renders `report` on `study` (signed as `envelope`) off the async workers.
+    pub async fn render(
+        &self,
+        row: StudyRow,
+        study: Study,
+        report: Report,
+        envelope: Vec<u8>,
+    ) -> Result<Vec<u8>, PdfError> {
+        let p = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let sig = Signature { hub_key_id: &p.hub_key_id, envelope: &envelope, centre: &p.centre };
+            render(&p.font, &row, &study, &report, &sig)
+        })
+        .await
+        .map_err(|e| PdfError::Write(format!("the render task failed: {e}")))?
+    }
+}
+
 /// Renders the report.
 pub fn render(
     font: &Font,

@@ -333,39 +333,32 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     let (his_on, pacs_on) = (cfg.his.is_some(), cfg.pacs.is_some());
     let started = crate::clock::now_ms();
     let since = store
-        .call(move |db| -> Result<(), crate::store::StoreError> {
-            if his_on {
-                db.hl7_since(started)?;
-            }
-            if pacs_on {
-                db.pacs_since(started)?;
-            }
-            Ok(())
+        .call(move |db| -> Result<(i64, i64), crate::store::StoreError> {
+            let his = if his_on { db.outbox_since("hl7_since_ms", started)? } else { started };
+            let pacs = if pacs_on { db.outbox_since("pacs_since_ms", started)? } else { started };
+            Ok((his, pacs))
         })
         .await;
-    if let Ok(Err(e)) | Err(e) = since {
-        return Err(HubError::Store(e));
-    }
+    let (his_since, pacs_since) = match since {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) | Err(e) => return Err(HubError::Store(e)),
+    };
     let critical_task = tokio::spawn(crate::critical::run(store.clone(), cfg.critical.clone(), shutdown.child_token()));
-    let pacs_task = cfg.pacs.clone().map(|p| tokio::spawn(crate::pacs::run(store.clone(), p, shutdown.child_token())));
-    let report = crate::http::ReportSettings {
-        centre: cfg.centre.clone(),
-        font: match crate::report_pdf::load_font(cfg.report_font.as_deref()) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                warn!(error = %e, "printable reports are off");
-                None
-            }
-        },
+    let pacs_task =
+        cfg.pacs.clone().map(|p| tokio::spawn(crate::pacs::run(store.clone(), p, pacs_since, shutdown.child_token())));
+    let printer = match crate::report_pdf::load_font(cfg.report_font.as_deref()) {
+        Ok(font) => {
+            Some(crate::report_pdf::Printer { font, centre: cfg.centre.clone(), hub_key_id: key.key_id().to_string() })
+        }
+        Err(e) => {
+            warn!(error = %e, "printable reports are off");
+            None
+        }
     };
     let his_task = cfg.his.clone().map(|mut his| {
         // The HIS gets the printable report too, as an ED segment, when there is a font for it.
-        his.pdf = report.font.clone().map(|font| crate::hl7::sender::PdfSource {
-            font,
-            centre: report.centre.clone(),
-            hub_key_id: key.key_id().to_string(),
-        });
-        tokio::spawn(crate::hl7::sender::run(store.clone(), his, shutdown.child_token()))
+        his.pdf = printer.clone();
+        tokio::spawn(crate::hl7::sender::run(store.clone(), his, his_since, shutdown.child_token()))
     });
     let state = AppState {
         store,
@@ -376,7 +369,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         images,
         ca: Some(ca),
         tuf: Some(tuf),
-        report,
+        printer,
     };
     let addr = http.local_addr().map_err(|source| HubError::Io { what: "http listener", source })?;
     // Connect info gives the audit log and the enrolment endpoint the address a request came from.

@@ -27,7 +27,7 @@ pub struct HisConfig {
     /// How often to look for work.
     pub poll: Duration,
     /// The report PDF for the ED segment (none: the message goes without it).
-    pub pdf: Option<PdfSource>,
+    pub pdf: Option<crate::report_pdf::Printer>,
 }
 
 impl HisConfig {
@@ -47,57 +47,20 @@ impl HisConfig {
             pdf: None,
         }
     }
-
-    fn backoff_ms(&self, attempts: i64) -> i64 {
-        let secs = 1i64 << attempts.clamp(0, 20);
-        (secs * 1000).min(self.retry_max.as_millis() as i64)
-    }
 }
 
-/// What the ED segment's PDF is made with.
-#[derive(Clone)]
-pub struct PdfSource {
-    /// The CJK font.
-    pub font: krilla::text::Font,
-    /// The centre's name on the page.
-    pub centre: String,
-    /// The hub key's id, printed.
-    pub hub_key_id: String,
-}
-
-impl std::fmt::Debug for PdfSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PdfSource").field("centre", &self.centre).finish_non_exhaustive()
-    }
-}
-
-/// Builds the messages of reports signed since the outbox began (with the report PDF when a
-/// font is there). Returns how many.
-async fn enqueue_new(store: &Store, cfg: &HisConfig) -> Result<usize, crate::store::StoreError> {
-    let items = store
-        .call(|db| {
-            let now = now_ms();
-            let since = db.hl7_since(now)?;
-            db.hl7_unqueued(since, 20, now)
-        })
-        .await??;
+/// Builds the messages of reports signed since `since_ms` (when the outbox began), with the
+/// report PDF when the hub can print. Returns how many.
+async fn enqueue_new(store: &Store, cfg: &HisConfig, since_ms: i64) -> Result<usize, crate::store::StoreError> {
+    let items = store.call(move |db| db.hl7_unqueued(since_ms, 20, now_ms())).await??;
     let n = items.len();
     for r in items {
-        let pdf = match cfg.pdf.clone() {
-            Some(src) => {
-                let r = r.clone();
-                tokio::task::spawn_blocking(move || {
-                    let sig = crate::report_pdf::Signature {
-                        hub_key_id: &src.hub_key_id,
-                        envelope: &r.envelope,
-                        centre: &src.centre,
-                    };
-                    crate::report_pdf::render(&src.font, &r.row, &r.study, &r.report, &sig)
-                })
+        let pdf = match &cfg.pdf {
+            Some(printer) => printer
+                .render(r.row.clone(), r.study.clone(), r.report.clone(), r.envelope.clone())
                 .await
-                .ok()
-                .and_then(|x| x.map_err(|e| warn!(error = %e, "no PDF for the HIS message")).ok())
-            }
+                .map_err(|e| warn!(error = %e, "no PDF for the HIS message"))
+                .ok(),
             None => None,
         };
         let id = message::control_id(&r.report.report_id);
@@ -111,7 +74,7 @@ async fn enqueue_new(store: &Store, cfg: &HisConfig) -> Result<usize, crate::sto
 }
 
 /// Runs until `shutdown`.
-pub async fn run(store: Store, cfg: HisConfig, shutdown: CancellationToken) {
+pub async fn run(store: Store, cfg: HisConfig, since_ms: i64, shutdown: CancellationToken) {
     info!(his = %cfg.addr, charset = cfg.charset.msh18(), "sending reports to the HIS (HL7 v2.5.1 ORU^R01 over MLLP)");
     let mut conn: Option<TcpStream> = None;
     loop {
@@ -119,7 +82,7 @@ pub async fn run(store: Store, cfg: HisConfig, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(cfg.poll) => {}
         }
-        match enqueue_new(&store, &cfg).await {
+        match enqueue_new(&store, &cfg, since_ms).await {
             Ok(0) => {}
             Ok(n) => info!(messages = n, "HL7 messages queued for the HIS"),
             Err(e) => warn!(error = %e, "cannot build HL7 messages"),
@@ -168,7 +131,7 @@ pub async fn run(store: Store, cfg: HisConfig, shutdown: CancellationToken) {
 
 async fn record(store: &Store, cfg: &HisConfig, m: &crate::store::hl7::Outgoing, result: Result<String, String>) {
     let now = now_ms();
-    let retry_at = now + cfg.backoff_ms(m.attempts);
+    let retry_at = now + crate::clock::backoff_ms(m.attempts, cfg.retry_max);
     let id = m.report_id.clone();
     let r = store.call(move |db| db.hl7_attempt(&id, result.as_deref().map_err(String::as_str), retry_at, now)).await;
     if let Ok(Err(e)) = r {

@@ -71,18 +71,11 @@ async fn report_pdf(
     let Some(((row, study), (report, envelope))) = signed else {
         return refuse(StatusCode::NOT_FOUND, "the report's study is gone");
     };
-    let Some(font) = s.report.font.clone() else {
+    let Some(printer) = s.printer.clone() else {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "printable reports are off at the hub (no CJK font)");
     };
-    let (centre, key_id) = (s.report.centre.clone(), s.publisher.public_key().id().to_string());
-    let rendered = tokio::task::spawn_blocking(move || {
-        let sig = crate::report_pdf::Signature { hub_key_id: &key_id, envelope: &envelope, centre: &centre };
-        crate::report_pdf::render(&font, &row, &study, &report, &sig)
-    })
-    .await;
-    let pdf = match rendered {
-        Ok(Ok(pdf)) => pdf,
-        Ok(Err(e)) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    let pdf = match printer.render(row, study, report, envelope).await {
+        Ok(pdf) => pdf,
         Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
     let signature = s.publisher.sign_pdf(&site, &owner, &report_id, &pdf);

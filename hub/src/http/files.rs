@@ -141,7 +141,7 @@ async fn fhir(State(s): State<AppState>, who: Specialist, Path(uid): Path<String
 }
 
 async fn report_pdf(State(s): State<AppState>, who: Specialist, Path(uid): Path<String>) -> Result<Response, ApiError> {
-    let font = s.report.font.clone().ok_or_else(|| {
+    let printer = s.printer.clone().ok_or_else(|| {
         ApiError(StatusCode::SERVICE_UNAVAILABLE, crate::report_pdf::PdfError::Font("none found".into()).to_string())
     })?;
     let u = uid.clone();
@@ -156,14 +156,10 @@ async fn report_pdf(State(s): State<AppState>, who: Specialist, Path(uid): Path<
     let (row, study, signed) = found.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no such study".into()))?;
     let (report, envelope) =
         signed.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "this study has no signed report yet".into()))?;
-    let (centre, key_id) = (s.report.centre.clone(), s.publisher.public_key().id().to_string());
-    let pdf = tokio::task::spawn_blocking(move || {
-        let sig = crate::report_pdf::Signature { hub_key_id: &key_id, envelope: &envelope, centre: &centre };
-        crate::report_pdf::render(&font, &row, &study, &report, &sig)
-    })
-    .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let pdf = printer
+        .render(row, study, report, envelope)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     actor::ok(&s, &who.actor(), "print report", &uid).await?;
     let mut resp = pdf.into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/pdf"));

@@ -43,18 +43,8 @@ pub struct AppState {
     pub ca: Option<Arc<crate::ca::CountyCa>>,
     /// The fleet-update repository served at `/tuf/` (`None`: not set up).
     pub tuf: Option<yilian_update::repo::RepoDir>,
-    /// The printable report: the centre's name on it and its CJK font (`None`: no font found,
-    /// and the PDF endpoint says so).
-    pub report: ReportSettings,
-}
-
-/// What the printable report needs from the hub.
-#[derive(Clone, Default)]
-pub struct ReportSettings {
-    /// The issuing centre, printed in the header.
-    pub centre: String,
-    /// The CJK font, loaded once at start.
-    pub font: Option<krilla::text::Font>,
+    /// Prints reports (`None`: no CJK font found, and the PDF endpoints say so).
+    pub printer: Option<crate::report_pdf::Printer>,
 }
 
 /// The router with every route.

@@ -60,11 +60,11 @@ pub struct OutboxRow {
 }
 
 impl Db {
-    /// When the outbox began (the first call's `now_ms`, kept): reports signed before it are not
-    /// sent, so connecting a HIS does not replay years of history.
-    pub fn hl7_since(&mut self, now_ms: i64) -> Result<i64, StoreError> {
-        self.conn.execute("INSERT OR IGNORE INTO counters (name, value) VALUES ('hl7_since_ms', ?1)", [now_ms])?;
-        Ok(self.conn.query_row("SELECT value FROM counters WHERE name = 'hl7_since_ms'", [], |r| r.get(0))?)
+    /// When outbox `name` began (the first call's `now_ms`, kept): reports signed before it are
+    /// not sent, so connecting a HIS or PACS does not replay years of history.
+    pub fn outbox_since(&mut self, name: &str, now_ms: i64) -> Result<i64, StoreError> {
+        self.conn.execute("INSERT OR IGNORE INTO counters (name, value) VALUES (?1, ?2)", params![name, now_ms])?;
+        Ok(self.conn.query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| r.get(0))?)
     }
 
     /// Reports signed since `since_ms` with no message yet, with their studies, oldest first.

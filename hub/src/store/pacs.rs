@@ -30,13 +30,6 @@ pub struct PacsRow {
 }
 
 impl Db {
-    /// When the PACS outbox began (kept from the first call): studies reported before it are
-    /// not sent.
-    pub fn pacs_since(&mut self, now_ms: i64) -> Result<i64, StoreError> {
-        self.conn.execute("INSERT OR IGNORE INTO counters (name, value) VALUES ('pacs_since_ms', ?1)", [now_ms])?;
-        Ok(self.conn.query_row("SELECT value FROM counters WHERE name = 'pacs_since_ms'", [], |r| r.get(0))?)
-    }
-
     /// Queues every study reported since `since_ms` that is not queued yet.
     pub fn pacs_enqueue_new(&mut self, since_ms: i64, now_ms: i64) -> Result<usize, StoreError> {
         Ok(self.conn.execute(

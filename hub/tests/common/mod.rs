@@ -12,6 +12,7 @@ use yilian_protocol::keys::SigningKey;
 /// broker behind its publisher and no county CA.
 pub fn app_state(dir: &Path, store: Store, key: SigningKey) -> AppState {
     let (client, _eventloop) = rumqttc::AsyncClient::new(rumqttc::MqttOptions::new("test", "127.0.0.1", 1), 16);
+    let key_id = key.key_id().to_string();
     AppState {
         store,
         publisher: Publisher::new(client, Arc::new(key), "hub"),
@@ -21,9 +22,10 @@ pub fn app_state(dir: &Path, store: Store, key: SigningKey) -> AppState {
         images: Arc::new(yilian_hub::images::ImageStore::open(&dir.join("images")).expect("image store")),
         ca: None,
         tuf: Some(yilian_update::repo::RepoDir(dir.join("tuf"))),
-        report: yilian_hub::http::ReportSettings {
+        printer: yilian_hub::report_pdf::load_font(None).ok().map(|font| yilian_hub::report_pdf::Printer {
+            font,
             centre: "hub".into(),
-            font: yilian_hub::report_pdf::load_font(None).ok(),
-        },
+            hub_key_id: key_id.clone(),
+        }),
     }
 }
