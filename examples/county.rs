@@ -200,7 +200,12 @@ async fn main() -> anyhow::Result<()> {
             "         inbox  {}   (drop SCP-ECG, DICOM ECG, HL7 aECG, WFDB or Contec files; stat/ urgent/ routine/)",
             c.inbox().display()
         );
+        if let Some(page) = c.page_url() {
+            println!("         page   {page}   (journeys, reports to print, critical results)");
+        }
     }
+    let pins: Vec<String> = yilian::county::DEMO_CLINICIANS.iter().map(|(n, p)| format!("{n} PIN {p}")).collect();
+    println!("  clinicians who may acknowledge critical results at every clinic: {}", pins.join(", "));
     println!(
         "{}",
         if args.auto_report {

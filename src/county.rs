@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use yilian_agent::clinicians::{self, Clinician};
 use yilian_agent::config::{AgentConfig, ClinicPageConfig, DicomNodeConfig, InboxConfig, SerialConfig};
 use yilian_agent::driver::DriverKind;
 use yilian_agent::{AgentStats, stats};
@@ -317,6 +318,8 @@ impl HubHandle {
 
 /// The demo console sign-in (an admin, so the fleet page shows too).
 pub const DEMO_LOGIN: (&str, &str) = ("demo", "yilian-demo");
+/// The clinicians every demo clinic lists for acknowledging critical results (name, PIN).
+pub const DEMO_CLINICIANS: [(&str, &str); 2] = [("王芳", "2468"), ("赵强", "1357")];
 /// The demo county's security officer: reads the audit log (`/audit`) and nothing clinical.
 pub const DEMO_AUDITOR: (&str, &str) = ("auditor", "yilian-audit");
 
@@ -569,7 +572,13 @@ impl Clinic {
                 utc_offset_minutes: 480,
                 parts_wait_secs: 600,
             }),
-            clinic_page: Some(ClinicPageConfig { listen: format!("127.0.0.1:{}", broker::free_port()?) }),
+            clinic_page: Some(ClinicPageConfig {
+                listen: format!("127.0.0.1:{}", broker::free_port()?),
+                clinicians: DEMO_CLINICIANS
+                    .iter()
+                    .map(|(name, pin)| Clinician { name: (*name).into(), pin_hash: clinicians::hash_pin(pin) })
+                    .collect(),
+            }),
             // Every clinic also has a DICOM node its modalities push images to.
             dicom: Some(DicomNodeConfig {
                 quiet_secs: 1,

@@ -175,6 +175,9 @@ impl Window {
 pub struct ClinicPageConfig {
     /// `host:port`; keep it on the clinic PC (`127.0.0.1:8090`) unless the clinic's LAN is trusted.
     pub listen: String,
+    /// Who may acknowledge a critical result here (name and PIN hash each).
+    #[serde(default)]
+    pub clinicians: Vec<crate::clinicians::Clinician>,
 }
 
 /// The DICOM node that clinic modalities (CR, DX, CT, MR, US, ECG carts) push studies to (see the

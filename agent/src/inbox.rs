@@ -80,6 +80,7 @@ pub async fn run(
     device: String,
     tx: mpsc::Sender<Outgoing>,
     spool: Arc<Mutex<Spool>>,
+    journeys: Arc<crate::journey::Journeys>,
     shutdown: CancellationToken,
 ) {
     let root = cfg.dir.clone();
@@ -88,7 +89,7 @@ pub async fn run(
         return;
     }
     info!(inbox = %root.display(), "watching inbox");
-    let ctx = Ctx { cfg: cfg.clone(), device, notices: Arc::default() };
+    let ctx = Ctx { cfg: cfg.clone(), device, notices: Arc::default(), journeys };
     resume(&ctx, &tx).await;
     let mut w = Watcher {
         root: root.clone(),
@@ -137,6 +138,8 @@ struct Ctx {
     device: String,
     /// Rejections not yet reported to the hub (county IT sees them as the device's output).
     notices: Arc<Mutex<Vec<String>>>,
+    /// Each study's journey, for the clinic page.
+    journeys: Arc<crate::journey::Journeys>,
 }
 
 impl Ctx {
@@ -221,6 +224,7 @@ impl Ctx {
         if let Err(e) = write_manifest(&sending, &manifest) {
             warn!(error = %e, "cannot write the inbox manifest; the file will be sent again after a restart");
         }
+        self.journeys.recorded(&study, &file_name(&g.main), crate::clock::now_ms());
         info!(
             file = %redact::file_name(&g.main), study = %study.study_uid, format = %recording.format.name(),
             leads = study.leads.len(), warnings = study.warnings.len(), "cart file read"

@@ -15,7 +15,8 @@
 //! - [`rotation`]: device key rotation (next key file, hand-over after the hub acks).
 //! - [`reports`]: received reports on disk.
 //! - [`image_uplink`]: complete image studies → signed manifest + chunks on the bulk lanes.
-//! - [`clinic_page`]: the local page for clinic staff.
+//! - [`clinic_page`]: the local page for clinic staff; [`journey`]: each study's way from the
+//!   cart to the printed report; [`clinicians`]: who may acknowledge a critical result.
 //! - [`inbox`]: the watched folder for cart files; [`inspect`]: what a file holds.
 //! - [`capture`]: raw serial capture of undocumented carts.
 //! - [`dicom_node`]: the clinic's DICOM node (C-STORE SCP) that modalities send studies to.
@@ -26,6 +27,7 @@ pub mod assemble;
 pub mod capture;
 pub mod cartfile;
 pub mod clinic_page;
+pub mod clinicians;
 pub mod clock;
 pub mod config;
 pub mod dicom_node;
@@ -37,6 +39,7 @@ pub mod image_uplink;
 pub mod inbox;
 pub mod inspect;
 pub mod install;
+pub mod journey;
 pub mod logkey;
 pub mod quota;
 pub mod report_pdf;

@@ -90,6 +90,14 @@ enum Command {
         /// The report PDF.
         file: PathBuf,
     },
+    /// Make a clinician's entry for the list of who may acknowledge critical results on the
+    /// clinic page: reads the PIN (4 to 12 digits) from standard input and prints the TOML to add
+    /// to agent.toml (only the salted hash of the PIN is kept).
+    ClinicianPin {
+        /// The clinician's name as it should be recorded, e.g. 王芳.
+        #[arg(long)]
+        name: String,
+    },
     /// Run the agent under a supervisor: from the installed release (`current`), a new one on
     /// trial with automatic rollback, and update checks between trials. Install this binary at a
     /// fixed path (the systemd unit's ExecStart), not inside the update folder.
@@ -339,6 +347,21 @@ fn main() -> anyhow::Result<()> {
                 let probe = std::env::var(yilian_agent::supervise::PROBE_ENV).ok();
                 yilian_agent::run::run_with(cfg, stats, shutdown, probe).await
             })??;
+            Ok(())
+        }
+        Command::ClinicianPin { name } => {
+            let name = name.trim().to_string();
+            anyhow::ensure!(!name.is_empty() && name.chars().count() <= 32, "the name must be 1 to 32 characters");
+            let mut pin = String::new();
+            std::io::stdin().read_line(&mut pin).context("reading the PIN from standard input")?;
+            let pin = pin.trim();
+            anyhow::ensure!(
+                (4..=12).contains(&pin.len()) && pin.chars().all(|c| c.is_ascii_digit()),
+                "the PIN must be 4 to 12 digits"
+            );
+            let entry = yilian_agent::clinicians::Clinician { name, pin_hash: yilian_agent::clinicians::hash_pin(pin) };
+            let toml = toml::to_string(&entry).context("formatting the entry")?;
+            println!("[[clinic_page.clinicians]]\n{toml}");
             Ok(())
         }
         Command::VerifyReport { config, file } => {

@@ -3,6 +3,7 @@
 use crate::assemble::{Assembled, Assembler};
 use crate::config::AgentConfig;
 use crate::driver::DeviceEvent;
+use crate::journey::Journeys;
 use crate::reports::ReportStore;
 use crate::serial::{self, PortEvent};
 use crate::spool::{Spool, SpoolError};
@@ -143,6 +144,8 @@ pub async fn run_with(
     }
     drop(port_tx);
     let spool = Arc::new(std::sync::Mutex::new(spool));
+    // Read at start like the spool: a few hundred small files.
+    let journeys = Arc::new(Journeys::open(&cfg.reports_dir, crate::clock::now_ms()));
     if let Some(node) = cfg.dicom.clone() {
         // Modalities push here; complete studies go up as signed manifests and chunks.
         let inbox = cfg.inbox.as_ref().map(|i| i.dir.clone());
@@ -157,8 +160,9 @@ pub async fn run_with(
     }
     if let Some(page) = cfg.clinic_page.clone() {
         let (config, token) = (cfg.clone(), ports_token.clone());
+        let local = crate::clinic_page::Local { journeys: journeys.clone(), stats: stats.clone(), tx: out_tx.clone() };
         tracker.spawn(async move {
-            if let Err(e) = crate::clinic_page::run(&page.listen, config, token).await {
+            if let Err(e) = crate::clinic_page::run(&page.listen, config, local, token).await {
                 error!(listen = %page.listen, error = %e, "the clinic page cannot listen");
             }
         });
@@ -171,15 +175,23 @@ pub async fn run_with(
     }
     if let Some(inbox) = cfg.inbox.clone() {
         // Stopped with the ports: its sender must be gone before the uplink can finish.
-        tracker.spawn(crate::inbox::run(inbox, cfg.device.clone(), out_tx.clone(), spool.clone(), ports_token.clone()));
+        tracker.spawn(crate::inbox::run(
+            inbox,
+            cfg.device.clone(),
+            out_tx.clone(),
+            spool.clone(),
+            journeys.clone(),
+            ports_token.clone(),
+        ));
     }
-    let assembler = tokio::spawn(assemble_loop(cfg.device.clone(), cfg.chunk_ms, port_rx, out_tx, stats.clone()));
+    let assembler =
+        tokio::spawn(assemble_loop(cfg.device.clone(), cfg.chunk_ms, port_rx, out_tx, stats.clone(), journeys.clone()));
     let uplink = tokio::spawn(uplink::run(
         uplink_cfg,
         Arc::new(key),
         hub_key,
         spool.clone(),
-        ReportStore::new(&cfg.reports_dir),
+        uplink::ClinicRecords { reports: ReportStore::new(&cfg.reports_dir), journeys },
         out_rx,
         stats,
     ));
@@ -200,6 +212,7 @@ async fn assemble_loop(
     mut rx: mpsc::Receiver<PortEvent>,
     tx: mpsc::Sender<Outgoing>,
     stats: Arc<AgentStats>,
+    journeys: Arc<Journeys>,
 ) {
     let mut assemblers: HashMap<String, Assembler> = HashMap::new();
     while let Some(ev) = rx.recv().await {
@@ -232,6 +245,10 @@ async fn assemble_loop(
                     match study.split() {
                         Ok(parts) => {
                             info!(%port, study = %study.study_uid, priority = study.priority.as_str(), parts = parts.len(), "study assembled");
+                            let (j, st, source) = (journeys.clone(), study.clone(), format!("serial {port}"));
+                            let _ =
+                                tokio::task::spawn_blocking(move || j.recorded(&st, &source, crate::clock::now_ms()))
+                                    .await;
                             AgentStats::add(&stats.studies, 1);
                             AgentStats::add(&stats.samples, samples);
                             let lane = study.priority.lane();

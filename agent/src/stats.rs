@@ -27,6 +27,8 @@ pub struct AgentStats {
     pub acked: AtomicU64,
     /// Reports received and stored.
     pub reports: AtomicU64,
+    /// Critical results received.
+    pub critical: AtomicU64,
     /// Messages from the hub that failed verification.
     pub rejected_downlink: AtomicU64,
     /// Envelopes in the spool now.
@@ -39,6 +41,8 @@ pub struct AgentStats {
     pub connected: AtomicU64,
     /// Connections made to the broker (the first and every reconnect).
     pub connects: AtomicU64,
+    /// When a verified message last came from the hub, Unix ms (0: never since start).
+    pub hub_heard_at_ms: AtomicU64,
 }
 
 impl AgentStats {

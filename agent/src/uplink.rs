@@ -8,6 +8,7 @@
 //! ack timeout (the hub deduplicates on device and seq).
 
 use crate::clock::now_ms;
+use crate::journey::Journeys;
 use crate::quota;
 use crate::reports::ReportStore;
 use crate::spool::{Spool, SpoolError};
@@ -99,6 +100,7 @@ struct Uplink {
     hub_key: PublicKey,
     spool: Arc<Mutex<Spool>>,
     reports: ReportStore,
+    journeys: Arc<Journeys>,
     stats: Arc<AgentStats>,
     client: AsyncClient,
     up: Topic,
@@ -196,13 +198,22 @@ async fn poll_loop(
     }
 }
 
+/// What the clinic keeps of the hub's answers: reports and each study's journey.
+#[derive(Debug, Clone)]
+pub struct ClinicRecords {
+    /// Received reports.
+    pub reports: ReportStore,
+    /// Each study's journey.
+    pub journeys: Arc<Journeys>,
+}
+
 /// Runs the uplink until `rx` closes: every producer has stopped and what they sent is spooled.
 pub async fn run(
     cfg: UplinkConfig,
     key: Arc<SigningKey>,
     hub_key: PublicKey,
     spool: Arc<Mutex<Spool>>,
-    reports: ReportStore,
+    records: ClinicRecords,
     mut rx: mpsc::Receiver<Outgoing>,
     stats: Arc<AgentStats>,
 ) {
@@ -230,7 +241,8 @@ pub async fn run(
         key,
         hub_key,
         spool,
-        reports,
+        reports: records.reports,
+        journeys: records.journeys,
         stats,
         client,
         status,
@@ -445,6 +457,10 @@ impl Uplink {
                 if let Some(tx) = &o.spooled {
                     let _ = tx.send(seq);
                 }
+                if let Payload::StudyPart(p) = &o.payload {
+                    let (j, uid, count) = (self.journeys.clone(), p.study_uid.clone(), p.count);
+                    blocking(move || j.part_spooled(&uid, count, seq)).await;
+                }
                 dropped
             }
             Some(Ok(Spooled::Dropped(dropped))) => dropped,
@@ -609,11 +625,13 @@ impl Uplink {
             return;
         }
         let (key, device, up) = (self.key.clone(), self.cfg.device.clone(), self.up.clone());
+        let journeys = self.journeys.clone();
         let result = blocking(move || {
             let mut s = lock(&spool);
             let seqs: Vec<u64> = s.pending().map(|(_, seq)| seq).filter(|seq| ack.contains(*seq)).collect();
             let mut removed = 0u64;
             let mut notes = Vec::new();
+            let mut resealed = Vec::new();
             for seq in seqs {
                 match s.remove(seq) {
                     Ok(true) => removed += 1,
@@ -629,6 +647,7 @@ impl Uplink {
                     RefusalReason::SeqReused { highest_seq } => {
                         match reseal(&mut s, &key, &device, &up, r.seq, *highest_seq) {
                             Ok(new_seq) => {
+                                resealed.push((r.seq, new_seq));
                                 notes.push(format!("hub already had seq {}; sent again as seq {new_seq}", r.seq))
                             }
                             Err(e) => notes.push(format!("could not re-seal refused seq {}: {e}", r.seq)),
@@ -643,6 +662,11 @@ impl Uplink {
                     },
                 }
             }
+            drop(s);
+            for (old, new) in resealed {
+                journeys.resealed(old, new);
+            }
+            journeys.acked(|seq| ack.contains(seq), now_ms());
             (removed, ack, notes)
         })
         .await;
@@ -693,6 +717,7 @@ impl Uplink {
                 return;
             }
         };
+        self.stats.hub_heard_at_ms.store(now_ms().max(0) as u64, std::sync::atomic::Ordering::Relaxed);
         match v.payload() {
             Payload::Ack(ack) if ack.device_id == self.cfg.device => self.on_ack(ack.clone()).await,
             Payload::HubKeyRotation(r) => self.follow_hub_key(r.clone(), &v.header().device_id).await,
@@ -701,6 +726,8 @@ impl Uplink {
                 match blocking(move || store.store(&r, &bytes)).await {
                     Some(Ok(path)) => {
                         info!(report = %report.report_id, study = %report.study_uid, path = %path.display(), "report received");
+                        let (j, r) = (self.journeys.clone(), report.clone());
+                        blocking(move || j.delivered(&r, now_ms())).await;
                         AgentStats::add(&self.stats.reports, 1);
                         let receipt = Payload::ReportReceipt(ReportReceipt {
                             report_id: report.report_id.clone(),
@@ -712,6 +739,19 @@ impl Uplink {
                     }
                     Some(Err(e)) => self.problem(format!("cannot store report: {e}")),
                     None => self.problem("report task failed".into()),
+                }
+            }
+            Payload::StudyClaim(c) => {
+                info!(study = %c.study_uid, claimed = c.claimed, "a specialist took up the study at the hub");
+                let (j, c) = (self.journeys.clone(), c.clone());
+                blocking(move || j.claimed(&c)).await;
+            }
+            Payload::CriticalNotice(n) => {
+                let (j, n2) = (self.journeys.clone(), n.clone());
+                if blocking(move || j.critical(&n2, now_ms())).await == Some(true) {
+                    // Loud on purpose: the clinic page raises the alarm from the same record.
+                    warn!(report = %n.report_id, study = %n.study_uid, "CRITICAL RESULT: a clinician must acknowledge it on the clinic page");
+                    AgentStats::add(&self.stats.critical, 1);
                 }
             }
             other => {

@@ -267,7 +267,8 @@ impl Ingest {
             // First, so an agent pinning the old hub key follows before anything signed by the new one.
             self.publisher.publish_hub_rotation(&site, &device);
             // The broker may have lost queued reports (rumqttd keeps sessions in memory only).
-            self.publisher.republish_reports(&self.store, Some(device)).await;
+            self.publisher.republish_reports(&self.store, Some(device.clone())).await;
+            self.publisher.republish_critical(&self.store, Some(device)).await;
         } else if state == LinkState::Offline {
             info!(device, "device offline");
         }

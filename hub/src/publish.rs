@@ -123,6 +123,45 @@ impl Publisher {
         }
     }
 
+    /// Signs and publishes a notice on a device's report topic (a claim, a critical result).
+    /// QoS 1; one the broker could not take now goes again at the device's next birth.
+    pub fn publish_notice(&self, site: &str, device: &str, payload: &Payload) -> bool {
+        let Ok(topic) = Topic::new(site, device, Channel::Report) else {
+            return false;
+        };
+        let header = Header::new(&self.key, &self.hub_id, 0, now_ms(), Lane::Stat);
+        match seal(&self.key, header, &topic, payload) {
+            Ok(bytes) => match self.client.try_publish(topic.to_string(), QoS::AtLeastOnce, false, bytes) {
+                Ok(()) => true,
+                Err(e) => {
+                    warn!(error = %e, %topic, "notice not published now; it goes again at the next birth");
+                    false
+                }
+            },
+            Err(e) => {
+                warn!(error = %e, "cannot seal a notice");
+                false
+            }
+        }
+    }
+
+    /// Sends every critical result the clinic has not acknowledged again (for one device or all):
+    /// the agent raises each alarm once, however often it hears of it.
+    pub async fn republish_critical(&self, store: &Store, device: Option<String>) {
+        let rows = match store.call(move |db| db.open_critical_notices(device.as_deref())).await {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(e)) | Err(e) => {
+                warn!(error = %e, "cannot list unacknowledged critical results");
+                return;
+            }
+        };
+        for (row, notice) in rows {
+            if self.publish_notice(&row.site_id, &row.device_id, &Payload::CriticalNotice(notice)) {
+                info!(report = %row.report_id, device = %row.device_id, "critical result (re)sent to the clinic");
+            }
+        }
+    }
+
     /// Sends a device the signed application ack of its stored seqs and the refused ones.
     pub fn ack_stored(&self, site: &str, device: &str, epoch: u64, seqs: &[u64], refused: Vec<Refusal>) {
         let Ok(topic) = Topic::new(site, device, Channel::Ack) else {

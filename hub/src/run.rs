@@ -286,7 +286,8 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
                                 p.publish_hub_rotation(&d.site_id, &d.device_id);
                             }
                         }
-                        p.republish_reports(&s, None).await
+                        p.republish_reports(&s, None).await;
+                        p.republish_critical(&s, None).await
                     });
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {

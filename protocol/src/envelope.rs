@@ -138,11 +138,12 @@ fn channel_allows(channel: Channel, kind: u16) -> bool {
                     | k::BLOB_CHUNK
                     | k::KEY_ROTATION
                     | k::FLEET_REPORT
+                    | k::CRITICAL_ACK
             )
         }
         Channel::Status => kind == k::STATUS,
         Channel::Ack => matches!(kind, k::ACK | k::HUB_KEY_ROTATION | k::UPDATE_ASSIGNMENT),
-        Channel::Report => kind == k::REPORT,
+        Channel::Report => matches!(kind, k::REPORT | k::STUDY_CLAIM | k::CRITICAL_NOTICE),
     }
 }
 

@@ -792,6 +792,52 @@ pub struct AssignedTarget {
     pub sha256: [u8; 32],
 }
 
+/// The hub tells the clinic that a specialist took up one of its studies (or put it back), so the
+/// clinic page can show where the study stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StudyClaim {
+    /// The study.
+    pub study_uid: String,
+    /// The specialist's display name.
+    pub specialist_name: String,
+    /// True when claimed, false when put back in the queue.
+    pub claimed: bool,
+    /// Hub time, Unix ms.
+    pub at_ms: i64,
+}
+
+/// A report the specialist marked critical (suspected STEMI, VT, complete heart block): the
+/// clinic raises an alarm until a named clinician acknowledges it with a [`CriticalAck`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CriticalNotice {
+    /// The report.
+    pub report_id: String,
+    /// The study it answers.
+    pub study_uid: String,
+    /// The patient, as on the report.
+    pub patient_name: String,
+    /// The conclusion, as on the report.
+    pub conclusion: String,
+    /// The specialist's display name.
+    pub specialist_name: String,
+    /// Hub time the report was signed, Unix ms.
+    pub reported_at_ms: i64,
+}
+
+/// A named clinician at the clinic acknowledged a critical result (the agent checked the
+/// clinician's PIN before signing this).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CriticalAck {
+    /// The report.
+    pub report_id: String,
+    /// The study it answers.
+    pub study_uid: String,
+    /// The clinician's name as the clinic lists it.
+    pub clinician: String,
+    /// Agent time of the acknowledgement, Unix ms.
+    pub acknowledged_at_ms: i64,
+}
+
 /// Every body kind, decoded. The kind number on the wire is [`Payload::kind`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
@@ -823,6 +869,12 @@ pub enum Payload {
     FleetReport(FleetReport),
     /// Kind 14: the hub's release assignment for one device.
     UpdateAssignment(UpdateAssignment),
+    /// Kind 15: a specialist claimed or released one of the device's studies.
+    StudyClaim(StudyClaim),
+    /// Kind 16: a critical result the clinic must acknowledge.
+    CriticalNotice(CriticalNotice),
+    /// Kind 17: a named clinician acknowledged a critical result.
+    CriticalAck(CriticalAck),
 }
 
 /// Kind numbers. Numbers are never reused; new kinds get new numbers (design.md keeps the
@@ -856,6 +908,12 @@ pub mod kind {
     pub const FLEET_REPORT: u16 = 13;
     /// [`super::UpdateAssignment`], for the device's ack topic.
     pub const UPDATE_ASSIGNMENT: u16 = 14;
+    /// [`super::StudyClaim`], hub to device on its report topic.
+    pub const STUDY_CLAIM: u16 = 15;
+    /// [`super::CriticalNotice`], hub to device on its report topic.
+    pub const CRITICAL_NOTICE: u16 = 16;
+    /// [`super::CriticalAck`], device to hub on its up topic.
+    pub const CRITICAL_ACK: u16 = 17;
 }
 
 impl Payload {
@@ -876,6 +934,9 @@ impl Payload {
             Payload::HubKeyRotation(_) => kind::HUB_KEY_ROTATION,
             Payload::FleetReport(_) => kind::FLEET_REPORT,
             Payload::UpdateAssignment(_) => kind::UPDATE_ASSIGNMENT,
+            Payload::StudyClaim(_) => kind::STUDY_CLAIM,
+            Payload::CriticalNotice(_) => kind::CRITICAL_NOTICE,
+            Payload::CriticalAck(_) => kind::CRITICAL_ACK,
         }
     }
 
@@ -896,6 +957,9 @@ impl Payload {
             kind::HUB_KEY_ROTATION => "hub key rotation",
             kind::FLEET_REPORT => "fleet report",
             kind::UPDATE_ASSIGNMENT => "update assignment",
+            kind::STUDY_CLAIM => "study claim",
+            kind::CRITICAL_NOTICE => "critical notice",
+            kind::CRITICAL_ACK => "critical acknowledgement",
             _ => return None,
         })
     }
@@ -917,6 +981,9 @@ impl Payload {
             Payload::HubKeyRotation(b) => wire::encode("hub key rotation", b, limits::RECEIPT_MAX),
             Payload::FleetReport(b) => wire::encode("fleet report", b, limits::STATUS_MAX),
             Payload::UpdateAssignment(b) => wire::encode("update assignment", b, limits::STATUS_MAX),
+            Payload::StudyClaim(b) => wire::encode("study claim", b, limits::RECEIPT_MAX),
+            Payload::CriticalNotice(b) => wire::encode("critical notice", b, limits::REPORT_MAX),
+            Payload::CriticalAck(b) => wire::encode("critical acknowledgement", b, limits::RECEIPT_MAX),
         }
     }
 
@@ -949,6 +1016,13 @@ impl Payload {
             kind::FLEET_REPORT => decode::<_, { limits::STATUS_MAX }>("fleet report", body).map(Payload::FleetReport),
             kind::UPDATE_ASSIGNMENT => {
                 decode::<_, { limits::STATUS_MAX }>("update assignment", body).map(Payload::UpdateAssignment)
+            }
+            kind::STUDY_CLAIM => decode::<_, { limits::RECEIPT_MAX }>("study claim", body).map(Payload::StudyClaim),
+            kind::CRITICAL_NOTICE => {
+                decode::<_, { limits::REPORT_MAX }>("critical notice", body).map(Payload::CriticalNotice)
+            }
+            kind::CRITICAL_ACK => {
+                decode::<_, { limits::RECEIPT_MAX }>("critical acknowledgement", body).map(Payload::CriticalAck)
             }
             _ => return None,
         })

@@ -239,6 +239,41 @@ fn payloads() -> Vec<(&'static str, Channel, Lane, Payload)> {
             }),
         ),
         (
+            "study_claim",
+            Channel::Report,
+            Lane::Stat,
+            Payload::StudyClaim(yilian_protocol::message::StudyClaim {
+                study_uid: "cart-1-42".into(),
+                specialist_name: "李医生".into(),
+                claimed: true,
+                at_ms: T,
+            }),
+        ),
+        (
+            "critical_notice",
+            Channel::Report,
+            Lane::Stat,
+            Payload::CriticalNotice(yilian_protocol::message::CriticalNotice {
+                report_id: "R000042".into(),
+                study_uid: "cart-1-42".into(),
+                patient_name: "张伟".into(),
+                conclusion: "急性下壁心肌梗死".into(),
+                specialist_name: "李医生".into(),
+                reported_at_ms: T,
+            }),
+        ),
+        (
+            "critical_ack",
+            Channel::Up,
+            Lane::Stat,
+            Payload::CriticalAck(yilian_protocol::message::CriticalAck {
+                report_id: "R000042".into(),
+                study_uid: "cart-1-42".into(),
+                clinician: "王芳".into(),
+                acknowledged_at_ms: T,
+            }),
+        ),
+        (
             "hub_key_rotation",
             Channel::Ack,
             Lane::Stream,

@@ -215,6 +215,7 @@ async fn claim(
     let expires = call(&s, move |db| db.claim(&u, &id, now_ms(), ttl)).await??;
     info!(specialist = %who.id, study = %uid, "claimed");
     actor::ok(&s, &who.actor(), "claim", &uid).await?;
+    tell_clinic_of_claim(&s, &uid, &who.name, true).await;
     Ok(Json(json!({ "study_uid": uid, "claimed_by": who.id, "claim_expires_ms": expires })))
 }
 
@@ -226,7 +227,31 @@ async fn release(
     let (u, id) = (uid.clone(), who.id.clone());
     call(&s, move |db| db.release(&u, &id, now_ms())).await??;
     actor::ok(&s, &who.actor(), "release", &uid).await?;
+    tell_clinic_of_claim(&s, &uid, &who.name, false).await;
     Ok(Json(json!({ "study_uid": uid, "released": true })))
+}
+
+/// Tells the clinic that sent study `uid` that a specialist took it up or put it back (for its
+/// clinic page). Best effort: a lost notice only leaves a step of the page's journey blank
+/// until the report arrives.
+pub async fn tell_clinic_of_claim(s: &AppState, uid: &str, specialist_name: &str, claimed: bool) {
+    let u = uid.to_string();
+    let origin = call(s, move |db| {
+        let Some((site, device)) = db.study_origin(&u)? else { return Ok(None) };
+        let active =
+            db.device_keys(&device, now_ms())?.is_some_and(|d| d.state == crate::store::lifecycle::DeviceState::Active);
+        Ok(active.then_some((site, device)))
+    })
+    .await;
+    if let Ok(Some((site, device))) = origin {
+        let claim = yilian_protocol::message::StudyClaim {
+            study_uid: uid.to_string(),
+            specialist_name: specialist_name.to_string(),
+            claimed,
+            at_ms: now_ms(),
+        };
+        s.publisher.publish_notice(&site, &device, &yilian_protocol::message::Payload::StudyClaim(claim));
+    }
 }
 
 /// A specialist's report form.
@@ -295,6 +320,14 @@ pub async fn submit_report(
     if may_receive && s.publisher.publish_report(&row.site_id, &row.device_id, row.envelope.clone()) {
         let rid = row.report_id.clone();
         call(s, move |db| db.mark_published(&rid, now_ms())).await?;
+    }
+    if may_receive && critical {
+        // Right behind the report on the same topic, so the clinic's alarm names its conclusion.
+        let rid = row.report_id.clone();
+        if let Some((_, notice)) = call(s, move |db| db.critical_notice(&rid)).await? {
+            let payload = yilian_protocol::message::Payload::CriticalNotice(notice);
+            s.publisher.publish_notice(&row.site_id, &row.device_id, &payload);
+        }
     }
     Ok(row)
 }

@@ -345,9 +345,35 @@ async fn worklist_page(State(s): State<AppState>, page: Page) -> Response {
         Ok(Ok(r)) => r,
         _ => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
     };
-    let open = s.store.call(|db| db.critical_results(true)).await.ok().and_then(Result::ok).unwrap_or_default();
-    let critical: String = if open.is_empty() {
+    let all = s.store.call(|db| db.critical_results(false)).await.ok().and_then(Result::ok).unwrap_or_default();
+    let day_ago = now_ms() - 24 * 3600 * 1000;
+    let (open, acked): (Vec<_>, Vec<_>) = all.into_iter().partition(|c| c.acknowledged_at_ms.is_none());
+    let acked: String = acked
+        .iter()
+        .filter(|c| c.acknowledged_at_ms.is_some_and(|at| at > day_ago))
+        .map(|c| {
+            format!(
+                r#"<li data-acknowledged="{}">{} · {} · {} · {} {} {}</li>"#,
+                esc(&c.report_id),
+                esc(&c.site_id),
+                esc(&c.patient_name),
+                esc(&c.conclusion),
+                lang.t("已由", "acknowledged by"),
+                esc(c.acknowledged_by.as_deref().unwrap_or("")),
+                c.acknowledged_at_ms.map(local_time).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let acked = if acked.is_empty() {
         String::new()
+    } else {
+        format!(
+            r#"<section class="critical-acked"><h2>{}</h2><ul>{acked}</ul></section>"#,
+            lang.t("24小时内已确认的危急值", "Critical results acknowledged in the last 24 hours")
+        )
+    };
+    let critical: String = if open.is_empty() {
+        acked
     } else {
         let items: String = open
             .iter()
@@ -368,7 +394,7 @@ async fn worklist_page(State(s): State<AppState>, page: Page) -> Response {
             })
             .collect();
         format!(
-            r#"<section class="critical"><h2>{}</h2><ul>{items}</ul></section>"#,
+            r#"<section class="critical"><h2>{}</h2><ul>{items}</ul></section>{acked}"#,
             lang.t("未确认的危急值", "Critical results not acknowledged")
         )
     };

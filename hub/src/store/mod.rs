@@ -668,6 +668,11 @@ impl Db {
                     return Self::refuse(why);
                 }
             }
+            Payload::CriticalAck(a) => {
+                if let Err(why) = Self::critical_acknowledged(tx, device, a, now_ms)? {
+                    return Self::refuse(why);
+                }
+            }
             Payload::BlobChunk(c) => {
                 if let Some(why) = images::check_chunk(tx, device, c)? {
                     return Self::refuse(why);
@@ -774,7 +779,11 @@ impl Db {
             | Payload::Report(_)
             | Payload::KeyRotation(_)
             | Payload::HubKeyRotation(_)
-            | Payload::UpdateAssignment(_) => {}
+            | Payload::UpdateAssignment(_)
+            | Payload::StudyClaim(_)
+            | Payload::CriticalNotice(_) => {}
+            // Recorded with its audit entry in the check above.
+            Payload::CriticalAck(_) => {}
         }
         Ok(Stored::New)
     }
@@ -961,6 +970,11 @@ impl Db {
                 },
             )
             .optional()?)
+    }
+
+    /// The clinic (site, device) that sent study `uid`.
+    pub fn study_origin(&self, uid: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(Self::claim_of(&self.conn, &self.key, uid)?.map(|c| (c.site, c.device)))
     }
 
     /// Claims a study for `who` until `now + ttl`.
