@@ -302,8 +302,15 @@ fn health(s: &PageState) -> serde_json::Value {
         .ok()
         .map(|v| v.blocks_available().saturating_mul(v.fragment_size()));
     let journeys = s.local.journeys.recent(RECENT);
+    let connected = st.connected.load(Ordering::Relaxed) == 1;
+    let silent_since = st.hub_silent_since_ms.load(Ordering::Relaxed) as i64;
+    // Two ack timeouts without a word while messages wait: the broker is up, the hub is not.
+    let patience_ms = 2 * 1000 * s.cfg.ack_timeout_secs.max(1) as i64;
+    let answering = connected && (silent_since == 0 || crate::clock::now_ms() - silent_since < patience_ms);
     serde_json::json!({
-        "hub_connected": st.connected.load(Ordering::Relaxed) == 1,
+        "broker_connected": connected,
+        "hub_answering": answering,
+        "hub_silent_since_ms": silent_since,
         "hub_heard_at_ms": st.hub_heard_at_ms.load(Ordering::Relaxed),
         "spool_entries": st.spool_entries.load(Ordering::Relaxed),
         "spool_bytes": st.spool_bytes.load(Ordering::Relaxed),
@@ -314,16 +321,22 @@ fn health(s: &PageState) -> serde_json::Value {
 }
 
 fn health_html(h: &serde_json::Value, en: bool, now: i64) -> String {
-    let connected = h["hub_connected"].as_bool().unwrap_or(false);
+    let connected = h["broker_connected"].as_bool().unwrap_or(false);
+    let answering = h["hub_answering"].as_bool().unwrap_or(false);
     let heard = h["hub_heard_at_ms"].as_i64().filter(|ms| *ms > 0);
-    let link = match (connected, heard) {
-        (true, _) => format!(r#"<span class="ok">{}</span>"#, t(en, "已连接", "connected")),
-        (false, Some(ms)) => format!(
+    let link = match (connected, answering, heard) {
+        (true, true, _) => format!(r#"<span class="ok">{}</span>"#, t(en, "已连接", "connected")),
+        (true, false, _) => format!(
+            r#"<span class="warn">{} {}</span>"#,
+            t(en, "无法连接：中心未应答，最后应答于", "unreachable: the hub is not answering, last heard at"),
+            heard.map(|ms| when(ms, now)).unwrap_or_else(|| "—".into())
+        ),
+        (false, _, Some(ms)) => format!(
             r#"<span class="warn">{} {}</span>"#,
             t(en, "无法连接，最后联系于", "unreachable, last heard at"),
             when(ms, now)
         ),
-        (false, None) => format!(r#"<span class="warn">{}</span>"#, t(en, "无法连接", "unreachable")),
+        (false, _, None) => format!(r#"<span class="warn">{}</span>"#, t(en, "无法连接", "unreachable")),
     };
     let mb = |b: u64| format!("{:.1} MB", b as f64 / 1e6);
     let free = h["disk_free_bytes"].as_u64();

@@ -43,6 +43,10 @@ pub struct AgentStats {
     pub connects: AtomicU64,
     /// When a verified message last came from the hub, Unix ms (0: never since start).
     pub hub_heard_at_ms: AtomicU64,
+    /// Since when messages have been waiting for the hub's ack with no word from the hub, Unix
+    /// ms (0: nothing waiting, or the hub answered since). The broker can be up while the hub
+    /// is not.
+    pub hub_silent_since_ms: AtomicU64,
 }
 
 impl AgentStats {

@@ -275,6 +275,7 @@ pub async fn run(
             _ = tick.tick() => {
                 u.retry_unspooled().await;
                 u.pump().await;
+                u.note_silence();
             }
             _ = heartbeat.tick() => {
                 u.publish_status(LinkState::Heartbeat);
@@ -387,6 +388,17 @@ impl Uplink {
         }
         info!(from = %self.hub_key.id(), to = %r.new_public_key.id(), "hub key rotated; following");
         self.hub_key = r.new_public_key;
+    }
+
+    /// Notes since when sent messages wait for the hub with no word from it (the clinic page's
+    /// "hub not answering").
+    fn note_silence(&self) {
+        let silent = &self.stats.hub_silent_since_ms;
+        if self.inflight.is_empty() {
+            silent.store(0, std::sync::atomic::Ordering::Relaxed);
+        } else if silent.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            silent.store(now_ms().max(1) as u64, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     fn update_spool_stats(&self) {
@@ -718,6 +730,7 @@ impl Uplink {
             }
         };
         self.stats.hub_heard_at_ms.store(now_ms().max(0) as u64, std::sync::atomic::Ordering::Relaxed);
+        self.stats.hub_silent_since_ms.store(0, std::sync::atomic::Ordering::Relaxed);
         match v.payload() {
             Payload::Ack(ack) if ack.device_id == self.cfg.device => self.on_ack(ack.clone()).await,
             Payload::HubKeyRotation(r) => self.follow_hub_key(r.clone(), &v.header().device_id).await,

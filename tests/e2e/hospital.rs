@@ -448,30 +448,100 @@ async fn webhook_receiver() -> anyhow::Result<(String, Arc<Mutex<Vec<Value>>>)> 
     Ok((url, got))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unacknowledged_critical_result_is_escalated_to_the_webhook_once() -> anyhow::Result<()> {
+/// Reports study `uid` as critical and returns the report.
+async fn critical_report(hub: &HubHandle, uid: &str, conclusion: &str) -> anyhow::Result<Value> {
+    hub.api.claim(uid).await?;
+    let body = serde_json::json!({
+        "findings": "II、III、aVF导联ST段抬高0.3 mV",
+        "conclusion": conclusion,
+        "critical": true,
+    });
+    let (status, report) = hub.api.post_raw(&format!("/api/studies/{uid}/report"), &body).await?;
+    anyhow::ensure!(status == 201, "{report}");
+    Ok(report)
+}
+
+/// The closed loop in a real browser (`tests/browser/clinic.mjs` in Debian's headless
+/// Chromium): the clinic page, open before the study exists, follows it to delivered; the
+/// critical result raises the alarm; 王芳 acknowledges it with her PIN and the hub records it;
+/// a second critical result nobody acknowledges is escalated to the webhook once, and only it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_critical_result_is_acknowledged_at_the_clinic_in_chromium_or_escalated() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
     init_logs();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    anyhow::ensure!(
+        root.join("tests/browser/node_modules/playwright-core").exists(),
+        "run `npm ci --prefix tests/browser` first (scripts/test does)"
+    );
+    let out = root.join("target/browser");
     let tmp = tempfile::tempdir()?;
     let (url, calls) = webhook_receiver().await?;
+    let escalate_after = Duration::from_secs(20);
     let hub = HubHandle::start_with(&tmp.path().join("hub"), Broker::Embedded, |c| {
-        c.critical.escalate_after = Duration::from_secs(2);
+        c.critical.escalate_after = escalate_after;
         c.critical.poll = Duration::from_millis(200);
         c.critical.webhook = Some(url.clone());
     })
     .await?;
     let mut clinic = Clinic::start(&tmp.path().join("clinics"), "xz-crit", "cart-crit", &hub).await?;
-    let uid = recorded_study(&hub, &clinic, "cart-crit").await?;
-    hub.api.claim(&uid).await?;
-    let body = serde_json::json!({
-        "findings": "II、III、aVF导联ST段抬高0.3 mV",
-        "conclusion": "急性下壁心肌梗死可能，请立即处理",
-        "critical": true,
-    });
-    let (status, report) = hub.api.post_raw(&format!("/api/studies/{uid}/report"), &body).await?;
-    assert_eq!(status, 201, "{report}");
-    let (_, open) = hub.api.get_raw("/api/critical?undelivered=1").await?;
-    assert_eq!(open.as_array().map(Vec::len), Some(1), "{open}");
+    let page_url = clinic.page_url().context("clinic page")?;
+    let (clinician, pin) = yilian::county::DEMO_CLINICIANS[0];
+    let browser = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser/clinic.mjs"))
+        .args([page_url.as_str(), "张伟", clinician, pin])
+        .arg(&out)
+        .kill_on_drop(true)
+        .output();
+    let first = async {
+        let uid = recorded_study(&hub, &clinic, "cart-crit").await?;
+        let report = critical_report(&hub, &uid, "急性下壁心肌梗死可能，请立即处理").await?;
+        anyhow::Ok((uid, report))
+    };
+    let (browser, first) = tokio::join!(tokio::time::timeout(Duration::from_secs(180), browser), first);
+    let (uid, report) = first?;
+    let output = browser.context("the clinic page test took over three minutes")??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "browser test failed:\n{stdout}\n{stderr}\n(see {})", out.display());
+    for line in ["stage delivered", "alarm", "wrong-pin", "acknowledged", "printed", "english"] {
+        assert!(stdout.lines().any(|l| l == line), "{line}: {stdout}");
+    }
+    assert!(stdout.contains("hub 已连接"), "{stdout}");
+    for shot in ["clinic-alarm.png", "clinic.png"] {
+        assert!(std::fs::metadata(out.join(shot)).map(|m| m.len() > 10_000).unwrap_or(false), "{shot}");
+    }
 
+    // The hub has who and when, and an audit entry; the acknowledged result is never escalated.
+    let rid = report["report_id"].as_str().context("report id")?.to_string();
+    let api = hub.api.clone();
+    let acked = wait_for("the acknowledgement at the hub", WAIT, || {
+        let (api, rid) = (api.clone(), rid.clone());
+        async move {
+            let (_, all) = api.get_raw("/api/critical").await.ok()?;
+            all.as_array()?.iter().find(|c| c["report_id"] == rid.as_str() && c["acknowledged_by"].is_string()).cloned()
+        }
+    })
+    .await?;
+    assert_eq!((acked["acknowledged_by"].as_str(), acked["study_uid"].as_str()), (Some(clinician), Some(uid.as_str())));
+    assert!(acked["escalated_at_ms"].is_null(), "{acked}");
+    let audit = format!("{:?}", yilian_hub::store::Db::open(&hub.data_dir.join("yilian.db"))?.audit_latest(50)?);
+    assert!(audit.contains("critical-acknowledged") && audit.contains(clinician), "{audit}");
+
+    // A second critical result, on 黄勇's study, that nobody acknowledges.
+    let second = {
+        let rec = yilian::records::ptb_12_lead()?;
+        let visit = yilian::sim::demo_visit(7);
+        let acquired = now_ms();
+        let (id, _) = clinic.cart(move |c| c.study(&rec, 0, 10_000, &visit, acquired)).await?;
+        let prefix = format!("cart-crit-{acquired}-{id}-");
+        wait_for("the second study", WAIT, || {
+            let (api, prefix) = (api.clone(), prefix.clone());
+            async move { api.studies().await.ok()?.into_iter().map(|s| uid_of(&s).to_string()).find(|u| u.starts_with(&prefix)) }
+        })
+        .await?
+    };
+    let report2 = critical_report(&hub, &second, "室性心动过速，请立即处理").await?;
     let posted = wait_for("the escalation at the webhook", WAIT, || {
         let calls = calls.clone();
         async move { calls.lock().ok()?.first().cloned() }
@@ -480,22 +550,46 @@ async fn an_unacknowledged_critical_result_is_escalated_to_the_webhook_once() ->
     assert_eq!(posted["event"], "critical-result-unacknowledged");
     assert_eq!(
         (posted["report_id"].clone(), posted["study_uid"].as_str()),
-        (report["report_id"].clone(), Some(uid.as_str()))
+        (report2["report_id"].clone(), Some(second.as_str()))
     );
-    assert_eq!((posted["site"].as_str(), posted["patient_name"].as_str()), (Some("xz-crit"), Some("张伟")));
-    assert!(posted["conclusion"].as_str().is_some_and(|c| c.contains("急性下壁心肌梗死")));
-    // Once: later polls do not send it again.
+    assert_eq!((posted["site"].as_str(), posted["patient_name"].as_str()), (Some("xz-crit"), Some("黄勇")));
+    assert!(posted["conclusion"].as_str().is_some_and(|c| c.contains("室性心动过速")));
+    // Once, and only that one: later polls send nothing, the acknowledged one never goes.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(calls.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.len(), 1);
-    let (_, all) = hub.api.get_raw("/api/critical").await?;
-    assert!(all[0]["escalated_at_ms"].as_i64().is_some(), "{all}");
     let audit = format!("{:?}", yilian_hub::store::Db::open(&hub.data_dir.join("yilian.db"))?.audit_latest(50)?);
     assert!(audit.contains("critical-escalated"), "the escalation is audited");
-    // The console's worklist shows it, escalated.
+    // The console's worklist shows the open one escalated and the other acknowledged by name.
     let http = hub.http_client()?.redirect(reqwest::redirect::Policy::none()).build()?;
     let cookie = crate::canary::console_session(&http, &hub.base_url, yilian::county::DEMO_LOGIN).await?;
     let page = http.get(format!("{}/", hub.base_url)).header("cookie", &cookie).send().await?.text().await?;
     assert!(page.contains(r#"class="escalated""#) && page.contains("未确认的危急值"), "{page}");
-    clinic.stop_agent().await?;
-    hub.stop().await
+    assert!(page.contains(&format!(r#"data-acknowledged="{rid}""#)) && page.contains(clinician), "{page}");
+    // At the clinic the second alarm is up, and stays up with the hub gone (its broker stays): the
+    // page needs nothing from the hub to show what is pending, and says the hub is not answering
+    // once a new study waits for it.
+    hub.stop().await?;
+    let (rec, visit, acquired) = (yilian::records::ptb_12_lead()?, yilian::sim::demo_visit(8), now_ms());
+    clinic.cart(move |c| c.study(&rec, 0, 10_000, &visit, acquired)).await?;
+    let journeys = wait_for("the clinic page to see the hub gone", WAIT, || {
+        let url = format!("{page_url}/api/journeys");
+        async move {
+            let v: Value = reqwest::get(url).await.ok()?.json().await.ok()?;
+            (v["health"]["hub_answering"] == false).then_some(v)
+        }
+    })
+    .await?;
+    let alarms = journeys["alarms"].as_array().context("alarms")?;
+    assert_eq!(alarms.len(), 1, "{journeys}");
+    assert_eq!(alarms[0]["patient_name"], "黄勇");
+    assert_eq!(journeys["health"]["studies_waiting"], 1, "周婷's study waits: {journeys}");
+    let page = reqwest::get(&page_url).await?.text().await?;
+    assert!(page.contains("中心未应答") && page.contains("黄勇") && page.contains("周婷"), "{page}");
+    eprintln!(
+        "clinic page: journey to delivered, alarm, wrong PIN refused, acknowledged by {clinician}, printed; \
+         the unacknowledged one escalated after {} s; screenshots in {}",
+        escalate_after.as_secs(),
+        out.display()
+    );
+    clinic.stop_agent().await
 }
