@@ -89,6 +89,11 @@ pub async fn run(listen: &str, cfg: AgentConfig, local: Local, shutdown: Cancell
         hex::encode(b)
     };
     let roster = Arc::new(Roster::new(cfg.clinic_page.as_ref().map(|p| p.clinicians.clone()).unwrap_or_default()));
+    if roster.names().next().is_none() {
+        warn!(
+            "no clinicians listed under [clinic_page]: nobody here can acknowledge a critical result (add them with `yilian-agent clinician-pin`)"
+        );
+    }
     let state = PageState { cfg: Arc::new(cfg), token: Arc::new(token), local, roster };
     let app = Router::new()
         .route("/", get(page))

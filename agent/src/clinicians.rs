@@ -62,7 +62,8 @@ pub fn hash_pin(pin: &str) -> String {
     format!("{PREFIX}${ITERATIONS}${}${}", B64.encode(salt), B64.encode(out))
 }
 
-fn verify_hash(pin: &str, entry: &str) -> Option<bool> {
+/// The iterations, salt and hash of an entry.
+fn parse(entry: &str) -> Option<(NonZeroU32, Vec<u8>, Vec<u8>)> {
     let mut parts = entry.split('$');
     if parts.next()? != PREFIX {
         return None;
@@ -70,10 +71,17 @@ fn verify_hash(pin: &str, entry: &str) -> Option<bool> {
     let iterations = NonZeroU32::new(parts.next()?.parse().ok()?)?;
     let salt = B64.decode(parts.next()?).ok()?;
     let hash = B64.decode(parts.next()?).ok()?;
-    if parts.next().is_some() || hash.is_empty() {
-        return None;
-    }
+    (parts.next().is_none() && !hash.is_empty()).then_some((iterations, salt, hash))
+}
+
+fn verify_hash(pin: &str, entry: &str) -> Option<bool> {
+    let (iterations, salt, hash) = parse(entry)?;
     Some(pbkdf2::verify(pbkdf2::PBKDF2_HMAC_SHA256, iterations, &salt, pin.as_bytes(), &hash).is_ok())
+}
+
+/// True when `entry` has the shape [`hash_pin`] makes.
+pub fn is_pin_hash(entry: &str) -> bool {
+    parse(entry).is_some()
 }
 
 /// The clinic's list with its failure counters.

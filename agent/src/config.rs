@@ -478,6 +478,14 @@ impl AgentConfig {
                 Err(e) => out.push(format!("update.root {}: {e}", u.root.display())),
             }
         }
+        for c in self.clinic_page.iter().flat_map(|p| &p.clinicians) {
+            if !crate::clinicians::is_pin_hash(&c.pin_hash) {
+                out.push(format!(
+                    "clinic_page.clinicians: the PIN entry of {} is not one `yilian-agent clinician-pin` makes",
+                    c.name
+                ));
+            }
+        }
         for port in &self.serial {
             if !port.path.exists() {
                 out.push(format!("serial port {} ({}) does not exist now", port.name, port.path.display()));

@@ -66,6 +66,9 @@ enum Command {
         /// Our AE title towards the PACS.
         #[arg(long, default_value = "YILIAN", requires = "pacs")]
         pacs_calling_ae: String,
+        /// Also send each signed report to the PACS, as a DICOM Encapsulated PDF in the same study.
+        #[arg(long, requires = "pacs")]
+        pacs_report_pdf: bool,
         /// The CJK font printed reports use (TTF/TTC/OTF); default the first of
         /// fonts-wqy-microhei, fonts-wqy-zenhei, fonts-noto-cjk found.
         #[arg(long)]
@@ -514,6 +517,7 @@ fn main() -> anyhow::Result<()> {
             pacs,
             pacs_ae,
             pacs_calling_ae,
+            pacs_report_pdf,
             report_font,
             centre,
             critical_escalate_minutes,
@@ -577,6 +581,7 @@ fn main() -> anyhow::Result<()> {
             if let Some(addr) = pacs {
                 let mut p = yilian_hub::pacs::PacsConfig::new(&addr, &pacs_ae);
                 p.calling_ae = pacs_calling_ae;
+                p.report_pdf = pacs_report_pdf;
                 cfg.pacs = Some(p);
             }
             let rt = tokio::runtime::Runtime::new()?;

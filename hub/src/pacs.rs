@@ -34,6 +34,10 @@ pub struct PacsConfig {
     pub retry_max: Duration,
     /// How often to look for work.
     pub poll: Duration,
+    /// Also send each signed report, as an Encapsulated PDF in the same study.
+    pub report_pdf: bool,
+    /// What renders that PDF (the hub sets it when it has a CJK font).
+    pub printer: Option<crate::report_pdf::Printer>,
 }
 
 impl PacsConfig {
@@ -46,6 +50,8 @@ impl PacsConfig {
             timeout: Duration::from_secs(30),
             retry_max: Duration::from_secs(300),
             poll: Duration::from_secs(2),
+            report_pdf: false,
+            printer: None,
         }
     }
 }
@@ -163,9 +169,44 @@ fn object_of(study: &yilian_protocol::message::Study) -> Result<Vec<u8>, PacsErr
     yilian_formats::dicom::write(&rec).map_err(|e| PacsError::Object(e.to_string()))
 }
 
+/// The signed report on `study` as an Encapsulated PDF in the study's DICOM study.
+async fn report_object(
+    store: &Store,
+    printer: &crate::report_pdf::Printer,
+    row: crate::store::StudyRow,
+    study: yilian_protocol::message::Study,
+) -> Result<Vec<u8>, PacsError> {
+    let uid = row.study_uid.clone();
+    let (report, envelope) = match store.call(move |db| db.signed_report_of(&uid)).await {
+        Ok(Ok(Some(r))) => r,
+        Ok(Ok(None)) => return Err(PacsError::Object("the study has no signed report".into())),
+        Ok(Err(e)) | Err(e) => return Err(PacsError::Object(e.to_string())),
+    };
+    let signed_at = crate::export::local_time(report.reported_at_ms);
+    let pdf = printer
+        .render(row, study.clone(), report, envelope)
+        .await
+        .map_err(|e| PacsError::Object(format!("report PDF: {e}")))?;
+    tokio::task::spawn_blocking(move || {
+        let rec = crate::export::to_recording(&study).map_err(|e| PacsError::Object(e.to_string()))?;
+        yilian_formats::dicom::encapsulated_pdf(&rec, &pdf, "心电图诊断报告 ECG report", signed_at)
+            .map_err(|e| PacsError::Object(e.to_string()))
+    })
+    .await
+    .unwrap_or_else(|e| Err(PacsError::Object(format!("the PDF task failed: {e}"))))
+}
+
 /// Sends studies reported since `since_ms` (when the outbox began) to the PACS until `shutdown`.
 pub async fn run(store: Store, cfg: PacsConfig, since_ms: i64, shutdown: CancellationToken) {
     info!(pacs = %cfg.addr, ae = %cfg.called_ae, "sending reported studies to the PACS (DICOM C-STORE)");
+    let printer = match (cfg.report_pdf, &cfg.printer) {
+        (true, None) => {
+            warn!("the PACS gets no report PDFs: this hub has no font to print them (see --report-font)");
+            None
+        }
+        (true, Some(p)) => Some(p.clone()),
+        (false, _) => None,
+    };
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -188,8 +229,8 @@ pub async fn run(store: Store, cfg: PacsConfig, since_ms: i64, shutdown: Cancell
         };
         for (uid, attempts) in due {
             let u = uid.clone();
-            let study = match store.call(move |db| db.study(&u, now_ms())).await {
-                Ok(Ok(Some((_, s)))) => s,
+            let (row, study) = match store.call(move |db| db.study(&u, now_ms())).await {
+                Ok(Ok(Some(found))) => found,
                 Ok(Ok(None)) => continue,
                 Ok(Err(e)) => {
                     warn!(error = %e, study = %uid, "cannot read a study for the PACS");
@@ -197,10 +238,22 @@ pub async fn run(store: Store, cfg: PacsConfig, since_ms: i64, shutdown: Cancell
                 }
                 Err(_) => return,
             };
+            // The report first, when asked for: the study counts as stored only with both, and
+            // both objects have UIDs from their content, so a retry sends the same instances.
+            let report = match &printer {
+                Some(p) => Some(report_object(&store, p, row, study.clone()).await),
+                None => None,
+            };
             let c = cfg.clone();
-            let sent = tokio::task::spawn_blocking(move || object_of(&study).and_then(|file| c_store(&c, &file)))
-                .await
-                .unwrap_or_else(|e| Err(PacsError::Object(format!("the sender task failed: {e}"))));
+            let sent = tokio::task::spawn_blocking(move || {
+                if let Some(doc) = report {
+                    let (instance, _) = c_store(&c, &doc?)?;
+                    info!(report_instance = %instance, "report PDF stored at the PACS");
+                }
+                object_of(&study).and_then(|file| c_store(&c, &file))
+            })
+            .await
+            .unwrap_or_else(|e| Err(PacsError::Object(format!("the sender task failed: {e}"))));
             let now = now_ms();
             let result = match sent {
                 Ok((instance, status)) => {

@@ -345,8 +345,6 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         Ok(Err(e)) | Err(e) => return Err(HubError::Store(e)),
     };
     let critical_task = tokio::spawn(crate::critical::run(store.clone(), cfg.critical.clone(), shutdown.child_token()));
-    let pacs_task =
-        cfg.pacs.clone().map(|p| tokio::spawn(crate::pacs::run(store.clone(), p, pacs_since, shutdown.child_token())));
     let printer = match crate::report_pdf::load_font(cfg.report_font.as_deref()) {
         Ok(font) => {
             Some(crate::report_pdf::Printer { font, centre: cfg.centre.clone(), hub_key_id: key.key_id().to_string() })
@@ -356,6 +354,10 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
             None
         }
     };
+    let pacs_task = cfg.pacs.clone().map(|mut p| {
+        p.printer = printer.clone();
+        tokio::spawn(crate::pacs::run(store.clone(), p, pacs_since, shutdown.child_token()))
+    });
     let his_task = cfg.his.clone().map(|mut his| {
         // The HIS gets the printable report too, as an ED segment, when there is a font for it.
         his.pdf = printer.clone();

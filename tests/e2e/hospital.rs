@@ -287,6 +287,7 @@ async fn reported_studies_reach_the_pacs_once_after_it_comes_up() -> anyhow::Res
         p.timeout = Duration::from_secs(2);
         p.retry_max = Duration::from_secs(2);
         p.poll = Duration::from_millis(200);
+        p.report_pdf = true;
         c.pacs = Some(p);
     })
     .await?;
@@ -325,16 +326,28 @@ async fn reported_studies_reach_the_pacs_once_after_it_comes_up() -> anyhow::Res
     })
     .await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let files: Vec<std::path::PathBuf> = std::fs::read_dir(&out)?.flatten().map(|e| e.path()).collect();
-    assert_eq!(files.len(), 1, "stored once: {files:?}");
-    let values = dcmdump(&files[0], &["0008,0016", "0008,0018", "0010,0010", "003a,0005"])?;
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&out)?.flatten().map(|e| e.path()).collect();
+    // storescp names each file by modality: ECG… for the tracing, DOC… for the report.
+    files.sort();
+    assert_eq!(files.len(), 2, "the tracing and the report, stored once each: {files:?}");
+    let doc = dcmdump(&files[0], &["0008,0016", "0010,0010", "0020,000d", "0042,0012", "0042,0015"])?;
+    assert_eq!(doc.first().map(String::as_str), Some("1.2.840.10008.5.1.4.1.1.104.1"), "Encapsulated PDF: {doc:?}");
+    assert_eq!(
+        (doc.get(1).map(String::as_str), doc.get(3).map(String::as_str)),
+        (Some("张伟"), Some("application/pdf"))
+    );
+    let values = dcmdump(&files[1], &["0008,0016", "0008,0018", "0010,0010", "003a,0005"])?;
+    let study_of_ecg = dcmdump(&files[1], &["0020,000d"])?;
+    assert_eq!(doc.get(2), study_of_ecg.first(), "the report is filed in the tracing's study");
+    let pdf_len: usize = doc.get(4).and_then(|v| v.parse().ok()).context("document length")?;
+    assert!(pdf_len > 50_000, "a whole report PDF: {pdf_len} bytes");
     assert_eq!(values.first().map(String::as_str), Some("1.2.840.10008.5.1.4.1.1.9.1.1"), "12-lead ECG: {values:?}");
     assert_eq!(values.get(1), stored["sop_instance_uid"].as_str().map(str::to_string).as_ref());
     assert_eq!(values.get(2).map(String::as_str), Some("张伟"), "{values:?}");
     assert!(values.iter().skip(3).all(|v| v == "12"), "12 channels in each multiplex group: {values:?}");
     let attempts = stored["attempts"].as_i64().unwrap_or_default();
     eprintln!(
-        "PACS: 1 study stored after {attempts} attempts ({} while the PACS was down), duplicates: 0",
+        "PACS: 1 study (ECG + report PDF of {pdf_len} bytes) stored after {attempts} attempts ({} while the PACS was down), duplicates: 0",
         attempts - 1
     );
     clinic.stop_agent().await?;
@@ -537,7 +550,9 @@ async fn a_critical_result_is_acknowledged_at_the_clinic_in_chromium_or_escalate
         let prefix = format!("cart-crit-{acquired}-{id}-");
         wait_for("the second study", WAIT, || {
             let (api, prefix) = (api.clone(), prefix.clone());
-            async move { api.studies().await.ok()?.into_iter().map(|s| uid_of(&s).to_string()).find(|u| u.starts_with(&prefix)) }
+            async move {
+                api.studies().await.ok()?.into_iter().map(|s| uid_of(&s).to_string()).find(|u| u.starts_with(&prefix))
+            }
         })
         .await?
     };

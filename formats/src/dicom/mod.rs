@@ -16,7 +16,7 @@ mod write;
 
 use crate::recording::{ReadOptions, Recording};
 
-pub use write::write;
+pub use write::{PDF_MAX, encapsulated_pdf, write};
 
 /// A DICOM waveform file could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -137,6 +137,94 @@ pub fn write(rec: &Recording) -> Result<Vec<u8>, DicomWriteError> {
     Ok(out)
 }
 
+/// The largest report PDF written into an Encapsulated PDF object (the OB length is 32-bit;
+/// a report is a few hundred KB).
+pub const PDF_MAX: usize = 64 * 1024 * 1024;
+
+/// Writes `pdf`, the signed report on `rec`, as a DICOM Encapsulated PDF (PS3.3 A.45.1) in the
+/// same study as [`write`]'s ECG object, so the PACS files the report beside the tracing.
+/// `signed_at` is the report's signing time as the county reads it.
+pub fn encapsulated_pdf(
+    rec: &Recording,
+    pdf: &[u8],
+    title: &str,
+    signed_at: Option<jiff::civil::DateTime>,
+) -> Result<Vec<u8>, DicomWriteError> {
+    if !pdf.starts_with(b"%PDF-") {
+        return Err(DicomWriteError::Encode("the document is not a PDF".into()));
+    }
+    if pdf.len() > PDF_MAX {
+        return Err(DicomWriteError::TextTooLong {
+            what: "the report PDF (bytes)".into(),
+            len: pdf.len(),
+            max: PDF_MAX,
+        });
+    }
+    let sop_class = uids::ENCAPSULATED_PDF_STORAGE;
+    let study = uid::derived("study", &content_digest(rec));
+    let doc: [u8; 32] = Sha256::digest(pdf).into();
+    let series = uid::derived("report series", &doc);
+    let instance = uid::derived("report instance", &doc);
+    let mut obj = Obj::new_empty();
+    put_str(&mut obj, tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
+    put_str(&mut obj, tags::SOP_CLASS_UID, VR::UI, sop_class);
+    put_str(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, &instance);
+    let day = |d: jiff::civil::DateTime| format!("{:04}{:02}{:02}", d.year(), d.month(), d.day());
+    let time = |d: jiff::civil::DateTime| format!("{:02}{:02}{:02}", d.hour(), d.minute(), d.second());
+    put_str(&mut obj, tags::STUDY_DATE, VR::DA, &rec.acquired_at.map(day).unwrap_or_default());
+    put_str(&mut obj, tags::STUDY_TIME, VR::TM, &rec.acquired_at.map(time).unwrap_or_default());
+    put_str(&mut obj, tags::CONTENT_DATE, VR::DA, &signed_at.map(day).unwrap_or_default());
+    put_str(&mut obj, tags::CONTENT_TIME, VR::TM, &signed_at.map(time).unwrap_or_default());
+    put_str(
+        &mut obj,
+        tags::ACQUISITION_DATE_TIME,
+        VR::DT,
+        &signed_at.map(|d| format!("{}{}", day(d), time(d))).unwrap_or_default(),
+    );
+    put_str(&mut obj, tags::ACCESSION_NUMBER, VR::SH, "");
+    put_str(&mut obj, tags::MODALITY, VR::CS, "DOC");
+    put_str(&mut obj, tags::CONVERSION_TYPE, VR::CS, "WSD");
+    put_str(&mut obj, tags::MANUFACTURER, VR::LO, "Yilian");
+    put_str(&mut obj, tags::REFERRING_PHYSICIAN_NAME, VR::PN, "");
+    put_str(&mut obj, tags::PATIENT_NAME, VR::PN, &checked_text("patient name", &rec.patient.name, 64)?);
+    put_str(&mut obj, tags::PATIENT_ID, VR::LO, &checked_text("patient id", &rec.patient.id, 64)?);
+    let birth = rec.patient.birth_date.map(|d| format!("{:04}{:02}{:02}", d.year(), d.month(), d.day()));
+    put_str(&mut obj, tags::PATIENT_BIRTH_DATE, VR::DA, birth.as_deref().unwrap_or(""));
+    let sex = match rec.patient.sex {
+        Sex::Male => "M",
+        Sex::Female => "F",
+        Sex::Unknown => "",
+    };
+    put_str(&mut obj, tags::PATIENT_SEX, VR::CS, sex);
+    put_str(&mut obj, tags::STUDY_INSTANCE_UID, VR::UI, &study);
+    put_str(&mut obj, tags::SERIES_INSTANCE_UID, VR::UI, &series);
+    put_str(&mut obj, tags::STUDY_ID, VR::SH, "");
+    put_str(&mut obj, tags::SERIES_NUMBER, VR::IS, "2");
+    put_str(&mut obj, tags::INSTANCE_NUMBER, VR::IS, "1");
+    put_str(&mut obj, tags::BURNED_IN_ANNOTATION, VR::CS, "YES");
+    put_str(&mut obj, tags::DOCUMENT_TITLE, VR::ST, &checked_text("document title", title, 1024)?);
+    put_seq(&mut obj, tags::CONCEPT_NAME_CODE_SEQUENCE, vec![]);
+    put_str(&mut obj, tags::MIME_TYPE_OF_ENCAPSULATED_DOCUMENT, VR::LO, "application/pdf");
+    // OB values have even length; the pad byte is not part of the document (PS3.3 C.24.2.1).
+    put(&mut obj, tags::ENCAPSULATED_DOCUMENT_LENGTH, VR::UL, PrimitiveValue::from(pdf.len() as u32));
+    let mut bytes = pdf.to_vec();
+    if bytes.len() % 2 == 1 {
+        bytes.push(0);
+    }
+    put(&mut obj, tags::ENCAPSULATED_DOCUMENT, VR::OB, PrimitiveValue::from(bytes));
+    let meta = FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(sop_class)
+        .media_storage_sop_instance_uid(instance)
+        .transfer_syntax(guard::EXPLICIT_LE)
+        .implementation_class_uid(uid::implementation_class())
+        .implementation_version_name("YILIAN_1")
+        .build()
+        .map_err(|e| DicomWriteError::Encode(e.to_string()))?;
+    let mut out = Vec::new();
+    obj.with_exact_meta(meta).write_all(&mut out).map_err(|e| DicomWriteError::Encode(e.to_string()))?;
+    Ok(out)
+}
+
 fn check_lead(l: &Lead, median: bool) -> Result<(), DicomWriteError> {
     let bad = |what: String| DicomWriteError::BadLead { lead: l.name.clone(), what };
     if l.sample_rate_hz == 0 {
@@ -405,6 +493,44 @@ mod tests {
         assert_eq!(ds_shifted(5.0, 3), "0.005");
         assert_eq!(ds_shifted(12345.0, 3), "12.345");
         assert!(ds_shifted(1e6 / 1716.0, 3).len() <= 16);
+    }
+
+    #[test]
+    fn the_report_pdf_joins_the_ecg_study_and_comes_back_byte_exact() {
+        use dicom_object::OpenFileOptions;
+        use dicom_object::file::ReadPreamble;
+        let mut rec = Recording::new(crate::recording::Format::Wfdb, "");
+        rec.patient.name = "张伟".into();
+        rec.patient.id = "MZ0001".into();
+        rec.leads = ["I", "II"]
+            .iter()
+            .map(|n| Lead {
+                name: (*n).into(),
+                derived: false,
+                sample_rate_hz: 500,
+                resolution_nv: 1000.0,
+                samples: vec![0, 5, -5, 0],
+            })
+            .collect();
+        let pdf = b"%PDF-1.7 odd length".to_vec();
+        assert_eq!(pdf.len() % 2, 1);
+        let read = |bytes: &[u8]| {
+            OpenFileOptions::new().read_preamble(ReadPreamble::Never).from_reader(&bytes[128..]).expect("parses")
+        };
+        let text = |o: &dicom_object::DefaultDicomObject, t: Tag| {
+            o.element(t).expect("present").to_str().expect("text").trim_end_matches(['\0', ' ']).to_string()
+        };
+        let ecg = read(&write(&rec).expect("ecg"));
+        let doc = read(&encapsulated_pdf(&rec, &pdf, "心电图诊断报告", None).expect("pdf"));
+        assert_eq!(text(&doc, tags::SOP_CLASS_UID), uids::ENCAPSULATED_PDF_STORAGE);
+        assert_eq!(text(&doc, tags::STUDY_INSTANCE_UID), text(&ecg, tags::STUDY_INSTANCE_UID));
+        assert_ne!(text(&doc, tags::SERIES_INSTANCE_UID), text(&ecg, tags::SERIES_INSTANCE_UID));
+        assert_eq!(text(&doc, tags::PATIENT_NAME), "张伟");
+        assert_eq!(text(&doc, tags::MIME_TYPE_OF_ENCAPSULATED_DOCUMENT), "application/pdf");
+        let len = doc.element(tags::ENCAPSULATED_DOCUMENT_LENGTH).expect("length").to_int::<usize>().expect("int");
+        let bytes = doc.element(tags::ENCAPSULATED_DOCUMENT).expect("doc").to_bytes().expect("bytes");
+        assert_eq!(&bytes[..len], &pdf[..]);
+        assert!(encapsulated_pdf(&rec, b"not a pdf", "x", None).is_err());
     }
 
     #[test]
