@@ -85,6 +85,25 @@ async fn through_the_inbox(
         async move { names.iter().all(|n| sent.join(n).exists()).then_some(()) }
     })
     .await?;
+    // The clinic page shows the study stored at the hub, from its file, with the same warnings.
+    let page = clinic.page_url().context("clinic page")?;
+    let journeys: serde_json::Value = reqwest::get(format!("{page}/api/journeys")).await?.json().await?;
+    let j = journeys["studies"]
+        .as_array()
+        .and_then(|v| v.iter().find(|j| j["study_uid"] == uid.as_str()))
+        .with_context(|| format!("{uid} on the clinic page: {journeys}"))?;
+    assert!(j["stored_at_ms"].is_i64() && j["source"] == originals[0].name.as_str(), "{j}");
+    let html = reqwest::get(&page).await?.text().await?;
+    for w in &expected.warnings {
+        assert!(j["warnings"].as_array().is_some_and(|v| v.iter().any(|x| x == w.as_str())), "{w}: {j}");
+        let shown = w
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&#39;");
+        assert!(html.contains(&shown), "warning {w:?} not on the clinic page");
+    }
     Ok(uid)
 }
 
