@@ -540,6 +540,7 @@ async fn a_critical_result_is_acknowledged_at_the_clinic_in_chromium_or_escalate
     assert!(acked["escalated_at_ms"].is_null(), "{acked}");
     let audit = format!("{:?}", yilian_hub::store::Db::open(&hub.data_dir.join("yilian.db"))?.audit_latest(50)?);
     assert!(audit.contains("critical-acknowledged") && audit.contains(clinician), "{audit}");
+    assert!(audit.contains(&format!("{rid} critical")), "marking it is audited too: {audit}");
 
     // A second critical result, on 黄勇's study, that nobody acknowledges.
     let second = {

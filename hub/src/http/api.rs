@@ -310,7 +310,9 @@ pub async fn submit_report(
     })
     .await??;
     info!(specialist = %who.user, study = %uid, report = %row.report_id, "report signed");
-    actor::record(s, who, "report", uid, crate::store::audit::RESULT_OK, &row.report_id).await?;
+    // A critical result's first step in the audit log: who marked it, on which report.
+    let detail = if critical { format!("{} critical", row.report_id) } else { row.report_id.clone() };
+    actor::record(s, who, "report", uid, crate::store::audit::RESULT_OK, &detail).await?;
     // Nothing goes down to a revoked device (a stolen cart); the report stays at the hub.
     let dev = row.device_id.clone();
     let may_receive = call(s, move |db| {
