@@ -93,13 +93,19 @@ impl Publisher {
 
     /// Publishes a sealed report.
     pub fn publish_report(&self, site: &str, device: &str, envelope: Vec<u8>) -> bool {
+        self.publish_down(site, device, envelope, "report")
+    }
+
+    /// Publishes sealed bytes on a device's report topic (QoS 1); false if the broker's queue
+    /// could not take them now (the caller's item goes again at the device's next birth).
+    fn publish_down(&self, site: &str, device: &str, envelope: Vec<u8>, what: &str) -> bool {
         let Ok(topic) = Topic::new(site, device, Channel::Report) else {
             return false;
         };
         match self.client.try_publish(topic.to_string(), QoS::AtLeastOnce, false, envelope) {
             Ok(()) => true,
             Err(e) => {
-                warn!(error = %e, %topic, "report not published now; it will be republished");
+                warn!(error = %e, %topic, what, "not published now; it goes again at the device's next birth");
                 false
             }
         }
@@ -131,13 +137,7 @@ impl Publisher {
         };
         let header = Header::new(&self.key, &self.hub_id, 0, now_ms(), Lane::Stat);
         match seal(&self.key, header, &topic, payload) {
-            Ok(bytes) => match self.client.try_publish(topic.to_string(), QoS::AtLeastOnce, false, bytes) {
-                Ok(()) => true,
-                Err(e) => {
-                    warn!(error = %e, %topic, "notice not published now; it goes again at the next birth");
-                    false
-                }
-            },
+            Ok(bytes) => self.publish_down(site, device, bytes, "notice"),
             Err(e) => {
                 warn!(error = %e, "cannot seal a notice");
                 false

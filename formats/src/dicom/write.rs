@@ -72,19 +72,7 @@ pub fn write(rec: &Recording) -> Result<Vec<u8>, DicomWriteError> {
     put_str(&mut obj, tags::MODALITY, VR::CS, "ECG");
     put_str(&mut obj, tags::MANUFACTURER, VR::LO, &checked_text("device", &rec.device, 64)?);
     put_str(&mut obj, tags::REFERRING_PHYSICIAN_NAME, VR::PN, "");
-    put_str(&mut obj, tags::PATIENT_NAME, VR::PN, &checked_text("patient name", &rec.patient.name, 64)?);
-    put_str(&mut obj, tags::PATIENT_ID, VR::LO, &checked_text("patient id", &rec.patient.id, 64)?);
-    let birth = rec.patient.birth_date.map(|d| format!("{:04}{:02}{:02}", d.year(), d.month(), d.day()));
-    put_str(&mut obj, tags::PATIENT_BIRTH_DATE, VR::DA, birth.as_deref().unwrap_or(""));
-    let sex = match rec.patient.sex {
-        Sex::Male => "M",
-        Sex::Female => "F",
-        Sex::Unknown => "",
-    };
-    put_str(&mut obj, tags::PATIENT_SEX, VR::CS, sex);
-    if let Some(age) = rec.patient.age_years.filter(|a| *a <= 999) {
-        put_str(&mut obj, tags::PATIENT_AGE, VR::AS, &format!("{age:03}Y"));
-    }
+    put_patient(&mut obj, &rec.patient)?;
     put_str(&mut obj, tags::STUDY_INSTANCE_UID, VR::UI, &study);
     put_str(&mut obj, tags::SERIES_INSTANCE_UID, VR::UI, &series);
     put_str(&mut obj, tags::STUDY_ID, VR::SH, "");
@@ -186,16 +174,7 @@ pub fn encapsulated_pdf(
     put_str(&mut obj, tags::CONVERSION_TYPE, VR::CS, "WSD");
     put_str(&mut obj, tags::MANUFACTURER, VR::LO, "Yilian");
     put_str(&mut obj, tags::REFERRING_PHYSICIAN_NAME, VR::PN, "");
-    put_str(&mut obj, tags::PATIENT_NAME, VR::PN, &checked_text("patient name", &rec.patient.name, 64)?);
-    put_str(&mut obj, tags::PATIENT_ID, VR::LO, &checked_text("patient id", &rec.patient.id, 64)?);
-    let birth = rec.patient.birth_date.map(|d| format!("{:04}{:02}{:02}", d.year(), d.month(), d.day()));
-    put_str(&mut obj, tags::PATIENT_BIRTH_DATE, VR::DA, birth.as_deref().unwrap_or(""));
-    let sex = match rec.patient.sex {
-        Sex::Male => "M",
-        Sex::Female => "F",
-        Sex::Unknown => "",
-    };
-    put_str(&mut obj, tags::PATIENT_SEX, VR::CS, sex);
+    put_patient(&mut obj, &rec.patient)?;
     put_str(&mut obj, tags::STUDY_INSTANCE_UID, VR::UI, &study);
     put_str(&mut obj, tags::SERIES_INSTANCE_UID, VR::UI, &series);
     put_str(&mut obj, tags::STUDY_ID, VR::SH, "");
@@ -223,6 +202,24 @@ pub fn encapsulated_pdf(
     let mut out = Vec::new();
     obj.with_exact_meta(meta).write_all(&mut out).map_err(|e| DicomWriteError::Encode(e.to_string()))?;
     Ok(out)
+}
+
+/// The Patient module (and the age the cart recorded instead of a birth date).
+fn put_patient(obj: &mut Obj, p: &crate::recording::Patient) -> Result<(), DicomWriteError> {
+    put_str(obj, tags::PATIENT_NAME, VR::PN, &checked_text("patient name", &p.name, 64)?);
+    put_str(obj, tags::PATIENT_ID, VR::LO, &checked_text("patient id", &p.id, 64)?);
+    let birth = p.birth_date.map(|d| format!("{:04}{:02}{:02}", d.year(), d.month(), d.day()));
+    put_str(obj, tags::PATIENT_BIRTH_DATE, VR::DA, birth.as_deref().unwrap_or(""));
+    let sex = match p.sex {
+        Sex::Male => "M",
+        Sex::Female => "F",
+        Sex::Unknown => "",
+    };
+    put_str(obj, tags::PATIENT_SEX, VR::CS, sex);
+    if let Some(age) = p.age_years.filter(|a| *a <= 999) {
+        put_str(obj, tags::PATIENT_AGE, VR::AS, &format!("{age:03}Y"));
+    }
+    Ok(())
 }
 
 fn check_lead(l: &Lead, median: bool) -> Result<(), DicomWriteError> {
