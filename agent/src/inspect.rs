@@ -160,3 +160,36 @@ pub fn to_json(rec: &Recording) -> serde_json::Value {
         "warnings": rec.warnings,
     })
 }
+
+/// The pre-read of a recording's rhythm leads (those at the first lead's rate).
+pub fn preread(rec: &Recording) -> Result<yilian_analysis::preread::PreRead, String> {
+    let first = rec.leads.first().ok_or("the file has no rhythm leads")?;
+    let rate = first.sample_rate_hz;
+    let leads: Vec<(&str, Vec<f64>)> = rec
+        .leads
+        .iter()
+        .filter(|l| l.sample_rate_hz == rate)
+        .map(|l| (l.name.as_str(), l.samples.iter().map(|&s| f64::from(s) * l.resolution_nv / 1000.0).collect()))
+        .collect();
+    let views: Vec<(&str, &[f64])> = leads.iter().map(|(n, x)| (*n, x.as_slice())).collect();
+    Ok(yilian_analysis::preread::analyze(&views, f64::from(rate)))
+}
+
+/// The pre-read as text.
+pub fn describe_preread(p: &yilian_analysis::preread::PreRead) -> String {
+    let mut out = format!(
+        "pre-read (an aid, not a diagnosis)\nleads: {} at {} Hz\nQRS complexes: {}\n",
+        p.leads.join(" "),
+        p.sample_rate_hz,
+        p.qrs.len()
+    );
+    if let (Some(hr), Some(rr)) = (p.heart_rate_bpm, &p.rr) {
+        out += &format!(
+            "heart rate: {hr:.0} /min\nRR: mean {:.0} ms, min {:.0} ms, max {:.0} ms, SD {:.0} ms\n",
+            rr.mean_ms, rr.min_ms, rr.max_ms, rr.sd_ms
+        );
+    }
+    let positions: Vec<String> = p.qrs.iter().map(usize::to_string).collect();
+    out += &format!("QRS positions (samples): {}\n", positions.join(" "));
+    out
+}

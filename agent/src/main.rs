@@ -133,6 +133,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The pre-read of a cart file (an aid for the specialist, never a diagnosis): QRS positions
+    /// at the file's own sampling rate, heart rate and RR statistics.
+    Analyze {
+        /// The file (for a WFDB record, its .hea; the other files are found beside it).
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send a cart file through the running agent's inbox (checked first; nothing is copied if it
     /// cannot be read).
     Send {
@@ -323,6 +332,17 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&yilian_agent::inspect::to_json(&rec))?);
             } else {
                 print!("{}", yilian_agent::inspect::describe(&rec));
+            }
+            Ok(())
+        }
+        Command::Analyze { file, json } => {
+            let (rec, _) = yilian_agent::inspect::load(&file, &yilian_formats::ReadOptions::default())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let p = yilian_agent::inspect::preread(&rec).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
+                print!("{}", yilian_agent::inspect::describe_preread(&p));
             }
             Ok(())
         }

@@ -87,6 +87,29 @@ fn inspect_says_what_a_cart_file_holds_lead_by_lead() {
 }
 
 #[test]
+fn analyze_gives_the_same_pre_read_for_one_recording_in_three_formats() {
+    let preread = |rel: &str| -> serde_json::Value {
+        let out = agent().args(["analyze", "--json"]).arg(shared(rel)).output().expect("run");
+        assert!(out.status.success(), "{rel}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+    // The same integer samples in SCP-ECG, DICOM and aECG (lead order differs): one answer.
+    let scp = preread("scp/ecgtoolkit_Example.scp");
+    for other in ["dicom-ecg/ecgtoolkit_Example.dcm", "aecg/Example_aECG.xml"] {
+        assert_eq!(preread(other)["qrs"], scp["qrs"], "{other}");
+    }
+    let qrs = scp["qrs"].as_array().expect("qrs");
+    assert!((10..=14).contains(&qrs.len()), "10 s at about 72/min: {qrs:?}");
+    assert_eq!(scp["sample_rate_hz"], 500.0);
+    // MIT-BIH 100 by its header: 2273 reference beats in 30 min.
+    let mit = preread("wfdb/mitdb/100.hea");
+    let n = mit["qrs"].as_array().map_or(0, Vec::len);
+    assert!(n.abs_diff(2273) <= 3, "{n} QRS in record 100");
+    let text = agent().arg("analyze").arg(shared("wfdb/mitdb/100.hea")).output().expect("run");
+    assert!(String::from_utf8_lossy(&text.stdout).contains("heart rate: 76 /min"));
+}
+
+#[test]
 fn send_checks_the_file_then_queues_it_in_the_inbox_with_its_question() {
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = dir.path().join("agent.toml");
