@@ -126,7 +126,7 @@ pub fn detect(leads: &[&[f64]], fs_hz: f64) -> Detection {
             *acc += v * w / total;
         }
     }
-    let mwi = integrate(&e, ms(fs_hz, 100.0));
+    let mwi = integrate(&e, ms(fs_hz, 150.0));
     // The steepest slope across leads, for telling a T wave from a QRS.
     let slope = |i: usize| -> f64 {
         let (a, b) = (i.saturating_sub(ms(fs_hz, 75.0)), (i + ms(fs_hz, 75.0)).min(n - 1));

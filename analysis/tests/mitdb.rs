@@ -84,6 +84,6 @@ fn qrs_detection_on_every_mitbih_record_meets_its_recorded_figures() {
     let se = 100.0 * tp as f64 / (tp + fn_) as f64;
     let ppv = 100.0 * tp as f64 / (tp + fp) as f64;
     println!("all    {:>7} {tp:>6} {fn_:>5} {fp:>5} {se:>7.2} {ppv:>7.2}", tp + fn_);
-    // What this detector reached when it landed (Se 99.55%, +P 99.00%); the goal is higher.
-    assert!(se >= 99.5 && ppv >= 98.9, "Se {se:.2}%, +P {ppv:.2}%: worse than when the detector landed");
+    // What this detector reaches now (Se 99.51%, +P 99.18%); the goal is higher.
+    assert!(se >= 99.5 && ppv >= 99.1, "Se {se:.2}%, +P {ppv:.2}%: worse than the detector reached before");
 }
