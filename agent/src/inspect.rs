@@ -189,6 +189,13 @@ pub fn describe_preread(p: &yilian_analysis::preread::PreRead) -> String {
             rr.mean_ms, rr.min_ms, rr.max_ms, rr.sd_ms
         );
     }
+    if p.quality.retake() {
+        for (zh, en) in &p.quality.messages {
+            out += &format!("QUALITY: {zh} / {en}\n");
+        }
+    } else {
+        out += "quality: no problem found (lead off, clipping, mains, wander, muscle noise, limb leads, chest leads)\n";
+    }
     let positions: Vec<String> = p.qrs.iter().map(usize::to_string).collect();
     out += &format!("QRS positions (samples): {}\n", positions.join(" "));
     out

@@ -107,6 +107,11 @@ fn analyze_gives_the_same_pre_read_for_one_recording_in_three_formats() {
     assert!(n.abs_diff(2273) <= 3, "{n} QRS in record 100");
     let text = agent().arg("analyze").arg(shared("wfdb/mitdb/100.hea")).output().expect("run");
     assert!(String::from_utf8_lossy(&text.stdout).contains("heart rate: 76 /min"));
+    assert_eq!(scp["quality"]["messages"], serde_json::json!([]), "a clean recording");
+    // The Contec file whose chest electrodes were not connected: said at once.
+    let out = agent().arg("analyze").arg(shared("contec/0000050.ECG")).output().expect("run");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("QUALITY: 请重做：缺少胸导联 V1、V2、V3、V4、V5、V6"), "{said}");
 }
 
 #[test]

@@ -3,8 +3,11 @@
 //!
 //! - [`filter`]: second-order IIR sections and zero-phase filtering.
 //! - [`qrs`]: the multi-lead QRS detector.
-//! - [`preread`]: the pre-read of a recording (QRS positions, heart rate, RR statistics).
+//! - [`quality`]: the signal-quality gate (lead off, clipping, mains, wander, muscle noise,
+//!   limb-lead reversal, missing chest leads).
+//! - [`preread`]: the pre-read of a recording (quality, QRS positions, heart rate, RR statistics).
 
 pub mod filter;
 pub mod preread;
 pub mod qrs;
+pub mod quality;

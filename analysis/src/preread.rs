@@ -1,5 +1,6 @@
 //! The pre-read of one recording: what the specialist sees before reading (an aid, never a
-//! diagnosis). So far: the QRS positions and the heart rate and RR statistics they give.
+//! diagnosis). So far: the signal-quality gate, the QRS positions and the heart rate and RR
+//! statistics they give.
 
 use serde::Serialize;
 
@@ -29,6 +30,8 @@ pub struct PreRead {
     pub heart_rate_bpm: Option<f64>,
     /// RR statistics (None under two beats).
     pub rr: Option<RrStats>,
+    /// The signal-quality gate's verdict.
+    pub quality: crate::quality::Quality,
 }
 
 /// Analyses `leads` (name, µV samples), all at `fs_hz`.
@@ -46,7 +49,9 @@ pub fn analyze(leads: &[(&str, &[f64])], fs_hz: f64) -> PreRead {
             sd_ms: var.sqrt(),
         }
     });
+    let quality = crate::quality::assess(leads, fs_hz, &qrs);
     PreRead {
+        quality,
         sample_rate_hz: fs_hz,
         leads: leads.iter().map(|(n, _)| (*n).to_string()).collect(),
         heart_rate_bpm: stats.as_ref().map(|s| 60_000.0 / s.mean_ms),
