@@ -202,7 +202,7 @@ impl Assembler {
             .zip(&p.samples)
             .map(|(code, v)| StudyLead::encode(&lead_name(*code), resolution_nv, v))
             .collect();
-        let study = Study {
+        let mut study = Study {
             study_uid: study_uid(&self.device_id, s.acquired_at_ms, s.study_id, &leads),
             patient: Patient {
                 id: s.patient_id,
@@ -224,6 +224,7 @@ impl Assembler {
             interpretation: vec![],
             source: None,
         };
+        crate::gate::check(&mut study);
         vec![Assembled::Study(Box::new(study))]
     }
 

@@ -101,7 +101,7 @@ pub fn to_study(rec: &Recording, originals: &[Original], ctx: &FileContext) -> R
     let hash = content_hash(originals);
     let study_uid = format!("{}-{acquired_at_ms}-f{}", ctx.device_id, hex::encode(&hash[..8]));
     let question = ctx.question.clone().or_else(|| rec.question.clone()).unwrap_or_default();
-    let study = Study {
+    let mut study = Study {
         study_uid,
         patient: Patient {
             id: rec.patient.id.clone(),
@@ -148,6 +148,7 @@ pub fn to_study(rec: &Recording, originals: &[Original], ctx: &FileContext) -> R
         }),
     };
     study.validate().map_err(CartFileError::TooLarge)?;
+    crate::gate::check(&mut study);
     let size = study.encode().map_err(|e| CartFileError::TooLarge(e.to_string()))?.len();
     if size > limits::STUDY_MAX {
         return Err(CartFileError::TooLarge(format!("{size} bytes encoded")));

@@ -7,6 +7,7 @@
 //! - [`serial`]: the port task (open, read, reopen).
 //! - [`assemble`]: frames → studies and stream chunks.
 //! - [`cartfile`]: a cart file's recording → a study with its original bytes.
+//! - [`gate`]: the signal-quality gate every study passes before it is sent.
 //! - [`durable`]: crash-safe file replacement.
 //! - [`enrol`]: enrolment with a bootstrap token, proof of possession, waiting for approval.
 //! - [`spool`]: the durable spool and seq leases.
@@ -35,6 +36,7 @@ pub mod driver;
 pub mod durable;
 pub mod enrol;
 pub mod fleet_report;
+pub mod gate;
 pub mod image_uplink;
 pub mod inbox;
 pub mod inspect;

@@ -154,6 +154,13 @@ async fn cart_files_dropped_in_the_inbox_reach_the_specialist_sample_exact_with_
 
     // A Chinese cart's own file: chest leads absent, limb leads derived.
     let contec = through_the_inbox(&hub, &clinic, &["contec/0000050.ECG"], "urgent", Some("胸闷三天，请会诊")).await?;
+    // The cart's quality gate said so before sending, and the line travelled signed with it.
+    let gate =
+        "质控 Quality: 请重做：缺少胸导联 V1、V2、V3、V4、V5、V6 / retake: chest leads missing: V1, V2, V3, V4, V5, V6";
+    let detail = hub.api.study(&contec).await?;
+    assert!(detail["warnings"].as_array().is_some_and(|w| w.iter().any(|x| x == gate)), "{}", detail["warnings"]);
+    let page = reqwest::get(clinic.page_url().context("clinic page")?).await?.text().await?;
+    assert!(page.contains("请重做：缺少胸导联"), "the clinic page says retake at once");
     let detail = hub.api.study(&contec).await?;
     let names: Vec<&str> =
         detail["leads"].as_array().context("leads")?.iter().filter_map(|l| l["name"].as_str()).collect();
