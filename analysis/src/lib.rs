@@ -5,9 +5,11 @@
 //! - [`qrs`]: the multi-lead QRS detector.
 //! - [`quality`]: the signal-quality gate (lead off, clipping, mains, wander, muscle noise,
 //!   limb-lead reversal, missing chest leads).
+//! - [`rhythm`]: rhythm labels over time (rate class, atrial fibrillation) and pauses.
 //! - [`preread`]: the pre-read of a recording (quality, QRS positions, heart rate, RR statistics).
 
 pub mod filter;
 pub mod preread;
 pub mod qrs;
 pub mod quality;
+pub mod rhythm;

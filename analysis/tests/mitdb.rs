@@ -19,6 +19,8 @@ const BEATS: &[&str] = &["N", "L", "R", "B", "A", "a", "J", "S", "V", "r", "F", 
 
 struct Score {
     record: String,
+    /// AF seconds: (reference, detected, both).
+    af_s: (f64, f64, f64),
     beats: usize,
     tp: usize,
     fn_: usize,
@@ -41,6 +43,7 @@ fn score(record: &str) -> Score {
         .collect();
     let views: Vec<&[f64]> = leads.iter().map(Vec::as_slice).collect();
     let got = qrs::detect(&views, fs).beats;
+    let af_s = af_agreement(&rec, &got, fs);
     let truth: Vec<usize> =
         rec.annotations.iter().filter(|a| BEATS.contains(&a.label.as_str())).map(|a| a.sample as usize).collect();
     let tol = (0.150 * fs) as usize;
@@ -59,7 +62,29 @@ fn score(record: &str) -> Score {
             tp += 1;
         }
     }
-    Score { record: record.into(), beats: truth.len(), tp, fn_: truth.len() - tp, fp: got.len() - tp }
+    Score { record: record.into(), af_s, beats: truth.len(), tp, fn_: truth.len() - tp, fp: got.len() - tp }
+}
+
+/// Seconds of AF by the reference rhythm labels, by ours, and by both.
+fn af_agreement(rec: &yilian_formats::Recording, beats: &[usize], fs: f64) -> (f64, f64, f64) {
+    let n = rec.leads[0].samples.len();
+    let mut truth = vec![false; n];
+    let mut current = false;
+    let mut from = 0usize;
+    for a in rec.annotations.iter().filter(|a| a.label == "+") {
+        let at = (a.sample as usize).min(n);
+        truth[from..at].iter_mut().for_each(|t| *t = current);
+        current = a.text.as_deref().is_some_and(|t| t.trim_end_matches('\0').starts_with("(AFIB"));
+        from = at;
+    }
+    truth[from..].iter_mut().for_each(|t| *t = current);
+    let mut ours = vec![false; n];
+    let (segments, _) = yilian_analysis::rhythm::label(beats, fs);
+    for s in segments.iter().filter(|s| s.rhythm == yilian_analysis::rhythm::Rhythm::AtrialFibrillation) {
+        ours[s.start..=s.end.min(n - 1)].iter_mut().for_each(|o| *o = true);
+    }
+    let count = |f: &dyn Fn(usize) -> bool| (0..n).filter(|&i| f(i)).count() as f64 / fs;
+    (count(&|i| truth[i]), count(&|i| ours[i]), count(&|i| truth[i] && ours[i]))
 }
 
 #[test]
@@ -84,6 +109,16 @@ fn qrs_detection_on_every_mitbih_record_meets_its_recorded_figures() {
     let se = 100.0 * tp as f64 / (tp + fn_) as f64;
     let ppv = 100.0 * tp as f64 / (tp + fp) as f64;
     println!("all    {:>7} {tp:>6} {fn_:>5} {fp:>5} {se:>7.2} {ppv:>7.2}", tp + fn_);
+    println!("record  AF ref s  AF ours s   both s");
+    for s in &scores {
+        println!("{:<6} {:>9.0} {:>10.0} {:>8.0}", s.record, s.af_s.0, s.af_s.1, s.af_s.2);
+    }
+    let (r, o, b) = scores.iter().fold((0.0, 0.0, 0.0), |(a, c, d), s| (a + s.af_s.0, c + s.af_s.1, d + s.af_s.2));
+    let (af_se, af_ppv) = (100.0 * b / r.max(1.0), 100.0 * b / o.max(1.0));
+    println!("AF by duration: Se {af_se:.1}%, +P {af_ppv:.1}% ({r:.0} s of reference AF)");
+    // Not yet good enough to raise a study's priority (ectopy-heavy records read as AF); kept
+    // here so every change to the AF detector is measured, and none makes it worse.
+    assert!(af_se >= 85.0 && af_ppv >= 30.0, "AF Se {af_se:.1}%, +P {af_ppv:.1}%: worse than before");
     // What this detector reaches now (Se 99.51%, +P 99.18%); the goal is higher.
     assert!(se >= 99.5 && ppv >= 99.1, "Se {se:.2}%, +P {ppv:.2}%: worse than the detector reached before");
 }
