@@ -189,6 +189,19 @@ pub fn describe_preread(p: &yilian_analysis::preread::PreRead) -> String {
             rr.mean_ms, rr.min_ms, rr.max_ms, rr.sd_ms
         );
     }
+    for pause in &p.pauses {
+        out += &format!("pause: {:.1} s after sample {}\n", pause.length_ms / 1000.0, pause.start);
+    }
+    if let Some(m) = &p.median {
+        out += &format!("median beat ({} beats): QRS {:.0} ms\nST at J / J+60 ms (µV):", m.beats, m.qrs_ms);
+        for l in &m.leads {
+            out += &format!(" {} {:+.0}/{:+.0}", l.lead, l.st_j_uv, l.st_j60_uv);
+        }
+        out += "\n";
+    }
+    for f in &p.flags {
+        out += &format!("FLAG: {} / {}\n", f.zh, f.en);
+    }
     if p.quality.retake() {
         for (zh, en) in &p.quality.messages {
             out += &format!("QUALITY: {zh} / {en}\n");

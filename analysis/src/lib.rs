@@ -6,9 +6,13 @@
 //! - [`quality`]: the signal-quality gate (lead off, clipping, mains, wander, muscle noise,
 //!   limb-lead reversal, missing chest leads).
 //! - [`rhythm`]: rhythm labels over time (rate class, atrial fibrillation) and pauses.
+//! - [`beat`]: the median beat, QRS duration and ST deviation per lead.
+//! - [`flags`]: what raises a study's priority (ST elevation, extreme rates, pauses).
 //! - [`preread`]: the pre-read of a recording (quality, QRS positions, heart rate, RR statistics).
 
+pub mod beat;
 pub mod filter;
+pub mod flags;
 pub mod preread;
 pub mod qrs;
 pub mod quality;

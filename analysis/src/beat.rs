@@ -1,0 +1,116 @@
+//! The median beat of each lead and what is measured on it: QRS onset and end (the J point)
+//! from the spatial velocity of all leads together, QRS duration, and the ST deviation of each
+//! lead at J and J+60 ms against its PR segment, in µV.
+
+use serde::Serialize;
+
+/// Measurements on the median beat.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MedianMeasures {
+    /// Beats that went into the median.
+    pub beats: usize,
+    /// QRS duration, ms.
+    pub qrs_ms: f64,
+    /// Per lead, in input order.
+    pub leads: Vec<LeadSt>,
+}
+
+/// One lead's ST deviation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LeadSt {
+    /// Lead name.
+    pub lead: String,
+    /// At the J point, µV (positive: elevation).
+    pub st_j_uv: f64,
+    /// At J+60 ms, µV.
+    pub st_j60_uv: f64,
+}
+
+/// Before and after the QRS in a median beat, ms.
+const BEFORE_MS: f64 = 300.0;
+const AFTER_MS: f64 = 450.0;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Measures the median beat of `leads` (name, µV at `fs_hz`) over the QRS positions `qrs`.
+/// None when fewer than three regular beats fit.
+pub fn measure(leads: &[(&str, &[f64])], fs_hz: f64, qrs: &[usize]) -> Option<MedianMeasures> {
+    let ms = |m: f64| (m * fs_hz / 1000.0).round() as usize;
+    let (before, after) = (ms(BEFORE_MS), ms(AFTER_MS));
+    let n = leads.iter().map(|(_, x)| x.len()).min()?;
+    let mut rr: Vec<f64> = qrs.windows(2).map(|w| (w[1] - w[0]) as f64).collect();
+    let typical = median(&mut rr);
+    // Regular beats only: neither RR on either side shorter than 80% of the typical one.
+    let chosen: Vec<usize> = (1..qrs.len().saturating_sub(1))
+        .filter(|&i| {
+            let (a, b) = ((qrs[i] - qrs[i - 1]) as f64, (qrs[i + 1] - qrs[i]) as f64);
+            a > 0.8 * typical && b > 0.8 * typical && qrs[i] >= before && qrs[i] + after < n
+        })
+        .map(|i| qrs[i])
+        .collect();
+    if chosen.len() < 3 {
+        return None;
+    }
+    let len = before + after;
+    let medians: Vec<Vec<f64>> = leads
+        .iter()
+        .map(|(_, x)| {
+            (0..len)
+                .map(|k| {
+                    let mut column: Vec<f64> = chosen.iter().map(|&r| x[r - before + k]).collect();
+                    median(&mut column)
+                })
+                .collect()
+        })
+        .collect();
+    // Spatial velocity: how fast all leads move together, smoothed over 10 ms.
+    let step = ms(4.0).max(1);
+    let raw: Vec<f64> = (0..len)
+        .map(|k| {
+            let (a, b) = (k.saturating_sub(step), (k + step).min(len - 1));
+            medians.iter().map(|m| (m[b] - m[a]).powi(2)).sum::<f64>().sqrt()
+        })
+        .collect();
+    let smooth = ms(10.0).max(1);
+    let velocity: Vec<f64> = (0..len)
+        .map(|k| {
+            let (a, b) = (k.saturating_sub(smooth / 2), (k + smooth / 2 + 1).min(len));
+            raw[a..b].iter().sum::<f64>() / (b - a) as f64
+        })
+        .collect();
+    let (qa, qb) = (before - ms(60.0), before + ms(60.0));
+    let peak = velocity[qa..qb].iter().copied().fold(0.0, f64::max);
+    if peak <= 0.0 {
+        return None;
+    }
+    let quiet = 0.08 * peak;
+    // Onset: walking back from the peak region to where the velocity stays low.
+    let onset =
+        (before.saturating_sub(ms(150.0))..before).rev().find(|&k| velocity[k] < quiet).unwrap_or(before - ms(50.0));
+    let offset = (before..(before + ms(200.0)).min(len)).find(|&k| k > before + ms(20.0) && velocity[k] < quiet)?;
+    let measures = leads
+        .iter()
+        .zip(&medians)
+        .map(|((name, _), m)| {
+            let (a, b) = (
+                onset.saturating_sub(ms(30.0)),
+                onset.saturating_sub(ms(10.0)).max(onset.saturating_sub(ms(30.0)) + 1),
+            );
+            let mut pr: Vec<f64> = m[a..b].to_vec();
+            let base = median(&mut pr);
+            let at = |k: usize| m[k.min(len - 1)] - base;
+            LeadSt { lead: (*name).to_string(), st_j_uv: at(offset), st_j60_uv: at(offset + ms(60.0)) }
+        })
+        .collect();
+    Some(MedianMeasures { beats: chosen.len(), qrs_ms: (offset - onset) as f64 * 1000.0 / fs_hz, leads: measures })
+}

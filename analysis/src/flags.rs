@@ -1,0 +1,139 @@
+//! Flags that raise a study's priority, each with its reason (an aid, never a diagnosis; the
+//! specialist can always set the priority back): ST elevation meeting the Fourth Universal
+//! Definition of Myocardial Infarction's thresholds in two contiguous leads, a heart rate under
+//! 40 or over 150 /min, and pauses over 3 s.
+
+use crate::beat::MedianMeasures;
+use crate::rhythm::Pause;
+use serde::Serialize;
+
+/// Who the recording is of, as far as the thresholds depend on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PatientContext {
+    /// Some(true) for a man, Some(false) for a woman.
+    pub male: Option<bool>,
+    /// Age in years.
+    pub age_years: Option<u16>,
+}
+
+/// What a flag is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagCode {
+    /// ST elevation in two contiguous leads.
+    StElevation,
+    /// Heart rate under 40 /min.
+    Bradycardia,
+    /// Heart rate over 150 /min.
+    Tachycardia,
+    /// A pause over 3 s.
+    Pause,
+}
+
+/// One flag with its reason.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Flag {
+    /// What it is about.
+    pub code: FlagCode,
+    /// The leads concerned (ST elevation).
+    pub leads: Vec<String>,
+    /// The reason in Simplified Chinese.
+    pub zh: String,
+    /// The reason in English.
+    pub en: String,
+}
+
+/// Leads that count as contiguous: the inferior and lateral limb groups, neighbouring chest leads.
+const CONTIGUOUS: &[(&str, &str)] = &[
+    ("II", "III"),
+    ("II", "aVF"),
+    ("III", "aVF"),
+    ("I", "aVL"),
+    ("V1", "V2"),
+    ("V2", "V3"),
+    ("V3", "V4"),
+    ("V4", "V5"),
+    ("V5", "V6"),
+    ("V6", "I"),
+];
+
+/// The J-point elevation (µV) the Fourth Universal Definition calls significant in `lead`.
+fn threshold_uv(lead: &str, p: &PatientContext) -> f64 {
+    if lead == "V2" || lead == "V3" {
+        match (p.male, p.age_years) {
+            (Some(true), Some(age)) if age < 40 => 250.0,
+            (Some(true), _) => 200.0,
+            // Women, and anyone whose sex is not known: the lowest (most sensitive) threshold.
+            _ => 150.0,
+        }
+    } else {
+        100.0
+    }
+}
+
+/// The flags of one recording.
+pub fn flags(
+    median: Option<&MedianMeasures>,
+    heart_rate_bpm: Option<f64>,
+    pauses: &[Pause],
+    p: &PatientContext,
+) -> Vec<Flag> {
+    let mut out = Vec::new();
+    if let Some(m) = median {
+        let elevated = |name: &str| {
+            m.leads
+                .iter()
+                .find(|l| l.lead.eq_ignore_ascii_case(name))
+                .is_some_and(|l| l.st_j_uv >= threshold_uv(name, p))
+        };
+        let mut leads: Vec<String> = Vec::new();
+        for (a, b) in CONTIGUOUS {
+            if elevated(a) && elevated(b) {
+                for l in [a, b] {
+                    if !leads.iter().any(|x| x == l) {
+                        leads.push((*l).to_string());
+                    }
+                }
+            }
+        }
+        if !leads.is_empty() {
+            let st: Vec<String> = leads
+                .iter()
+                .filter_map(|l| m.leads.iter().find(|x| &x.lead == l))
+                .map(|x| format!("{} {:+.0} µV", x.lead, x.st_j_uv))
+                .collect();
+            out.push(Flag {
+                code: FlagCode::StElevation,
+                zh: format!("ST段抬高（相邻导联 {}），疑似急性心梗", st.join("，")),
+                en: format!("ST elevation in contiguous leads ({}): suspected acute MI", st.join(", ")),
+                leads,
+            });
+        }
+    }
+    if let Some(hr) = heart_rate_bpm {
+        if hr < 40.0 {
+            out.push(Flag {
+                code: FlagCode::Bradycardia,
+                leads: vec![],
+                zh: format!("心率过缓 {hr:.0} 次/分"),
+                en: format!("heart rate {hr:.0} /min (under 40)"),
+            });
+        } else if hr > 150.0 {
+            out.push(Flag {
+                code: FlagCode::Tachycardia,
+                leads: vec![],
+                zh: format!("心率过速 {hr:.0} 次/分"),
+                en: format!("heart rate {hr:.0} /min (over 150)"),
+            });
+        }
+    }
+    if let Some(longest) = pauses.iter().map(|p| p.length_ms).reduce(f64::max) {
+        out.push(Flag {
+            code: FlagCode::Pause,
+            leads: vec![],
+            zh: format!("长间歇 {:.1} 秒", longest / 1000.0),
+            en: format!("pause of {:.1} s", longest / 1000.0),
+        });
+    }
+    out
+}
