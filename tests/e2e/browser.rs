@@ -11,13 +11,8 @@ use yilian::{records, sim};
 async fn a_specialist_signs_in_opens_a_study_in_chromium_and_reports_it() -> anyhow::Result<()> {
     let _one = ONE_AT_A_TIME.lock().await;
     init_logs();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (root, out) = browser_dirs()?;
     let script = root.join("tests/browser/console.mjs");
-    anyhow::ensure!(
-        root.join("tests/browser/node_modules/playwright-core").exists(),
-        "run `npm ci --prefix tests/browser` first (scripts/test does)"
-    );
-    let out = root.join("target/browser");
     let tmp = tempfile::tempdir()?;
     let hub = HubHandle::start(&tmp.path().join("hub"), county::test_broker()?).await?;
     let clinic = Clinic::start(&tmp.path().join("clinics"), "xz-web", "cart-web", &hub).await?;
@@ -89,12 +84,7 @@ async fn a_specialist_signs_in_opens_a_study_in_chromium_and_reports_it() -> any
 async fn a_radiologist_scrolls_windows_and_measures_a_ct_in_chromium() -> anyhow::Result<()> {
     let _one = ONE_AT_A_TIME.lock().await;
     init_logs();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    anyhow::ensure!(
-        root.join("tests/browser/node_modules/playwright-core").exists(),
-        "run `npm ci --prefix tests/browser` first (scripts/test does)"
-    );
-    let out = root.join("target/browser");
+    let (root, out) = browser_dirs()?;
     let tmp = tempfile::tempdir()?;
     let hub = HubHandle::start(&tmp.path().join("hub"), county::test_broker()?).await?;
     let clinic = Clinic::start(&tmp.path().join("clinics"), "xz-ct-web", "node-web", &hub).await?;

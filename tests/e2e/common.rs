@@ -62,3 +62,14 @@ pub async fn record_ptb_study(clinic: &yilian::county::Clinic, device: &str, vis
         .await?;
     Ok(format!("{device}-{acquired}-{id}-"))
 }
+
+/// The workspace root and `target/browser` (where browser tests leave screenshots), once
+/// playwright-core is installed.
+pub fn browser_dirs() -> anyhow::Result<(&'static std::path::Path, std::path::PathBuf)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    anyhow::ensure!(
+        root.join("tests/browser/node_modules/playwright-core").exists(),
+        "run `npm ci --prefix tests/browser` first (scripts/test does)"
+    );
+    Ok((root, root.join("target/browser")))
+}

@@ -482,12 +482,7 @@ async fn critical_report(hub: &HubHandle, uid: &str, conclusion: &str) -> anyhow
 async fn a_critical_result_is_acknowledged_at_the_clinic_in_chromium_or_escalated() -> anyhow::Result<()> {
     let _one = ONE_AT_A_TIME.lock().await;
     init_logs();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    anyhow::ensure!(
-        root.join("tests/browser/node_modules/playwright-core").exists(),
-        "run `npm ci --prefix tests/browser` first (scripts/test does)"
-    );
-    let out = root.join("target/browser");
+    let (root, out) = browser_dirs()?;
     let tmp = tempfile::tempdir()?;
     let (url, calls) = webhook_receiver().await?;
     let escalate_after = Duration::from_secs(20);

@@ -111,6 +111,11 @@ pub fn write(rec: &Recording) -> Result<Vec<u8>, DicomWriteError> {
     }
     put_seq(&mut obj, tags::WAVEFORM_SEQUENCE, waveform);
 
+    part10(obj, sop_class, &instance)
+}
+
+/// The Part 10 bytes of `obj` (preamble, file meta in explicit VR little endian, data set).
+fn part10(obj: Obj, sop_class: &str, instance: &str) -> Result<Vec<u8>, DicomWriteError> {
     let meta = FileMetaTableBuilder::new()
         .media_storage_sop_class_uid(sop_class)
         .media_storage_sop_instance_uid(instance)
@@ -119,9 +124,8 @@ pub fn write(rec: &Recording) -> Result<Vec<u8>, DicomWriteError> {
         .implementation_version_name("YILIAN_1")
         .build()
         .map_err(|e| DicomWriteError::Encode(e.to_string()))?;
-    let file = obj.with_exact_meta(meta);
     let mut out = Vec::new();
-    file.write_all(&mut out).map_err(|e| DicomWriteError::Encode(e.to_string()))?;
+    obj.with_exact_meta(meta).write_all(&mut out).map_err(|e| DicomWriteError::Encode(e.to_string()))?;
     Ok(out)
 }
 
@@ -191,17 +195,7 @@ pub fn encapsulated_pdf(
         bytes.push(0);
     }
     put(&mut obj, tags::ENCAPSULATED_DOCUMENT, VR::OB, PrimitiveValue::from(bytes));
-    let meta = FileMetaTableBuilder::new()
-        .media_storage_sop_class_uid(sop_class)
-        .media_storage_sop_instance_uid(instance)
-        .transfer_syntax(guard::EXPLICIT_LE)
-        .implementation_class_uid(uid::implementation_class())
-        .implementation_version_name("YILIAN_1")
-        .build()
-        .map_err(|e| DicomWriteError::Encode(e.to_string()))?;
-    let mut out = Vec::new();
-    obj.with_exact_meta(meta).write_all(&mut out).map_err(|e| DicomWriteError::Encode(e.to_string()))?;
-    Ok(out)
+    part10(obj, sop_class, &instance)
 }
 
 /// The Patient module (and the age the cart recorded instead of a birth date).
