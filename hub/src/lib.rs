@@ -37,6 +37,7 @@ pub mod lifecycle;
 pub mod logkey;
 pub mod mosquitto;
 pub mod pacs;
+pub mod preread;
 pub mod publish;
 pub mod queue;
 pub mod ratelimit;

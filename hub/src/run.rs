@@ -345,6 +345,8 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         Ok(Err(e)) | Err(e) => return Err(HubError::Store(e)),
     };
     let critical_task = tokio::spawn(crate::critical::run(store.clone(), cfg.critical.clone(), shutdown.child_token()));
+    let preread_task =
+        tokio::spawn(crate::preread::run(store.clone(), Duration::from_millis(500), shutdown.child_token()));
     let printer = match crate::report_pdf::load_font(cfg.report_font.as_deref()) {
         Ok(font) => {
             Some(crate::report_pdf::Printer { font, centre: cfg.centre.clone(), hub_key_id: key.key_id().to_string() })
@@ -407,6 +409,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     let _ = tuf_task.await;
     let _ = rollout_task.await;
     let _ = critical_task.await;
+    let _ = preread_task.await;
     for t in [his_task, pacs_task].into_iter().flatten() {
         let _ = t.await;
     }

@@ -294,6 +294,8 @@ mod tests {
             reported_at_ms: Some(1_764_000_100_000),
             delivered_at_ms: None,
             state: "reported".into(),
+            preread_flags: vec![],
+            priority_sent: None,
         }
     }
 

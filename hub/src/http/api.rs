@@ -86,6 +86,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/images", get(image_studies))
         .route("/api/studies/{uid}/claim", post(claim))
         .route("/api/studies/{uid}/release", post(release))
+        .route("/api/studies/{uid}/priority", post(set_priority))
         .route("/api/studies/{uid}/report", post(report))
         .route("/api/devices", get(devices))
         .route("/api/audit", get(audit_log))
@@ -252,6 +253,31 @@ pub async fn tell_clinic_of_claim(s: &AppState, uid: &str, specialist_name: &str
         };
         s.publisher.publish_notice(&site, &device, &yilian_protocol::message::Payload::StudyClaim(claim));
     }
+}
+
+#[derive(Deserialize)]
+struct PriorityForm {
+    priority: String,
+}
+
+/// The specialist sets a waiting study's priority (e.g. back to what the clinic sent after the
+/// pre-read raised it). Audited.
+async fn set_priority(
+    State(s): State<AppState>,
+    who: Specialist,
+    Path(uid): Path<String>,
+    Json(form): Json<PriorityForm>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(priority) = yilian_protocol::message::Priority::parse(&form.priority) else {
+        return Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, "priority must be stat, urgent or routine".into()));
+    };
+    let u = uid.clone();
+    if !call(&s, move |db| db.set_priority(&u, priority)).await? {
+        return Err(ApiError(StatusCode::NOT_FOUND, "no such study waiting to be read".into()));
+    }
+    info!(specialist = %who.id, study = %uid, priority = priority.as_str(), "priority set");
+    actor::record(&s, &who.actor(), "priority", &uid, crate::store::audit::RESULT_OK, priority.as_str()).await?;
+    Ok(Json(json!({ "study_uid": uid, "priority": priority.as_str() })))
 }
 
 /// A specialist's report form.

@@ -276,7 +276,8 @@ pub fn local_time(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn age_years(birth: Option<&str>, at_ms: i64) -> Option<i64> {
+/// Age in whole years at `at_ms` (UTC+8) of someone born on `birth` (`YYYY-MM-DD`).
+pub fn age_years(birth: Option<&str>, at_ms: i64) -> Option<i64> {
     let b = jiff::civil::Date::strptime("%Y-%m-%d", birth?).ok()?;
     let at = jiff::Timestamp::from_millisecond(at_ms)
         .ok()?
@@ -321,6 +322,31 @@ pub fn rows_html(rows: &[StudyRow], lang: Lang, now: i64, targets_ms: [i64; 3], 
             Some(by) => format!("{} {}", lang.t("已认领:", "claimed by"), esc(by)),
             None => format!(r#"<button data-claim="{}">{}</button>"#, esc(&r.study_uid), lang.t("认领", "Claim")),
         };
+        // Why the hub raised it, and the way back to what the clinic sent.
+        let mut label = label.to_string();
+        if !r.preread_flags.is_empty() {
+            let reasons: Vec<String> =
+                r.preread_flags.iter().map(|f| esc(if lang == Lang::En { &f.en } else { &f.zh })).collect();
+            let codes: Vec<&str> = r.preread_flags.iter().map(|f| f.code.as_str()).collect();
+            label += &format!(
+                r#"<div class="preread" data-preread="{}">⚑ {} <small>{}</small></div>"#,
+                esc(&codes.join(" ")),
+                reasons.join("; "),
+                lang.t("（预读，非诊断）", "(pre-read, not a diagnosis)")
+            );
+        }
+        if let Some(sent) = r.priority_sent.as_deref().filter(|p| *p != r.priority) {
+            let sent_label = match sent {
+                "urgent" => lang.t("加急", "urgent"),
+                _ => lang.t("常规", "routine"),
+            };
+            label += &format!(
+                r#"<div><button data-priority="{}" data-to="{}">{} {sent_label}</button></div>"#,
+                esc(&r.study_uid),
+                esc(sent),
+                lang.t("恢复为送检优先级：", "Back to the clinic's priority:")
+            );
+        }
         out.push_str(&format!(
             r#"<tr class="{}{}" data-uid="{}"><td class="{}">{label}</td><td>{}</td><td><a href="/studies/{}">{}</a></td><td>{sex}</td><td>{age}</td><td>{}</td><td>{}{}</td><td>{claim}</td></tr>"#,
             r.priority,
@@ -421,6 +447,12 @@ async function refresh() {{
 }}
 document.addEventListener('click', async (e) => {{
   const d = e.target.dataset || {{}};
+  if (d.priority) {{
+    await fetch('/api/studies/' + encodeURIComponent(d.priority) + '/priority', {{method: 'POST',
+      headers: {{'X-CSRF-Token': csrf, 'Content-Type': 'application/json'}}, credentials: 'same-origin',
+      body: JSON.stringify({{priority: d.to}})}});
+    return refresh();
+  }}
   const [uid, action] = d.claim ? [d.claim, 'claim'] : d.release ? [d.release, 'release'] : [null, null];
   if (!uid) return;
   await fetch('/api/studies/' + encodeURIComponent(uid) + '/' + action, {{method: 'POST', headers: {{'X-CSRF-Token': csrf}}, credentials: 'same-origin'}});

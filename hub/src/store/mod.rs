@@ -9,6 +9,7 @@ pub mod hl7;
 pub mod images;
 pub mod lifecycle;
 pub mod pacs;
+pub mod preread;
 pub mod retention;
 pub mod rollouts;
 pub mod schema;
@@ -216,6 +217,10 @@ pub struct StudyRow {
     pub delivered_at_ms: Option<i64>,
     /// "queued", "claimed", "reported" or "delivered".
     pub state: String,
+    /// The pre-read's flags (why the hub raised its priority), empty when none.
+    pub preread_flags: Vec<preread::PrereadFlag>,
+    /// The priority the clinic sent, when a pre-read flag raised it.
+    pub priority_sent: Option<String>,
 }
 
 /// A study's claim and where its report goes.
@@ -398,7 +403,7 @@ fn priority_of(rank: i64) -> &'static str {
 
 const STUDY_COLUMNS: &str = "study_uid, site_id, device_id, patient_id, patient_name, sex, birth_date, question, priority, \
      acquired_at_ms, received_at_ms, sample_rate_hz, resolution_nv, leads, samples_per_lead, claimed_by, \
-     claim_expires_ms, report_id, reported_at_ms, delivered_at_ms";
+     claim_expires_ms, report_id, reported_at_ms, delivered_at_ms, preread_flags, priority_sent";
 
 /// Opens a sealed column inside a row mapper (a failure is a conversion error of that column).
 fn sealed_text(
@@ -486,6 +491,8 @@ fn study_row(key: &StoreKey, r: &rusqlite::Row<'_>, now_ms: i64) -> rusqlite::Re
         reported_at_ms,
         delivered_at_ms,
         state: state.to_string(),
+        preread_flags: r.get::<_, Option<String>>(20)?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
+        priority_sent: r.get::<_, Option<i64>>(21)?.map(|p| priority_of(p).to_string()),
     })
 }
 
@@ -929,7 +936,7 @@ impl Db {
             .conn
             .query_row(&format!("SELECT {STUDY_COLUMNS}, body FROM studies WHERE study_uid = ?1"), [uid], |r| {
                 let row = study_row(&self.key, r, now_ms)?;
-                let body = sealed_bytes(&self.key, r, 20, "studies", "body", &row.study_uid)?;
+                let body = sealed_bytes(&self.key, r, 22, "studies", "body", &row.study_uid)?;
                 Ok((row, body))
             })
             .optional()?;

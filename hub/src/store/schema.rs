@@ -387,4 +387,11 @@ CREATE TABLE critical_results (
     escalated_at_ms    INTEGER
 );
 "#,
+    // The hub's pre-read of each ECG study: its flags (JSON), and the priority the clinic sent
+    // when a flag raised it.
+    r#"
+ALTER TABLE studies ADD COLUMN preread_at_ms INTEGER;
+ALTER TABLE studies ADD COLUMN preread_flags TEXT;
+ALTER TABLE studies ADD COLUMN priority_sent INTEGER;
+"#,
 ];

@@ -1,0 +1,96 @@
+//! The hub's pre-read reorders the queue: a 12-lead study with inferior ST elevation, sent as
+//! routine behind two routine studies, jumps to STAT with its reason on the worklist; the
+//! specialist sets it back to what the clinic sent, and the hub does not raise it again.
+
+use crate::common::*;
+use anyhow::Context;
+use serde_json::Value;
+use yilian::county::{self, Clinic, HubHandle, wait_for};
+use yilian::{records, sim};
+use yilian_protocol::message::Priority;
+
+/// PTB s0010_re with +300 µV of ST elevation added to II, III and aVF after every QRS.
+fn inferior_st_elevation() -> anyhow::Result<records::Recording> {
+    let mut rec = records::ptb_12_lead()?;
+    let fs = f64::from(rec.sample_rate_hz);
+    let uv = f64::from(rec.resolution_nv) / 1000.0;
+    let leads: Vec<Vec<f64>> = rec.leads.iter().map(|(_, x)| x.iter().map(|&s| f64::from(s) * uv).collect()).collect();
+    let views: Vec<&[f64]> = leads.iter().map(Vec::as_slice).collect();
+    let beats = yilian_analysis::qrs::detect(&views, fs).beats;
+    anyhow::ensure!(beats.len() > 20, "QRS in the PTB record: {}", beats.len());
+    let ms = |m: f64| (m * fs / 1000.0) as usize;
+    // SCP-ECG lead codes: II 2, III 61, aVF 64.
+    for (_, x) in rec.leads.iter_mut().filter(|(c, _)| [2, 61, 64].contains(c)) {
+        for &r in &beats {
+            for k in ms(20.0)..ms(380.0) {
+                let Some(v) = x.get_mut(r + k) else { break };
+                let t = k as f64 * 1000.0 / fs;
+                let shape = ((t - 20.0) / 20.0).clamp(0.0, 1.0).min(((380.0 - t) / 20.0).clamp(0.0, 1.0));
+                *v = (f64::from(*v) + 300.0 * shape / uv).round().clamp(-32768.0, 32767.0) as i16;
+            }
+        }
+    }
+    Ok(rec)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_st_elevation_study_sent_as_routine_jumps_the_queue_with_its_reason() -> anyhow::Result<()> {
+    init_logs();
+    let tmp = tempfile::tempdir()?;
+    let hub = HubHandle::start(&tmp.path().join("hub"), county::test_broker()?).await?;
+    let mut clinic = Clinic::start(&tmp.path().join("clinics"), "xz-pre", "cart-pre", &hub).await?;
+    let normal = records::ptb_12_lead()?;
+    let stemi = inferior_st_elevation()?;
+    let acquired = now_ms();
+    for (n, rec) in [(1usize, normal.clone()), (2, normal), (3, stemi)] {
+        let mut visit = sim::demo_visit(n);
+        visit.priority = Priority::Routine;
+        clinic.cart(move |c| c.study(&rec, 0, 10_000, &visit, acquired + n as i64)).await?;
+    }
+    let api = hub.api.clone();
+    let queue = wait_for("the ST elevation study raised to the top", WAIT, || {
+        let api = api.clone();
+        async move {
+            let q = api.queue().await.ok()?;
+            (q.len() == 3 && q[0]["priority"] == "stat").then_some(q)
+        }
+    })
+    .await?;
+    let top = &queue[0];
+    let uid = uid_of(top).to_string();
+    assert_eq!(top["patient_name"], sim::demo_visit(3).name.as_str(), "{top}");
+    assert_eq!(top["priority_sent"], "routine");
+    let flag = top["preread_flags"].as_array().and_then(|f| f.first()).context("a flag")?;
+    assert_eq!(flag["code"], "st_elevation", "{flag}");
+    for lead in ["II", "III", "aVF"] {
+        assert!(flag["en"].as_str().is_some_and(|e| e.contains(lead)), "{flag}");
+    }
+    // The two normal studies were read first (in arrival order) and raised nothing.
+    for other in &queue[1..] {
+        assert_eq!(other["priority"], "routine", "{other}");
+        assert_eq!(other["preread_flags"], Value::Array(vec![]), "{other}");
+    }
+    // The worklist shows why, in the specialist's language, and the way back.
+    let http = hub.http_client()?.redirect(reqwest::redirect::Policy::none()).build()?;
+    let cookie = crate::canary::console_session(&http, &hub.base_url, county::DEMO_LOGIN).await?;
+    let page = http.get(format!("{}/", hub.base_url)).header("cookie", &cookie).send().await?.text().await?;
+    assert!(page.contains(r#"data-preread="st_elevation""#) && page.contains("ST段抬高"), "{page}");
+    assert!(page.contains(&format!(r#"data-priority="{uid}" data-to="routine""#)), "{page}");
+    // The specialist disagrees: back to routine, behind the two that came first; not raised again.
+    let (status, body) = hub
+        .api
+        .post_raw(&format!("/api/studies/{uid}/priority"), &serde_json::json!({ "priority": "routine" }))
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let q = hub.api.queue().await?;
+    assert_eq!(uid_of(&q[2]), uid, "back in arrival order: {q:?}");
+    assert_eq!(q[2]["priority"], "routine");
+    let (status, _) =
+        hub.api.post_raw(&format!("/api/studies/{uid}/priority"), &serde_json::json!({ "priority": "soon" })).await?;
+    assert_eq!(status, 422);
+    let audit = format!("{:?}", yilian_hub::store::Db::open(&hub.data_dir.join("yilian.db"))?.audit_latest(50)?);
+    assert!(audit.contains("preread-raised") && audit.contains(r#"action: "priority""#), "{audit}");
+    clinic.stop_agent().await?;
+    hub.stop().await
+}
