@@ -1,6 +1,7 @@
 //! The hub's pre-read reorders the queue: a 12-lead study with inferior ST elevation, sent as
 //! routine behind two routine studies, jumps to STAT with its reason on the worklist; the
-//! specialist sets it back to what the clinic sent, and the hub does not raise it again.
+//! specialist, in Chromium (`tests/browser/preread.mjs`), sets it back to what the clinic sent,
+//! and the hub does not raise it again.
 
 use crate::common::*;
 use anyhow::Context;
@@ -35,7 +36,9 @@ fn inferior_st_elevation() -> anyhow::Result<records::Recording> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_st_elevation_study_sent_as_routine_jumps_the_queue_with_its_reason() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
     init_logs();
+    let (root, out) = browser_dirs()?;
     let tmp = tempfile::tempdir()?;
     let hub = HubHandle::start(&tmp.path().join("hub"), county::test_broker()?).await?;
     let mut clinic = Clinic::start(&tmp.path().join("clinics"), "xz-pre", "cart-pre", &hub).await?;
@@ -76,12 +79,25 @@ async fn an_st_elevation_study_sent_as_routine_jumps_the_queue_with_its_reason()
     let page = http.get(format!("{}/", hub.base_url)).header("cookie", &cookie).send().await?.text().await?;
     assert!(page.contains(r#"data-preread="st_elevation""#) && page.contains("ST段抬高"), "{page}");
     assert!(page.contains(&format!(r#"data-priority="{uid}" data-to="routine""#)), "{page}");
-    // The specialist disagrees: back to routine, behind the two that came first; not raised again.
-    let (status, body) = hub
-        .api
-        .post_raw(&format!("/api/studies/{uid}/priority"), &serde_json::json!({ "priority": "routine" }))
-        .await?;
-    assert_eq!(status, 200, "{body}");
+    // The specialist sees the reason and disagrees: back to routine, behind the two that came
+    // first; not raised again.
+    let browser = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser/preread.mjs"))
+        .args([hub.base_url.as_str(), county::DEMO_LOGIN.0, county::DEMO_LOGIN.1, &sim::demo_visit(3).name])
+        .arg(&out)
+        .env("YILIAN_SPKI", yilian_hub::ca::server_spki_sha256_base64(&hub.data_dir)?)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(120), browser).await.context("browser")??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "browser test failed:\n{stdout}\n{}\n(see {})",
+        String::from_utf8_lossy(&output.stderr),
+        out.display()
+    );
+    assert!(stdout.lines().any(|l| l.starts_with("reason ⚑ ST段抬高")), "{stdout}");
+    assert!(stdout.lines().any(|l| l == "restored"), "{stdout}");
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let q = hub.api.queue().await?;
     assert_eq!(uid_of(&q[2]), uid, "back in arrival order: {q:?}");
