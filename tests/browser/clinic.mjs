@@ -5,16 +5,12 @@
 // Usage: node clinic.mjs PAGE_URL PATIENT CLINICIAN PIN OUT_DIR
 // Prints "stage NAME" per journey step seen done, "alarm", "wrong-pin", "acknowledged",
 // "printed" and "english". Exits non-zero on any failure, with a screenshot of where it stopped.
-import { chromium } from 'playwright-core';
+import { launch } from './lib.mjs';
 import { mkdirSync } from 'node:fs';
 
 const [base, patient, clinician, pin, outDir] = process.argv.slice(2);
 mkdirSync(outDir, { recursive: true });
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 const context = await browser.newContext({ viewport: { width: 1400, height: 1000 }, acceptDownloads: true });
 const page = await context.newPage();
 try {

@@ -5,25 +5,15 @@
 // arguments it opens that patient's study at 50 mm/s, clicks samples A and B of the first row
 // with the calipers and prints "caliper-ms N". Exits non-zero on any failure, with a
 // screenshot of where it stopped.
-import { chromium } from 'playwright-core';
+import { launch, signIn } from './lib.mjs';
 import { mkdirSync } from 'node:fs';
 
 const [base, user, password, patient, outDir, caliperPatient, sampleA, sampleB, rateHz] = process.argv.slice(2);
 mkdirSync(outDir, { recursive: true });
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync',
-    // The hub serves HTTPS with a county-CA certificate; trust exactly its key (YILIAN_SPKI,
-    // base64 SHA-256 of the SubjectPublicKeyInfo), not every certificate.
-    ...(process.env.YILIAN_SPKI ? [`--ignore-certificate-errors-spki-list=${process.env.YILIAN_SPKI}`] : [])],
-});
+const browser = await launch();
 const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
 try {
-  await page.goto(`${base}/login`);
-  await page.fill('input[name=user]', user);
-  await page.fill('input[name=password]', password);
-  await Promise.all([page.waitForURL(`${base}/`), page.click('form[action="/login"] button')]);
+  await signIn(page, base, user, password);
   // The worklist refreshes itself: the study appears without a reload.
   const link = page.locator('a[href^="/studies/"]', { hasText: patient }).first();
   await link.waitFor({ timeout: 30000 });

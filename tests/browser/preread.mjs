@@ -2,23 +2,15 @@
 // reason beside its priority, and the button that sets it back to the clinic's priority.
 // Usage: node preread.mjs BASE_URL USER PASSWORD PATIENT OUT_DIR
 // Prints "reason <text>" and "restored". Exits non-zero on any failure, with a screenshot.
-import { chromium } from 'playwright-core';
+import { launch, signIn } from './lib.mjs';
 import { mkdirSync } from 'node:fs';
 
 const [base, user, password, patient, outDir] = process.argv.slice(2);
 mkdirSync(outDir, { recursive: true });
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync',
-    ...(process.env.YILIAN_SPKI ? [`--ignore-certificate-errors-spki-list=${process.env.YILIAN_SPKI}`] : [])],
-});
+const browser = await launch();
 const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
 try {
-  await page.goto(`${base}/login`);
-  await page.fill('input[name=user]', user);
-  await page.fill('input[name=password]', password);
-  await Promise.all([page.waitForURL(`${base}/`), page.click('form[action="/login"] button')]);
+  await signIn(page, base, user, password);
   const row = page.locator('#rows tr', { hasText: patient }).first();
   await row.locator('.preread').waitFor({ timeout: 30000 });
   if (!(await page.locator('#rows tr').first().textContent()).includes(patient)) {
