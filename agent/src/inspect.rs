@@ -193,7 +193,11 @@ pub fn describe_preread(p: &yilian_analysis::preread::PreRead) -> String {
         out += &format!("pause: {:.1} s after sample {}\n", pause.length_ms / 1000.0, pause.start);
     }
     if let Some(m) = &p.median {
-        out += &format!("median beat ({} beats): QRS {:.0} ms\nST at J / J+60 ms (µV):", m.beats, m.qrs_ms);
+        out += &format!("median beat ({} beats): QRS {:.0} ms", m.beats, m.qrs_ms);
+        if let (Some(qt), Some(b), Some(f)) = (m.qt_ms, m.qtc_bazett_ms, m.qtc_fridericia_ms) {
+            out += &format!(", QT {qt:.0} ms, QTc {b:.0} ms (Bazett) / {f:.0} ms (Fridericia)");
+        }
+        out += "\nST at J / J+60 ms (µV):";
         for l in &m.leads {
             out += &format!(" {} {:+.0}/{:+.0}", l.lead, l.st_j_uv, l.st_j60_uv);
         }

@@ -1,6 +1,7 @@
 //! The median beat of each lead and what is measured on it: QRS onset and end (the J point)
 //! from the spatial velocity of all leads together, QRS duration, and the ST deviation of each
-//! lead at J and J+60 ms against its PR segment, in µV.
+//! lead at J and J+60 ms against its PR segment, in µV; the end of the T wave by the tangent
+//! method (the median over leads with a clear T), QT, and QTc by Bazett and Fridericia.
 
 use serde::Serialize;
 
@@ -11,6 +12,14 @@ pub struct MedianMeasures {
     pub beats: usize,
     /// QRS duration, ms.
     pub qrs_ms: f64,
+    /// The typical RR interval, ms.
+    pub rr_ms: f64,
+    /// QT (QRS onset to T end), ms; None when no lead has a clear T wave.
+    pub qt_ms: Option<f64>,
+    /// QTc by Bazett (QT / √RR), ms.
+    pub qtc_bazett_ms: Option<f64>,
+    /// QTc by Fridericia (QT / ∛RR), ms.
+    pub qtc_fridericia_ms: Option<f64>,
     /// Per lead, in input order.
     pub leads: Vec<LeadSt>,
 }
@@ -28,7 +37,9 @@ pub struct LeadSt {
 
 /// Before and after the QRS in a median beat, ms.
 const BEFORE_MS: f64 = 300.0;
-const AFTER_MS: f64 = 450.0;
+const AFTER_MS: f64 = 700.0;
+/// A T wave smaller than this (µV) gives no T end.
+const T_MIN_UV: f64 = 100.0;
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -98,6 +109,45 @@ pub fn measure(leads: &[(&str, &[f64])], fs_hz: f64, qrs: &[usize]) -> Option<Me
     let onset =
         (before.saturating_sub(ms(150.0))..before).rev().find(|&k| velocity[k] < quiet).unwrap_or(before - ms(50.0));
     let offset = (before..(before + ms(200.0)).min(len)).find(|&k| k > before + ms(20.0) && velocity[k] < quiet)?;
+    // T end per lead: the tangent at the steepest return of the T wave meets the baseline.
+    let t_limit = (before + (0.85 * typical) as usize).min(len - 1);
+    let mut t_ends: Vec<f64> = Vec::new();
+    for m in &medians {
+        let (a, b) =
+            (onset.saturating_sub(ms(30.0)), onset.saturating_sub(ms(10.0)).max(onset.saturating_sub(ms(30.0)) + 1));
+        let mut pr: Vec<f64> = m[a..b].to_vec();
+        let base = median(&mut pr);
+        let from = offset + ms(80.0);
+        if from + ms(40.0) >= t_limit {
+            continue;
+        }
+        let Some(peak) = (from..t_limit).max_by(|&i, &j| (m[i] - base).abs().total_cmp(&(m[j] - base).abs())) else {
+            continue;
+        };
+        let height = m[peak] - base;
+        if height.abs() < T_MIN_UV {
+            continue;
+        }
+        let d = ms(8.0).max(1);
+        let slope_at = |k: usize| (m[(k + d).min(len - 1)] - m[k.saturating_sub(d)]) / (2 * d) as f64;
+        // The steepest point on the way back to baseline (towards it: opposite sign to the peak).
+        let Some(steep) = (peak..t_limit.min(peak + ms(250.0)))
+            .max_by(|&i, &j| (-slope_at(i) * height.signum()).total_cmp(&(-slope_at(j) * height.signum())))
+        else {
+            continue;
+        };
+        let slope = slope_at(steep);
+        if slope * height.signum() >= 0.0 {
+            continue;
+        }
+        let end = steep as f64 + (base - m[steep]) / slope;
+        if end > steep as f64 && end < t_limit as f64 {
+            t_ends.push(end);
+        }
+    }
+    let rr_ms = typical * 1000.0 / fs_hz;
+    let qt_ms = (!t_ends.is_empty()).then(|| (median(&mut t_ends) - onset as f64) * 1000.0 / fs_hz);
+    let rr_s = rr_ms / 1000.0;
     let measures = leads
         .iter()
         .zip(&medians)
@@ -112,5 +162,13 @@ pub fn measure(leads: &[(&str, &[f64])], fs_hz: f64, qrs: &[usize]) -> Option<Me
             LeadSt { lead: (*name).to_string(), st_j_uv: at(offset), st_j60_uv: at(offset + ms(60.0)) }
         })
         .collect();
-    Some(MedianMeasures { beats: chosen.len(), qrs_ms: (offset - onset) as f64 * 1000.0 / fs_hz, leads: measures })
+    Some(MedianMeasures {
+        beats: chosen.len(),
+        qrs_ms: (offset - onset) as f64 * 1000.0 / fs_hz,
+        rr_ms,
+        qt_ms,
+        qtc_bazett_ms: qt_ms.map(|qt| qt / rr_s.sqrt()),
+        qtc_fridericia_ms: qt_ms.map(|qt| qt / rr_s.cbrt()),
+        leads: measures,
+    })
 }

@@ -1,7 +1,7 @@
 //! Flags that raise a study's priority, each with its reason (an aid, never a diagnosis; the
 //! specialist can always set the priority back): ST elevation meeting the Fourth Universal
 //! Definition of Myocardial Infarction's thresholds in two contiguous leads, a heart rate under
-//! 40 or over 150 /min, and pauses over 3 s.
+//! 40 or over 150 /min, a QTc (Fridericia) over 500 ms, and pauses over 3 s.
 
 use crate::beat::MedianMeasures;
 use crate::rhythm::Pause;
@@ -28,6 +28,8 @@ pub enum FlagCode {
     Tachycardia,
     /// A pause over 3 s.
     Pause,
+    /// QTc (Fridericia) over 500 ms.
+    LongQtc,
 }
 
 /// One flag with its reason.
@@ -110,6 +112,16 @@ pub fn flags(
             });
         }
     }
+    // Fridericia, not Bazett: Bazett over-corrects at faster rates and would raise ordinary
+    // ECGs at 90-100 /min past 500 ms.
+    if let Some(qtc) = median.and_then(|m| m.qtc_fridericia_ms).filter(|q| *q > 500.0) {
+        out.push(Flag {
+            code: FlagCode::LongQtc,
+            leads: vec![],
+            zh: format!("QTc 延长 {qtc:.0} 毫秒（Fridericia）"),
+            en: format!("long QTc {qtc:.0} ms by Fridericia (over 500)"),
+        });
+    }
     if let Some(hr) = heart_rate_bpm {
         if hr < 40.0 {
             out.push(Flag {
@@ -136,4 +148,34 @@ pub fn flags(
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::beat::{LeadSt, MedianMeasures};
+
+    #[test]
+    fn a_qtc_over_500_is_flagged_and_v2_v3_thresholds_follow_sex_and_age() {
+        let m = |qtc: f64, v2: f64| MedianMeasures {
+            beats: 10,
+            qrs_ms: 90.0,
+            rr_ms: 1000.0,
+            qt_ms: Some(qtc),
+            qtc_bazett_ms: Some(qtc),
+            qtc_fridericia_ms: Some(qtc),
+            leads: ["V2", "V3"].iter().map(|l| LeadSt { lead: (*l).into(), st_j_uv: v2, st_j60_uv: v2 }).collect(),
+        };
+        let codes = |f: Vec<Flag>| f.into_iter().map(|f| f.code).collect::<Vec<_>>();
+        let unknown = PatientContext::default();
+        assert_eq!(codes(flags(Some(&m(520.0, 0.0)), Some(70.0), &[], &unknown)), [FlagCode::LongQtc]);
+        assert!(flags(Some(&m(480.0, 0.0)), Some(70.0), &[], &unknown).is_empty());
+        // 180 µV in V2-V3: elevation for a woman (150), not for a man of 50 (200).
+        let woman = PatientContext { male: Some(false), age_years: Some(50) };
+        let man = PatientContext { male: Some(true), age_years: Some(50) };
+        assert_eq!(codes(flags(Some(&m(400.0, 180.0)), Some(70.0), &[], &woman)), [FlagCode::StElevation]);
+        assert!(flags(Some(&m(400.0, 180.0)), Some(70.0), &[], &man).is_empty());
+        let young = PatientContext { male: Some(true), age_years: Some(30) };
+        assert!(flags(Some(&m(400.0, 220.0)), Some(70.0), &[], &young).is_empty(), "250 µV under 40");
+    }
 }

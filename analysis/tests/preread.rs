@@ -121,3 +121,22 @@ fn a_pause_and_extreme_rates_are_flagged_with_their_figures() {
     assert!(paused.flags.iter().any(|f| f.code == FlagCode::Pause && f.en == "pause of 3.6 s"), "{:?}", paused.flags);
     assert!(run(&tracing(&[800.0; 20]), fs).flags.is_empty());
 }
+
+#[test]
+fn qt_agrees_with_what_the_carts_measured() {
+    // The carts' own QT (their measurements in the files): Mortara 420 ms, the DICOM example 368 ms.
+    for (rel, cart_qt_ms) in [("scp/ecgtoolkit_Example.scp", 420.0), ("dicom-ecg/waveform_ecg.dcm", 368.0)] {
+        let bytes = std::fs::read(shared(rel)).expect("file");
+        let rec = if rel.ends_with(".scp") {
+            scp::read(&bytes, &ReadOptions::default()).expect("scp")
+        } else {
+            yilian_formats::dicom::read(&bytes, &ReadOptions::default()).expect("dicom")
+        };
+        let (l, fs) = leads(&rec);
+        let m = run(&l, fs).median.expect("median beat");
+        let qt = m.qt_ms.expect("QT");
+        assert!((qt - cart_qt_ms).abs() <= 35.0, "{rel}: QT {qt:.0} ms, the cart said {cart_qt_ms} ms");
+        let qtc = m.qtc_bazett_ms.expect("QTc");
+        assert!((qtc - qt / (m.rr_ms / 1000.0).sqrt()).abs() < 1e-6);
+    }
+}
