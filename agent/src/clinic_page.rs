@@ -147,11 +147,8 @@ async fn live(State(s): State<PageState>, Query(q): Query<LangQuery>) -> Respons
 /// The journeys and the agent's health as JSON (for the clinic's own tools and the tests).
 async fn journeys_json(State(s): State<PageState>) -> Response {
     match tokio::task::spawn_blocking(move || {
-        serde_json::json!({
-            "health": health(&s),
-            "alarms": s.local.journeys.alarms(),
-            "studies": s.local.journeys.recent(RECENT),
-        })
+        let (open, recent) = s.local.journeys.page(RECENT);
+        serde_json::json!({ "health": health(&s, &recent), "alarms": open, "studies": recent })
     })
     .await
     {
@@ -222,9 +219,10 @@ fn shell(s: &PageState, en: bool, flash: Option<(String, bool)>) -> String {
 fn render_live(s: &PageState, en: bool) -> String {
     let cfg = &s.cfg;
     let now = crate::clock::now_ms();
-    let mut out = alarms(s, en, now);
-    out += &health_html(&health(s), en, now);
-    out += &studies(&s.local.journeys.recent(RECENT), &cfg.reports_dir, en, now);
+    let (open, recent) = s.local.journeys.page(RECENT);
+    let mut out = alarms(s, &open, en, now);
+    out += &health_html(&health(s, &recent), en, now);
+    out += &studies(&recent, &cfg.reports_dir, en, now);
     if let Some(node) = &cfg.dicom {
         out += &images(&node.dir, &s.token, en);
         let conflicts = dicom_node::conflicts(&node.dir);
@@ -253,10 +251,10 @@ fn render_live(s: &PageState, en: bool) -> String {
     out
 }
 
-fn alarms(s: &PageState, en: bool, now: i64) -> String {
+fn alarms(s: &PageState, open: &[Journey], en: bool, now: i64) -> String {
     let mut out = String::new();
     let names: Vec<&str> = s.roster.names().collect();
-    for j in s.local.journeys.alarms() {
+    for j in open {
         let Some(c) = &j.critical else { continue };
         let _ = write!(
             out,
@@ -301,12 +299,11 @@ fn alarms(s: &PageState, en: bool, now: i64) -> String {
 }
 
 /// The agent's own state, as the page and the JSON show it.
-fn health(s: &PageState) -> serde_json::Value {
+fn health(s: &PageState, journeys: &[Journey]) -> serde_json::Value {
     let st = &s.local.stats;
     let free = nix::sys::statvfs::statvfs(&s.cfg.spool_dir)
         .ok()
         .map(|v| v.blocks_available().saturating_mul(v.fragment_size()));
-    let journeys = s.local.journeys.recent(RECENT);
     let connected = st.connected.load(Ordering::Relaxed) == 1;
     let silent_since = st.hub_silent_since_ms.load(Ordering::Relaxed) as i64;
     // Two ack timeouts without a word while messages wait: the broker is up, the hub is not.

@@ -13,15 +13,7 @@ pub const PREFIX: &str = "质控 Quality: ";
 /// Checks `study` and adds each finding to its warnings (once, however often it is checked).
 /// Leads whose samples do not decode are left out (the hub refuses such a study anyway).
 pub fn check(study: &mut Study) -> Quality {
-    let leads: Vec<(String, Vec<f64>)> = study
-        .leads
-        .iter()
-        .filter_map(|l| {
-            let samples = l.decode().ok()?;
-            let scale = l.resolution_nv / 1000.0;
-            Some((l.lead.clone(), samples.into_iter().map(|s| f64::from(s) * scale).collect()))
-        })
-        .collect();
+    let leads = study.leads_uv();
     let views: Vec<(&str, &[f64])> = leads.iter().map(|(n, x)| (n.as_str(), x.as_slice())).collect();
     let quality = yilian_analysis::preread::analyze(&views, f64::from(study.sample_rate_hz)).quality;
     for (zh, en) in &quality.messages {

@@ -165,10 +165,14 @@ impl Journeys {
 
     /// The most recent `limit` journeys, newest first.
     pub fn recent(&self, limit: usize) -> Vec<Journey> {
-        let mut all = self.read_all();
-        all.sort_by(|a, b| b.queued_at_ms.cmp(&a.queued_at_ms).then_with(|| b.study_uid.cmp(&a.study_uid)));
-        all.truncate(limit);
-        all
+        recent_of(self.read_all(), limit)
+    }
+
+    /// Unacknowledged critical results (oldest first) and the most recent `limit` journeys
+    /// (newest first), from one read of the folder.
+    pub fn page(&self, limit: usize) -> (Vec<Journey>, Vec<Journey>) {
+        let all = self.read_all();
+        (alarms_of(&all), recent_of(all, limit))
     }
 
     /// Changes one journey (made empty for `uid` if there is none yet) and writes it back.
@@ -331,9 +335,7 @@ impl Journeys {
 
     /// Unacknowledged critical results, oldest first.
     pub fn alarms(&self) -> Vec<Journey> {
-        let mut v: Vec<Journey> = self.read_all().into_iter().filter(Journey::alarm).collect();
-        v.sort_by_key(|j| j.critical.as_ref().map_or(0, |c| c.notified_at_ms));
-        v
+        alarms_of(&self.read_all())
     }
 
     /// A named clinician acknowledged critical result `report_id`; returns its study.
@@ -356,6 +358,18 @@ impl Journeys {
         .map_err(|e| AckError::Io(e.to_string()))?;
         Ok(j.study_uid)
     }
+}
+
+fn recent_of(mut all: Vec<Journey>, limit: usize) -> Vec<Journey> {
+    all.sort_by(|a, b| b.queued_at_ms.cmp(&a.queued_at_ms).then_with(|| b.study_uid.cmp(&a.study_uid)));
+    all.truncate(limit);
+    all
+}
+
+fn alarms_of(all: &[Journey]) -> Vec<Journey> {
+    let mut v: Vec<Journey> = all.iter().filter(|j| j.alarm()).cloned().collect();
+    v.sort_by_key(|j| j.critical.as_ref().map_or(0, |c| c.notified_at_ms));
+    v
 }
 
 #[cfg(test)]

@@ -109,14 +109,14 @@ pub fn measure(leads: &[(&str, &[f64])], fs_hz: f64, qrs: &[usize]) -> Option<Me
     let onset =
         (before.saturating_sub(ms(150.0))..before).rev().find(|&k| velocity[k] < quiet).unwrap_or(before - ms(50.0));
     let offset = (before..(before + ms(200.0)).min(len)).find(|&k| k > before + ms(20.0) && velocity[k] < quiet)?;
+    // Each lead's baseline: its PR segment, 30 to 10 ms before the QRS onset.
+    let (a, b) =
+        (onset.saturating_sub(ms(30.0)), onset.saturating_sub(ms(10.0)).max(onset.saturating_sub(ms(30.0)) + 1));
+    let bases: Vec<f64> = medians.iter().map(|m| median(&mut m[a..b].to_vec())).collect();
     // T end per lead: the tangent at the steepest return of the T wave meets the baseline.
     let t_limit = (before + (0.85 * typical) as usize).min(len - 1);
     let mut t_ends: Vec<f64> = Vec::new();
-    for m in &medians {
-        let (a, b) =
-            (onset.saturating_sub(ms(30.0)), onset.saturating_sub(ms(10.0)).max(onset.saturating_sub(ms(30.0)) + 1));
-        let mut pr: Vec<f64> = m[a..b].to_vec();
-        let base = median(&mut pr);
+    for (m, &base) in medians.iter().zip(&bases) {
         let from = offset + ms(80.0);
         if from + ms(40.0) >= t_limit {
             continue;
@@ -150,14 +150,8 @@ pub fn measure(leads: &[(&str, &[f64])], fs_hz: f64, qrs: &[usize]) -> Option<Me
     let rr_s = rr_ms / 1000.0;
     let measures = leads
         .iter()
-        .zip(&medians)
-        .map(|((name, _), m)| {
-            let (a, b) = (
-                onset.saturating_sub(ms(30.0)),
-                onset.saturating_sub(ms(10.0)).max(onset.saturating_sub(ms(30.0)) + 1),
-            );
-            let mut pr: Vec<f64> = m[a..b].to_vec();
-            let base = median(&mut pr);
+        .zip(medians.iter().zip(&bases))
+        .map(|((name, _), (m, &base))| {
             let at = |k: usize| m[k.min(len - 1)] - base;
             LeadSt { lead: (*name).to_string(), st_j_uv: at(offset), st_j60_uv: at(offset + ms(60.0)) }
         })

@@ -15,14 +15,7 @@ use yilian_protocol::message::{Sex, Study};
 
 /// Reads `study` and returns its flags.
 pub fn flags_of(study: &Study) -> Vec<PrereadFlag> {
-    let leads: Vec<(String, Vec<f64>)> = study
-        .leads
-        .iter()
-        .filter_map(|l| {
-            let scale = l.resolution_nv / 1000.0;
-            Some((l.lead.clone(), l.decode().ok()?.into_iter().map(|s| f64::from(s) * scale).collect()))
-        })
-        .collect();
+    let leads = study.leads_uv();
     let views: Vec<(&str, &[f64])> = leads.iter().map(|(n, x)| (n.as_str(), x.as_slice())).collect();
     let birth = study.patient.birth_date.map(|d| d.to_string());
     let age = study

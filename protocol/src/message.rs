@@ -383,6 +383,18 @@ pub struct OriginalFile {
 }
 
 impl Study {
+    /// Each rhythm lead as (name, µV samples); a lead whose samples do not decode is left out
+    /// (`validate` names it).
+    pub fn leads_uv(&self) -> Vec<(String, Vec<f64>)> {
+        self.leads
+            .iter()
+            .filter_map(|l| {
+                let scale = l.resolution_nv / 1000.0;
+                Some((l.lead.clone(), l.decode().ok()?.into_iter().map(|s| f64::from(s) * scale).collect()))
+            })
+            .collect()
+    }
+
     /// Encodes the whole study (before splitting into parts).
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         wire::encode("study", self, limits::STUDY_MAX)
