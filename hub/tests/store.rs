@@ -190,3 +190,67 @@ fn image_chunks_are_checked_and_a_study_that_stops_arriving_is_marked_partial_wi
     let missing = rows[0].missing.clone().unwrap_or_default();
     assert!(missing.contains("2 instances incomplete") && missing.contains("1 chunks missing"), "{missing}");
 }
+
+#[test]
+fn prior_ecgs_are_found_by_identifier_or_as_possible_by_name_and_birth_date() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut db = Db::open(&dir.path().join("y.db")).expect("db");
+    let key = SigningKey::generate().expect("key");
+    let birth = Date::new(1958, 3, 2).expect("date");
+    let person = |uid: &str, id: &str, name: &str, at: i64| {
+        let mut s = study(uid, 0);
+        s.leads.truncate(2);
+        s.patient =
+            Patient { id: id.into(), name: name.into(), sex: Sex::Male, birth_date: Some(birth), age_years: None };
+        s.acquired_at_ms = at;
+        s
+    };
+    let studies = [
+        person("old-1", "110101195803021234", "李建国", 1_000),
+        // Another clinic typed the identifier with spaces and a space in the name.
+        person("old-2", "110101 195803021234", "李 建国", 2_000),
+        // No identifier at this clinic: name and birth date only.
+        person("old-3", "", "李建国", 3_000),
+        // A local number another patient also has.
+        person("old-4", "0001", "王秀英", 3_500),
+        person("new", "110101195803021234", "李建国", 4_000),
+        // Recorded after the new one: not a prior.
+        person("later", "110101195803021234", "李建国", 5_000),
+        person("other", "3", "张伟", 1_500),
+    ];
+    let mut seq = 0;
+    for s in &studies {
+        let batch: Vec<Incoming> = s
+            .split()
+            .expect("split")
+            .into_iter()
+            .map(|p| {
+                seq += 1;
+                incoming(&key, seq, Payload::StudyPart(p))
+            })
+            .collect();
+        db.ingest(&batch, 0).expect("ingest");
+    }
+    let priors = db.priors("new", 0, 10).expect("priors");
+    let got: Vec<(&str, yilian_hub::store::priors::PriorMatch)> =
+        priors.iter().map(|p| (p.row.study_uid.as_str(), p.matched)).collect();
+    use yilian_hub::store::priors::PriorMatch::*;
+    assert_eq!(got, vec![("old-3", NameAndBirth), ("old-2", Same), ("old-1", Same)]);
+    // A reused local number with another name is only "possible".
+    let mut reuse = person("new-2", "0001", "赵敏", 6_000);
+    reuse.patient.birth_date = None;
+    let batch: Vec<Incoming> = reuse
+        .split()
+        .expect("split")
+        .into_iter()
+        .map(|p| {
+            seq += 1;
+            incoming(&key, seq, Payload::StudyPart(p))
+        })
+        .collect();
+    db.ingest(&batch, 0).expect("ingest");
+    let priors = db.priors("new-2", 0, 10).expect("priors");
+    assert_eq!(priors.len(), 1);
+    assert_eq!((priors[0].row.study_uid.as_str(), priors[0].matched), ("old-4", IdOnly));
+    assert!(db.priors("other", 0, 10).expect("priors").is_empty());
+}

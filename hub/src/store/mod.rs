@@ -10,6 +10,7 @@ pub mod images;
 pub mod lifecycle;
 pub mod pacs;
 pub mod preread;
+pub mod priors;
 pub mod retention;
 pub mod rollouts;
 pub mod schema;
@@ -533,6 +534,10 @@ impl Db {
         }
         let mut db = Self { conn, key };
         db.audit_chain_legacy()?;
+        let n = db.index_patients()?;
+        if n > 0 {
+            info!(studies = n, "earlier studies indexed for finding a patient's prior ECGs");
+        }
         Ok(db)
     }
 
@@ -885,10 +890,13 @@ impl Db {
         let body = key.seal("studies", "body", uid, &body)?;
         let birth_date =
             s.patient.birth_date.map(|d| key.seal_text("studies", "birth_date", uid, &d.to_string())).transpose()?;
+        let birth = s.patient.birth_date.map(|d| d.to_string());
+        let (patient_index, person_index) = priors::indexes(key, &s.patient.id, &s.patient.name, birth.as_deref())?;
         tx.execute(
             "INSERT INTO studies (study_uid, device_id, site_id, patient_id, patient_name, sex, birth_date, question,
-             priority, acquired_at_ms, received_at_ms, sample_rate_hz, resolution_nv, leads, samples_per_lead, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+             priority, acquired_at_ms, received_at_ms, sample_rate_hz, resolution_nv, leads, samples_per_lead, body,
+             patient_index, person_index)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             params![
                 s.study_uid,
                 device,
@@ -906,7 +914,9 @@ impl Db {
                 s.resolution_nv().round() as i64,
                 serde_json::to_string(&leads).unwrap_or_default(),
                 per_lead,
-                body
+                body,
+                patient_index,
+                person_index
             ],
         )?;
         Self::bump(tx, "samples_received", i64::from(per_lead) * s.leads.len() as i64)?;

@@ -394,4 +394,14 @@ ALTER TABLE studies ADD COLUMN preread_at_ms INTEGER;
 ALTER TABLE studies ADD COLUMN preread_flags TEXT;
 ALTER TABLE studies ADD COLUMN priority_sent INTEGER;
 "#,
+    // Finding a patient's earlier ECGs without opening every sealed row: keyed hashes of the
+    // patient identifier and of name with birth date ('' when the study has none), and the
+    // pre-read's summary (JSON) to say what is new since the last ECG.
+    r#"
+ALTER TABLE studies ADD COLUMN patient_index TEXT;
+ALTER TABLE studies ADD COLUMN person_index TEXT;
+ALTER TABLE studies ADD COLUMN preread_summary TEXT;
+CREATE INDEX studies_by_patient ON studies (patient_index);
+CREATE INDEX studies_by_person ON studies (person_index);
+"#,
 ];
