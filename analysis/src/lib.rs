@@ -3,6 +3,7 @@
 //!
 //! - [`filter`]: second-order IIR sections and zero-phase filtering.
 //! - [`qrs`]: the multi-lead QRS detector.
+//! - [`classify`]: beat classes (normal, ventricular, paced) and pacing spikes.
 //! - [`quality`]: the signal-quality gate (lead off, clipping, mains, wander, muscle noise,
 //!   limb-lead reversal, missing chest leads).
 //! - [`rhythm`]: rhythm labels over time (rate class, atrial fibrillation) and pauses.
@@ -11,6 +12,7 @@
 //! - [`preread`]: the pre-read of a recording (quality, QRS positions, heart rate, RR statistics).
 
 pub mod beat;
+pub mod classify;
 pub mod filter;
 pub mod flags;
 pub mod preread;
