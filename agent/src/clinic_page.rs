@@ -67,6 +67,17 @@ struct PriorityForm {
 }
 
 #[derive(Deserialize)]
+struct OverrideForm {
+    study: String,
+    reason: String,
+    clinician: String,
+    pin: String,
+    token: String,
+    #[serde(default)]
+    lang: String,
+}
+
+#[derive(Deserialize)]
 struct AckForm {
     clinician: String,
     pin: String,
@@ -101,6 +112,7 @@ pub async fn run(listen: &str, cfg: AgentConfig, local: Local, shutdown: Cancell
         .route("/api/journeys", get(journeys_json))
         .route("/images/{folder}/priority", post(set_priority))
         .route("/critical/{report}/ack", post(acknowledge))
+        .route("/quality/override", post(override_quality))
         .route("/reports/{file}", get(report_pdf))
         .with_state(state);
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
@@ -147,8 +159,8 @@ async fn live(State(s): State<PageState>, Query(q): Query<LangQuery>) -> Respons
 /// The journeys and the agent's health as JSON (for the clinic's own tools and the tests).
 async fn journeys_json(State(s): State<PageState>) -> Response {
     match tokio::task::spawn_blocking(move || {
-        let (open, recent) = s.local.journeys.page(RECENT);
-        serde_json::json!({ "health": health(&s, &recent), "alarms": open, "studies": recent })
+        let p = s.local.journeys.page(RECENT, crate::clock::now_ms());
+        serde_json::json!({ "health": health(&s, &p.recent), "alarms": p.alarms, "retakes": p.retakes, "studies": p.recent })
     })
     .await
     {
@@ -200,6 +212,7 @@ fn shell(s: &PageState, en: bool, flash: Option<(String, bool)>) -> String {
 <style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse;margin-bottom:1em}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}}
 .warn{{color:#b00}}.ok{{color:#070}}.stage.done{{background:#e8f5e9}}.stage.pending{{color:#999}}
 .alarm{{border:3px solid #c00;background:#fff0f0;padding:.8em;margin:.8em 0;animation:blink 1s step-start infinite alternate}}
+.retake{{border:3px solid #d80;background:#fff8e8;padding:.8em;margin:.8em 0}}
 @keyframes blink{{50%{{border-color:#fbb}}}}.flash{{padding:.5em;background:#eef}}.flash.bad{{background:#fdd}}</style></head><body>
 <p><a href="?lang=zh">中文</a> <a href="?lang=en">English</a> <span id="link" class="warn"></span></p><h1>{} · {} / {}</h1>"#,
         if en { "en" } else { "zh-CN" },
@@ -219,10 +232,11 @@ fn shell(s: &PageState, en: bool, flash: Option<(String, bool)>) -> String {
 fn render_live(s: &PageState, en: bool) -> String {
     let cfg = &s.cfg;
     let now = crate::clock::now_ms();
-    let (open, recent) = s.local.journeys.page(RECENT);
-    let mut out = alarms(s, &open, en, now);
-    out += &health_html(&health(s, &recent), en, now);
-    out += &studies(&recent, &cfg.reports_dir, en, now);
+    let p = s.local.journeys.page(RECENT, now);
+    let mut out = alarms(s, &p.alarms, en, now);
+    out += &retakes(s, &p.retakes, en, now);
+    out += &health_html(&health(s, &p.recent), en, now);
+    out += &studies(&p.recent, &cfg.reports_dir, en, now);
     if let Some(node) = &cfg.dicom {
         out += &images(&node.dir, &s.token, en);
         let conflicts = dicom_node::conflicts(&node.dir);
@@ -291,6 +305,70 @@ fn alarms(s: &PageState, open: &[Journey], en: bool, now: i64) -> String {
                 lang = if en { "en" } else { "zh" },
                 who = t(en, "确认医生", "Clinician"),
                 ack = t(en, "我已知晓并处理", "I have seen it and will act"),
+            );
+        }
+        out += "</section>";
+    }
+    out
+}
+
+/// Why a clinic sends a flagged study as it is (zh / en), offered on the form.
+const OVERRIDE_REASONS: [(&str, &str); 3] = [
+    ("患者已离开，无法重做", "the patient has left"),
+    ("波形可以判读，无需重做", "the tracing is readable as it is"),
+    ("患者病情不允许重做", "the patient's condition does not allow a retake"),
+];
+
+fn retakes(s: &PageState, waiting: &[Journey], en: bool, now: i64) -> String {
+    let mut out = String::new();
+    let names: Vec<&str> = s.roster.names().collect();
+    for j in waiting {
+        let findings: String = j
+            .quality_findings()
+            .iter()
+            .map(|f| {
+                // Each finding is "中文 / English": show the page's language.
+                let (zh, english) = f.split_once(" / ").unwrap_or((f, f));
+                format!("<li>{}</li>", esc(t(en, zh, english)))
+            })
+            .collect();
+        let _ = write!(
+            out,
+            r#"<section class="retake" data-study="{uid}"><h2 class="warn">{head}</h2><p><b>{patient}</b> · {recorded} {at}</p><ul>{findings}</ul>"#,
+            uid = esc(&j.study_uid),
+            head = t(en, "⚠ 请重做心电图", "⚠ Retake this ECG"),
+            patient = esc(&j.patient_name),
+            recorded = t(en, "采集于", "recorded"),
+            at = when(j.recorded_at_ms, now),
+        );
+        out += &format!(
+            "<p>{}</p>",
+            t(
+                en,
+                "检查已照常发送到县中心。请趁患者还在时重做；如不重做，请由医生在下方说明。",
+                "The study has gone to the hub as usual. Retake it while the patient is here, or a clinician records below why not."
+            )
+        );
+        if !names.is_empty() {
+            let options: String = names.iter().map(|n| format!("<option>{}</option>", esc(n))).collect();
+            let reasons: String = OVERRIDE_REASONS
+                .iter()
+                .map(|(zh, english)| {
+                    let both = format!("{zh} / {english}");
+                    format!(r#"<option value="{}">{}</option>"#, esc(&both), esc(t(en, zh, english)))
+                })
+                .collect();
+            let _ = write!(
+                out,
+                r#"<form method="post" action="/quality/override"><input type="hidden" name="study" value="{uid}"><input type="hidden" name="token" value="{token}"><input type="hidden" name="lang" value="{lang}">
+<label>{why} <select name="reason">{reasons}</select></label> <label>{who} <select name="clinician">{options}</select></label> <label>PIN <input type="password" name="pin" inputmode="numeric" autocomplete="off" required></label>
+<button>{send}</button></form>"#,
+                uid = esc(&j.study_uid),
+                token = s.token,
+                lang = if en { "en" } else { "zh" },
+                why = t(en, "不重做的原因", "Why not"),
+                who = t(en, "医生", "Clinician"),
+                send = t(en, "不重做，按原样判读", "Do not retake: read it as it is"),
             );
         }
         out += "</section>";
@@ -473,15 +551,7 @@ fn studies(list: &[Journey], reports_dir: &std::path::Path, en: bool, now: i64) 
 
 async fn acknowledge(State(s): State<PageState>, Path(report): Path<String>, Form(f): Form<AckForm>) -> Response {
     let en = f.lang == "en";
-    let back = |msg: &str, bad: bool| {
-        let mut url = format!("/?lang={}", if en { "en" } else { "zh" });
-        url += "&msg=";
-        url += &url::form_urlencoded::byte_serialize(msg.as_bytes()).collect::<String>();
-        if bad {
-            url += "&err=1";
-        }
-        Redirect::to(&url).into_response()
-    };
+    let back = |msg: &str, bad: bool| back_to_page(en, msg, bad);
     if f.token != *s.token {
         return (StatusCode::FORBIDDEN, "stale page: reload it").into_response();
     }
@@ -525,6 +595,66 @@ async fn acknowledge(State(s): State<PageState>, Path(report): Path<String>, For
             back(&format!("{} {}", t(en, "已确认：", "Acknowledged by"), f.clinician), false)
         }
         Ok(Err(e)) => back(&e.to_string(), true),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+fn back_to_page(en: bool, msg: &str, bad: bool) -> Response {
+    let mut url = format!("/?lang={}", if en { "en" } else { "zh" });
+    url += "&msg=";
+    url += &url::form_urlencoded::byte_serialize(msg.as_bytes()).collect::<String>();
+    if bad {
+        url += "&err=1";
+    }
+    Redirect::to(&url).into_response()
+}
+
+/// A clinician sends a flagged study as it is: recorded here, and told to the hub (spooled,
+/// signed) so the specialist reads it knowing the clinic chose not to retake.
+async fn override_quality(State(s): State<PageState>, Form(f): Form<OverrideForm>) -> Response {
+    let en = f.lang == "en";
+    if f.token != *s.token {
+        return (StatusCode::FORBIDDEN, "stale page: reload it").into_response();
+    }
+    let reason = f.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 200 {
+        return back_to_page(en, t(en, "请选择不重做的原因", "Choose why it is not retaken"), true);
+    }
+    let now = crate::clock::now_ms();
+    if let Err(e) = s.roster.check(&f.clinician, &f.pin, now) {
+        warn!(study = %f.study, error = %e, "quality override refused");
+        return back_to_page(en, &e.to_string(), true);
+    }
+    let (js, uid) = (s.local.journeys.clone(), f.study.clone());
+    let waiting =
+        tokio::task::spawn_blocking(move || js.get(&uid).is_some_and(|j| j.retake_pending(now))).await.unwrap_or(false);
+    if !waiting {
+        return back_to_page(en, t(en, "该检查不在待重做列表中", "That study is not waiting for a retake"), true);
+    }
+    let decision = yilian_protocol::message::QualityOverride {
+        study_uid: f.study.clone(),
+        clinician: f.clinician.clone(),
+        reason: reason.to_string(),
+        overridden_at_ms: now,
+    };
+    let (seq_tx, mut seq_rx) = mpsc::unbounded_channel();
+    let out = Outgoing { lane: Lane::Stat, payload: Payload::QualityOverride(decision), spooled: Some(seq_tx) };
+    if s.local.tx.send(out).await.is_err() {
+        return back_to_page(
+            en,
+            t(en, "代理程序正在停止，请稍后再试", "The agent is stopping: try again in a moment"),
+            true,
+        );
+    }
+    let spooled = tokio::time::timeout(Duration::from_secs(10), seq_rx.recv()).await.ok().flatten();
+    let (js, uid, who, why) = (s.local.journeys.clone(), f.study.clone(), f.clinician.clone(), reason.to_string());
+    let recorded = tokio::task::spawn_blocking(move || js.override_quality(&uid, &who, &why, now)).await;
+    info!(study = %f.study, clinician = %f.clinician, spooled = ?spooled, "flagged study sent without a retake");
+    match recorded {
+        Ok(Ok(())) => {
+            back_to_page(en, &format!("{} {}", t(en, "已记录，不重做：", "Recorded, no retake:"), f.clinician), false)
+        }
+        Ok(Err(e)) => back_to_page(en, &e.to_string(), true),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }

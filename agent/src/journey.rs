@@ -25,6 +25,8 @@ pub struct Journey {
     pub study_uid: String,
     /// The patient's name as recorded.
     pub patient_name: String,
+    /// The patient's identifier as recorded (to know a retake of the same patient).
+    pub patient_id: String,
     /// `stat`, `urgent` or `routine`.
     pub priority: String,
     /// The clinic's question.
@@ -61,7 +63,27 @@ pub struct Journey {
     pub printed_at_ms: Option<i64>,
     /// A critical result on this study.
     pub critical: Option<Critical>,
+    /// The clinic sent it as it is despite the quality gate's findings.
+    pub quality_override: Option<QualityDecision>,
+    /// A later recording of the same patient that replaced this one (a retake).
+    pub retaken_by: Option<String>,
 }
+
+/// The clinic's decision not to retake a study the quality gate flagged.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QualityDecision {
+    /// The clinician who decided.
+    pub clinician: String,
+    /// Why.
+    pub reason: String,
+    /// When, Unix ms.
+    pub at_ms: i64,
+}
+
+/// A flagged study asks for a retake this long after it was recorded; after that the patient
+/// is long gone and the banner would only be noise.
+pub const RETAKE_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
 /// A critical result and its acknowledgement at the clinic.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -84,6 +106,39 @@ impl Journey {
     pub fn alarm(&self) -> bool {
         self.critical.as_ref().is_some_and(|c| c.acknowledged_at_ms.is_none())
     }
+
+    /// The quality gate's findings (zh / en lines), without the gate's prefix.
+    pub fn quality_findings(&self) -> Vec<&str> {
+        self.warnings.iter().filter_map(|w| w.strip_prefix(crate::gate::PREFIX)).collect()
+    }
+
+    /// True while a flagged study waits for the clinic to retake it or send it as it is.
+    pub fn retake_pending(&self, now_ms: i64) -> bool {
+        !self.quality_findings().is_empty()
+            && self.quality_override.is_none()
+            && self.retaken_by.is_none()
+            && self.report_id.is_none()
+            && now_ms - self.queued_at_ms < RETAKE_WINDOW_MS
+    }
+
+    fn same_patient(&self, study: &Study) -> bool {
+        if !self.patient_id.trim().is_empty() && !study.patient.id.trim().is_empty() {
+            self.patient_id.trim() == study.patient.id.trim()
+        } else {
+            !self.patient_name.trim().is_empty() && self.patient_name.trim() == study.patient.name.trim()
+        }
+    }
+}
+
+/// What the clinic page shows from one read of the journeys folder.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// Unacknowledged critical results, oldest first.
+    pub alarms: Vec<Journey>,
+    /// Flagged studies waiting for a retake or an override, newest first.
+    pub retakes: Vec<Journey>,
+    /// The most recent journeys, newest first.
+    pub recent: Vec<Journey>,
 }
 
 /// Acknowledging a critical result failed.
@@ -168,11 +223,12 @@ impl Journeys {
         recent_of(self.read_all(), limit)
     }
 
-    /// Unacknowledged critical results (oldest first) and the most recent `limit` journeys
-    /// (newest first), from one read of the folder.
-    pub fn page(&self, limit: usize) -> (Vec<Journey>, Vec<Journey>) {
+    /// Unacknowledged critical results, studies waiting for a retake, and the most recent
+    /// `limit` journeys, from one read of the folder.
+    pub fn page(&self, limit: usize, now_ms: i64) -> Page {
         let all = self.read_all();
-        (alarms_of(&all), recent_of(all, limit))
+        let retakes = recent_of(all.iter().filter(|j| j.retake_pending(now_ms)).cloned().collect(), limit);
+        Page { alarms: alarms_of(&all), retakes, recent: recent_of(all, limit) }
     }
 
     /// Changes one journey (made empty for `uid` if there is none yet) and writes it back.
@@ -190,10 +246,23 @@ impl Journeys {
         }
     }
 
-    /// A study was recorded and handed to the uplink.
+    /// A study was recorded and handed to the uplink. A flagged study of the same patient
+    /// recorded shortly before is marked as retaken by it.
     pub fn recorded(&self, study: &Study, source: &str, now_ms: i64) {
+        let retaken: Vec<String> = self
+            .read_all()
+            .into_iter()
+            .filter(|j| j.study_uid != study.study_uid && j.retake_pending(now_ms) && j.same_patient(study))
+            .filter(|j| j.recorded_at_ms <= study.acquired_at_ms)
+            .map(|j| j.study_uid)
+            .collect();
+        for uid in retaken {
+            let r = self.update(&uid, |j| j.retaken_by = Some(study.study_uid.clone()));
+            self.note("retaken", &uid, r);
+        }
         let r = self.update(&study.study_uid, |j| {
             j.patient_name.clone_from(&study.patient.name);
+            j.patient_id.clone_from(&study.patient.id);
             j.priority = study.priority.as_str().to_string();
             j.question.clone_from(&study.question);
             j.source = source.to_string();
@@ -360,6 +429,33 @@ impl Journeys {
     }
 }
 
+/// Recording the clinic's decision not to retake failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OverrideError {
+    /// No flagged study waits for a decision under that id.
+    #[error("study {0} is not waiting for a retake")]
+    NotWaiting(String),
+    /// The journey could not be written.
+    #[error("cannot record the decision: {0}")]
+    Io(String),
+}
+
+impl Journeys {
+    /// The clinic sends flagged study `uid` as it is: `clinician` decided, for `reason`.
+    pub fn override_quality(&self, uid: &str, clinician: &str, reason: &str, now_ms: i64) -> Result<(), OverrideError> {
+        let _guard = self.lock();
+        match self.get(uid) {
+            Some(j) if j.retake_pending(now_ms) => {}
+            _ => return Err(OverrideError::NotWaiting(uid.to_string())),
+        }
+        self.update(uid, |j| {
+            j.quality_override =
+                Some(QualityDecision { clinician: clinician.to_string(), reason: reason.to_string(), at_ms: now_ms });
+        })
+        .map_err(|e| OverrideError::Io(e.to_string()))
+    }
+}
+
 fn recent_of(mut all: Vec<Journey>, limit: usize) -> Vec<Journey> {
     all.sort_by(|a, b| b.queued_at_ms.cmp(&a.queued_at_ms).then_with(|| b.study_uid.cmp(&a.study_uid)));
     all.truncate(limit);
@@ -396,6 +492,43 @@ mod tests {
             interpretation: vec![],
             source: None,
         }
+    }
+
+    #[test]
+    fn a_flagged_study_waits_for_a_retake_or_an_override_and_a_retake_closes_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let j = Journeys::open(dir.path(), 10_000);
+        let mut flagged = study("a");
+        flagged.warnings = vec![format!("{}V4 导联脱落 / V4 lead off", crate::gate::PREFIX)];
+        j.recorded(&flagged, "a.ecg", 10_000);
+        let mut clean = study("clean");
+        clean.patient.id = "3".into();
+        j.recorded(&clean, "b.ecg", 10_000);
+        let page = j.page(10, 20_000);
+        assert_eq!(page.retakes.iter().map(|x| x.study_uid.as_str()).collect::<Vec<_>>(), ["a"]);
+        assert_eq!(page.retakes[0].quality_findings(), ["V4 导联脱落 / V4 lead off"]);
+        assert!(j.page(10, 10_000 + RETAKE_WINDOW_MS).retakes.is_empty(), "a day later the patient is gone");
+        // Another patient's recording is not a retake; the same patient's is.
+        let mut other = study("b");
+        other.patient.id = "2".into();
+        other.acquired_at_ms = 2_000;
+        j.recorded(&other, "c.ecg", 30_000);
+        assert_eq!(j.page(10, 30_000).retakes.len(), 1);
+        let mut again = study("a2");
+        again.acquired_at_ms = 3_000;
+        j.recorded(&again, "d.ecg", 40_000);
+        assert_eq!(j.get("a").expect("journey").retaken_by.as_deref(), Some("a2"));
+        assert!(j.page(10, 40_000).retakes.is_empty());
+        assert_eq!(j.override_quality("a", "王芳", "x", 41_000), Err(OverrideError::NotWaiting("a".into())));
+        // A second flagged study is sent as it is by a named clinician.
+        let mut second = flagged.clone();
+        second.study_uid = "s".into();
+        second.patient.id = "9".into();
+        j.recorded(&second, "e.ecg", 50_000);
+        j.override_quality("s", "王芳", "患者已离开 / the patient has left", 51_000).expect("override");
+        let got = j.get("s").expect("journey").quality_override.expect("recorded");
+        assert_eq!((got.clinician.as_str(), got.at_ms), ("王芳", 51_000));
+        assert!(j.page(10, 52_000).retakes.is_empty());
     }
 
     #[test]

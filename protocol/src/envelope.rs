@@ -139,6 +139,7 @@ fn channel_allows(channel: Channel, kind: u16) -> bool {
                     | k::KEY_ROTATION
                     | k::FLEET_REPORT
                     | k::CRITICAL_ACK
+                    | k::QUALITY_OVERRIDE
             )
         }
         Channel::Status => kind == k::STATUS,

@@ -850,6 +850,21 @@ pub struct CriticalAck {
     pub acknowledged_at_ms: i64,
 }
 
+/// The clinic chose not to retake a study the cart's quality gate flagged (the patient had left,
+/// or the tracing is readable as it is): who decided, and why. The specialist sees it beside the
+/// gate's findings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QualityOverride {
+    /// The flagged study.
+    pub study_uid: String,
+    /// The clinician's name as the clinic lists it (the agent checked the PIN).
+    pub clinician: String,
+    /// Why it was not retaken.
+    pub reason: String,
+    /// Agent time of the decision, Unix ms.
+    pub overridden_at_ms: i64,
+}
+
 /// Every body kind, decoded. The kind number on the wire is [`Payload::kind`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
@@ -887,6 +902,8 @@ pub enum Payload {
     CriticalNotice(CriticalNotice),
     /// Kind 17: a named clinician acknowledged a critical result.
     CriticalAck(CriticalAck),
+    /// Kind 18: the clinic sends a flagged study as it is, without a retake.
+    QualityOverride(QualityOverride),
 }
 
 /// Kind numbers. Numbers are never reused; new kinds get new numbers (design.md keeps the
@@ -926,6 +943,8 @@ pub mod kind {
     pub const CRITICAL_NOTICE: u16 = 16;
     /// [`super::CriticalAck`], device to hub on its up topic.
     pub const CRITICAL_ACK: u16 = 17;
+    /// [`super::QualityOverride`], device to hub on its up topic.
+    pub const QUALITY_OVERRIDE: u16 = 18;
 }
 
 impl Payload {
@@ -949,6 +968,7 @@ impl Payload {
             Payload::StudyClaim(_) => kind::STUDY_CLAIM,
             Payload::CriticalNotice(_) => kind::CRITICAL_NOTICE,
             Payload::CriticalAck(_) => kind::CRITICAL_ACK,
+            Payload::QualityOverride(_) => kind::QUALITY_OVERRIDE,
         }
     }
 
@@ -972,6 +992,7 @@ impl Payload {
             kind::STUDY_CLAIM => "study claim",
             kind::CRITICAL_NOTICE => "critical notice",
             kind::CRITICAL_ACK => "critical acknowledgement",
+            kind::QUALITY_OVERRIDE => "quality override",
             _ => return None,
         })
     }
@@ -996,6 +1017,7 @@ impl Payload {
             Payload::StudyClaim(b) => wire::encode("study claim", b, limits::RECEIPT_MAX),
             Payload::CriticalNotice(b) => wire::encode("critical notice", b, limits::REPORT_MAX),
             Payload::CriticalAck(b) => wire::encode("critical acknowledgement", b, limits::RECEIPT_MAX),
+            Payload::QualityOverride(b) => wire::encode("quality override", b, limits::RECEIPT_MAX),
         }
     }
 
@@ -1035,6 +1057,9 @@ impl Payload {
             }
             kind::CRITICAL_ACK => {
                 decode::<_, { limits::RECEIPT_MAX }>("critical acknowledgement", body).map(Payload::CriticalAck)
+            }
+            kind::QUALITY_OVERRIDE => {
+                decode::<_, { limits::RECEIPT_MAX }>("quality override", body).map(Payload::QualityOverride)
             }
             _ => return None,
         })

@@ -274,6 +274,17 @@ fn payloads() -> Vec<(&'static str, Channel, Lane, Payload)> {
             }),
         ),
         (
+            "quality_override",
+            Channel::Up,
+            Lane::Stat,
+            Payload::QualityOverride(yilian_protocol::message::QualityOverride {
+                study_uid: "cart-1-42".into(),
+                clinician: "王芳".into(),
+                reason: "患者已离开 / the patient has left".into(),
+                overridden_at_ms: T,
+            }),
+        ),
+        (
             "hub_key_rotation",
             Channel::Ack,
             Lane::Stream,

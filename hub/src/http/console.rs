@@ -677,6 +677,7 @@ async fn study_page(
     page: Page,
     axum::extract::Path(uid): axum::extract::Path<String>,
     Query(q): Query<PaperQuery>,
+    Query(cq): Query<super::priors::CompareQuery>,
 ) -> Response {
     let Some(session) = page.session else { return Redirect::to("/login").into_response() };
     let lang = page.lang;
@@ -748,8 +749,20 @@ async fn study_page(
         sp = paper.speed_mm_per_s,
         f = from_s
     );
-    let warnings: String = study.warnings.iter().map(|w| format!(r#"<p class="error">⚠ {}</p>"#, esc(w))).collect();
+    let mut warnings: String = study.warnings.iter().map(|w| format!(r#"<p class="error">⚠ {}</p>"#, esc(w))).collect();
+    let u = uid.clone();
+    if let Ok(Ok(Some(o))) = s.store.call(move |db| db.quality_override(&u)).await {
+        warnings += &format!(
+            r#"<p class="override" data-override="{}">{} {} · {} · {}</p>"#,
+            esc(&o.clinician),
+            lang.t("卫生院决定不重做：", "The clinic chose not to retake:"),
+            esc(&o.reason),
+            esc(&o.clinician),
+            local_time(o.overridden_at_ms)
+        );
+    }
     let cart_part = cart_reading(lang, &uid, &study, paper);
+    let priors_part = super::priors::section(&s, &session.actor(), lang, &uid, &study, &cq, paper).await;
     let report_part = if let Some(report_id) = &row.report_id {
         format!(
             "<p>{} {} · {} · {}: {}</p>",
@@ -788,7 +801,7 @@ async fn study_page(
         )
     };
     let body = format!(
-        r#"<p><b>{}</b> {} {} · {} · {} · {}</p><p>{}: {}</p>{warnings}{options}{pages}<div class="tracing">{svg}</div><p>{}: <output id="caliper">{}</output></p>{CALIPERS_JS}{cart_part}{report_part}"#,
+        r#"<p><b>{}</b> {} {} · {} · {} · {}</p><p>{}: {}</p>{warnings}{options}{pages}<div class="tracing">{svg}</div><p>{}: <output id="caliper">{}</output></p>{CALIPERS_JS}{cart_part}{priors_part}{report_part}"#,
         esc(&row.patient_name),
         esc(match row.sex.as_str() {
             "female" => lang.t("女", "F"),

@@ -11,6 +11,7 @@ pub mod enrol;
 pub mod files;
 pub mod his;
 pub mod imaging;
+pub mod priors;
 pub mod rollouts;
 pub mod session;
 pub mod tuf;

@@ -59,7 +59,11 @@ const LEFT_MM: f64 = 10.0;
 const LAYOUT: [[&str; 4]; 3] = [["I", "aVR", "V1", "V4"], ["II", "aVL", "V2", "V5"], ["III", "aVF", "V3", "V6"]];
 
 fn polyline(out: &mut String, uv: &[f64], rate_hz: f64, x0: f64, y0: f64, paper: Paper) {
-    out.push_str(r#"<polyline class="trace" points=""#);
+    classed_polyline(out, "trace", uv, rate_hz, x0, y0, paper);
+}
+
+fn classed_polyline(out: &mut String, class: &str, uv: &[f64], rate_hz: f64, x0: f64, y0: f64, paper: Paper) {
+    let _ = write!(out, r#"<polyline class="{class}" points=""#);
     for (i, v) in uv.iter().enumerate() {
         let x = x0 + i as f64 / rate_hz * paper.speed_mm_per_s;
         let y = y0 - v / 1000.0 * paper.gain_mm_per_mv;
@@ -85,6 +89,98 @@ fn calibration(out: &mut String, x0: f64, y0: f64, paper: Paper) {
     );
 }
 
+fn svg_open(out: &mut String, width: f64, height: f64, rate_hz: f64, paper: Paper) {
+    let _ = write!(
+        out,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" class="ecg" width="{width}mm" height="{height}mm" viewBox="0 0 {width} {height}"
+ data-speed-mm-per-s="{}" data-gain-mm-per-mv="{}" data-rate-hz="{rate_hz}">
+<defs><pattern id="minor" width="1" height="1" patternUnits="userSpaceOnUse"><path d="M1 0H0V1" fill="none" stroke="#f4c2c2" stroke-width="0.05"/></pattern>
+<pattern id="major" width="5" height="5" patternUnits="userSpaceOnUse"><rect width="5" height="5" fill="url(#minor)"/><path d="M5 0H0V5" fill="none" stroke="#e08080" stroke-width="0.12"/></pattern></defs>
+<style>.trace{{fill:none;stroke:#000;stroke-width:0.15;stroke-linejoin:round}}.prior{{fill:none;stroke:#1f5fbf;stroke-width:0.15;stroke-linejoin:round}}.cal{{fill:none;stroke:#000;stroke-width:0.15}}text{{font-size:3px;font-family:sans-serif}}text.prior{{fill:#1f5fbf;stroke:none}}</style>
+<rect width="{width}" height="{height}" fill="url(#major)"/>"##,
+        paper.speed_mm_per_s, paper.gain_mm_per_mv
+    );
+}
+
+/// How a prior ECG is shown beside the new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareMode {
+    /// Each lead's row holds the new tracing, then the prior one.
+    SideBySide,
+    /// Each lead's row holds both tracings on the same grid, aligned on a QRS complex; the
+    /// prior one in blue.
+    Overlay,
+}
+
+/// One ECG of a comparison: its leads (name, µV), sampling rate, and the sample to start at.
+pub struct Side<'a> {
+    /// Leads: name, µV.
+    pub leads: &'a [(String, Vec<f64>)],
+    /// Sampling rate, Hz.
+    pub rate_hz: f64,
+    /// First sample drawn (a QRS-aligned start for the overlay).
+    pub start: usize,
+    /// The caption: when and where it was recorded.
+    pub caption: &'a str,
+}
+
+/// Seconds of each tracing in a comparison row.
+const COMPARE_S: f64 = 5.0;
+/// The order leads are compared in.
+const COMPARE_ORDER: [&str; 12] = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"];
+
+/// Renders a new ECG and a prior one lead by lead on one grid (the leads both have, in the
+/// standard order, then the rest), every sample drawn, at the same paper speed and gain.
+pub fn render_compare(now: &Side<'_>, prior: &Side<'_>, mode: CompareMode, paper: Paper) -> String {
+    fn find<'a>(side: &Side<'a>, name: &str) -> Option<&'a [f64]> {
+        side.leads.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, x)| x.as_slice())
+    }
+    let mut names: Vec<&str> = COMPARE_ORDER.iter().copied().filter(|n| find(now, n).is_some()).collect();
+    names.extend(
+        now.leads.iter().map(|(n, _)| n.as_str()).filter(|n| !COMPARE_ORDER.iter().any(|o| o.eq_ignore_ascii_case(n))),
+    );
+    names.retain(|n| find(prior, n).is_some());
+    let row_mm = ROW_MM;
+    let cell_mm = COMPARE_S * paper.speed_mm_per_s;
+    let columns = if mode == CompareMode::SideBySide { 2.0 } else { 1.0 };
+    let width = LEFT_MM + columns * (cell_mm + 5.0);
+    let top = 6.0;
+    let height = top + names.len().max(1) as f64 * row_mm + 5.0;
+    let mut out =
+        String::with_capacity(names.len() * 2 * (COMPARE_S * now.rate_hz.max(prior.rate_hz)) as usize * 16 + 4096);
+    svg_open(&mut out, width, height, now.rate_hz, paper);
+    let prior_x = if mode == CompareMode::SideBySide { LEFT_MM + cell_mm + 5.0 } else { LEFT_MM };
+    let _ = write!(out, r#"<text x="{LEFT_MM:.2}" y="4">{}</text>"#, super::console::esc(now.caption));
+    let _ = write!(
+        out,
+        r#"<text class="prior" x="{:.2}" y="{}">{}</text>"#,
+        if mode == CompareMode::SideBySide { prior_x } else { LEFT_MM + cell_mm / 2.0 },
+        4,
+        super::console::esc(prior.caption)
+    );
+    let window = |side: &Side<'_>, name: &str| -> Vec<f64> {
+        let x = find(side, name).unwrap_or_default();
+        let n = (COMPARE_S * side.rate_hz.max(1.0)).round() as usize;
+        let from = side.start.min(x.len());
+        x[from..(from + n).min(x.len())].to_vec()
+    };
+    for (r, name) in names.iter().enumerate() {
+        let y0 = top + r as f64 * row_mm + row_mm / 2.0 + 2.5;
+        calibration(&mut out, 1.0, y0, paper);
+        classed_polyline(&mut out, "trace", &window(now, name), now.rate_hz.max(1.0), LEFT_MM, y0, paper);
+        classed_polyline(&mut out, "prior", &window(prior, name), prior.rate_hz.max(1.0), prior_x, y0, paper);
+        let _ = write!(
+            out,
+            r#"<text x="{:.2}" y="{:.2}">{}</text>"#,
+            LEFT_MM + 1.0,
+            y0 - row_mm / 2.0 + 4.0,
+            super::console::esc(name)
+        );
+    }
+    out.push_str("</svg>");
+    out
+}
+
 /// Renders the tracing. `rate_hz` is the sampling rate.
 pub fn render(traces: &[Trace<'_>], rate_hz: f64, paper: Paper) -> String {
     let find = |name: &str| traces.iter().find(|t| t.name.eq_ignore_ascii_case(name));
@@ -96,16 +192,7 @@ pub fn render(traces: &[Trace<'_>], rate_hz: f64, paper: Paper) -> String {
     let width = LEFT_MM + strip_s * paper.speed_mm_per_s + 5.0;
     let height = rows as f64 * ROW_MM + 5.0;
     let mut out = String::with_capacity(traces.iter().map(|t| t.uv.len() * 16).sum::<usize>() + 4096);
-    let _ = write!(
-        out,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" class="ecg" width="{width}mm" height="{height}mm" viewBox="0 0 {width} {height}"
- data-speed-mm-per-s="{}" data-gain-mm-per-mv="{}" data-rate-hz="{rate_hz}">
-<defs><pattern id="minor" width="1" height="1" patternUnits="userSpaceOnUse"><path d="M1 0H0V1" fill="none" stroke="#f4c2c2" stroke-width="0.05"/></pattern>
-<pattern id="major" width="5" height="5" patternUnits="userSpaceOnUse"><rect width="5" height="5" fill="url(#minor)"/><path d="M5 0H0V5" fill="none" stroke="#e08080" stroke-width="0.12"/></pattern></defs>
-<style>.trace{{fill:none;stroke:#000;stroke-width:0.15;stroke-linejoin:round}}.cal{{fill:none;stroke:#000;stroke-width:0.15}}text{{font-size:3px;font-family:sans-serif}}</style>
-<rect width="{width}" height="{height}" fill="url(#major)"/>"##,
-        paper.speed_mm_per_s, paper.gain_mm_per_mv
-    );
+    svg_open(&mut out, width, height, rate_hz, paper);
     let rate = rate_hz.max(1.0);
     if standard {
         let per_cell = (cell_s * rate).round() as usize;
@@ -193,6 +280,34 @@ mod tests {
         let s = &fast[12];
         assert!(((s[500].0 - s[0].0) - 50.0).abs() < 1e-6 && ((s[0].1 - s[500].1) - 20.0).abs() < 1e-6);
         assert!(svg.contains(r#"class="cal""#), "calibration pulse");
+    }
+
+    #[test]
+    fn a_prior_ecg_is_drawn_on_the_same_grid_beside_or_over_the_new_one() {
+        let step = |at: usize, n: usize| -> Vec<f64> { (0..n).map(|i| if i >= at { 1000.0 } else { 0.0 }).collect() };
+        let now = vec![("II".to_string(), step(600, 5000)), ("V1".to_string(), step(600, 5000))];
+        // The prior at another rate, with V1 missing and a lead the new one lacks.
+        let prior = vec![("II".to_string(), step(500, 3600)), ("V9".to_string(), step(0, 3600))];
+        let side = |leads, rate_hz, start, caption| Side { leads, rate_hz, start, caption };
+        let a = side(&now, 500.0, 100, "2026-12-07");
+        let b = side(&prior, 360.0, 140, "2025-03-01");
+        let svg = render_compare(&a, &b, CompareMode::Overlay, Paper::default());
+        let traces = points(&svg);
+        assert_eq!(traces.len(), 1, "only II is in both");
+        let priors: Vec<&str> = svg.split(r#"<polyline class="prior" points=""#).skip(1).collect();
+        assert_eq!(priors.len(), 1);
+        // Both steps sit 1 s after their start (600-100 at 500 Hz; 500-140 at 360 Hz), so on the
+        // same grid they rise at the same x.
+        let rise = |pts: &[(f64, f64)]| pts.windows(2).find(|w| w[1].1 < w[0].1 - 5.0).map(|w| w[1].0);
+        let prior_pts = points(&svg.replace("class=\"prior\"", "class=\"trace\""));
+        let (x_now, x_prior) = (rise(&traces[0]).expect("now rises"), rise(&prior_pts[1]).expect("prior rises"));
+        assert!((x_now - x_prior).abs() < 0.1, "{x_now} vs {x_prior}");
+        assert!((x_now - (LEFT_MM + 25.0)).abs() < 0.1, "1 s = 25 mm from the row start");
+        let side_by_side = render_compare(&a, &b, CompareMode::SideBySide, Paper::default());
+        let both = points(&side_by_side.replace("class=\"prior\"", "class=\"trace\""));
+        let gap = rise(&both[1]).expect("prior") - rise(&both[0]).expect("now");
+        assert!((gap - (5.0 * 25.0 + 5.0)).abs() < 0.1, "the prior starts one 5 s cell later: {gap}");
+        assert!(side_by_side.contains("2025-03-01") && side_by_side.contains("2026-12-07"));
     }
 
     #[test]

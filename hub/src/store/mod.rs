@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod pacs;
 pub mod preread;
 pub mod priors;
+pub mod quality;
 pub mod retention;
 pub mod rollouts;
 pub mod schema;
@@ -685,6 +686,11 @@ impl Db {
                     return Self::refuse(why);
                 }
             }
+            Payload::QualityOverride(o) => {
+                if let Err(why) = Self::quality_overridden(tx, device, o, now_ms)? {
+                    return Self::refuse(why);
+                }
+            }
             Payload::BlobChunk(c) => {
                 if let Some(why) = images::check_chunk(tx, device, c)? {
                     return Self::refuse(why);
@@ -795,7 +801,7 @@ impl Db {
             | Payload::StudyClaim(_)
             | Payload::CriticalNotice(_) => {}
             // Recorded with its audit entry in the check above.
-            Payload::CriticalAck(_) => {}
+            Payload::CriticalAck(_) | Payload::QualityOverride(_) => {}
         }
         Ok(Stored::New)
     }

@@ -33,6 +33,7 @@ fn delete_study(tx: &Connection, uid: &str) -> rusqlite::Result<()> {
     }
     tx.execute("DELETE FROM study_parts WHERE study_uid = ?1", [uid])?;
     tx.execute("DELETE FROM reports WHERE study_uid = ?1", [uid])?;
+    tx.execute("DELETE FROM quality_overrides WHERE study_uid = ?1", [uid])?;
     tx.execute("DELETE FROM studies WHERE study_uid = ?1", [uid])?;
     Ok(())
 }

@@ -404,4 +404,17 @@ ALTER TABLE studies ADD COLUMN preread_summary TEXT;
 CREATE INDEX studies_by_patient ON studies (patient_index);
 CREATE INDEX studies_by_person ON studies (person_index);
 "#,
+    // The clinic's decisions to send a study the cart's quality gate flagged without a retake.
+    // Keyed by study alone: the decision can arrive before the study (it travels in the STAT
+    // lane), and is shown only beside a study from the same device.
+    r#"
+CREATE TABLE quality_overrides (
+    study_uid         TEXT PRIMARY KEY,
+    device_id         TEXT NOT NULL,
+    clinician         TEXT NOT NULL,
+    reason            TEXT NOT NULL,
+    overridden_at_ms  INTEGER NOT NULL,
+    received_at_ms    INTEGER NOT NULL
+);
+"#,
 ];
