@@ -110,3 +110,108 @@ async fn an_st_elevation_study_sent_as_routine_jumps_the_queue_with_its_reason()
     clinic.stop_agent().await?;
     hub.stop().await
 }
+
+/// The quality gate at the clinic: a 12-lead study with V4 off (its electrode fell: the lead
+/// reads flat) goes to the hub as usual, and the clinic page asks for a retake at once, naming
+/// the lead. A retake of the same patient closes the request; for another flagged study a named
+/// clinician (PIN) records why not, and the specialist sees that beside the study's warnings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flagged_study_asks_for_a_retake_and_an_override_reaches_the_specialist() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    init_logs();
+    let tmp = tempfile::tempdir()?;
+    let hub = HubHandle::start(&tmp.path().join("hub"), county::test_broker()?).await?;
+    let mut clinic = Clinic::start(&tmp.path().join("clinics"), "xz-qc", "cart-qc", &hub).await?;
+    let page_url = clinic.page_url().context("clinic page")?;
+    let mut v4_off = records::ptb_12_lead()?;
+    let v4 = yilian_protocol::lead::code_of("V4").context("V4")?;
+    for (_, x) in v4_off.leads.iter_mut().filter(|(c, _)| *c == v4) {
+        x.iter_mut().for_each(|s| *s = 0);
+    }
+    let acquired = now_ms();
+    let journeys = |url: String| async move {
+        let v: Value = reqwest::get(format!("{url}/api/journeys")).await.ok()?.json().await.ok()?;
+        Some(v)
+    };
+    // 1: V4 off, then retaken for the same patient.
+    let (rec, visit) = (v4_off.clone(), sim::demo_visit(4));
+    clinic.cart(move |c| c.study(&rec, 0, 10_000, &visit, acquired)).await?;
+    let waiting = wait_for("the retake request on the clinic page", WAIT, || {
+        let url = page_url.clone();
+        async move {
+            let v = journeys(url).await?;
+            v["retakes"].as_array().filter(|r| r.len() == 1).map(|r| r[0].clone())
+        }
+    })
+    .await?;
+    assert_eq!(waiting["patient_name"], sim::demo_visit(4).name.as_str());
+    let warnings = waiting["warnings"].to_string();
+    assert!(warnings.contains("V4") && warnings.contains("Quality"), "{warnings}");
+    let page = reqwest::get(&page_url).await?.text().await?;
+    assert!(page.contains(r#"class="retake""#) && page.contains("请重做心电图") && page.contains("V4"), "{page}");
+    let (rec, visit) = (records::ptb_12_lead()?, sim::demo_visit(4));
+    clinic.cart(move |c| c.study(&rec, 0, 10_000, &visit, acquired + 60_000)).await?;
+    wait_for("the retake to close the request", WAIT, || {
+        let url = page_url.clone();
+        async move { journeys(url).await?["retakes"].as_array().is_some_and(|r| r.is_empty()).then_some(()) }
+    })
+    .await?;
+
+    // 2: V4 off for another patient, who has gone home: 王芳 sends it as it is.
+    let (rec, visit) = (v4_off, sim::demo_visit(5));
+    clinic.cart(move |c| c.study(&rec, 0, 10_000, &visit, acquired + 120_000)).await?;
+    let waiting = wait_for("the second retake request", WAIT, || {
+        let url = page_url.clone();
+        async move { journeys(url).await?["retakes"].as_array().filter(|r| r.len() == 1).map(|r| r[0].clone()) }
+    })
+    .await?;
+    let uid = waiting["study_uid"].as_str().context("uid")?.to_string();
+    let page = reqwest::get(&page_url).await?.text().await?;
+    let token = page
+        .split(r#"name="token" value=""#)
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .context("the page's token")?
+        .to_string();
+    let (clinician, pin) = county::DEMO_CLINICIANS[0];
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let post = |pin: &str| {
+        http.post(format!("{page_url}/quality/override")).form(&[
+            ("study", uid.as_str()),
+            ("reason", "患者已离开，无法重做 / the patient has left"),
+            ("clinician", clinician),
+            ("pin", pin),
+            ("token", token.as_str()),
+        ])
+    };
+    let wrong = post("0000").send().await?;
+    let to = wrong.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or_default().to_string();
+    assert!(to.contains("err=1"), "a wrong PIN is refused: {to}");
+    let right = post(pin).send().await?;
+    assert_eq!(right.status(), 303);
+    let to = right.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or_default().to_string();
+    assert!(!to.contains("err=1"), "{to}");
+    let v = journeys(page_url.clone()).await.context("journeys")?;
+    assert_eq!(v["retakes"], Value::Array(vec![]), "{v}");
+    let mine =
+        v["studies"].as_array().and_then(|s| s.iter().find(|j| j["study_uid"] == uid.as_str())).context("journey")?;
+    assert_eq!(mine["quality_override"]["clinician"], clinician, "{mine}");
+
+    // The specialist reads the study knowing the clinic chose not to retake, and why.
+    let http = hub.http_client()?.redirect(reqwest::redirect::Policy::none()).build()?;
+    let cookie = crate::canary::console_session(&http, &hub.base_url, county::DEMO_LOGIN).await?;
+    let study_page = wait_for("the override at the hub", WAIT, || {
+        let (http, url, cookie) = (http.clone(), format!("{}/studies/{uid}", hub.base_url), cookie.clone());
+        async move {
+            let page = http.get(url).header("cookie", cookie).send().await.ok()?.text().await.ok()?;
+            page.contains(&format!(r#"data-override="{clinician}""#)).then_some(page)
+        }
+    })
+    .await?;
+    assert!(study_page.contains("卫生院决定不重做") && study_page.contains("患者已离开"), "{study_page}");
+    assert!(study_page.contains("V4"), "the gate's finding is there too");
+    let audit = format!("{:?}", yilian_hub::store::Db::open(&hub.data_dir.join("yilian.db"))?.audit_latest(50)?);
+    assert!(audit.contains("quality-override") && audit.contains(clinician), "{audit}");
+    clinic.stop_agent().await?;
+    hub.stop().await
+}
