@@ -1,6 +1,7 @@
 //! The median beat of each lead and what is measured on it: QRS onset and end (the J point)
 //! from the spatial velocity of all leads together, QRS duration, and the ST deviation of each
-//! lead at J and J+60 ms against its PR segment, in µV; the end of the T wave by the tangent
+//! lead at J and J+60 ms against its PR segment, in µV; the PR interval (P onset by the spatial
+//! magnitude of the P hump, to QRS onset); the end of the T wave by the tangent
 //! method (the median over leads with a clear T), QT, and QTc by Bazett and Fridericia.
 
 use serde::Serialize;
@@ -14,6 +15,9 @@ pub struct MedianMeasures {
     pub qrs_ms: f64,
     /// The typical RR interval, ms.
     pub rr_ms: f64,
+    /// PR (P onset to QRS onset), ms; None when the median beat has no clear P wave (AF, junctional
+    /// rhythm, or a P lost in the previous T at fast rates).
+    pub pr_ms: Option<f64>,
     /// QT (QRS onset to T end), ms; None when no lead has a clear T wave.
     pub qt_ms: Option<f64>,
     /// QTc by Bazett (QT / √RR), ms.
@@ -51,6 +55,57 @@ fn median(v: &mut [f64]) -> f64 {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
+}
+
+/// A P wave this large (spatial magnitude from the PR baseline, µV) counts as clear.
+const P_MIN_UV: f64 = 50.0;
+
+/// The P onset of the median beats `medians` (each lead's baseline in `bases`) before the QRS
+/// `onset` (sample in the beat), at `fs_hz` with the typical RR `typical_rr` (samples): the P
+/// is the largest spatial hump 40-300 ms before the QRS (not reaching back past 55% of the RR,
+/// where the previous T wave may be); its onset is where, walking back from its peak, the
+/// magnitude falls under a tenth of the peak.
+fn p_onset(medians: &[Vec<f64>], bases: &[f64], onset: usize, fs_hz: f64, typical_rr: f64) -> Option<usize> {
+    let ms = |m: f64| (m * fs_hz / 1000.0).round() as usize;
+    let reach = ms(300.0).min((0.55 * typical_rr) as usize);
+    // The median beat starts 300 ms before the QRS peak: the window may start at its start.
+    let (from, to) = (onset.saturating_sub(reach), onset.checked_sub(ms(40.0))?);
+    if to <= from + ms(40.0) {
+        return None;
+    }
+    let smooth = ms(10.0).max(1);
+    // Each lead against the line from its level at the window's start to its PR baseline: the
+    // TP and PR levels differ (atrial repolarisation, wander), the P stands out of both.
+    let len = onset - from;
+    let starts: Vec<f64> = medians.iter().map(|m| m[from..from + smooth].iter().sum::<f64>() / smooth as f64).collect();
+    let raw: Vec<f64> = (0..len)
+        .map(|k| {
+            let t = k as f64 / len as f64;
+            medians
+                .iter()
+                .zip(bases.iter().zip(&starts))
+                .map(|(m, (b, s))| (m[from + k] - (s + (b - s) * t)).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        })
+        .collect();
+    let mag: Vec<f64> = (0..raw.len())
+        .map(|k| {
+            let (a, b) = (k.saturating_sub(smooth / 2), (k + smooth / 2 + 1).min(raw.len()));
+            raw[a..b].iter().sum::<f64>() / (b - a) as f64
+        })
+        .collect();
+    let peak = (0..to - from).max_by(|&i, &j| mag[i].total_cmp(&mag[j]))?;
+    let height = mag[peak];
+    // A clear hump inside the window, not at its edge.
+    if height < P_MIN_UV || peak < ms(20.0) {
+        return None;
+    }
+    let mut k = peak;
+    while k > 0 && mag[k] > 0.2 * height {
+        k -= 1;
+    }
+    Some(from + k)
 }
 
 /// Measures the median beat of `leads` (name, µV at `fs_hz`) over the QRS positions `qrs`.
@@ -145,6 +200,7 @@ pub fn measure(leads: &[(&str, &[f64])], fs_hz: f64, qrs: &[usize]) -> Option<Me
             t_ends.push(end);
         }
     }
+    let pr_ms = p_onset(&medians, &bases, onset, fs_hz, typical).map(|p| (onset - p) as f64 * 1000.0 / fs_hz);
     let rr_ms = typical * 1000.0 / fs_hz;
     let qt_ms = (!t_ends.is_empty()).then(|| (median(&mut t_ends) - onset as f64) * 1000.0 / fs_hz);
     let rr_s = rr_ms / 1000.0;
@@ -159,6 +215,7 @@ pub fn measure(leads: &[(&str, &[f64])], fs_hz: f64, qrs: &[usize]) -> Option<Me
     Some(MedianMeasures {
         beats: chosen.len(),
         qrs_ms: (offset - onset) as f64 * 1000.0 / fs_hz,
+        pr_ms,
         rr_ms,
         qt_ms,
         qtc_bazett_ms: qt_ms.map(|qt| qt / rr_s.sqrt()),

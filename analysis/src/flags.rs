@@ -4,7 +4,7 @@
 //! 40 or over 150 /min, a QTc (Fridericia) over 500 ms, and pauses over 3 s.
 
 use crate::beat::MedianMeasures;
-use crate::rhythm::Pause;
+use crate::rhythm::{Rhythm, RhythmReading};
 use serde::Serialize;
 
 /// Who the recording is of, as far as the thresholds depend on it.
@@ -30,7 +30,16 @@ pub enum FlagCode {
     Pause,
     /// QTc (Fridericia) over 500 ms.
     LongQtc,
+    /// Atrial fibrillation over 110 /min, sustained at least 30 s.
+    AfRapid,
+    /// Three or more ventricular beats in a row.
+    VentricularRun,
 }
+
+/// AF at over this ventricular rate is rapid, /min.
+pub const AF_RAPID_BPM: f64 = 110.0;
+/// And must last this long in one segment to be flagged, s.
+pub const AF_SUSTAINED_S: f64 = 30.0;
 
 /// One flag with its reason.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -77,9 +86,11 @@ fn threshold_uv(lead: &str, p: &PatientContext) -> f64 {
 pub fn flags(
     median: Option<&MedianMeasures>,
     heart_rate_bpm: Option<f64>,
-    pauses: &[Pause],
+    rhythm: &RhythmReading,
+    fs_hz: f64,
     p: &PatientContext,
 ) -> Vec<Flag> {
+    let pauses = &rhythm.pauses;
     let mut out = Vec::new();
     if let Some(m) = median {
         let elevated = |name: &str| {
@@ -147,6 +158,30 @@ pub fn flags(
             en: format!("pause of {:.1} s", longest / 1000.0),
         });
     }
+    let rapid_af = rhythm
+        .segments
+        .iter()
+        .filter(|s| s.rhythm == Rhythm::AtrialFibrillation && s.heart_rate_bpm > AF_RAPID_BPM)
+        .filter(|s| (s.end - s.start) as f64 / fs_hz >= AF_SUSTAINED_S)
+        .max_by(|a, b| a.heart_rate_bpm.total_cmp(&b.heart_rate_bpm));
+    if let Some(s) = rapid_af {
+        let (hr, secs) = (s.heart_rate_bpm, (s.end - s.start) as f64 / fs_hz);
+        out.push(Flag {
+            code: FlagCode::AfRapid,
+            leads: vec![],
+            zh: format!("心房颤动伴快速心室率 {hr:.0} 次/分（持续 {secs:.0} 秒）"),
+            en: format!("atrial fibrillation with rapid ventricular response, {hr:.0} /min over {secs:.0} s"),
+        });
+    }
+    if let Some(run) = rhythm.ectopy.runs.iter().max_by_key(|r| r.beats) {
+        let (n, hr, count) = (run.beats, run.heart_rate_bpm, rhythm.ectopy.runs.len());
+        out.push(Flag {
+            code: FlagCode::VentricularRun,
+            leads: vec![],
+            zh: format!("室性心搏连发 {n} 次，频率 {hr:.0} 次/分（共 {count} 阵）"),
+            en: format!("run of {n} ventricular beats at {hr:.0} /min ({count} run(s) in all)"),
+        });
+    }
     out
 }
 
@@ -160,6 +195,7 @@ mod tests {
         let m = |qtc: f64, v2: f64| MedianMeasures {
             beats: 10,
             qrs_ms: 90.0,
+            pr_ms: Some(160.0),
             rr_ms: 1000.0,
             qt_ms: Some(qtc),
             qtc_bazett_ms: Some(qtc),
@@ -168,14 +204,49 @@ mod tests {
         };
         let codes = |f: Vec<Flag>| f.into_iter().map(|f| f.code).collect::<Vec<_>>();
         let unknown = PatientContext::default();
-        assert_eq!(codes(flags(Some(&m(520.0, 0.0)), Some(70.0), &[], &unknown)), [FlagCode::LongQtc]);
-        assert!(flags(Some(&m(480.0, 0.0)), Some(70.0), &[], &unknown).is_empty());
+        let none = RhythmReading::default();
+        assert_eq!(codes(flags(Some(&m(520.0, 0.0)), Some(70.0), &none, 500.0, &unknown)), [FlagCode::LongQtc]);
+        assert!(flags(Some(&m(480.0, 0.0)), Some(70.0), &none, 500.0, &unknown).is_empty());
         // 180 µV in V2-V3: elevation for a woman (150), not for a man of 50 (200).
         let woman = PatientContext { male: Some(false), age_years: Some(50) };
         let man = PatientContext { male: Some(true), age_years: Some(50) };
-        assert_eq!(codes(flags(Some(&m(400.0, 180.0)), Some(70.0), &[], &woman)), [FlagCode::StElevation]);
-        assert!(flags(Some(&m(400.0, 180.0)), Some(70.0), &[], &man).is_empty());
+        assert_eq!(codes(flags(Some(&m(400.0, 180.0)), Some(70.0), &none, 500.0, &woman)), [FlagCode::StElevation]);
+        assert!(flags(Some(&m(400.0, 180.0)), Some(70.0), &none, 500.0, &man).is_empty());
         let young = PatientContext { male: Some(true), age_years: Some(30) };
-        assert!(flags(Some(&m(400.0, 220.0)), Some(70.0), &[], &young).is_empty(), "250 µV under 40");
+        assert!(flags(Some(&m(400.0, 220.0)), Some(70.0), &none, 500.0, &young).is_empty(), "250 µV under 40");
+    }
+
+    #[test]
+    fn sustained_rapid_af_and_ventricular_runs_are_flagged_with_their_figures() {
+        use crate::rhythm::{Ectopy, Segment, VentricularRun};
+        let fs = 500.0;
+        let seg = |secs: f64, hr: f64| Segment {
+            start: 1000,
+            end: 1000 + (secs * fs) as usize,
+            rhythm: Rhythm::AtrialFibrillation,
+            heart_rate_bpm: hr,
+        };
+        let p = PatientContext::default();
+        let reading = |segments: Vec<Segment>, runs: Vec<VentricularRun>| RhythmReading {
+            segments,
+            pauses: vec![],
+            ectopy: Ectopy { ventricular: runs.iter().map(|r| r.beats).sum(), isolated: 0, couplets: 0, runs },
+        };
+        let f = flags(None, Some(130.0), &reading(vec![seg(45.0, 130.0)], vec![]), fs, &p);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].code, FlagCode::AfRapid);
+        assert!(f[0].en.contains("130 /min over 45 s") && f[0].zh.contains("心房颤动"), "{f:?}");
+        // Too short, or not fast: nothing.
+        assert!(flags(None, Some(130.0), &reading(vec![seg(20.0, 130.0)], vec![]), fs, &p).is_empty());
+        assert!(flags(None, Some(90.0), &reading(vec![seg(60.0, 90.0)], vec![]), fs, &p).is_empty());
+        let runs = vec![
+            VentricularRun { start: 100, beats: 3, heart_rate_bpm: 140.0 },
+            VentricularRun { start: 9000, beats: 7, heart_rate_bpm: 171.4 },
+        ];
+        let f = flags(None, Some(80.0), &reading(vec![], runs), fs, &p);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].code, FlagCode::VentricularRun);
+        assert_eq!(f[0].en, "run of 7 ventricular beats at 171 /min (2 run(s) in all)");
+        assert!(f[0].zh.contains("室性心搏连发 7 次"));
     }
 }

@@ -6,10 +6,11 @@
 //! - [`classify`]: beat classes (normal, ventricular, paced) and pacing spikes.
 //! - [`quality`]: the signal-quality gate (lead off, clipping, mains, wander, muscle noise,
 //!   limb-lead reversal, missing chest leads).
-//! - [`rhythm`]: rhythm labels over time (rate class, atrial fibrillation) and pauses.
-//! - [`beat`]: the median beat, QRS duration and ST deviation per lead.
-//! - [`flags`]: what raises a study's priority (ST elevation, extreme rates, pauses).
-//! - [`preread`]: the pre-read of a recording (quality, QRS positions, heart rate, RR statistics).
+//! - [`rhythm`]: rhythm segments (sinus, AF, paced, other), ventricular ectopy and pauses.
+//! - [`beat`]: the median beat: PR, QRS, QT, QTc and ST deviation per lead.
+//! - [`flags`]: what raises a study's priority (ST elevation, extreme rates, pauses, long QTc,
+//!   ventricular runs, sustained rapid AF).
+//! - [`preread`]: the pre-read of a recording, its summary and the changes between two summaries.
 
 pub mod beat;
 pub mod classify;

@@ -91,7 +91,7 @@ pub struct Segment {
     pub end: usize,
     /// The label.
     pub rhythm: Rhythm,
-    /// Mean ventricular rate over the stretch's last window, /min.
+    /// Mean ventricular rate over the stretch, /min.
     pub heart_rate_bpm: f64,
 }
 
@@ -337,6 +337,13 @@ fn label_with(
             _ => segments.push(Segment { start, end: stop, rhythm, heart_rate_bpm: hr }),
         }
         i += step;
+    }
+    // Each segment's rate over the whole of it, not its last window's.
+    for s in &mut segments {
+        let inside = qrs.iter().filter(|&&q| q >= s.start && q <= s.end).count();
+        if inside >= 2 && s.end > s.start {
+            s.heart_rate_bpm = 60_000.0 * (inside - 1) as f64 / ((s.end - s.start) as f64 * 1000.0 / fs_hz);
+        }
     }
     (segments, pauses)
 }
