@@ -189,11 +189,31 @@ pub fn describe_preread(p: &yilian_analysis::preread::PreRead) -> String {
             rr.mean_ms, rr.min_ms, rr.max_ms, rr.sd_ms
         );
     }
+    for s in &p.rhythm {
+        let (zh, en) = s.rhythm.names();
+        out += &format!("rhythm: samples {}-{}: {en} / {zh}, {:.0} /min\n", s.start, s.end, s.heart_rate_bpm);
+    }
+    let e = &p.ectopy;
+    out += &format!(
+        "ventricular beats: {} (isolated {}, couplets {}, runs {})\n",
+        e.ventricular,
+        e.isolated,
+        e.couplets,
+        e.runs.len()
+    );
+    for r in &e.runs {
+        out += &format!("ventricular run: {} beats at {:.0} /min from sample {}\n", r.beats, r.heart_rate_bpm, r.start);
+    }
     for pause in &p.pauses {
         out += &format!("pause: {:.1} s after sample {}\n", pause.length_ms / 1000.0, pause.start);
     }
     if let Some(m) = &p.median {
-        out += &format!("median beat ({} beats): QRS {:.0} ms", m.beats, m.qrs_ms);
+        out += &format!("median beat ({} beats):", m.beats);
+        match m.pr_ms {
+            Some(pr) => out += &format!(" PR {pr:.0} ms,"),
+            None => out += " PR none (no clear P wave),",
+        }
+        out += &format!(" QRS {:.0} ms", m.qrs_ms);
         if let (Some(qt), Some(b), Some(f)) = (m.qt_ms, m.qtc_bazett_ms, m.qtc_fridericia_ms) {
             out += &format!(", QT {qt:.0} ms, QTc {b:.0} ms (Bazett) / {f:.0} ms (Fridericia)");
         }
@@ -215,5 +235,6 @@ pub fn describe_preread(p: &yilian_analysis::preread::PreRead) -> String {
     }
     let positions: Vec<String> = p.qrs.iter().map(usize::to_string).collect();
     out += &format!("QRS positions (samples): {}\n", positions.join(" "));
+    out += &format!("beat classes (N normal, V ventricular, P paced): {}\n", p.beat_classes);
     out
 }

@@ -106,7 +106,14 @@ fn analyze_gives_the_same_pre_read_for_one_recording_in_three_formats() {
     let n = mit["qrs"].as_array().map_or(0, Vec::len);
     assert!(n.abs_diff(2273) <= 3, "{n} QRS in record 100");
     let text = agent().arg("analyze").arg(shared("wfdb/mitdb/100.hea")).output().expect("run");
-    assert!(String::from_utf8_lossy(&text.stdout).contains("heart rate: 76 /min"));
+    let said = String::from_utf8_lossy(&text.stdout);
+    assert!(said.contains("heart rate: 76 /min"), "{said}");
+    // Rhythm segments, ectopy and PR are printed; record 100 is sinus rhythm throughout.
+    assert!(said.contains("rhythm: samples ") && said.contains("sinus rhythm / 窦性心律"), "{said}");
+    assert!(said.contains("ventricular beats: ") && said.contains(" PR "), "{said}");
+    assert_eq!(scp["beat_classes"].as_str().map(str::len), Some(qrs.len()));
+    let pr = scp["median"]["pr_ms"].as_f64().expect("PR");
+    assert!((pr - 148.0).abs() <= 20.0, "PR {pr} ms, the cart said 148");
     assert_eq!(scp["quality"]["messages"], serde_json::json!([]), "a clean recording");
     // The Contec file whose chest electrodes were not connected: said at once.
     let out = agent().arg("analyze").arg(shared("contec/0000050.ECG")).output().expect("run");
