@@ -13,8 +13,8 @@ use tracing::{info, warn};
 use yilian_analysis::flags::PatientContext;
 use yilian_protocol::message::{Sex, Study};
 
-/// Reads `study` and returns its flags.
-pub fn flags_of(study: &Study) -> Vec<PrereadFlag> {
+/// The pre-read of `study`, for its patient's sex and age.
+pub fn preread_of(study: &Study) -> yilian_analysis::preread::PreRead {
     let leads = study.leads_uv();
     let views: Vec<(&str, &[f64])> = leads.iter().map(|(n, x)| (n.as_str(), x.as_slice())).collect();
     let birth = study.patient.birth_date.map(|d| d.to_string());
@@ -32,8 +32,13 @@ pub fn flags_of(study: &Study) -> Vec<PrereadFlag> {
         age_years: age.and_then(|a| u16::try_from(a).ok()),
     };
     yilian_analysis::preread::analyze_for(&views, f64::from(study.sample_rate_hz), &patient)
-        .flags
-        .into_iter()
+}
+
+/// The flags of a pre-read as the store keeps them.
+pub fn flags_of(pre: &yilian_analysis::preread::PreRead) -> Vec<PrereadFlag> {
+    pre.flags
+        .iter()
+        .cloned()
         .map(|f| PrereadFlag {
             code: serde_json::to_value(f.code).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
             zh: f.zh,
@@ -67,14 +72,19 @@ pub async fn run(store: Store, poll: Duration, shutdown: CancellationToken) {
                     // not block the ones behind it.
                     warn!(study = %uid, error = %e, "pre-read: cannot read the study");
                     let u = uid.clone();
-                    let _ = store.call(move |db| db.set_preread(&u, &[], now_ms())).await;
+                    let _ = store.call(move |db| db.set_preread(&u, &[], None, now_ms())).await;
                     continue;
                 }
                 Err(_) => return,
             };
-            let flags = tokio::task::spawn_blocking(move || flags_of(&study)).await.unwrap_or_default();
+            let (flags, summary) = tokio::task::spawn_blocking(move || {
+                let pre = preread_of(&study);
+                (flags_of(&pre), serde_json::to_string(&pre.summary()).ok())
+            })
+            .await
+            .unwrap_or_default();
             let (u, f) = (uid.clone(), flags.clone());
-            match store.call(move |db| db.set_preread(&u, &f, now_ms())).await {
+            match store.call(move |db| db.set_preread(&u, &f, summary.as_deref(), now_ms())).await {
                 Ok(Ok(true)) => {
                     let reasons: Vec<&str> = flags.iter().map(|f| f.en.as_str()).collect();
                     info!(study = %uid, reasons = %reasons.join("; "), "pre-read raised the study to STAT");

@@ -215,3 +215,99 @@ async fn a_flagged_study_asks_for_a_retake_and_an_override_reaches_the_specialis
     clinic.stop_agent().await?;
     hub.stop().await
 }
+
+/// The patient's earlier ECGs beside the new one: a normal ECG recorded a year ago at another
+/// clinic and reported, a study at a third clinic matching only on name and birth date, and
+/// today's with inferior ST elevation. The study page lists both (one "same patient", one
+/// "possible") with the earlier conclusion, says what is new since the last ECG, and draws the
+/// earlier one over and beside the new one in Chromium (`tests/browser/priors.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_patients_earlier_ecg_is_beside_the_new_one_with_what_is_new() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    init_logs();
+    let (root, out) = browser_dirs()?;
+    let tmp = tempfile::tempdir()?;
+    let hub = HubHandle::start(&tmp.path().join("hub"), county::test_broker()?).await?;
+    let mut here = Clinic::start(&tmp.path().join("clinics"), "xz-now", "cart-now", &hub).await?;
+    let mut before = Clinic::start(&tmp.path().join("clinics"), "xz-before", "cart-before", &hub).await?;
+    let visit = sim::demo_visit(3);
+    let now = now_ms();
+    let year_ms = 365 * 86_400_000;
+    let (rec, v) = (records::ptb_12_lead()?, visit.clone());
+    before.cart(move |c| c.study(&rec, 0, 10_000, &v, now - year_ms)).await?;
+    // Same name and birth date, another clinic's number for the patient.
+    let (rec, mut v) = (records::ptb_12_lead()?, visit.clone());
+    v.patient_id = "XZ-0042".into();
+    before.cart(move |c| c.study(&rec, 0, 10_000, &v, now - year_ms / 2)).await?;
+    let api = hub.api.clone();
+    let earlier = wait_for("the two earlier studies", WAIT, || {
+        let api = api.clone();
+        async move {
+            let mut s = api.studies().await.ok()?;
+            s.sort_by_key(|x| x["acquired_at_ms"].as_i64());
+            (s.len() == 2).then(|| s.iter().map(|x| uid_of(x).to_string()).collect::<Vec<_>>())
+        }
+    })
+    .await?;
+    let (old, possible) = (earlier[0].clone(), earlier[1].clone());
+    hub.api.claim(&old).await?;
+    let body =
+        serde_json::json!({ "findings": "心率72次/分", "conclusion": "窦性心律，正常心电图", "critical": false });
+    let (status, report) = hub.api.post_raw(&format!("/api/studies/{old}/report"), &body).await?;
+    anyhow::ensure!(status == 201, "{report}");
+    let stemi = inferior_st_elevation()?;
+    let v = visit.clone();
+    here.cart(move |c| c.study(&stemi, 0, 10_000, &v, now)).await?;
+    let new = wait_for("today's study, pre-read", WAIT, || {
+        let api = api.clone();
+        async move {
+            let q = api.queue().await.ok()?;
+            q.iter()
+                .find(|s| s["priority"] == "stat" && s["preread_flags"].as_array().is_some_and(|f| !f.is_empty()))
+                .map(|s| uid_of(s).to_string())
+        }
+    })
+    .await?;
+    let http = hub.http_client()?.redirect(reqwest::redirect::Policy::none()).build()?;
+    let cookie = crate::canary::console_session(&http, &hub.base_url, county::DEMO_LOGIN).await?;
+    let get = |path: String| {
+        let (http, cookie, url) = (http.clone(), cookie.clone(), format!("{}{path}", hub.base_url));
+        async move { anyhow::Ok(http.get(url).header("cookie", cookie).send().await?.text().await?) }
+    };
+    let page = get(format!("/studies/{new}")).await?;
+    assert!(page.contains(&format!(r#"data-prior="{old}" data-match="same""#)), "{page}");
+    assert!(page.contains(&format!(r#"data-prior="{possible}" data-match="name_and_birth""#)), "{page}");
+    assert!(page.contains("窦性心律，正常心电图") && page.contains("xz-before"), "{page}");
+    let changes = page.split(r#"class="changes""#).nth(1).context("what is new since the last ECG")?;
+    let changes = changes.split("</ul>").next().unwrap_or_default();
+    assert!(changes.contains("ST") && changes.contains("II") && changes.contains("aVF"), "{changes}");
+    let overlay = get(format!("/studies/{new}?prior={old}&compare=overlay")).await?;
+    assert_eq!(overlay.matches(r#"<polyline class="prior""#).count(), 12, "every lead of the prior over the new one");
+    let unrelated = get(format!("/studies/{new}?prior=cart-now-1-x&compare=side")).await?;
+    assert!(unrelated.contains("所选心电图不是该患者的既往心电图"), "{unrelated}");
+    let audit = format!("{:?}", yilian_hub::store::Db::open(&hub.data_dir.join("yilian.db"))?.audit_latest(50)?);
+    assert!(audit.contains("view prior study") && audit.contains(&old), "who looked at the earlier ECG is audited");
+
+    let browser = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser/priors.mjs"))
+        .args([hub.base_url.as_str(), county::DEMO_LOGIN.0, county::DEMO_LOGIN.1, &new])
+        .arg(&out)
+        .env("YILIAN_SPKI", yilian_hub::ca::server_spki_sha256_base64(&hub.data_dir)?)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(120), browser).await.context("browser")??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "browser test failed:\n{stdout}\n{}\n(see {})",
+        String::from_utf8_lossy(&output.stderr),
+        out.display()
+    );
+    for line in ["prior same 窦性心律，正常心电图", "overlay 12", "side 12"] {
+        assert!(stdout.lines().any(|l| l == line), "{line}: {stdout}");
+    }
+    assert!(stdout.lines().any(|l| l.starts_with("new ") && l.contains("ST")), "{stdout}");
+    here.stop_agent().await?;
+    before.stop_agent().await?;
+    hub.stop().await
+}

@@ -762,7 +762,9 @@ async fn study_page(
         );
     }
     let cart_part = cart_reading(lang, &uid, &study, paper);
-    let priors_part = super::priors::section(&s, &session.actor(), lang, &uid, &study, &cq, paper).await;
+    let priors = super::priors::lookup(&s, &uid).await;
+    let priors_part = super::priors::section(&s, &session.actor(), lang, &study, priors.as_deref(), &cq, paper).await;
+    let reading_part = reading(&s, lang, &study, priors.as_deref()).await;
     let report_part = if let Some(report_id) = &row.report_id {
         format!(
             "<p>{} {} · {} · {}: {}</p>",
@@ -801,7 +803,7 @@ async fn study_page(
         )
     };
     let body = format!(
-        r#"<p><b>{}</b> {} {} · {} · {} · {}</p><p>{}: {}</p>{warnings}{options}{pages}<div class="tracing">{svg}</div><p>{}: <output id="caliper">{}</output></p>{CALIPERS_JS}{cart_part}{priors_part}{report_part}"#,
+        r#"<p><b>{}</b> {} {} · {} · {} · {}</p><p>{}: {}</p>{warnings}{options}{pages}<div class="tracing">{svg}</div><p>{}: <output id="caliper">{}</output></p>{CALIPERS_JS}{reading_part}{cart_part}{priors_part}{report_part}"#,
         esc(&row.patient_name),
         esc(match row.sex.as_str() {
             "female" => lang.t("女", "F"),
@@ -818,6 +820,31 @@ async fn study_page(
         lang.t("在波形上点击两点", "click two points on the tracing"),
     );
     layout(lang, lang.t("心电图", "ECG"), Some(&session), &body).into_response()
+}
+
+/// The pre-read panel of `study`, with what is new since the patient's last certain ECG.
+async fn reading(
+    s: &AppState,
+    lang: Lang,
+    study: &yilian_protocol::message::Study,
+    priors: Option<&[crate::store::priors::Prior]>,
+) -> String {
+    let last = priors.and_then(|p| p.iter().find(|p| p.matched.certain())).map(|p| p.row.clone());
+    let st = study.clone();
+    let Ok(pre) = tokio::task::spawn_blocking(move || crate::preread::preread_of(&st)).await else {
+        return String::new();
+    };
+    let mut changes = None;
+    if let Some(row) = last
+        && let Some(before) = super::priors::summary_of(s, &row.study_uid).await
+    {
+        changes = Some((row.acquired_at_ms, yilian_analysis::preread::changes(&before, &pre.summary())));
+    }
+    super::reading::panel(
+        lang,
+        &pre,
+        changes.as_ref().map(|(at, c)| super::reading::SinceLast { acquired_at_ms: *at, changes: c }),
+    )
 }
 
 async fn report_form(

@@ -12,6 +12,7 @@ pub mod files;
 pub mod his;
 pub mod imaging;
 pub mod priors;
+pub mod reading;
 pub mod rollouts;
 pub mod session;
 pub mod tuf;

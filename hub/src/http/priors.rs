@@ -8,6 +8,7 @@ use super::console::{Lang, esc, local_time};
 use super::viewer::{CompareMode, Paper, Side, render_compare};
 use crate::clock::now_ms;
 use crate::store::priors::{Prior, PriorMatch};
+use yilian_analysis::preread::Summary;
 use yilian_protocol::message::Study;
 
 /// Earlier ECGs listed at most.
@@ -47,20 +48,42 @@ fn caption(lang: Lang, label: &str, row: &crate::store::StudyRow, conclusion: Op
     c
 }
 
+/// The patient's earlier ECGs (None when they cannot be looked up).
+pub async fn lookup(s: &AppState, uid: &str) -> Option<Vec<Prior>> {
+    let u = uid.to_string();
+    s.store.call(move |db| db.priors(&u, now_ms(), LISTED)).await.ok()?.ok()
+}
+
+/// The pre-read summary of study `uid`: stored by the pre-read, or computed now (a study
+/// reported before the hub pre-read it) and stored.
+pub async fn summary_of(s: &AppState, uid: &str) -> Option<Summary> {
+    let u = uid.to_string();
+    if let Ok(Ok(Some(json))) = s.store.call(move |db| db.preread_summary(&u)).await
+        && let Ok(summary) = serde_json::from_str(&json)
+    {
+        return Some(summary);
+    }
+    let u = uid.to_string();
+    let (_, study) = s.store.call(move |db| db.study(&u, now_ms())).await.ok()?.ok()??;
+    let summary = tokio::task::spawn_blocking(move || crate::preread::preread_of(&study).summary()).await.ok()?;
+    let (u, json) = (uid.to_string(), serde_json::to_string(&summary).ok()?);
+    let _ = s.store.call(move |db| db.set_preread_summary(&u, &json)).await;
+    Some(summary)
+}
+
 /// The section of the study page: the list and, when one was chosen, the comparison.
 pub async fn section(
     s: &AppState,
     actor: &actor::Actor,
     lang: Lang,
-    uid: &str,
     study: &Study,
+    priors: Option<&[Prior]>,
     q: &CompareQuery,
     paper: Paper,
 ) -> String {
-    let u = uid.to_string();
-    let priors: Vec<Prior> = match s.store.call(move |db| db.priors(&u, now_ms(), LISTED)).await {
-        Ok(Ok(p)) => p,
-        _ => {
+    let priors = match priors {
+        Some(p) => p,
+        None => {
             return format!(
                 r#"<section class="priors"><h3>{}</h3><p class="error">{}</p></section>"#,
                 lang.t("既往心电图", "Prior ECGs"),

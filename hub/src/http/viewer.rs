@@ -144,7 +144,8 @@ pub fn render_compare(now: &Side<'_>, prior: &Side<'_>, mode: CompareMode, paper
     let cell_mm = COMPARE_S * paper.speed_mm_per_s;
     let columns = if mode == CompareMode::SideBySide { 2.0 } else { 1.0 };
     let width = LEFT_MM + columns * (cell_mm + 5.0);
-    let top = 6.0;
+    // Captions: side by side, each above its column; overlaid, one under the other.
+    let top = if mode == CompareMode::SideBySide { 6.0 } else { 10.0 };
     let height = top + names.len().max(1) as f64 * row_mm + 5.0;
     let mut out =
         String::with_capacity(names.len() * 2 * (COMPARE_S * now.rate_hz.max(prior.rate_hz)) as usize * 16 + 4096);
@@ -153,9 +154,8 @@ pub fn render_compare(now: &Side<'_>, prior: &Side<'_>, mode: CompareMode, paper
     let _ = write!(out, r#"<text x="{LEFT_MM:.2}" y="4">{}</text>"#, super::console::esc(now.caption));
     let _ = write!(
         out,
-        r#"<text class="prior" x="{:.2}" y="{}">{}</text>"#,
-        if mode == CompareMode::SideBySide { prior_x } else { LEFT_MM + cell_mm / 2.0 },
-        4,
+        r#"<text class="prior" x="{prior_x:.2}" y="{}">{}</text>"#,
+        if mode == CompareMode::SideBySide { 4.0 } else { 8.5 },
         super::console::esc(prior.caption)
     );
     let window = |side: &Side<'_>, name: &str| -> Vec<f64> {

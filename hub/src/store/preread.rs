@@ -29,14 +29,22 @@ impl Db {
         Ok(rows)
     }
 
-    /// Records the pre-read of `uid`. With flags, a study not already STAT is raised to STAT
-    /// (audited, with the reasons). Returns true when it was raised.
-    pub fn set_preread(&mut self, uid: &str, flags: &[PrereadFlag], now_ms: i64) -> Result<bool, StoreError> {
+    /// Records the pre-read of `uid`: its flags and its summary (JSON, for comparing a later
+    /// ECG). With flags, a study not already STAT is raised to STAT (audited, with the
+    /// reasons). Returns true when it was raised.
+    pub fn set_preread(
+        &mut self,
+        uid: &str,
+        flags: &[PrereadFlag],
+        summary: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
         let tx = self.conn.transaction()?;
         let json = serde_json::to_string(flags).map_err(|e| StoreError::Damaged(e.to_string()))?;
         tx.execute(
-            "UPDATE studies SET preread_at_ms = ?2, preread_flags = ?3 WHERE study_uid = ?1",
-            params![uid, now_ms, json],
+            "UPDATE studies SET preread_at_ms = ?2, preread_flags = ?3, preread_summary = coalesce(?4, preread_summary)
+             WHERE study_uid = ?1",
+            params![uid, now_ms, json, summary],
         )?;
         let stat = Priority::Stat.rank();
         let raised = !flags.is_empty()
