@@ -332,3 +332,39 @@ async fn a_long_cart_file_is_paged_with_derived_leads_marked_and_the_carts_own_r
     let (_, _, page) = send(&c, get(&format!("/studies/{uid}?from=9999&lang=en"), &cookie)).await;
     assert!(page.contains("showing 20–30 s"), "past the end shows the last page");
 }
+
+#[tokio::test]
+async fn the_monitoring_view_reads_the_rate_of_the_seconds_shown() {
+    let c = console().await;
+    let key = SigningKey::generate().expect("key");
+    let topic = Topic::new("xz", "monitor-2", Channel::Up).expect("topic");
+    // 12 s at 500 Hz, a narrow 1 mV QRS every 800 ms (75 /min) in both leads, in 1 s chunks.
+    let beat = |i: u64| {
+        let k = (i % 400) as i32;
+        if k < 20 { 1000 - (k - 10).abs() * 100 } else { 0 }
+    };
+    let batch: Vec<Incoming> = (0..12u64)
+        .map(|s| {
+            let samples: Vec<i32> = (s * 500..(s + 1) * 500).map(beat).collect();
+            let chunk = Payload::StreamChunk(StreamChunk {
+                stream_id: 0,
+                sample_rate_hz: 500,
+                resolution_nv: 1000,
+                first_sample: s * 500,
+                start_time_ms: 0,
+                leads: vec![LeadSamples::encode("II", &samples), LeadSamples::encode("V5", &samples)],
+            });
+            let header = Header::new(&key, "monitor-2", s + 1, 0, Lane::Stream);
+            let bytes = seal(&key, header, &topic, &chunk).expect("seal");
+            let verified =
+                Envelope::decode(&bytes).expect("decode").verify(&key.public_key(), &topic, None).expect("verify");
+            Incoming { site: "xz".into(), verified, envelope: bytes }
+        })
+        .collect();
+    c.store.call(move |db| db.ingest(&batch, 0)).await.expect("call").expect("ingest");
+    let (cookie, _) = sign_in(&c, "li", "correct horse").await.expect("signed in");
+    let (status, _, page) = send(&c, get("/devices/monitor-2/monitor?lead=V5", &cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(r#"data-heart-rate="75""#) && page.contains("心率 75 次/分"), "{page}");
+    assert!(page.contains("非诊断"), "{page}");
+}

@@ -943,23 +943,36 @@ async fn monitor_page(
     let d = device.clone();
     let fetched = s.store.call(move |db| db.stream_samples(&d, stream_id, from, count)).await;
     let Ok(Ok(leads)) = fetched else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
-    let scaled: Vec<(String, Vec<f64>)> = leads
+    let all: Vec<(String, Vec<f64>)> = leads
         .into_iter()
-        .filter(|(name, _, _)| q.lead.as_deref().is_none_or(|l| l.eq_ignore_ascii_case(name)))
         .map(|(name, res, v)| (name, v.iter().map(|x| f64::from(*x) * f64::from(res) / 1000.0).collect()))
         .collect();
+    let rate_hz = st.sample_rate_hz as f64;
+    // The pre-read of every lead in the window, whichever lead is drawn.
+    let reading = {
+        let all = all.clone();
+        tokio::task::spawn_blocking(move || {
+            let views: Vec<(&str, &[f64])> = all.iter().map(|(n, x)| (n.as_str(), x.as_slice())).collect();
+            yilian_analysis::preread::analyze(&views, rate_hz)
+        })
+        .await
+        .map(|pre| super::reading::monitor_line(lang, &pre))
+        .unwrap_or_default()
+    };
+    let scaled: Vec<(String, Vec<f64>)> =
+        all.into_iter().filter(|(name, _)| q.lead.as_deref().is_none_or(|l| l.eq_ignore_ascii_case(name))).collect();
     if scaled.is_empty() {
         return (StatusCode::NOT_FOUND, "no such lead").into_response();
     }
     let traces: Vec<super::viewer::Trace<'_>> =
         scaled.iter().map(|(n, uv)| super::viewer::Trace { name: n, uv, derived: false }).collect();
     let paper = super::viewer::Paper::chosen(q.speed, q.gain);
-    let svg = super::viewer::render(&traces, st.sample_rate_hz as f64, paper);
+    let svg = super::viewer::render(&traces, rate_hz, paper);
     let gaps = st.runs.len().saturating_sub(1) + st.declared_gaps.len();
     let lead_links: String =
         scaled.iter().map(|(n, _)| format!(r#" <a href="?lead={}">{}</a>"#, esc(n), esc(n))).collect::<String>();
     let body = format!(
-        r#"<p>{} · {} {}–{} ({} Hz) · {}: {gaps}</p><p>{}:{lead_links} · <a href="?">{}</a></p><div class="tracing">{svg}</div>{CALIPERS_JS}<p><output id="caliper"></output></p>"#,
+        r#"<p>{} · {} {}–{} ({} Hz) · {}: {gaps}</p><p>{}:{lead_links} · <a href="?">{}</a></p>{reading}<div class="tracing">{svg}</div>{CALIPERS_JS}<p><output id="caliper"></output></p>"#,
         esc(&device),
         lang.t("样本", "samples"),
         from,

@@ -139,6 +139,34 @@ pub fn panel(lang: Lang, pre: &PreRead, since: Option<SinceLast<'_>>) -> String 
     out
 }
 
+/// One line for the monitoring view: the rate, the rhythm and any flag or quality finding in
+/// the seconds shown.
+pub fn monitor_line(lang: Lang, pre: &PreRead) -> String {
+    let mut parts = Vec::new();
+    if let Some(hr) = pre.heart_rate_bpm {
+        parts.push(format!("{} {hr:.0} {}", lang.t("心率", "Heart rate"), lang.t("次/分", "/min")));
+    }
+    if let Some(seg) = pre.rhythm.last() {
+        let (zh, en) = seg.rhythm.names();
+        parts.push(esc(&pick(lang, zh, en)));
+    }
+    if pre.ectopy.ventricular > 0 {
+        parts.push(format!("{} {}", lang.t("室性心搏", "ventricular beats"), pre.ectopy.ventricular));
+    }
+    for f in &pre.flags {
+        parts.push(format!(r#"<b class="flag">⚑ {}</b>"#, esc(&pick(lang, &f.zh, &f.en))));
+    }
+    for (zh, en) in &pre.quality.messages {
+        parts.push(format!(r#"<span class="error">{}</span>"#, esc(&pick(lang, zh, en))));
+    }
+    format!(
+        r#"<p class="reading" data-heart-rate="{}">{} <small>({})</small></p>"#,
+        pre.heart_rate_bpm.map(|h| format!("{h:.0}")).unwrap_or_default(),
+        parts.join(" · "),
+        lang.t("所示时段自动预读，非诊断", "pre-read of the seconds shown, not a diagnosis")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +185,8 @@ mod tests {
         assert!(html.contains("75 /min"), "{html}");
         assert!(html.contains("no change in rhythm"), "{html}");
         assert!(html.contains("0 ventricular beats"), "{html}");
+        let line = monitor_line(Lang::En, &pre);
+        assert!(line.contains(r#"data-heart-rate="75""#) && line.contains("not a diagnosis"), "{line}");
         let zh = panel(Lang::Zh, &pre, None);
         assert!(zh.contains("辅助参考，非诊断") && !zh.contains("changes"), "{zh}");
     }
