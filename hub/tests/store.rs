@@ -219,7 +219,7 @@ fn prior_ecgs_are_found_by_identifier_or_as_possible_by_name_and_birth_date() {
         person("other", "3", "张伟", 1_500),
     ];
     let mut seq = 0;
-    for s in &studies {
+    let mut send = |db: &mut Db, s: &Study| {
         let batch: Vec<Incoming> = s
             .split()
             .expect("split")
@@ -230,6 +230,9 @@ fn prior_ecgs_are_found_by_identifier_or_as_possible_by_name_and_birth_date() {
             })
             .collect();
         db.ingest(&batch, 0).expect("ingest");
+    };
+    for s in &studies {
+        send(&mut db, s);
     }
     let priors = db.priors("new", 0, 10).expect("priors");
     let got: Vec<(&str, yilian_hub::store::priors::PriorMatch)> =
@@ -239,16 +242,7 @@ fn prior_ecgs_are_found_by_identifier_or_as_possible_by_name_and_birth_date() {
     // A reused local number with another name is only "possible".
     let mut reuse = person("new-2", "0001", "赵敏", 6_000);
     reuse.patient.birth_date = None;
-    let batch: Vec<Incoming> = reuse
-        .split()
-        .expect("split")
-        .into_iter()
-        .map(|p| {
-            seq += 1;
-            incoming(&key, seq, Payload::StudyPart(p))
-        })
-        .collect();
-    db.ingest(&batch, 0).expect("ingest");
+    send(&mut db, &reuse);
     let priors = db.priors("new-2", 0, 10).expect("priors");
     assert_eq!(priors.len(), 1);
     assert_eq!((priors[0].row.study_uid.as_str(), priors[0].matched), ("old-4", IdOnly));

@@ -84,7 +84,6 @@ async fn a_specialist_signs_in_opens_a_study_in_chromium_and_reports_it() -> any
 async fn a_radiologist_scrolls_windows_and_measures_a_ct_in_chromium() -> anyhow::Result<()> {
     let _one = ONE_AT_A_TIME.lock().await;
     init_logs();
-    let (root, out) = browser_dirs()?;
     let tmp = tempfile::tempdir()?;
     let hub = HubHandle::start(&tmp.path().join("hub"), county::test_broker()?).await?;
     let clinic = Clinic::start(&tmp.path().join("clinics"), "xz-ct-web", "node-web", &hub).await?;
@@ -92,20 +91,7 @@ async fn a_radiologist_scrolls_windows_and_measures_a_ct_in_chromium() -> anyhow
     let (files, _) = crate::imaging::ct_series(&tmp.path().join("ct"), study, 20, 256, 256, "CT")?;
     crate::imaging::storescu(crate::imaging::node_addr(&clinic)?, "-xe", &files).await?;
     crate::imaging::complete_at_hub(&hub, study, WAIT).await?;
-    let output = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new("node")
-            .arg(root.join("tests/browser/imaging.mjs"))
-            .args([&hub.base_url, county::DEMO_LOGIN.0, county::DEMO_LOGIN.1, study])
-            .arg(&out)
-            .env("YILIAN_SPKI", yilian_hub::ca::server_spki_sha256_base64(&hub.data_dir)?)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .context("the imaging browser test took over two minutes")??;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}\n(see {})", String::from_utf8_lossy(&output.stderr), out.display());
+    let stdout = console_browser(&hub, "imaging.mjs", &[study]).await?;
     let slice: u32 =
         stdout.lines().find_map(|l| l.strip_prefix("slice ")).and_then(|v| v.parse().ok()).context("slice")?;
     assert!(slice >= 5, "scrolled to slice {slice}");

@@ -73,3 +73,30 @@ pub fn browser_dirs() -> anyhow::Result<(&'static std::path::Path, std::path::Pa
     );
     Ok((root, root.join("target/browser")))
 }
+
+/// Runs `tests/browser/<script>` in Chromium against the hub's console: base URL, the demo
+/// login, `args`, then the screenshot folder, trusting exactly the hub's key. Returns what it
+/// printed; fails with its output when it fails or takes over two minutes.
+pub async fn console_browser(hub: &yilian::county::HubHandle, script: &str, args: &[&str]) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let (root, out) = browser_dirs()?;
+    let run = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser").join(script))
+        .args([hub.base_url.as_str(), yilian::county::DEMO_LOGIN.0, yilian::county::DEMO_LOGIN.1])
+        .args(args)
+        .arg(&out)
+        .env("YILIAN_SPKI", yilian_hub::ca::server_spki_sha256_base64(&hub.data_dir)?)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(120), run)
+        .await
+        .with_context(|| format!("{script} took over two minutes"))??;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    anyhow::ensure!(
+        output.status.success(),
+        "{script} failed:\n{stdout}\n{}\n(see {})",
+        String::from_utf8_lossy(&output.stderr),
+        out.display()
+    );
+    Ok(stdout)
+}

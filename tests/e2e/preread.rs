@@ -38,7 +38,6 @@ fn inferior_st_elevation() -> anyhow::Result<records::Recording> {
 async fn an_st_elevation_study_sent_as_routine_jumps_the_queue_with_its_reason() -> anyhow::Result<()> {
     let _one = ONE_AT_A_TIME.lock().await;
     init_logs();
-    let (root, out) = browser_dirs()?;
     let tmp = tempfile::tempdir()?;
     let hub = HubHandle::start(&tmp.path().join("hub"), county::test_broker()?).await?;
     let mut clinic = Clinic::start(&tmp.path().join("clinics"), "xz-pre", "cart-pre", &hub).await?;
@@ -81,21 +80,7 @@ async fn an_st_elevation_study_sent_as_routine_jumps_the_queue_with_its_reason()
     assert!(page.contains(&format!(r#"data-priority="{uid}" data-to="routine""#)), "{page}");
     // The specialist sees the reason and disagrees: back to routine, behind the two that came
     // first; not raised again.
-    let browser = tokio::process::Command::new("node")
-        .arg(root.join("tests/browser/preread.mjs"))
-        .args([hub.base_url.as_str(), county::DEMO_LOGIN.0, county::DEMO_LOGIN.1, &sim::demo_visit(3).name])
-        .arg(&out)
-        .env("YILIAN_SPKI", yilian_hub::ca::server_spki_sha256_base64(&hub.data_dir)?)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(std::time::Duration::from_secs(120), browser).await.context("browser")??;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "browser test failed:\n{stdout}\n{}\n(see {})",
-        String::from_utf8_lossy(&output.stderr),
-        out.display()
-    );
+    let stdout = console_browser(&hub, "preread.mjs", &[&sim::demo_visit(3).name]).await?;
     assert!(stdout.lines().any(|l| l.starts_with("reason ⚑ ST段抬高")), "{stdout}");
     assert!(stdout.lines().any(|l| l == "restored"), "{stdout}");
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
@@ -225,7 +210,6 @@ async fn a_flagged_study_asks_for_a_retake_and_an_override_reaches_the_specialis
 async fn the_patients_earlier_ecg_is_beside_the_new_one_with_what_is_new() -> anyhow::Result<()> {
     let _one = ONE_AT_A_TIME.lock().await;
     init_logs();
-    let (root, out) = browser_dirs()?;
     let tmp = tempfile::tempdir()?;
     let hub = HubHandle::start(&tmp.path().join("hub"), county::test_broker()?).await?;
     let mut here = Clinic::start(&tmp.path().join("clinics"), "xz-now", "cart-now", &hub).await?;
@@ -288,21 +272,7 @@ async fn the_patients_earlier_ecg_is_beside_the_new_one_with_what_is_new() -> an
     let audit = format!("{:?}", yilian_hub::store::Db::open(&hub.data_dir.join("yilian.db"))?.audit_latest(50)?);
     assert!(audit.contains("view prior study") && audit.contains(&old), "who looked at the earlier ECG is audited");
 
-    let browser = tokio::process::Command::new("node")
-        .arg(root.join("tests/browser/priors.mjs"))
-        .args([hub.base_url.as_str(), county::DEMO_LOGIN.0, county::DEMO_LOGIN.1, &new])
-        .arg(&out)
-        .env("YILIAN_SPKI", yilian_hub::ca::server_spki_sha256_base64(&hub.data_dir)?)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(std::time::Duration::from_secs(120), browser).await.context("browser")??;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "browser test failed:\n{stdout}\n{}\n(see {})",
-        String::from_utf8_lossy(&output.stderr),
-        out.display()
-    );
+    let stdout = console_browser(&hub, "priors.mjs", &[&new]).await?;
     for line in ["prior same 窦性心律，正常心电图", "overlay 12", "side 12"] {
         assert!(stdout.lines().any(|l| l == line), "{line}: {stdout}");
     }

@@ -199,6 +199,31 @@ fn head(conn: &Connection) -> Result<Option<(i64, i64, String)>, StoreError> {
         .optional()?)
 }
 
+/// Appends what a clinic did through its device (acknowledged a critical result, sent a flagged
+/// study without a retake), inside the ingest transaction.
+pub fn append_clinic(
+    tx: &Connection,
+    device: &str,
+    action: &str,
+    object: &str,
+    detail: String,
+    now_ms: i64,
+) -> Result<i64, StoreError> {
+    append(
+        tx,
+        &AuditEvent {
+            at_ms: now_ms,
+            user: format!("device:{device}"),
+            role: "clinic".into(),
+            action: action.into(),
+            object: object.into(),
+            result: RESULT_OK.into(),
+            source: "mqtt".into(),
+            detail,
+        },
+    )
+}
+
 /// Appends one entry and moves the head, on a connection the caller has in a transaction (so an
 /// action and its audit entry commit together).
 pub fn append(tx: &Connection, e: &AuditEvent) -> Result<i64, StoreError> {

@@ -151,18 +151,13 @@ impl Db {
             "UPDATE critical_results SET acknowledged_by = ?2, acknowledged_at_ms = ?3 WHERE report_id = ?1",
             params![ack.report_id, clinician, ack.acknowledged_at_ms.min(now_ms)],
         )?;
-        super::audit::append(
+        super::audit::append_clinic(
             tx,
-            &super::audit::AuditEvent {
-                at_ms: now_ms,
-                user: format!("device:{device}"),
-                role: "clinic".into(),
-                action: "critical-acknowledged".into(),
-                object: ack.report_id.clone(),
-                result: super::audit::RESULT_OK.into(),
-                source: "mqtt".into(),
-                detail: format!("by {clinician} at the clinic, {} ms", ack.acknowledged_at_ms),
-            },
+            device,
+            "critical-acknowledged",
+            &ack.report_id,
+            format!("by {clinician} at the clinic, {} ms", ack.acknowledged_at_ms),
+            now_ms,
         )?;
         Ok(Ok(true))
     }

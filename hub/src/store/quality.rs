@@ -51,18 +51,13 @@ impl Db {
             params![o.study_uid, device, clinician, o.reason.trim(), o.overridden_at_ms.min(now_ms), now_ms],
         )?;
         if n == 1 {
-            super::audit::append(
+            super::audit::append_clinic(
                 tx,
-                &super::audit::AuditEvent {
-                    at_ms: now_ms,
-                    user: format!("device:{device}"),
-                    role: "clinic".into(),
-                    action: "quality-override".into(),
-                    object: o.study_uid.clone(),
-                    result: super::audit::RESULT_OK.into(),
-                    source: "mqtt".into(),
-                    detail: format!("sent without a retake by {clinician}: {}", o.reason.trim()),
-                },
+                device,
+                "quality-override",
+                &o.study_uid,
+                format!("sent without a retake by {clinician}: {}", o.reason.trim()),
+                now_ms,
             )?;
         }
         Ok(Ok(n == 1))
