@@ -6,7 +6,11 @@
 //! AF is an irregularly irregular ventricular response with no P waves. The irregularity is
 //! measured on the intervals between two normal beats only, so ventricular beats and their
 //! coupling and compensatory intervals do not count; what premature atrial beats leave is
-//! taken out by the ectopic-pair trim and the turning-point ratio. The P-wave check averages
+//! taken out by the ectopic-pair trim and the turning-point ratio. Successive differences and
+//! turning points are taken between intervals that follow each other, never across a left-out
+//! one. AF is sustained, and 24 intervals measure it coarsely: a window clearly irregular is AF,
+//! and one only weakly irregular (looser bounds) is AF when it joins such a window directly or
+//! through other weakly irregular ones (hysteresis). The P-wave check averages
 //! the stretch before each normal QRS of a window: a P wave is locked to the QRS and survives
 //! the average, fibrillatory waves are not and cancel. "Sinus" needs that P wave; a rhythm
 //! without one that is neither AF nor paced is "other" (junctional, flutter, or a baseline too
@@ -151,30 +155,63 @@ const P_SINUS_UV: f64 = 50.0;
 /// MIT-BIH records stopped reading as AF).
 const P_NOT_AF_UV: f64 = 90.0;
 
-/// The irregularity of an RR window: (normalised RMSSD of the intervals left after taking out
-/// ectopic pairs, share of intervals taken out, turning-point ratio).
-fn irregularity(rr: &[f64]) -> (f64, f64, f64) {
-    let mut sorted = rr.to_vec();
+/// A window's RR intervals speak clearly for AF with a normalised RMSSD over this (after the
+/// ectopic-pair trim) and a turning-point ratio in [`AF_TPR`] (random order: 2/3; a trend is
+/// lower, an alternating pattern such as bigeminy higher).
+const AF_NRMSSD: f64 = 0.15;
+const AF_TPR: std::ops::RangeInclusive<f64> = 0.5..=0.85;
+/// And weakly with these (about ±2.5 standard deviations of the turning-point ratio of 20
+/// random intervals instead of ±1.8), which makes a window AF only next to AF (hysteresis).
+const AF_WEAK_NRMSSD: f64 = 0.12;
+const AF_WEAK_TPR: std::ops::RangeInclusive<f64> = 0.4..=0.9;
+
+/// The irregularity of RR intervals given as runs of consecutive intervals (a run ends where an
+/// interval was left out, e.g. at a ventricular beat): (normalised RMSSD of the intervals left
+/// after taking out ectopic pairs, share of intervals taken out, turning-point ratio, intervals
+/// in all). Successive differences and turning points are taken within a run only, never across
+/// a gap, where they would compare intervals that were never next to each other.
+fn irregularity(runs: &[Vec<f64>]) -> (f64, f64, f64, usize) {
+    let count: usize = runs.iter().map(Vec::len).sum();
+    if count == 0 {
+        return (0.0, 0.0, 0.0, 0);
+    }
+    let mut sorted: Vec<f64> = runs.iter().flatten().copied().collect();
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];
-    // An ectopic beat: a premature RR followed by a compensatory one. Both leave the statistics.
-    let mut out = vec![false; rr.len()];
-    for i in 0..rr.len().saturating_sub(1) {
-        let compensated = ((rr[i] + rr[i + 1]) - 2.0 * median).abs() < 0.1 * median;
-        if rr[i] < 0.85 * median && rr[i + 1] > 1.1 * median && compensated {
-            out[i] = true;
-            out[i + 1] = true;
+    let (mut kept, mut kept_n, mut removed) = (0.0, 0usize, 0usize);
+    let (mut sq, mut diffs) = (0.0, 0usize);
+    let (mut turns, mut triples) = (0usize, 0usize);
+    for rr in runs {
+        // An ectopic beat: a premature RR followed by a compensatory one. Both leave the
+        // statistics.
+        let mut out = vec![false; rr.len()];
+        for i in 0..rr.len().saturating_sub(1) {
+            let compensated = ((rr[i] + rr[i + 1]) - 2.0 * median).abs() < 0.1 * median;
+            if rr[i] < 0.85 * median && rr[i + 1] > 1.1 * median && compensated {
+                out[i] = true;
+                out[i + 1] = true;
+            }
         }
+        for (r, o) in rr.iter().zip(&out) {
+            if *o {
+                removed += 1;
+            } else {
+                kept += r;
+                kept_n += 1;
+            }
+        }
+        for (w, o) in rr.windows(2).zip(out.windows(2)) {
+            if !o[0] && !o[1] {
+                sq += (w[1] - w[0]).powi(2);
+                diffs += 1;
+            }
+        }
+        triples += rr.len().saturating_sub(2);
+        turns += rr.windows(3).filter(|w| (w[1] > w[0] && w[1] > w[2]) || (w[1] < w[0] && w[1] < w[2])).count();
     }
-    let kept: Vec<f64> = rr.iter().zip(&out).filter(|(_, o)| !**o).map(|(r, _)| *r).collect();
-    let diffs: Vec<f64> =
-        rr.windows(2).zip(out.windows(2)).filter(|(_, o)| !o[0] && !o[1]).map(|(w, _)| w[1] - w[0]).collect();
-    let mean = kept.iter().sum::<f64>() / kept.len().max(1) as f64;
-    let rmssd =
-        if diffs.is_empty() { 0.0 } else { (diffs.iter().map(|d| d * d).sum::<f64>() / diffs.len() as f64).sqrt() };
-    let turns = rr.windows(3).filter(|w| (w[1] > w[0] && w[1] > w[2]) || (w[1] < w[0] && w[1] < w[2])).count();
-    let removed = out.iter().filter(|o| **o).count() as f64 / rr.len() as f64;
-    (rmssd / mean.max(1.0), removed, turns as f64 / rr.len().saturating_sub(2).max(1) as f64)
+    let mean = kept / kept_n.max(1) as f64;
+    let rmssd = if diffs == 0 { 0.0 } else { (sq / diffs as f64).sqrt() };
+    (rmssd / mean.max(1.0), removed as f64 / count as f64, turns as f64 / triples.max(1) as f64, count)
 }
 
 /// The rhythm of beats `qrs` (sample indices at `fs_hz`) of `leads` (µV), with their `classes`
@@ -290,6 +327,17 @@ fn label_with(
         return (segments, pauses);
     }
     let step = if rr.len() < 8 { rr.len() } else { WINDOW / 2 };
+    // Each window: where it labels, its rate, whether mostly paced, its P wave and how strongly
+    // its RR intervals speak for AF (0 not, 1 weakly, 2 clearly).
+    struct Window {
+        start: usize,
+        stop: usize,
+        hr: f64,
+        paced: bool,
+        p: Option<f64>,
+        af: u8,
+    }
+    let mut windows: Vec<Window> = Vec::new();
     let mut i = 0;
     while i < rr.len() {
         let end = (i + WINDOW).min(rr.len());
@@ -299,28 +347,61 @@ fn label_with(
         let hr = 60_000.0 * w.len() as f64 / w.iter().sum::<f64>();
         let normal: Vec<usize> = (from..=end).filter(|&b| classes[b] == BeatClass::Normal).collect();
         let paced = (from..=end).filter(|&b| classes[b] == BeatClass::Paced).count();
+        let ventricular = (from..=end).filter(|&b| classes[b] == BeatClass::Ventricular).count();
         // Irregularity between normal beats only: no coupling or compensatory interval.
-        let nn: Vec<f64> = (from..end)
-            .filter(|&k| classes[k] == BeatClass::Normal && classes[k + 1] == BeatClass::Normal)
-            .map(|k| rr[k])
-            .collect();
-        let af_like = |x: &[f64]| {
-            let (nrmssd, removed, tpr) = irregularity(x);
-            nrmssd > 0.15 && removed < 0.4 && (0.5..=0.85).contains(&tpr)
+        let mut nn: Vec<Vec<f64>> = vec![Vec::new()];
+        for k in from..end {
+            if classes[k] == BeatClass::Normal && classes[k + 1] == BeatClass::Normal {
+                if let Some(run) = nn.last_mut() {
+                    run.push(rr[k]);
+                }
+            } else if nn.last().is_some_and(|r| !r.is_empty()) {
+                nn.push(Vec::new());
+            }
+        }
+        let af_level = |runs: &[Vec<f64>]| {
+            let (nrmssd, removed, tpr, count) = irregularity(runs);
+            if count < 8 || removed >= 0.4 {
+                0
+            } else if nrmssd > AF_NRMSSD && AF_TPR.contains(&tpr) {
+                2
+            } else if nrmssd > AF_WEAK_NRMSSD && AF_WEAK_TPR.contains(&tpr) {
+                1
+            } else {
+                0
+            }
         };
         // Between normal beats; or all intervals when few ventricular beats disturb them (the
         // classifier misses some AF beats' class, and dropping their intervals hides AF).
-        let irregular = (nn.len() >= 8 && af_like(&nn))
-            || (w.len() >= 8
-                && (from..=end).filter(|&b| classes[b] == BeatClass::Ventricular).count() <= 3
-                && af_like(w));
+        let all = if ventricular <= 3 { af_level(&[w.to_vec()]) } else { 0 };
+        let af = af_level(&nn).max(all);
         let p = p_wave(&normal);
-        let rhythm = if 2 * paced > end + 1 - from {
+        let (start, stop) = (qrs[i], qrs[(i + step).min(rr.len())]);
+        windows.push(Window { start, stop, hr, paced: 2 * paced > end + 1 - from, p, af });
+        i += step;
+    }
+    // AF is a sustained rhythm, and 24 intervals measure its irregularity coarsely: a window
+    // that speaks for it only weakly is AF when it joins (directly or through other such
+    // windows) one that speaks for it clearly. Hysteresis, as in edge tracking.
+    let possible = |w: &Window| !w.paced && w.af >= 1 && w.p.is_none_or(|uv| uv < P_NOT_AF_UV);
+    let mut is_af: Vec<bool> = windows.iter().map(|w| possible(w) && w.af == 2).collect();
+    for k in 1..windows.len() {
+        if !is_af[k] && is_af[k - 1] && possible(&windows[k]) {
+            is_af[k] = true;
+        }
+    }
+    for k in (0..windows.len().saturating_sub(1)).rev() {
+        if !is_af[k] && is_af[k + 1] && possible(&windows[k]) {
+            is_af[k] = true;
+        }
+    }
+    for (w, af) in windows.iter().zip(is_af) {
+        let rhythm = if w.paced {
             Rhythm::Paced
-        } else if irregular && p.is_none_or(|uv| uv < P_NOT_AF_UV) {
+        } else if af {
             Rhythm::AtrialFibrillation
-        } else if p.is_some_and(|uv| uv >= P_SINUS_UV) {
-            match RateClass::of(hr) {
+        } else if w.p.is_some_and(|uv| uv >= P_SINUS_UV) {
+            match RateClass::of(w.hr) {
                 RateClass::Bradycardia => Rhythm::SinusBradycardia,
                 RateClass::Normal => Rhythm::SinusRhythm,
                 RateClass::Tachycardia => Rhythm::SinusTachycardia,
@@ -328,15 +409,13 @@ fn label_with(
         } else {
             Rhythm::Other
         };
-        let (start, stop) = (qrs[i], qrs[(i + step).min(rr.len())]);
         match segments.last_mut() {
             Some(s) if s.rhythm == rhythm => {
-                s.end = stop;
-                s.heart_rate_bpm = hr;
+                s.end = w.stop;
+                s.heart_rate_bpm = w.hr;
             }
-            _ => segments.push(Segment { start, end: stop, rhythm, heart_rate_bpm: hr }),
+            _ => segments.push(Segment { start: w.start, end: w.stop, rhythm, heart_rate_bpm: w.hr }),
         }
-        i += step;
     }
     // Each segment's rate over the whole of it, not its last window's.
     for s in &mut segments {
@@ -438,6 +517,27 @@ mod tests {
         let qrs = beats(af, fs);
         let r = analyze(&[&tracing(&qrs, false)], fs, &qrs, &vec![BeatClass::Normal; qrs.len()]);
         assert!(r.segments.iter().all(|s| s.rhythm == Rhythm::AtrialFibrillation), "{:?}", r.segments);
+    }
+
+    #[test]
+    fn a_less_irregular_stretch_next_to_af_is_af_a_regular_one_not() {
+        let fs = 500.0;
+        let mut x = 12345u64;
+        let mut rand = move || {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (x >> 33) as f64 / (1u64 << 31) as f64
+        };
+        // Clearly irregular, then less so (normalised RMSSD about 0.14): one AF episode.
+        let mut rr: Vec<f64> = (0..96).map(|_| 450.0 + 500.0 * rand()).collect();
+        let mild: Vec<f64> = (0..96).map(|_| 660.0 + 280.0 * rand()).collect();
+        rr.extend(&mild);
+        let (s, _) = label(&beats(rr, fs), fs);
+        assert!(s.iter().all(|x| x.rhythm == Rhythm::AtrialFibrillation), "{s:?}");
+        // A regular rhythm next to AF stays out of it.
+        let mut rr: Vec<f64> = (0..96).map(|_| 450.0 + 500.0 * rand()).collect();
+        rr.extend(std::iter::repeat_n(800.0, 96));
+        let (s, _) = label(&beats(rr, fs), fs);
+        assert_eq!(s.iter().map(|x| x.rhythm).collect::<Vec<_>>(), [Rhythm::AtrialFibrillation, Rhythm::Other]);
     }
 
     #[test]

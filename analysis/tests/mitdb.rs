@@ -211,13 +211,17 @@ fn qrs_detection_on_every_mitbih_record_meets_its_recorded_figures() {
     let (af_se, af_ppv) = (100.0 * b / r.max(1.0), 100.0 * b / o.max(1.0));
     println!("AF by duration: Se {af_se:.1}%, +P {af_ppv:.1}% ({r:.0} s of reference AF)");
     assert!(scores.iter().all(|s| s.paced == 0), "a beat read as paced in an unpaced record");
-    // Ventricular beats (V and E; F counts neither way): what the classifier reaches now.
-    assert!(v_se >= 90.0 && v_ppv >= 91.0, "V Se {v_se:.2}%, +P {v_ppv:.2}%: worse than before");
+    // Ventricular beats (V and E; F counts neither way): what the classifier reaches now on the
+    // two-pass detector's beats (90.84%, 93.24%; 90.16%, 91.37% on the one-pass detector's).
+    assert!(v_se >= 90.5 && v_ppv >= 93.0, "V Se {v_se:.2}%, +P {v_ppv:.2}%: worse than before");
     // With the beat classes and the P-wave check: +P 34% -> 70%, Se 87% -> 82% (the ectopy-heavy
     // records no longer read as AF; 222's flutter and nodal stretches and 200 still do). Still
     // not good enough on its own to raise a study's priority: the AF flag waits for a sustained
-    // fast segment (flags.rs).
-    assert!(af_se >= 81.5 && af_ppv >= 69.5, "AF Se {af_se:.1}%, +P {af_ppv:.1}%: worse than before");
-    // What this detector reaches now (Se 99.51%, +P 99.18%); the goal is higher.
-    assert!(se >= 99.5 && ppv >= 99.1, "Se {se:.2}%, +P {ppv:.2}%: worse than the detector reached before");
+    // fast segment (flags.rs). Statistics within runs of consecutive normal intervals and the
+    // hysteresis for weakly irregular windows next to AF: Se 82.0% -> 88.4%, +P 69.9% -> 71.4%
+    // (the two-pass detector alone, without them, gave Se 77.5%, +P 69.1%).
+    assert!(af_se >= 88.0 && af_ppv >= 71.0, "AF Se {af_se:.1}%, +P {af_ppv:.1}%: worse than before");
+    // What this detector reaches now (Se 99.74%, +P 99.57%; the one-pass detector reached Se
+    // 99.51%, +P 99.18%); the goal is higher.
+    assert!(se >= 99.7 && ppv >= 99.5, "Se {se:.2}%, +P {ppv:.2}%: worse than the detector reached before");
 }
