@@ -221,7 +221,7 @@ fn qrs_detection_on_every_mitbih_record_meets_its_recorded_figures() {
     // hysteresis for weakly irregular windows next to AF: Se 82.0% -> 88.4%, +P 69.9% -> 71.4%
     // (the two-pass detector alone, without them, gave Se 77.5%, +P 69.1%).
     assert!(af_se >= 88.0 && af_ppv >= 71.0, "AF Se {af_se:.1}%, +P {af_ppv:.1}%: worse than before");
-    // What this detector reaches now (Se 99.74%, +P 99.57%; the one-pass detector reached Se
-    // 99.51%, +P 99.18%); the goal is higher.
-    assert!(se >= 99.7 && ppv >= 99.5, "Se {se:.2}%, +P {ppv:.2}%: worse than the detector reached before");
+    // What this detector reaches now (Se 99.83%, +P 99.66%, the goal; the two-pass detector
+    // without the noise gates reached Se 99.74%, +P 99.57%, the one-pass one Se 99.51%, +P 99.18%).
+    assert!(se >= 99.8 && ppv >= 99.6, "Se {se:.2}%, +P {ppv:.2}%: worse than the detector reached before");
 }
