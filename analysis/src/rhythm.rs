@@ -431,6 +431,17 @@ fn label_with(
 mod tests {
     use super::*;
 
+    /// Irregularly irregular: a deterministic pseudo-random RR series around 700 ms.
+    fn irregular_rr() -> Vec<f64> {
+        let mut x = 12345u64;
+        (0..120)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                450.0 + (x >> 33) as f64 % 500.0
+            })
+            .collect()
+    }
+
     fn beats(rr_ms: impl IntoIterator<Item = f64>, fs: f64) -> Vec<usize> {
         let mut at = 100.0;
         let mut out = vec![100];
@@ -449,13 +460,7 @@ mod tests {
         let (s, _) = label(&beats(std::iter::repeat_n(1200.0, 60), fs), fs);
         assert!(s.iter().all(|x| RateClass::of(x.heart_rate_bpm) == RateClass::Bradycardia), "{s:?}");
         // Irregularly irregular: a deterministic pseudo-random RR series around 700 ms.
-        let mut x = 12345u64;
-        let af: Vec<f64> = (0..120)
-            .map(|_| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                450.0 + (x >> 33) as f64 % 500.0
-            })
-            .collect();
+        let af = irregular_rr();
         let (s, _) = label(&beats(af, fs), fs);
         assert!(s.iter().all(|x| x.rhythm == Rhythm::AtrialFibrillation), "{s:?}");
         // Bigeminy: short-long alternating, a pattern, not AF.
@@ -507,13 +512,7 @@ mod tests {
         assert!(r.segments.iter().all(|s| s.rhythm != Rhythm::AtrialFibrillation), "{:?}", r.segments);
         assert_eq!(r.ectopy.isolated, classes.iter().filter(|c| **c == BeatClass::Ventricular).count());
         // Irregularly irregular without P waves: AF.
-        let mut x = 12345u64;
-        let af: Vec<f64> = (0..120)
-            .map(|_| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                450.0 + (x >> 33) as f64 % 500.0
-            })
-            .collect();
+        let af = irregular_rr();
         let qrs = beats(af, fs);
         let r = analyze(&[&tracing(&qrs, false)], fs, &qrs, &vec![BeatClass::Normal; qrs.len()]);
         assert!(r.segments.iter().all(|s| s.rhythm == Rhythm::AtrialFibrillation), "{:?}", r.segments);

@@ -133,17 +133,22 @@ fn a_pause_and_extreme_rates_are_flagged_with_their_figures() {
     assert!(run(&tracing(&[800.0; 20]), fs).flags.is_empty());
 }
 
+/// The leads (µV) and rate of a shared SCP-ECG or DICOM cart file.
+fn cart_file(rel: &str) -> (Vec<(String, Vec<f64>)>, f64) {
+    let bytes = std::fs::read(shared(rel)).expect("file");
+    let rec = if rel.ends_with(".scp") {
+        scp::read(&bytes, &ReadOptions::default()).expect("scp")
+    } else {
+        yilian_formats::dicom::read(&bytes, &ReadOptions::default()).expect("dicom")
+    };
+    leads(&rec)
+}
+
 #[test]
 fn qt_agrees_with_what_the_carts_measured() {
     // The carts' own QT (their measurements in the files): Mortara 420 ms, the DICOM example 368 ms.
     for (rel, cart_qt_ms) in [("scp/ecgtoolkit_Example.scp", 420.0), ("dicom-ecg/waveform_ecg.dcm", 368.0)] {
-        let bytes = std::fs::read(shared(rel)).expect("file");
-        let rec = if rel.ends_with(".scp") {
-            scp::read(&bytes, &ReadOptions::default()).expect("scp")
-        } else {
-            yilian_formats::dicom::read(&bytes, &ReadOptions::default()).expect("dicom")
-        };
-        let (l, fs) = leads(&rec);
+        let (l, fs) = cart_file(rel);
         let m = run(&l, fs).median.expect("median beat");
         let qt = m.qt_ms.expect("QT");
         assert!((qt - cart_qt_ms).abs() <= 35.0, "{rel}: QT {qt:.0} ms, the cart said {cart_qt_ms} ms");
@@ -158,13 +163,7 @@ fn pr_agrees_with_what_the_carts_measured() {
     // 161 ms; this reads 150 and 150. 20 ms: both ends are found on a median beat, each within a sample or two of 10 ms
     // smoothing, and carts themselves differ by 10-20 ms on the same ECG (P onset is gradual).
     for (rel, cart_pr_ms) in [("scp/ecgtoolkit_Example.scp", 148.0), ("dicom-ecg/waveform_ecg.dcm", 161.0)] {
-        let bytes = std::fs::read(shared(rel)).expect("file");
-        let rec = if rel.ends_with(".scp") {
-            scp::read(&bytes, &ReadOptions::default()).expect("scp")
-        } else {
-            yilian_formats::dicom::read(&bytes, &ReadOptions::default()).expect("dicom")
-        };
-        let (l, fs) = leads(&rec);
+        let (l, fs) = cart_file(rel);
         let pr = run(&l, fs).median.expect("median beat").pr_ms.expect("PR");
         println!("{rel}: PR {pr:.0} ms, the cart {cart_pr_ms} ms");
         assert!((pr - cart_pr_ms).abs() <= 20.0, "{rel}: PR {pr:.0} ms, the cart said {cart_pr_ms} ms");
