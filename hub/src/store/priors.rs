@@ -96,20 +96,23 @@ impl Db {
 
     /// The ECGs of the same patient acquired before study `uid`, newest first, at most `limit`.
     pub fn priors(&self, uid: &str, now_ms: i64, limit: usize) -> Result<Vec<Prior>, StoreError> {
-        let this: Option<(String, String, i64)> = self
+        // The row only: the waveforms are not needed to know who the patient is.
+        let this: Option<(StudyRow, String, String)> = self
             .conn
             .query_row(
-                "SELECT coalesce(patient_index, ''), coalesce(person_index, ''), acquired_at_ms
-                 FROM studies WHERE study_uid = ?1",
+                &format!(
+                    "SELECT {STUDY_COLUMNS}, coalesce(patient_index, ''), coalesce(person_index, '')
+                     FROM studies WHERE study_uid = ?1"
+                ),
                 [uid],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((study_row(&self.key, r, now_ms)?, r.get(22)?, r.get(23)?)),
             )
             .optional()?;
-        let Some((patient, person, acquired_at_ms)) = this else { return Ok(Vec::new()) };
+        let Some((me, patient, person)) = this else { return Ok(Vec::new()) };
         if patient.is_empty() && person.is_empty() {
             return Ok(Vec::new());
         }
-        let Some((me, _)) = self.study(uid, now_ms)? else { return Ok(Vec::new()) };
+        let acquired_at_ms = me.acquired_at_ms;
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {STUDY_COLUMNS} FROM studies
              WHERE study_uid != ?1 AND acquired_at_ms <= ?2
