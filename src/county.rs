@@ -688,6 +688,11 @@ impl Clinic {
         }
     }
 
+    /// The agent process's id, while it runs as a process.
+    pub fn agent_pid(&self) -> Option<u32> {
+        self.process.as_ref().and_then(Proc::pid)
+    }
+
     /// The agent process's log.
     pub fn agent_log(&self) -> String {
         self.process.as_ref().map(Proc::log).unwrap_or_default()
