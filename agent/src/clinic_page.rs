@@ -578,15 +578,12 @@ async fn acknowledge(State(s): State<PageState>, Path(report): Path<String>, For
         clinician: f.clinician.clone(),
         acknowledged_at_ms: now,
     };
-    let (seq_tx, mut seq_rx) = mpsc::unbounded_channel();
-    let out = Outgoing { lane: Lane::Stat, payload: Payload::CriticalAck(ack), spooled: Some(seq_tx) };
-    if s.local.tx.send(out).await.is_err() {
+    let Some(spooled) = spool_stat(&s, Payload::CriticalAck(ack)).await else {
         return back(
             t(en, "代理程序正在停止，请稍后再确认", "The agent is stopping: acknowledge again in a moment"),
             true,
         );
-    }
-    let spooled = tokio::time::timeout(Duration::from_secs(10), seq_rx.recv()).await.ok().flatten();
+    };
     let (js, r, who) = (s.local.journeys.clone(), report.clone(), f.clinician.clone());
     let recorded = tokio::task::spawn_blocking(move || js.acknowledge(&r, &who, now)).await;
     info!(report = %report, clinician = %f.clinician, spooled = ?spooled, "critical result acknowledged at the clinic");
@@ -597,6 +594,16 @@ async fn acknowledge(State(s): State<PageState>, Path(report): Path<String>, For
         Ok(Err(e)) => back(&e.to_string(), true),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
+}
+
+/// Hands what a clinician decided to the uplink in the STAT lane and waits (up to 10 s) for its
+/// spool seq, so it survives a restart before the page records it. None when the agent is
+/// stopping; Some(None) when the seq did not come in time (it is still queued).
+async fn spool_stat(s: &PageState, payload: Payload) -> Option<Option<u64>> {
+    let (seq_tx, mut seq_rx) = mpsc::unbounded_channel();
+    let out = Outgoing { lane: Lane::Stat, payload, spooled: Some(seq_tx) };
+    s.local.tx.send(out).await.ok()?;
+    Some(tokio::time::timeout(Duration::from_secs(10), seq_rx.recv()).await.ok().flatten())
 }
 
 fn back_to_page(en: bool, msg: &str, bad: bool) -> Response {
@@ -637,16 +644,13 @@ async fn override_quality(State(s): State<PageState>, Form(f): Form<OverrideForm
         reason: reason.to_string(),
         overridden_at_ms: now,
     };
-    let (seq_tx, mut seq_rx) = mpsc::unbounded_channel();
-    let out = Outgoing { lane: Lane::Stat, payload: Payload::QualityOverride(decision), spooled: Some(seq_tx) };
-    if s.local.tx.send(out).await.is_err() {
+    let Some(spooled) = spool_stat(&s, Payload::QualityOverride(decision)).await else {
         return back_to_page(
             en,
             t(en, "代理程序正在停止，请稍后再试", "The agent is stopping: try again in a moment"),
             true,
         );
-    }
-    let spooled = tokio::time::timeout(Duration::from_secs(10), seq_rx.recv()).await.ok().flatten();
+    };
     let (js, uid, who, why) = (s.local.journeys.clone(), f.study.clone(), f.clinician.clone(), reason.to_string());
     let recorded = tokio::task::spawn_blocking(move || js.override_quality(&uid, &who, &why, now)).await;
     info!(study = %f.study, clinician = %f.clinician, spooled = ?spooled, "flagged study sent without a retake");

@@ -949,16 +949,16 @@ async fn monitor_page(
         .collect();
     let rate_hz = st.sample_rate_hz as f64;
     // The pre-read of every lead in the window, whichever lead is drawn.
-    let reading = {
-        let all = all.clone();
-        tokio::task::spawn_blocking(move || {
-            let views: Vec<(&str, &[f64])> = all.iter().map(|(n, x)| (n.as_str(), x.as_slice())).collect();
-            yilian_analysis::preread::analyze(&views, rate_hz)
-        })
-        .await
-        .map(|pre| super::reading::monitor_line(lang, &pre))
-        .unwrap_or_default()
+    let Ok((all, pre)) = tokio::task::spawn_blocking(move || {
+        let views: Vec<(&str, &[f64])> = all.iter().map(|(n, x)| (n.as_str(), x.as_slice())).collect();
+        let pre = yilian_analysis::preread::analyze(&views, rate_hz);
+        (all, pre)
+    })
+    .await
+    else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
+    let reading = super::reading::monitor_line(lang, &pre);
     let scaled: Vec<(String, Vec<f64>)> =
         all.into_iter().filter(|(name, _)| q.lead.as_deref().is_none_or(|l| l.eq_ignore_ascii_case(name))).collect();
     if scaled.is_empty() {
