@@ -233,7 +233,7 @@ async fn a_rollout_over_200_agents_halts_on_a_failing_canary_and_leaves_later_st
     // Halted as soon as the threshold was crossed; the canaries already on trial finish theirs.
     let api = hub.api.clone();
     // The canaries on trial finish theirs at their own pace: generous under a loaded CI machine.
-    let devices = wait_for("the canary stage to settle", Duration::from_secs(180), || {
+    let settled = wait_for("the canary stage to settle", Duration::from_secs(180), || {
         let api = api.clone();
         async move {
             let d = api.get_raw(&format!("/api/rollouts/{first}/devices")).await.ok()?.1.as_array()?.clone();
@@ -242,7 +242,24 @@ async fn a_rollout_over_200_agents_halts_on_a_failing_canary_and_leaves_later_st
             settled.then_some(d)
         }
     })
-    .await?;
+    .await;
+    let devices = match settled {
+        Ok(d) => d,
+        Err(e) => {
+            // Name the canaries that never settled, so a failure says where to look.
+            let (_, d) = api.get_raw(&format!("/api/rollouts/{first}/devices")).await?;
+            let open: Vec<String> = d
+                .as_array()
+                .map(|d| {
+                    d.iter()
+                        .filter(|d| d["stage"] == 0 && d["state"] != "committed" && d["state"] != "rolled back")
+                        .map(|d| d.to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            anyhow::bail!("{e}: {open:?}");
+        }
+    };
     let summary: Vec<String> =
         devices.iter().map(|d| format!("{}:{}:{}", d["device_id"], d["stage"], d["state"])).collect();
     let by_state =

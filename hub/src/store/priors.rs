@@ -69,6 +69,14 @@ pub fn indexes(key: &StoreKey, id: &str, name: &str, birth_date: Option<&str>) -
 impl Db {
     /// Fills the patient indexes of studies stored before they existed. Returns how many.
     pub(super) fn index_patients(&mut self) -> Result<usize, StoreError> {
+        // Read first: every open (the hub, each CLI command) would otherwise take the write lock
+        // for nothing once every study is indexed.
+        let missing: bool =
+            self.conn
+                .query_row("SELECT EXISTS (SELECT 1 FROM studies WHERE patient_index IS NULL)", [], |r| r.get(0))?;
+        if !missing {
+            return Ok(0);
+        }
         let tx = self.conn.transaction()?;
         let rows: Vec<(String, String, String, Option<String>)> = {
             let mut stmt = tx.prepare(
