@@ -78,6 +78,31 @@ pub fn tls_settings(cfg: &AgentConfig) -> Result<rumqttc::TlsConfiguration, Star
     Ok(rumqttc::TlsConfiguration::Rustls(config))
 }
 
+/// The uplink's settings from the agent's configuration: broker address, TLS, timeouts, window
+/// and quota. Public so an in-process load generator drives [`uplink::run`] exactly as the agent
+/// configures it.
+pub fn uplink_config(cfg: &AgentConfig) -> Result<UplinkConfig, StartError> {
+    let url = yilian_protocol::topic::parse_broker_url(&cfg.broker)
+        .map_err(|e| crate::config::ConfigError::Invalid { field: "broker".into(), reason: e.to_string() })?;
+    let tls = if url.tls { Some(tls_settings(cfg)?) } else { None };
+    if tls.is_none() {
+        warn!(broker = %cfg.broker, "INSECURE: insecure_plaintext: the MQTT link runs WITHOUT TLS; anyone on the network can read patient data. For debugging only.");
+    }
+    Ok(UplinkConfig {
+        site: cfg.site.clone(),
+        device: cfg.device.clone(),
+        host: url.host,
+        port: url.port,
+        tls,
+        ack_timeout: Duration::from_secs(cfg.ack_timeout_secs.max(1)),
+        heartbeat: Duration::from_secs(cfg.heartbeat_secs.max(1)),
+        window: cfg.window,
+        spool_max_bytes: cfg.spool_max_bytes,
+        key_file: Some(cfg.key.clone()),
+        hub_key_file: Some(cfg.hub_public_key.clone()),
+    })
+}
+
 /// Runs the agent until `shutdown` fires; on the way out every assembled body is spooled.
 pub async fn run(cfg: AgentConfig, stats: Arc<AgentStats>, shutdown: CancellationToken) -> Result<(), StartError> {
     run_with(cfg, stats, shutdown, None).await
@@ -113,25 +138,7 @@ pub async fn run_with(
         site = %cfg.site, device = %cfg.device, key_id = %key.key_id(), pending = report.pending,
         next_seq = spool.next_seq(), "agent starting"
     );
-    let url = yilian_protocol::topic::parse_broker_url(&cfg.broker)
-        .map_err(|e| crate::config::ConfigError::Invalid { field: "broker".into(), reason: e.to_string() })?;
-    let tls = if url.tls { Some(tls_settings(&cfg)?) } else { None };
-    if tls.is_none() {
-        warn!(broker = %cfg.broker, "INSECURE: insecure_plaintext: the MQTT link runs WITHOUT TLS; anyone on the network can read patient data. For debugging only.");
-    }
-    let uplink_cfg = UplinkConfig {
-        site: cfg.site.clone(),
-        device: cfg.device.clone(),
-        host: url.host,
-        port: url.port,
-        tls,
-        ack_timeout: Duration::from_secs(cfg.ack_timeout_secs.max(1)),
-        heartbeat: Duration::from_secs(cfg.heartbeat_secs.max(1)),
-        window: cfg.window,
-        spool_max_bytes: cfg.spool_max_bytes,
-        key_file: Some(cfg.key.clone()),
-        hub_key_file: Some(cfg.hub_public_key.clone()),
-    };
+    let uplink_cfg = uplink_config(&cfg)?;
     let tracker = TaskTracker::new();
     let (out_tx, out_rx) = mpsc::channel::<Outgoing>(256);
     let (port_tx, port_rx) = mpsc::channel::<PortEvent>(1024);
@@ -239,39 +246,7 @@ async fn assemble_loop(
             }
         };
         for item in out {
-            let outgoing = match item {
-                Assembled::Study(study) => {
-                    let samples: u64 = study.leads.iter().map(|l| u64::from(l.samples.count)).sum();
-                    match study.split() {
-                        Ok(parts) => {
-                            info!(%port, study = %study.study_uid, priority = study.priority.as_str(), parts = parts.len(), "study assembled");
-                            let (j, st, source) = (journeys.clone(), study.clone(), format!("serial {port}"));
-                            let _ =
-                                tokio::task::spawn_blocking(move || j.recorded(&st, &source, crate::clock::now_ms()))
-                                    .await;
-                            AgentStats::add(&stats.studies, 1);
-                            AgentStats::add(&stats.samples, samples);
-                            let lane = study.priority.lane();
-                            parts.into_iter().map(|p| Outgoing::new(lane, Payload::StudyPart(p))).collect()
-                        }
-                        Err(e) => {
-                            error!(%port, study = %study.study_uid, error = %e, "study too large to send");
-                            AgentStats::add(&stats.problems, 1);
-                            vec![]
-                        }
-                    }
-                }
-                Assembled::Chunk(chunk) => {
-                    AgentStats::add(&stats.chunks, 1);
-                    AgentStats::add(&stats.samples, chunk.leads.iter().map(|l| u64::from(l.samples.count)).sum());
-                    vec![Outgoing::new(Lane::Stream, Payload::StreamChunk(chunk))]
-                }
-                Assembled::Problem(p) => {
-                    warn!(%port, problem = %p, "cart data problem");
-                    AgentStats::add(&stats.problems, 1);
-                    vec![]
-                }
-            };
+            let outgoing = outgoing_of(&port, item, &stats, &journeys).await;
             for o in outgoing {
                 if tx.send(o).await.is_err() {
                     return;
@@ -287,6 +262,43 @@ async fn assemble_loop(
                 AgentStats::add(&stats.samples, chunk.leads.iter().map(|l| u64::from(l.samples.count)).sum());
                 let _ = tx.send(Outgoing::new(Lane::Stream, Payload::StreamChunk(chunk))).await;
             }
+        }
+    }
+}
+
+/// What the uplink sends for one assembled item: a study split into parts on its priority's lane
+/// (its journey recorded), a chunk on the stream lane, nothing for a problem (logged); counted in
+/// `stats`. Public so an in-process load generator feeds the uplink exactly as the agent does.
+pub async fn outgoing_of(port: &str, item: Assembled, stats: &AgentStats, journeys: &Arc<Journeys>) -> Vec<Outgoing> {
+    match item {
+        Assembled::Study(study) => {
+            let samples: u64 = study.leads.iter().map(|l| u64::from(l.samples.count)).sum();
+            match study.split() {
+                Ok(parts) => {
+                    info!(%port, study = %study.study_uid, priority = study.priority.as_str(), parts = parts.len(), "study assembled");
+                    let (j, st, source) = (journeys.clone(), study.clone(), format!("serial {port}"));
+                    let _ = tokio::task::spawn_blocking(move || j.recorded(&st, &source, crate::clock::now_ms())).await;
+                    AgentStats::add(&stats.studies, 1);
+                    AgentStats::add(&stats.samples, samples);
+                    let lane = study.priority.lane();
+                    parts.into_iter().map(|p| Outgoing::new(lane, Payload::StudyPart(p))).collect()
+                }
+                Err(e) => {
+                    error!(%port, study = %study.study_uid, error = %e, "study too large to send");
+                    AgentStats::add(&stats.problems, 1);
+                    vec![]
+                }
+            }
+        }
+        Assembled::Chunk(chunk) => {
+            AgentStats::add(&stats.chunks, 1);
+            AgentStats::add(&stats.samples, chunk.leads.iter().map(|l| u64::from(l.samples.count)).sum());
+            vec![Outgoing::new(Lane::Stream, Payload::StreamChunk(chunk))]
+        }
+        Assembled::Problem(p) => {
+            warn!(%port, problem = %p, "cart data problem");
+            AgentStats::add(&stats.problems, 1);
+            vec![]
         }
     }
 }
