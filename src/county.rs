@@ -461,6 +461,35 @@ impl HubProc {
     pub fn log(&self) -> String {
         self.proc.as_ref().map(Proc::log).unwrap_or_default()
     }
+
+    /// The process id while it runs (for reading its CPU and memory in `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().and_then(Proc::pid)
+    }
+}
+
+/// Issues a bootstrap token for `site` in the hub database in `data_dir`, valid for `ttl_ms` from
+/// `issued_at_ms`.
+pub fn enrol_token_in(data_dir: &Path, site: &str, ttl_ms: i64, issued_at_ms: i64) -> anyhow::Result<String> {
+    let t = yilian_hub::lifecycle::new_token().map_err(|_| anyhow::anyhow!("rng"))?;
+    Db::open(&data_dir.join("yilian.db"))?.add_enrol_token(
+        &t.id,
+        &t.secret_sha256,
+        site,
+        "test",
+        issued_at_ms + ttl_ms,
+        issued_at_ms,
+    )?;
+    Ok(t.token)
+}
+
+/// Approves, rejects or revokes `device` in the hub database in `data_dir`.
+pub fn device_action_in(data_dir: &Path, device: &str, action: &str, reason: &str) -> anyhow::Result<()> {
+    let action = yilian_hub::store::lifecycle::Action::parse(action).context("action")?;
+    Db::open(&data_dir.join("yilian.db"))?
+        .device_action(device, action, "test", reason, yilian_hub::clock::now_ms())?
+        .map_err(anyhow::Error::from)?;
+    Ok(())
 }
 
 /// A clinic: an agent, its folder, and the simulated cart on its serial port.
@@ -838,16 +867,7 @@ pub use stats::AgentStats as Stats;
 impl HubHandle {
     /// Issues a bootstrap token for `site`, valid for `ttl_ms` from `issued_at_ms`.
     pub fn enrol_token_at(&self, site: &str, ttl_ms: i64, issued_at_ms: i64) -> anyhow::Result<String> {
-        let t = yilian_hub::lifecycle::new_token().map_err(|_| anyhow::anyhow!("rng"))?;
-        Db::open(&self.data_dir.join("yilian.db"))?.add_enrol_token(
-            &t.id,
-            &t.secret_sha256,
-            site,
-            "test",
-            issued_at_ms + ttl_ms,
-            issued_at_ms,
-        )?;
-        Ok(t.token)
+        enrol_token_in(&self.data_dir, site, ttl_ms, issued_at_ms)
     }
 
     /// Issues a bootstrap token for `site`, valid for an hour.
@@ -887,11 +907,7 @@ impl HubHandle {
 
     /// Approves, rejects or revokes a device as county IT does from the CLI.
     pub fn device_action(&self, device: &str, action: &str, reason: &str) -> anyhow::Result<()> {
-        let action = yilian_hub::store::lifecycle::Action::parse(action).context("action")?;
-        Db::open(&self.data_dir.join("yilian.db"))?
-            .device_action(device, action, "test", reason, yilian_hub::clock::now_ms())?
-            .map_err(anyhow::Error::from)?;
-        Ok(())
+        device_action_in(&self.data_dir, device, action, reason)
     }
 
     /// Messages of `device` held in quarantine.

@@ -179,6 +179,11 @@ impl Mosquitto {
         self.proc.log()
     }
 
+    /// The process id while it runs (for reading its CPU and memory in `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.pid()
+    }
+
     /// kill -9, then start again on the same port (in-memory state is gone).
     pub async fn restart_hard(&mut self) -> anyhow::Result<()> {
         self.proc.kill9();
