@@ -2,7 +2,8 @@
 //!
 //! This facade crate re-exports the three parts and holds what the demos and end-to-end tests
 //! share: a simulated ECG cart on a real pseudo-terminal ([`sim`]), a whole county started in
-//! one process ([`county`]), and a small client of the hub's HTTP API ([`client`]).
+//! one process ([`county`]), a small client of the hub's HTTP API ([`client`]), and the load
+//! generator ([`load`]).
 
 pub use yilian_agent as agent;
 pub use yilian_hub as hub;
@@ -11,6 +12,7 @@ pub use yilian_protocol as protocol;
 pub mod client;
 pub mod county;
 pub mod fault;
+pub mod load;
 pub mod procs;
 pub mod records;
 pub mod sim;
