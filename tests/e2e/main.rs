@@ -11,6 +11,7 @@ mod fleet;
 mod hospital;
 mod imaging;
 mod lifecycle;
+mod loadgen;
 mod preread;
 mod rollouts;
 mod security_transport;
