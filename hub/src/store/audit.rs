@@ -14,8 +14,8 @@
 //! copies the entries: a head written down or exported elsewhere (a checkpoint) is a fixed point
 //! a rewritten chain no longer reaches.
 
+use super::sql::{Conn, OptionalExtension, Row, params};
 use super::{Db, StoreError};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -191,7 +191,7 @@ fn unhex32(s: &str) -> Option<[u8; 32]> {
 }
 
 /// (entries, last id, last hash) from the head row.
-fn head(conn: &Connection) -> Result<Option<(i64, i64, String)>, StoreError> {
+fn head(conn: &Conn) -> Result<Option<(i64, i64, String)>, StoreError> {
     Ok(conn
         .query_row("SELECT entries, last_id, hash FROM audit_head WHERE one = 1", [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -202,7 +202,7 @@ fn head(conn: &Connection) -> Result<Option<(i64, i64, String)>, StoreError> {
 /// Appends what a clinic did through its device (acknowledged a critical result, sent a flagged
 /// study without a retake), inside the ingest transaction.
 pub fn append_clinic(
-    tx: &Connection,
+    tx: &Conn,
     device: &str,
     action: &str,
     object: &str,
@@ -226,13 +226,13 @@ pub fn append_clinic(
 
 /// Appends one entry and moves the head, on a connection the caller has in a transaction (so an
 /// action and its audit entry commit together).
-pub fn append(tx: &Connection, e: &AuditEvent) -> Result<i64, StoreError> {
+pub fn append(tx: &Conn, e: &AuditEvent) -> Result<i64, StoreError> {
     let (entries, prev) = match head(tx)? {
         Some((n, _, h)) => (n, unhex32(&h).ok_or_else(|| StoreError::Damaged("audit head hash".into()))?),
         None => {
             // No head yet: continue from the newest chained entry, or start the chain.
             let last: Option<String> = tx
-                .query_row("SELECT hash FROM audit ORDER BY id DESC LIMIT 1", [], |r| r.get::<_, Option<String>>(0))
+                .query_row("SELECT hash FROM audit ORDER BY id DESC LIMIT 1", [], |r| r.get::<Option<String>>(0))
                 .optional()?
                 .flatten();
             match last {
@@ -244,12 +244,12 @@ pub fn append(tx: &Connection, e: &AuditEvent) -> Result<i64, StoreError> {
             }
         }
     };
-    tx.execute(
+    let id: i64 = tx.query_row(
         "INSERT INTO audit (at_ms, user_id, role, action, subject, result, source, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
         params![e.at_ms, e.user, e.role, e.action, e.object, e.result, e.source, e.detail],
+        |r| r.get(0),
     )?;
-    let id = tx.last_insert_rowid();
     let hash = link(ALG_SHA256, &prev, &canonical(ALG_SHA256, id, e)).unwrap_or(GENESIS);
     let hash = hex::encode(hash);
     tx.execute(
@@ -264,7 +264,7 @@ pub fn append(tx: &Connection, e: &AuditEvent) -> Result<i64, StoreError> {
     Ok(id)
 }
 
-fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+fn record(r: &Row) -> super::sql::Result<AuditRecord> {
     Ok(AuditRecord {
         id: r.get(0)?,
         at_ms: r.get(1)?,

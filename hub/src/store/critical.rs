@@ -3,8 +3,8 @@
 //! escalation time, is escalated (highlighted in the console and sent to the hospital's
 //! notification webhook).
 
+use super::sql::{Conn, OptionalExtension, params};
 use super::{Db, StoreError};
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use yilian_protocol::message::{CriticalAck, CriticalNotice};
 
@@ -119,7 +119,7 @@ impl Db {
     /// Records a clinician's acknowledgement sent by `device` (inside the ingest transaction).
     /// The first acknowledgement counts; `Err` names why one is refused.
     pub(super) fn critical_acknowledged(
-        tx: &rusqlite::Connection,
+        tx: &Conn,
         device: &str,
         ack: &CriticalAck,
         now_ms: i64,

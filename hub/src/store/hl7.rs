@@ -2,8 +2,8 @@
 //! (so every retry carries the same bytes and control id), sealed at rest like every other
 //! patient record, and kept with its delivery state for the console.
 
+use super::sql::{OptionalExtension, params};
 use super::{Db, StoreError, StudyRow};
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use yilian_protocol::envelope::Envelope;
 use yilian_protocol::message::{Payload, Report, Study};
@@ -146,7 +146,7 @@ impl Db {
         )?;
         let rows = stmt
             .query_map(params![now_ms, limit], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, i64>(3)?))
+                Ok((r.get::<String>(0)?, r.get::<String>(1)?, r.get::<Vec<u8>>(2)?, r.get::<i64>(3)?))
             })?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()

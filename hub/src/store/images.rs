@@ -3,14 +3,14 @@
 //! against the manifest's hash by [`crate::imaging`], which then hands the file to the image store.
 
 use super::sealed::StoreKey;
+use super::sql::{Conn, OptionalExtension, params};
 use super::{Db, StoreError};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use yilian_protocol::imaging::{BlobChunk, ImageManifest};
 use yilian_protocol::limits::BLOB_CHUNK_PAYLOAD;
 
 /// `Some(why)` refuses the manifest part.
-pub(super) fn check_manifest(tx: &Connection, device: &str, m: &ImageManifest) -> Result<Option<String>, StoreError> {
+pub(super) fn check_manifest(tx: &Conn, device: &str, m: &ImageManifest) -> Result<Option<String>, StoreError> {
     if let Err(why) = m.validate() {
         return Ok(Some(format!("image manifest: {why}")));
     }
@@ -43,7 +43,7 @@ pub(super) fn check_manifest(tx: &Connection, device: &str, m: &ImageManifest) -
 }
 
 pub(super) fn store_manifest(
-    tx: &Connection,
+    tx: &Conn,
     key: &StoreKey,
     site: &str,
     device: &str,
@@ -86,7 +86,7 @@ pub(super) fn store_manifest(
 }
 
 /// `Some(why)` refuses the chunk.
-pub(super) fn check_chunk(tx: &Connection, device: &str, c: &BlobChunk) -> Result<Option<String>, StoreError> {
+pub(super) fn check_chunk(tx: &Conn, device: &str, c: &BlobChunk) -> Result<Option<String>, StoreError> {
     if let Err(why) = c.validate() {
         return Ok(Some(format!("blob chunk {} of {}: {why}", c.index, c.sop_instance_uid)));
     }
@@ -124,7 +124,7 @@ pub fn chunk_len(size: u64, index: u32) -> u64 {
 }
 
 pub(super) fn store_chunk(
-    tx: &Connection,
+    tx: &Conn,
     key: &StoreKey,
     device: &str,
     c: &BlobChunk,
@@ -207,7 +207,7 @@ impl Db {
             Ok(ReadyInstance {
                 study_uid: r.get(0)?,
                 sop_uid: r.get(1)?,
-                size: r.get::<_, i64>(2)? as u64,
+                size: r.get::<i64>(2)? as u64,
                 sha256: r.get(3)?,
                 chunks: r.get(4)?,
             })
@@ -253,7 +253,7 @@ impl Db {
         Ok(())
     }
 
-    fn image_study_complete(tx: &Connection, study: &str) -> Result<bool, StoreError> {
+    fn image_study_complete(tx: &Conn, study: &str) -> Result<bool, StoreError> {
         let (parts, have_parts): (i64, i64) = tx.query_row(
             "SELECT s.parts, (SELECT COUNT(*) FROM image_manifest_parts p WHERE p.study_uid = s.study_uid)
              FROM image_studies s WHERE s.study_uid = ?1",

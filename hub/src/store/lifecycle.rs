@@ -4,8 +4,8 @@
 //! [`Db::device_keys`] is the one place that decides which keys may act for a device now; the
 //! ingest stage and the broker's connect check both ask it.
 
+use super::sql::{OptionalExtension, params};
 use super::{Db, StoreError};
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 use yilian_protocol::keys::PublicKey;
@@ -412,18 +412,18 @@ impl Db {
         let rows = stmt
             .query_map([], |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, Option<i64>>(6)?,
-                    r.get::<_, Option<String>>(7)?,
-                    r.get::<_, Option<String>>(8)?,
-                    r.get::<_, i64>(9)?,
-                    r.get::<_, Option<String>>(10)?,
-                    r.get::<_, Option<i64>>(11)?,
+                    r.get::<String>(0)?,
+                    r.get::<String>(1)?,
+                    r.get::<String>(2)?,
+                    r.get::<String>(3)?,
+                    r.get::<String>(4)?,
+                    r.get::<i64>(5)?,
+                    r.get::<Option<i64>>(6)?,
+                    r.get::<Option<String>>(7)?,
+                    r.get::<Option<String>>(8)?,
+                    r.get::<i64>(9)?,
+                    r.get::<Option<String>>(10)?,
+                    r.get::<Option<i64>>(11)?,
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()?;

@@ -9,6 +9,7 @@ pub mod hl7;
 pub mod images;
 pub mod lifecycle;
 pub mod pacs;
+pub mod postgres;
 pub mod preread;
 pub mod priors;
 pub mod quality;
@@ -16,11 +17,13 @@ pub mod retention;
 pub mod rollouts;
 pub mod schema;
 pub mod sealed;
+pub mod sql;
+pub mod sqlite;
 
 use crate::queue::{self, ClaimError, ClaimState};
-use rusqlite::{Connection, OptionalExtension, params};
 use sealed::StoreKey;
 use serde::Serialize;
+use sql::{Conn, OptionalExtension, Row, params};
 use std::path::Path;
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
@@ -32,9 +35,9 @@ use yilian_protocol::message::{self, Payload, Priority, RefusalReason, Report, S
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// SQLite said no.
+    /// The database said no.
     #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sql(#[from] sql::SqlError),
     /// The owner thread is gone (the hub is stopping).
     #[error("store is closed")]
     Closed,
@@ -62,6 +65,26 @@ pub enum StoreError {
 
 type Job = Box<dyn FnOnce(&mut Db) + Send>;
 
+/// Where the store's database is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// An embedded SQLite file (one hub).
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL URL, `postgres://user@host:port/db` (one or several hubs).
+    Postgres(String),
+}
+
+impl Location {
+    /// A `postgres://` or `postgresql://` URL is PostgreSQL; anything else is a SQLite path.
+    pub fn parse(s: &str) -> Self {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Self::Postgres(s.to_string())
+        } else {
+            Self::Sqlite(s.into())
+        }
+    }
+}
+
 /// Handle to the store's owner thread. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -77,11 +100,28 @@ impl Store {
 
     /// Opens (or creates) the database at `path` with the store key at `key_path`.
     pub fn open_with_key(path: &Path, key_path: &Path) -> Result<Self, StoreError> {
-        let mut db = Db::open_with_key(path, key_path)?;
+        Self::open_at(&Location::Sqlite(path.to_path_buf()), key_path)
+    }
+
+    /// Opens the store at `location` with the store key at `key_path` and starts its owner
+    /// thread, which also opens it (PostgreSQL's client must not be driven from async code).
+    pub fn open_at(location: &Location, key_path: &Path) -> Result<Self, StoreError> {
+        let (location, key_path) = (location.clone(), key_path.to_path_buf());
+        let (opened_tx, opened) = std::sync::mpsc::channel();
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("yilian-store".into())
             .spawn(move || {
+                let mut db = match Db::open_at(&location, &key_path) {
+                    Ok(db) => {
+                        let _ = opened_tx.send(Ok(()));
+                        db
+                    }
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(e));
+                        return;
+                    }
+                };
                 while let Ok(job) = rx.recv() {
                     // A bug that panics on one request must not take the store down for every
                     // later one: the caller of that request sees `Closed`, the rest go on.
@@ -91,6 +131,7 @@ impl Store {
                 }
             })
             .map_err(|e| StoreError::Damaged(format!("cannot start store thread: {e}")))?;
+        opened.recv().map_err(|_| StoreError::Closed)??;
         Ok(Self { tx })
     }
 
@@ -111,7 +152,7 @@ impl Store {
 
 /// The connection and the operations on it (synchronous; used on the owner thread).
 pub struct Db {
-    conn: Connection,
+    conn: Conn,
     key: StoreKey,
 }
 
@@ -408,49 +449,33 @@ const STUDY_COLUMNS: &str = "study_uid, site_id, device_id, patient_id, patient_
      claim_expires_ms, report_id, reported_at_ms, delivered_at_ms, preread_flags, priority_sent";
 
 /// Opens a sealed column inside a row mapper (a failure is a conversion error of that column).
-fn sealed_text(
-    key: &StoreKey,
-    r: &rusqlite::Row<'_>,
-    idx: usize,
-    table: &str,
-    column: &str,
-    row: &str,
-) -> rusqlite::Result<String> {
+fn sealed_text(key: &StoreKey, r: &Row, idx: usize, table: &str, column: &str, row: &str) -> sql::Result<String> {
     let bytes: Vec<u8> = r.get(idx)?;
-    key.open_text(table, column, row, &bytes)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Blob, Box::new(e)))
+    key.open_text(table, column, row, &bytes).map_err(|e| sql::SqlError::column(idx, e))
 }
 
 /// Like [`sealed_text`] for a column that may be NULL.
 fn sealed_text_opt(
     key: &StoreKey,
-    r: &rusqlite::Row<'_>,
+    r: &Row,
     idx: usize,
     table: &str,
     column: &str,
     row: &str,
-) -> rusqlite::Result<Option<String>> {
-    match r.get_ref(idx)? {
-        rusqlite::types::ValueRef::Null => Ok(None),
+) -> sql::Result<Option<String>> {
+    match r.value(idx)? {
+        sql::Value::Null => Ok(None),
         _ => sealed_text(key, r, idx, table, column, row).map(Some),
     }
 }
 
 /// Like [`sealed_text`] for bytes.
-fn sealed_bytes(
-    key: &StoreKey,
-    r: &rusqlite::Row<'_>,
-    idx: usize,
-    table: &str,
-    column: &str,
-    row: &str,
-) -> rusqlite::Result<Vec<u8>> {
+fn sealed_bytes(key: &StoreKey, r: &Row, idx: usize, table: &str, column: &str, row: &str) -> sql::Result<Vec<u8>> {
     let bytes: Vec<u8> = r.get(idx)?;
-    key.open(table, column, row, &bytes)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Blob, Box::new(e)))
+    key.open(table, column, row, &bytes).map_err(|e| sql::SqlError::column(idx, e))
 }
 
-fn study_row(key: &StoreKey, r: &rusqlite::Row<'_>, now_ms: i64) -> rusqlite::Result<StudyRow> {
+fn study_row(key: &StoreKey, r: &Row, now_ms: i64) -> sql::Result<StudyRow> {
     let uid: String = r.get(0)?;
     let leads: String = r.get(13)?;
     let claimed_by: Option<String> = r.get(15)?;
@@ -493,8 +518,8 @@ fn study_row(key: &StoreKey, r: &rusqlite::Row<'_>, now_ms: i64) -> rusqlite::Re
         reported_at_ms,
         delivered_at_ms,
         state: state.to_string(),
-        preread_flags: r.get::<_, Option<String>>(20)?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
-        priority_sent: r.get::<_, Option<i64>>(21)?.map(|p| priority_of(p).to_string()),
+        preread_flags: r.get::<Option<String>>(20)?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
+        priority_sent: r.get::<Option<i64>>(21)?.map(|p| priority_of(p).to_string()),
     })
 }
 
@@ -513,23 +538,28 @@ impl Db {
     /// Opens the database with the store key at `key_path` (made on first use; refused if the
     /// database was sealed with another key), migrates, and seals any plaintext left from before.
     pub fn open_with_key(path: &Path, key_path: &Path) -> Result<Self, StoreError> {
-        let mut conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        // Transactions take the write lock when they begin: one that read first and wrote later
-        // would fail at once ("database is locked") whenever the running hub and a CLI command
-        // (enrol, rollout) wrote in between, instead of waiting for the busy timeout.
-        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
-        // WAL with synchronous=FULL: a commit is on disk when it returns, because the hub acks
-        // right after it and the agent then deletes its copy.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        // Deleted and overwritten content is zeroed, so neither retention nor sealing old rows
-        // leaves patient data behind in free pages.
-        conn.pragma_update(None, "secure_delete", "ON")?;
-        Self::migrate(&mut conn)?;
+        Self::with_conn(Conn::new(Box::new(sqlite::Sqlite::open(path)?)), key_path)
+    }
+
+    /// Opens the PostgreSQL database at `url` (shared by several hubs) with the store key at
+    /// `key_path`; every hub on one database needs the same key file.
+    pub fn open_postgres(url: &str, key_path: &Path) -> Result<Self, StoreError> {
+        Self::with_conn(Conn::new(Box::new(postgres::Postgres::connect(url)?)), key_path)
+    }
+
+    /// Opens the store at `location` with the store key at `key_path`.
+    pub fn open_at(location: &Location, key_path: &Path) -> Result<Self, StoreError> {
+        match location {
+            Location::Sqlite(path) => Self::open_with_key(path, key_path),
+            Location::Postgres(url) => Self::open_postgres(url, key_path),
+        }
+    }
+
+    fn with_conn(conn: Conn, key_path: &Path) -> Result<Self, StoreError> {
+        schema::migrate(&conn)?;
         let (key, first) = StoreKey::load(&conn, key_path)?;
-        let n = if first { sealed::seal_existing(&mut conn, &key)? } else { 0 };
+        // A PostgreSQL store is sealed from its first row; only an old SQLite file can hold plaintext.
+        let n = if first && conn.dialect() == sql::Dialect::Sqlite { sealed::seal_existing(&conn, &key)? } else { 0 };
         if n > 0 {
             info!(values = n, "patient data stored before encryption is now sealed");
         }
@@ -542,18 +572,12 @@ impl Db {
         Ok(db)
     }
 
-    fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        for (i, m) in schema::MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-            let tx = conn.transaction()?;
-            tx.execute_batch(m)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tx.commit()?;
-        }
-        Ok(())
+    /// Which database this store runs on.
+    pub fn dialect(&self) -> sql::Dialect {
+        self.conn.dialect()
     }
 
-    fn bump(tx: &Connection, name: &str, by: i64) -> rusqlite::Result<i64> {
+    fn bump(tx: &Conn, name: &str, by: i64) -> sql::Result<i64> {
         tx.query_row(
             "INSERT INTO counters (name, value) VALUES (?1, ?2)
              ON CONFLICT(name) DO UPDATE SET value = value + ?2 RETURNING value",
@@ -562,7 +586,7 @@ impl Db {
         )
     }
 
-    fn counter(&self, name: &str) -> rusqlite::Result<i64> {
+    fn counter(&self, name: &str) -> sql::Result<i64> {
         Ok(self
             .conn
             .query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| r.get(0))
@@ -621,7 +645,7 @@ impl Db {
     /// Stores a batch of verified envelopes in one transaction, each under its own savepoint so
     /// that one envelope the database fails on does not hold back the others.
     pub fn ingest(&mut self, batch: &[Incoming], now_ms: i64) -> Result<Vec<Stored>, StoreError> {
-        let mut tx = self.conn.transaction()?;
+        let tx = self.conn.transaction()?;
         let key = &self.key;
         let mut out = Vec::with_capacity(batch.len());
         for item in batch {
@@ -643,7 +667,7 @@ impl Db {
         Ok(Stored::Refused(RefusalReason::Inconsistent(why.into())))
     }
 
-    fn ingest_one(tx: &Connection, key: &StoreKey, item: &Incoming, now_ms: i64) -> Result<Stored, StoreError> {
+    fn ingest_one(tx: &Conn, key: &StoreKey, item: &Incoming, now_ms: i64) -> Result<Stored, StoreError> {
         let h = item.verified.header();
         let device = h.device_id.as_str();
         let Ok(seq) = i64::try_from(h.seq) else { return Self::refuse(format!("seq {} out of range", h.seq)) };
@@ -806,7 +830,7 @@ impl Db {
         Ok(Stored::New)
     }
 
-    fn check_part(tx: &Connection, key: &StoreKey, device: &str, p: &StudyPart) -> Result<Option<String>, StoreError> {
+    fn check_part(tx: &Conn, key: &StoreKey, device: &str, p: &StudyPart) -> Result<Option<String>, StoreError> {
         if p.count == 0 || p.index >= p.count || p.count > yilian_protocol::limits::STUDY_PARTS_MAX {
             return Ok(Some(format!("study part {} of {} is out of range", p.index, p.count)));
         }
@@ -835,7 +859,7 @@ impl Db {
     /// Stores a part; with the last one, assembles and queues the study. `Some(why)` refuses.
     #[allow(clippy::too_many_arguments)] // the transaction, the key, and what one part needs
     fn store_part(
-        tx: &Connection,
+        tx: &Conn,
         key: &StoreKey,
         site: &str,
         device: &str,
@@ -853,15 +877,14 @@ impl Db {
         )?;
         let have: i64 =
             tx.query_row("SELECT COUNT(*) FROM study_parts WHERE study_uid = ?1", [&p.study_uid], |r| r.get(0))?;
-        let exists: bool = tx
-            .query_row("SELECT COUNT(*) FROM studies WHERE study_uid = ?1", [&p.study_uid], |r| r.get::<_, i64>(0))?
-            > 0;
+        let exists: bool =
+            tx.query_row("SELECT COUNT(*) FROM studies WHERE study_uid = ?1", [&p.study_uid], |r| r.get::<i64>(0))? > 0;
         if have < i64::from(p.count) || exists {
             return Ok(None);
         }
         let mut stmt = tx.prepare("SELECT part, idx FROM study_parts WHERE study_uid = ?1 ORDER BY idx")?;
         let parts: Vec<StudyPart> = stmt
-            .query_map([&p.study_uid], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?
+            .query_map([&p.study_uid], |r| Ok((r.get::<Vec<u8>>(0)?, r.get::<i64>(1)?)))?
             .collect::<Result<Vec<_>, _>>()?
             .iter()
             .map(|(b, idx)| decode_part(&key.open("study_parts", "part", &format!("{}/{idx}", p.study_uid), b)?))
@@ -882,7 +905,7 @@ impl Db {
     }
 
     fn insert_study(
-        tx: &Connection,
+        tx: &Conn,
         key: &StoreKey,
         site: &str,
         device: &str,
@@ -961,7 +984,7 @@ impl Db {
     }
 
     /// The table holding a study: ECG studies and image studies are claimed and reported alike.
-    fn table_of(conn: &Connection, uid: &str) -> Result<Option<&'static str>, StoreError> {
+    fn table_of(conn: &Conn, uid: &str) -> Result<Option<&'static str>, StoreError> {
         for table in ["studies", "image_studies"] {
             let n: i64 =
                 conn.query_row(&format!("SELECT COUNT(*) FROM {table} WHERE study_uid = ?1"), [uid], |r| r.get(0))?;
@@ -972,7 +995,7 @@ impl Db {
         Ok(None)
     }
 
-    fn claim_of(conn: &Connection, key: &StoreKey, uid: &str) -> Result<Option<ClaimRow>, StoreError> {
+    fn claim_of(conn: &Conn, key: &StoreKey, uid: &str) -> Result<Option<ClaimRow>, StoreError> {
         let Some(table) = Self::table_of(conn, uid)? else { return Ok(None) };
         Ok(conn
             .query_row(
@@ -1402,13 +1425,7 @@ impl Db {
         )?;
         let mut out: Vec<StreamSummary> = Vec::new();
         let rows = stmt.query_map([device], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, i64>(4)?,
-            ))
+            Ok((r.get::<i64>(0)?, r.get::<i64>(1)?, r.get::<i64>(2)?, r.get::<i64>(3)?, r.get::<i64>(4)?))
         })?;
         for row in rows {
             let (stream_id, first, n, leads, rate) = row?;
@@ -1437,7 +1454,7 @@ impl Db {
              ORDER BY stream_id, first_sample",
         )?;
         let gaps = stmt.query_map([device], |r| {
-            Ok((r.get::<_, i64>(0)?, DeclaredGap { first_sample: r.get(1)?, end_sample: r.get(2)?, reason: r.get(3)? }))
+            Ok((r.get::<i64>(0)?, DeclaredGap { first_sample: r.get(1)?, end_sample: r.get(2)?, reason: r.get(3)? }))
         })?;
         for g in gaps {
             let (stream_id, gap) = g?;

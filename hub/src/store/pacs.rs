@@ -2,8 +2,8 @@
 //! state for the console. The DICOM object itself is made again for each attempt (its UIDs come
 //! from its content, so every attempt sends the same instance).
 
+use super::sql::params;
 use super::{Db, StoreError};
-use rusqlite::params;
 use serde::Serialize;
 
 /// One outbox entry, for the console and the API.

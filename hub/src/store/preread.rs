@@ -2,8 +2,8 @@
 //! A flag raises the study to STAT and keeps the priority the clinic sent, so the specialist
 //! sees why and can set it back ([`Db::set_priority`]).
 
+use super::sql::params;
 use super::{Db, StoreError};
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use yilian_protocol::message::Priority;
 

@@ -8,8 +8,8 @@
 //! name and birth date alone, is shown as "possible" and never feeds the "new since last ECG"
 //! note.
 
+use super::sql::{OptionalExtension, params};
 use super::{Db, STUDY_COLUMNS, StoreError, StudyRow, sealed::StoreKey, sealed_text, study_row};
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 /// How sure the match of a prior study is.

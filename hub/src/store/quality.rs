@@ -1,8 +1,8 @@
 //! The clinic's decision to send a study the cart's quality gate flagged without a retake: who
 //! decided and why, kept beside the study so the specialist reads the tracing knowing it.
 
+use super::sql::{Conn, OptionalExtension, params};
 use super::{Db, StoreError};
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use yilian_protocol::message::QualityOverride;
 
@@ -24,7 +24,7 @@ impl Db {
     /// Records a quality override sent by `device` (inside the ingest transaction). The first
     /// one counts; `Err` names why one is refused.
     pub(super) fn quality_overridden(
-        tx: &rusqlite::Connection,
+        tx: &Conn,
         device: &str,
         o: &QualityOverride,
         now_ms: i64,

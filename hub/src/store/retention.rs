@@ -1,29 +1,29 @@
 //! Deleting expired data (see [`crate::retention`] for the policy and why envelope rows stay).
 
+use super::sql::{Conn, params};
 use super::{Db, StoreError};
 use crate::retention::Kind;
-use rusqlite::{Connection, params};
 use yilian_protocol::message::kind;
 
 /// Empties the envelope of `(device, seq)`; the row stays as the dedupe key.
-fn blank(tx: &Connection, device: &str, seq: i64) -> rusqlite::Result<usize> {
+fn blank(tx: &Conn, device: &str, seq: i64) -> super::sql::Result<usize> {
     tx.execute("UPDATE messages SET envelope = X'' WHERE device_id = ?1 AND seq = ?2", params![device, seq])
 }
 
-fn keys(tx: &Connection, sql: &str, cutoff: i64, batch: usize) -> rusqlite::Result<Vec<(String, i64)>> {
+fn keys(tx: &Conn, sql: &str, cutoff: i64, batch: usize) -> super::sql::Result<Vec<(String, i64)>> {
     let mut stmt = tx.prepare(sql)?;
     let rows = stmt.query_map(params![cutoff, batch as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
 }
 
-fn uids(tx: &Connection, sql: &str, cutoff: i64, batch: usize) -> rusqlite::Result<Vec<String>> {
+fn uids(tx: &Conn, sql: &str, cutoff: i64, batch: usize) -> super::sql::Result<Vec<String>> {
     let mut stmt = tx.prepare(sql)?;
     let rows = stmt.query_map(params![cutoff, batch as i64], |r| r.get(0))?;
     rows.collect()
 }
 
 /// Deletes an ECG study (complete or still in parts) with its parts' envelopes and its report.
-fn delete_study(tx: &Connection, uid: &str) -> rusqlite::Result<()> {
+fn delete_study(tx: &Conn, uid: &str) -> super::sql::Result<()> {
     let parts: Vec<(String, i64)> = {
         let mut stmt = tx.prepare("SELECT device_id, seq FROM study_parts WHERE study_uid = ?1")?;
         stmt.query_map([uid], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
@@ -38,7 +38,7 @@ fn delete_study(tx: &Connection, uid: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn delete_image_study(tx: &Connection, uid: &str) -> rusqlite::Result<()> {
+fn delete_image_study(tx: &Conn, uid: &str) -> super::sql::Result<()> {
     for table in ["image_chunks", "image_instances", "image_manifest_parts", "reports", "image_studies"] {
         tx.execute(&format!("DELETE FROM {table} WHERE study_uid = ?1"), [uid])?;
     }

@@ -6,8 +6,8 @@
 //! anything the hub assumes; an outcome, once seen, is kept in `rollout_devices` so a later report
 //! (the device moving on to another release) does not rewrite the rollout's history.
 
+use super::sql::{OptionalExtension, params};
 use super::{Db, StoreError};
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 /// What a rollout installs.
@@ -286,7 +286,7 @@ impl Db {
         let devices: Vec<String> = {
             let mut stmt =
                 tx.prepare("SELECT device_id, site_id FROM devices WHERE state = 'active' ORDER BY device_id")?;
-            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+            stmt.query_map([], |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)))?
                 .collect::<Result<Vec<_>, _>>()?
                 .into_iter()
                 .filter(|(d, s)| plan.sites.is_empty() || plan.sites.contains(s) || plan.canary.contains(d))
@@ -306,11 +306,11 @@ impl Db {
             )?;
             stmt.query_map([plan.kind.as_str(), plan.triple.as_str()], |r| r.get(0))?.collect::<Result<_, _>>()?
         };
-        tx.execute(
+        let id: i64 = tx.query_row(
             "INSERT INTO rollouts (kind, target_name, version, sha256, stages, advance_at_pct, halt_at_pct,
                  stage_timeout_ms, approval, state, stage, stage_started_ms, reason, accepted_failures,
                  created_by, created_at_ms, updated_at_ms, triple)
-             VALUES (?1, ?2, ?3, ?4, '[]', ?5, ?6, ?7, ?8, 'running', 0, ?9, '', 0, ?10, ?9, ?9, ?11)",
+             VALUES (?1, ?2, ?3, ?4, '[]', ?5, ?6, ?7, ?8, 'running', 0, ?9, '', 0, ?10, ?9, ?9, ?11) RETURNING rollout_id",
             params![
                 plan.kind.as_str(),
                 plan.target_name,
@@ -324,8 +324,8 @@ impl Db {
                 by,
                 plan.triple
             ],
+            |r| r.get(0),
         )?;
-        let id = tx.last_insert_rowid();
         let stages = split(&shuffled(devices, &id.to_string()), &plan.canary, &plan.stages_pct);
         let names = StageNames(stages.iter().map(|(n, _)| n.clone()).collect());
         let names = serde_json::to_string(&names).map_err(|e| StoreError::Damaged(e.to_string()))?;
@@ -382,7 +382,7 @@ impl Db {
                         version: r.get(2)?,
                         state: r.get(3)?,
                         reason: r.get(4)?,
-                        stage: usize::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
+                        stage: usize::try_from(r.get::<i64>(5)?).unwrap_or(0),
                         stages: Vec::new(),
                         stage_devices: Vec::new(),
                         advance_at_pct: r.get(7)?,
@@ -397,7 +397,7 @@ impl Db {
                         stage_started_ms: r.get(13)?,
                         updated_at_ms: r.get(14)?,
                     };
-                    Ok((rollout, r.get::<_, String>(0)?, r.get::<_, String>(6)?))
+                    Ok((rollout, r.get::<String>(0)?, r.get::<String>(6)?))
                 },
             )
             .optional()?;
@@ -443,7 +443,7 @@ impl Db {
             let assigned_at_ms: Option<i64> = r.get(3)?;
             let outcome: Option<String> = r.get(4)?;
             let detail: String = r.get(5)?;
-            let update = r.get::<_, Option<String>>(6)?.map(|installed_version| -> rusqlite::Result<UpdateRow> {
+            let update = r.get::<Option<String>>(6)?.map(|installed_version| -> super::sql::Result<UpdateRow> {
                 Ok(UpdateRow {
                     installed_version,
                     config_version: r.get(7)?,
@@ -468,7 +468,7 @@ impl Db {
             Ok(RolloutDevice {
                 device_id: r.get(0)?,
                 site_id: r.get(1)?,
-                stage: usize::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                stage: usize::try_from(r.get::<i64>(2)?).unwrap_or(0),
                 state,
                 download_per_mille: per_mille,
                 detail,
@@ -490,7 +490,7 @@ impl Db {
         )?;
         let rows = stmt
             .query_map([device], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                Ok((r.get::<i64>(0)?, r.get::<String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
             })?
             .collect::<Result<Vec<(i64, String, String, String, String, String)>, _>>()?;
         let mut out: Vec<Assigned> = Vec::new();
@@ -579,7 +579,7 @@ impl Db {
             stmt.query_map([], |r| {
                 Ok(Running {
                     id: r.get(0)?,
-                    stage: usize::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    stage: usize::try_from(r.get::<i64>(1)?).unwrap_or(0),
                     started: r.get(2)?,
                     timeout: r.get(3)?,
                     advance_at: r.get(4)?,

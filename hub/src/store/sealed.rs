@@ -9,7 +9,7 @@
 //! or without its key (instead of making a new one and being unable to read what it holds).
 
 use super::StoreError;
-use rusqlite::{Connection, OptionalExtension};
+use super::sql::{Conn, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use yilian_protocol::at_rest::{AtRestError, DataKey, is_sealed};
 
@@ -93,7 +93,7 @@ impl StoreKey {
     /// key file: a database that already holds a check value is refused (its data would be
     /// unreadable); otherwise a new key is made (mode 0600) and its check value stored.
     /// The flag is true when the database had no check value yet (new, or from before sealing).
-    pub fn load(conn: &Connection, path: &Path) -> Result<(Self, bool), StoreError> {
+    pub fn load(conn: &Conn, path: &Path) -> Result<(Self, bool), StoreError> {
         let check: Option<Vec<u8>> =
             conn.query_row("SELECT check_value FROM store_key WHERE id = 1", [], |r| r.get(0)).optional()?;
         let key = match (read_key_file(path)?, &check) {
@@ -120,7 +120,17 @@ impl StoreKey {
             }
             None => {
                 let c = key.seal(CHECK_AAD, CHECK_PLAINTEXT).map_err(|e| key_error(path, e.to_string()))?;
-                conn.execute("INSERT INTO store_key (id, check_value) VALUES (1, ?1)", [c])?;
+                // Hubs sharing one database may start together: the first check value stays, and
+                // a hub that made another key finds out here.
+                conn.execute(
+                    "INSERT INTO store_key (id, check_value) VALUES (1, ?1) ON CONFLICT (id) DO NOTHING",
+                    [&c],
+                )?;
+                let stored: Vec<u8> =
+                    conn.query_row("SELECT check_value FROM store_key WHERE id = 1", [], |r| r.get(0))?;
+                if stored != c && key.open(CHECK_AAD, &stored).as_deref() != Ok(CHECK_PLAINTEXT) {
+                    return Err(key_error(path, "is not the key this database was sealed with"));
+                }
             }
         }
         Ok((Self { key }, first))
@@ -195,7 +205,7 @@ const SEALED: &[SealedColumn] = &[
 /// Seals every value still in plaintext (rows from before encryption), in one transaction.
 /// Values already sealed are left alone. It scans every sealed column, so it runs only when the
 /// database first gets its key (see [`StoreKey::load`]). Returns how many values it sealed.
-pub fn seal_existing(conn: &mut Connection, key: &StoreKey) -> Result<usize, StoreError> {
+pub fn seal_existing(conn: &Conn, key: &StoreKey) -> Result<usize, StoreError> {
     let tx = conn.transaction()?;
     let mut sealed = 0;
     for c in SEALED {
@@ -211,9 +221,9 @@ pub fn seal_existing(conn: &mut Connection, key: &StoreKey) -> Result<usize, Sto
         let rows: Vec<(String, Vec<u8>)> = {
             let mut stmt = tx.prepare(&select)?;
             stmt.query_map([], |r| {
-                let value = match r.get_ref(1)? {
-                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => t.to_vec(),
-                    other => other.as_i64().map(|i| i.to_string().into_bytes()).unwrap_or_default(),
+                let value = match r.value(1)? {
+                    super::sql::Value::Int(i) => i.to_string().into_bytes(),
+                    other => other.as_bytes().map(<[u8]>::to_vec).unwrap_or_default(),
                 };
                 Ok((r.get(0)?, value))
             })?
@@ -224,10 +234,7 @@ pub fn seal_existing(conn: &mut Connection, key: &StoreKey) -> Result<usize, Sto
                 continue;
             }
             let value = key.seal(c.table, c.column, &row, &plain)?;
-            tx.execute(
-                &format!("UPDATE {} SET {} = ?1 WHERE {} = ?2", c.table, c.column, c.row),
-                rusqlite::params![value, row],
-            )?;
+            tx.execute(&format!("UPDATE {} SET {} = ?1 WHERE {} = ?2", c.table, c.column, c.row), params![value, row])?;
             sealed += 1;
         }
     }
