@@ -291,18 +291,14 @@ impl HubHandle {
 
     /// Enrols a device directly in the hub's database (what `yilian-hub enroll` does).
     pub fn enroll(&self, site: &str, device: &str, key: &PublicKey) -> anyhow::Result<()> {
-        Db::open(&self.data_dir.join("yilian.db"))?.enroll(site, device, key, false, yilian_hub::clock::now_ms())?;
+        hub_db(&self.data_dir)?.enroll(site, device, key, false, yilian_hub::clock::now_ms())?;
         Ok(())
     }
 
     /// Adds a specialist and returns their API token.
     pub fn add_specialist(&self, id: &str, name: &str) -> anyhow::Result<String> {
         let token = yilian_hub::http::auth::new_token().map_err(|_| anyhow::anyhow!("rng"))?;
-        Db::open(&self.data_dir.join("yilian.db"))?.add_specialist(
-            id,
-            name,
-            &yilian_hub::http::auth::token_hash(&token),
-        )?;
+        hub_db(&self.data_dir)?.add_specialist(id, name, &yilian_hub::http::auth::token_hash(&token))?;
         Ok(token)
     }
 
@@ -332,34 +328,36 @@ fn prepare_hub_dir(data_dir: &Path) -> anyhow::Result<(SigningKey, String)> {
     yilian_hub::ca::CountyCa::load_or_create(data_dir)?;
     let token = add_specialist_in(data_dir, "demo", "演示医师")?;
     let hash = yilian_hub::http::session::hash_password(DEMO_LOGIN.1).map_err(|e| anyhow::anyhow!(e))?;
-    Db::open(&data_dir.join("yilian.db"))?.add_user(
-        DEMO_LOGIN.0,
-        "演示医师",
-        "admin",
-        &hash,
-        yilian_hub::clock::now_ms(),
-    )?;
+    hub_db(data_dir)?.add_user(DEMO_LOGIN.0, "演示医师", "admin", &hash, yilian_hub::clock::now_ms())?;
     let hash = yilian_hub::http::session::hash_password(DEMO_AUDITOR.1).map_err(|e| anyhow::anyhow!(e))?;
-    Db::open(&data_dir.join("yilian.db"))?.add_user(
-        DEMO_AUDITOR.0,
-        "审计员",
-        "auditor",
-        &hash,
-        yilian_hub::clock::now_ms(),
-    )?;
+    hub_db(data_dir)?.add_user(DEMO_AUDITOR.0, "审计员", "auditor", &hash, yilian_hub::clock::now_ms())?;
     Ok((key, token))
+}
+
+/// The file in a hub's data folder naming its PostgreSQL store, when it has one.
+const STORE_URL_FILE: &str = "store.url";
+
+/// Opens the store of the hub whose data folder is `data_dir`: the PostgreSQL database named in
+/// its `store.url` (written by [`HubProc::start_on`]), or `yilian.db` in it.
+pub fn hub_db(data_dir: &Path) -> anyhow::Result<Db> {
+    let file = data_dir.join("yilian.db");
+    let key = yilian_hub::store::sealed::default_key_path(&file);
+    Ok(match std::fs::read_to_string(data_dir.join(STORE_URL_FILE)) {
+        Ok(url) => Db::open_at(&yilian_hub::store::Location::Postgres(url.trim().to_string()), &key)?,
+        Err(_) => Db::open(&file)?,
+    })
 }
 
 /// Enrols a device in the hub database in `data_dir` (safe while the hub runs: SQLite WAL).
 pub fn enroll_in(data_dir: &Path, site: &str, device: &str, key: &PublicKey) -> anyhow::Result<()> {
-    Db::open(&data_dir.join("yilian.db"))?.enroll(site, device, key, false, yilian_hub::clock::now_ms())?;
+    hub_db(data_dir)?.enroll(site, device, key, false, yilian_hub::clock::now_ms())?;
     Ok(())
 }
 
 /// Adds a specialist to the hub database in `data_dir` and returns the new token.
 pub fn add_specialist_in(data_dir: &Path, id: &str, name: &str) -> anyhow::Result<String> {
     let token = yilian_hub::http::auth::new_token().map_err(|_| anyhow::anyhow!("rng"))?;
-    Db::open(&data_dir.join("yilian.db"))?.add_specialist(id, name, &yilian_hub::http::auth::token_hash(&token))?;
+    hub_db(data_dir)?.add_specialist(id, name, &yilian_hub::http::auth::token_hash(&token))?;
     Ok(token)
 }
 
@@ -386,10 +384,28 @@ impl HubProc {
     /// Starts `yilian-hub run` on `data_dir`: with its embedded broker on a free port, or
     /// against `external` (mqtt://...).
     pub async fn start(data_dir: &Path, external: Option<&str>, failpoint: Option<&str>) -> anyhow::Result<Self> {
+        Self::start_on(data_dir, external, failpoint, None).await
+    }
+
+    /// Like [`HubProc::start`], with the store in the PostgreSQL database at `store` (a URL)
+    /// instead of SQLite in the data folder.
+    pub async fn start_on(
+        data_dir: &Path,
+        external: Option<&str>,
+        failpoint: Option<&str>,
+        store: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir)?;
+        if let Some(url) = store {
+            std::fs::write(data_dir.join(STORE_URL_FILE), url)?;
+        }
         let (key, token) = prepare_hub_dir(data_dir)?;
         let http: SocketAddr = ([127, 0, 0, 1], broker::free_port()?).into();
-        let mut args =
-            vec!["--data".to_string(), data_dir.display().to_string(), "run".into(), "--http".into(), http.to_string()];
+        let mut args = vec!["--data".to_string(), data_dir.display().to_string()];
+        if let Some(url) = store {
+            args.extend(["--store".into(), url.to_string()]);
+        }
+        args.extend(["run".into(), "--http".into(), http.to_string()]);
         let broker_url = match external {
             Some(url) => {
                 args.extend(["--broker".into(), url.to_string()]);
@@ -472,7 +488,7 @@ impl HubProc {
 /// `issued_at_ms`.
 pub fn enrol_token_in(data_dir: &Path, site: &str, ttl_ms: i64, issued_at_ms: i64) -> anyhow::Result<String> {
     let t = yilian_hub::lifecycle::new_token().map_err(|_| anyhow::anyhow!("rng"))?;
-    Db::open(&data_dir.join("yilian.db"))?.add_enrol_token(
+    hub_db(data_dir)?.add_enrol_token(
         &t.id,
         &t.secret_sha256,
         site,
@@ -486,7 +502,7 @@ pub fn enrol_token_in(data_dir: &Path, site: &str, ttl_ms: i64, issued_at_ms: i6
 /// Approves, rejects or revokes `device` in the hub database in `data_dir`.
 pub fn device_action_in(data_dir: &Path, device: &str, action: &str, reason: &str) -> anyhow::Result<()> {
     let action = yilian_hub::store::lifecycle::Action::parse(action).context("action")?;
-    Db::open(&data_dir.join("yilian.db"))?
+    hub_db(data_dir)?
         .device_action(device, action, "test", reason, yilian_hub::clock::now_ms())?
         .map_err(anyhow::Error::from)?;
     Ok(())
@@ -912,11 +928,11 @@ impl HubHandle {
 
     /// Messages of `device` held in quarantine.
     pub fn quarantined(&self, device: &str) -> anyhow::Result<i64> {
-        Ok(Db::open(&self.data_dir.join("yilian.db"))?.quarantined(device)?)
+        Ok(hub_db(&self.data_dir)?.quarantined(device)?)
     }
 
     /// The site and current key the broker's connect check would accept for `device`.
     pub fn device_key(&self, device: &str) -> anyhow::Result<Option<(String, PublicKey)>> {
-        Ok(Db::open(&self.data_dir.join("yilian.db"))?.device_key(device)?)
+        Ok(hub_db(&self.data_dir)?.device_key(device)?)
     }
 }

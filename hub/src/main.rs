@@ -19,6 +19,10 @@ struct Cli {
     /// `keys/store.key` in the data folder. Keep it off the database's backups.
     #[arg(long, global = true, env = "YILIAN_STORE_KEY")]
     store_key: Option<PathBuf>,
+    /// The store's database: SQLite in the data folder by default, or a PostgreSQL URL
+    /// (`postgres://user@host:port/db`) that several hub processes share.
+    #[arg(long, global = true, env = "YILIAN_STORE")]
+    store: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -488,11 +492,13 @@ fn now_ms() -> i64 {
     yilian_hub::clock::now_ms()
 }
 
-fn open_db(data: &std::path::Path, store_key: Option<&std::path::Path>) -> anyhow::Result<Db> {
+fn open_db(data: &std::path::Path, store_key: Option<&std::path::Path>, store: Option<&str>) -> anyhow::Result<Db> {
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let db = data.join("yilian.db");
     let key = store_key.map_or_else(|| yilian_hub::store::sealed::default_key_path(&db), std::path::Path::to_path_buf);
-    Ok(Db::open_with_key(&db, &key)?)
+    // The global --store (or YILIAN_STORE) names the database every command works on.
+    let location = store.map_or(yilian_hub::store::Location::Sqlite(db), yilian_hub::store::Location::parse);
+    Ok(Db::open_at(&location, &key)?)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -543,6 +549,7 @@ fn main() -> anyhow::Result<()> {
             let mode = broker.map_or(BrokerMode::Embedded(mqtt_listen), BrokerMode::External);
             let mut cfg = HubConfig::new(cli.data, mode);
             cfg.store_key = cli.store_key;
+            cfg.store = cli.store;
             cfg.retention = yilian_hub::retention::Retention {
                 stream_days: retain_stream_days,
                 device_output_days: retain_device_output_days,
@@ -602,7 +609,13 @@ fn main() -> anyhow::Result<()> {
             let text =
                 std::fs::read_to_string(&public_key).with_context(|| format!("reading {}", public_key.display()))?;
             let key = PublicKey::from_hex(&text).with_context(|| format!("{}", public_key.display()))?;
-            open_db(&cli.data, cli.store_key.as_deref())?.enroll(&site, &device, &key, replace, now_ms())?;
+            open_db(&cli.data, cli.store_key.as_deref(), cli.store.as_deref())?.enroll(
+                &site,
+                &device,
+                &key,
+                replace,
+                now_ms(),
+            )?;
             println!("enrolled {device} at {site}, key id {}", key.id());
             if let Some(out) = out {
                 let ca = yilian_hub::ca::CountyCa::load_or_create(&cli.data)?;
@@ -621,11 +634,11 @@ fn main() -> anyhow::Result<()> {
             let repo = yilian_update::repo::RepoDir(cli.data.join("tuf"));
             tokio::runtime::Runtime::new()?.block_on(release(&repo, command))
         }
-        Command::Rollout { command } => rollout(&cli.data, cli.store_key.as_deref(), command),
+        Command::Rollout { command } => rollout(&cli.data, cli.store_key.as_deref(), cli.store.as_deref(), command),
         Command::BrokerConfig { command: BrokerConfigCommand::Mosquitto { out, listen, tls_names, user } } => {
             let ca = yilian_hub::ca::CountyCa::load_or_create(&cli.data)?;
             let now = now_ms();
-            let revoked = open_db(&cli.data, cli.store_key.as_deref())?.revoked_keys(now)?;
+            let revoked = open_db(&cli.data, cli.store_key.as_deref(), cli.store.as_deref())?.revoked_keys(now)?;
             let files = yilian_hub::mosquitto::write_config(
                 &ca,
                 &out,
@@ -654,7 +667,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Specialist { command: SpecialistCommand::Add { id, name } } => {
             let token = yilian_hub::http::auth::new_token().map_err(|_| anyhow::anyhow!("random generator failed"))?;
-            let mut db = open_db(&cli.data, cli.store_key.as_deref())?;
+            let mut db = open_db(&cli.data, cli.store_key.as_deref(), cli.store.as_deref())?;
             db.add_specialist(&id, &name, &yilian_hub::http::auth::token_hash(&token))?;
             db.audit("cli", "issue api token", &id, "", now_ms())?;
             println!("specialist {id} ({name}) token (shown once):\n{token}");
@@ -670,7 +683,7 @@ fn main() -> anyhow::Result<()> {
             let password = password.trim_end_matches(['\r', '\n']);
             anyhow::ensure!(password.chars().count() >= 8, "the password must have at least 8 characters");
             let hash = yilian_hub::http::session::hash_password(password).map_err(|e| anyhow::anyhow!(e))?;
-            let mut db = open_db(&cli.data, cli.store_key.as_deref())?;
+            let mut db = open_db(&cli.data, cli.store_key.as_deref(), cli.store.as_deref())?;
             db.add_user(&id, &name, &role, &hash, now_ms())?;
             db.audit("cli", "set user", &id, &role, now_ms())?;
             println!("user {id} ({name}) is a {role}");
@@ -685,7 +698,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit { command: AuditCommand::Verify } => {
-            let db = open_db(&cli.data, cli.store_key.as_deref())?;
+            let db = open_db(&cli.data, cli.store_key.as_deref(), cli.store.as_deref())?;
             match db.audit_verify()? {
                 Ok(sum) => {
                     println!("audit chain intact: {} entries, last id {}, head {}", sum.entries, sum.last_id, sum.head);
@@ -696,7 +709,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Audit { command: AuditCommand::Export } => {
             use std::io::Write;
-            let db = open_db(&cli.data, cli.store_key.as_deref())?;
+            let db = open_db(&cli.data, cli.store_key.as_deref(), cli.store.as_deref())?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let mut after = 0;
             loop {
@@ -716,7 +729,7 @@ fn main() -> anyhow::Result<()> {
             let t = yilian_hub::lifecycle::new_token().map_err(|_| anyhow::anyhow!("random generator failed"))?;
             let now = now_ms();
             let expires = now.saturating_add((ttl_hours.max(1) * 3_600_000) as i64);
-            open_db(&cli.data, cli.store_key.as_deref())?.add_enrol_token(
+            open_db(&cli.data, cli.store_key.as_deref(), cli.store.as_deref())?.add_enrol_token(
                 &t.id,
                 &t.secret_sha256,
                 &site,
@@ -744,7 +757,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Device { command } => {
             use yilian_hub::store::lifecycle::Action;
-            let mut db = open_db(&cli.data, cli.store_key.as_deref())?;
+            let mut db = open_db(&cli.data, cli.store_key.as_deref(), cli.store.as_deref())?;
             let (device, action, reason) = match command {
                 DeviceCommand::List => {
                     for r in db.lifecycle_devices()? {
@@ -777,7 +790,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Key { command: Some(KeyCommand::Rotate) } => {
             let (old, new) = yilian_hub::keys::rotate(&cli.data)?;
-            open_db(&cli.data, cli.store_key.as_deref())?.audit(
+            open_db(&cli.data, cli.store_key.as_deref(), cli.store.as_deref())?.audit(
                 &cli_user(),
                 "hub-key-rotate",
                 "hub",
@@ -800,9 +813,9 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn rollout(data: &Path, store_key: Option<&Path>, command: RolloutCommand) -> anyhow::Result<()> {
+fn rollout(data: &Path, store_key: Option<&Path>, store: Option<&str>, command: RolloutCommand) -> anyhow::Result<()> {
     use yilian_hub::store::rollouts::{Action, Plan, TargetKind};
-    let mut db = open_db(data, store_key)?;
+    let mut db = open_db(data, store_key, store)?;
     let (id, action) = match command {
         RolloutCommand::Start {
             kind,

@@ -48,6 +48,9 @@ pub struct HubConfig {
     pub image_partial_after: Duration,
     /// The store key file (patient data at rest); `None`: `keys/store.key` in the data folder.
     pub store_key: Option<PathBuf>,
+    /// The store's database: `None` is SQLite in the data folder; a `postgres://` URL is a
+    /// PostgreSQL database, which several hub processes may share.
+    pub store: Option<String>,
     /// How long each kind of data is kept.
     pub retention: crate::retention::Retention,
     /// How often expired data is swept.
@@ -89,6 +92,7 @@ impl HubConfig {
             wait_targets: crate::http::console::WAIT_TARGETS.map(|m| Duration::from_secs(m * 60)),
             image_partial_after: Duration::from_secs(30 * 60),
             store_key: None,
+            store: None,
             retention: crate::retention::Retention::default(),
             retention_interval: crate::retention::INTERVAL,
             key_overlap: crate::ingest::DEFAULT_KEY_OVERLAP,
@@ -108,6 +112,13 @@ impl HubConfig {
     /// The database file.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("yilian.db")
+    }
+
+    /// Where the store's database is.
+    pub fn store_location(&self) -> crate::store::Location {
+        self.store
+            .as_deref()
+            .map_or_else(|| crate::store::Location::Sqlite(self.db_path()), crate::store::Location::parse)
     }
 
     /// The store key file: `store_key`, or `keys/store.key` in the data folder.
@@ -157,7 +168,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         .map_err(|source| HubError::Io { what: "creating the data folder", source })?;
     let key = Arc::new(keys::load_or_create(&cfg.data_dir)?);
     crate::logkey::install(&cfg.data_dir).map_err(|source| HubError::Io { what: "the log key", source })?;
-    let store = Store::open_with_key(&cfg.db_path(), &cfg.store_key_path())?;
+    let store = Store::open_at(&cfg.store_location(), &cfg.store_key_path())?;
     // The store opened with this key and checked it, so the image index is sealed with the same.
     let store_key = crate::store::sealed::load_or_create_key_file(&cfg.store_key_path())?;
     let images = Arc::new(

@@ -72,7 +72,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 #[test]
 fn the_database_files_hold_no_patient_data_and_the_store_still_reads_it_all() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut db = Db::open(&dir.path().join("y.db")).expect("db");
+    let mut db = Db::open_test(dir.path()).expect("db");
     let key = SigningKey::generate().expect("key");
     let parts = study("dev-1-1").split().expect("split");
     let mut batch: Vec<Incoming> =
@@ -148,7 +148,7 @@ use std::os::unix::fs::PermissionsExt;
 #[test]
 fn retention_deletes_what_is_older_than_its_kind_allows_keeps_the_rest_and_audits_it() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut db = Db::open(&dir.path().join("y.db")).expect("db");
+    let mut db = Db::open_test(dir.path()).expect("db");
     let key = SigningKey::generate().expect("key");
     const DAY: i64 = 24 * 60 * 60 * 1000;
     let old = 1_700_000_000_000i64;

@@ -145,7 +145,7 @@ struct Console {
 
 async fn console() -> Console {
     let dir = tempfile::tempdir().expect("tmp");
-    let store = Store::open(&dir.path().join("y.db")).expect("store");
+    let store = Store::open_test(dir.path()).expect("store");
     for (id, name, role) in [("li", "李娜", "specialist"), ("it", "县信息科", "admin"), ("sec", "保密员", "auditor")]
     {
         let hash = session::hash_password("correct horse").expect("hash");

@@ -22,7 +22,7 @@ struct Console {
 
 async fn console() -> Console {
     let dir = tempfile::tempdir().expect("tmp");
-    let store = Store::open(&dir.path().join("y.db")).expect("store");
+    let store = Store::open_test(dir.path()).expect("store");
     for (id, name, role) in [("li", "李娜", "specialist"), ("it", "县信息科", "admin")] {
         let hash = session::hash_password("correct horse").expect("hash");
         store.call(move |db| db.add_user(id, name, role, &hash, 0)).await.expect("call").expect("user");

@@ -20,7 +20,7 @@ struct Hub {
 
 async fn hub() -> Hub {
     let dir = tempfile::tempdir().expect("tmp");
-    let store = Store::open(&dir.path().join("y.db")).expect("store");
+    let store = Store::open_test(dir.path()).expect("store");
     let key = SigningKey::generate().expect("key");
     let hub_key = key.public_key().to_hex();
     for (id, role) in [("li", "specialist"), ("it", "admin")] {

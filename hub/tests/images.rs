@@ -50,7 +50,7 @@ struct Hub {
 
 async fn hub() -> Hub {
     let dir = tempfile::tempdir().expect("tmp");
-    let store = Store::open(&dir.path().join("y.db")).expect("store");
+    let store = Store::open_test(dir.path()).expect("store");
     let hash = session::hash_password("correct horse").expect("hash");
     store.call(move |db| db.add_user("li", "李娜", "specialist", &hash, 0)).await.expect("call").expect("user");
     let state = common::app_state(dir.path(), store, SigningKey::generate().expect("key"));

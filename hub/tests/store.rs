@@ -43,7 +43,7 @@ fn study(uid: &str, v: i32) -> Study {
 #[test]
 fn a_study_uid_reused_for_another_recording_is_refused_and_the_first_is_kept() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut db = Db::open(&dir.path().join("y.db")).expect("db");
+    let mut db = Db::open_test(dir.path()).expect("db");
     let key = SigningKey::generate().expect("key");
     let first = study("dev-1-1", 1).split().expect("split");
     let second = study("dev-1-1", 2).split().expect("split");
@@ -71,7 +71,7 @@ fn a_study_uid_reused_for_another_recording_is_refused_and_the_first_is_kept() {
 #[test]
 fn the_same_seq_with_other_content_is_refused_with_the_highest_stored_seq() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut db = Db::open(&dir.path().join("y.db")).expect("db");
+    let mut db = Db::open_test(dir.path()).expect("db");
     let key = SigningKey::generate().expect("key");
     let line = |s: &str| Payload::DeviceOutput(DeviceOutput { port: "p".into(), line: s.into(), received_at_ms: 0 });
     let a = [incoming(&key, 5, line("a")), incoming(&key, 9, line("b"))];
@@ -87,7 +87,7 @@ fn the_same_seq_with_other_content_is_refused_with_the_highest_stored_seq() {
 #[test]
 fn hostile_stream_chunks_are_refused_without_touching_the_rest_of_the_batch() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut db = Db::open(&dir.path().join("y.db")).expect("db");
+    let mut db = Db::open_test(dir.path()).expect("db");
     let key = SigningKey::generate().expect("key");
     let chunk = |first: u64, leads: Vec<LeadSamples>| {
         Payload::StreamChunk(StreamChunk {
@@ -121,7 +121,7 @@ fn sha(bytes: &[u8]) -> [u8; 32] {
 fn image_chunks_are_checked_and_a_study_that_stops_arriving_is_marked_partial_with_what_is_missing() {
     use yilian_protocol::imaging::{BlobChunk, ImageManifest, ManifestInstance};
     let dir = tempfile::tempdir().expect("tmp");
-    let mut db = Db::open(&dir.path().join("y.db")).expect("db");
+    let mut db = Db::open_test(dir.path()).expect("db");
     let key = SigningKey::generate().expect("key");
     db.enroll("site", "dev", &key.public_key(), false, 0).expect("enroll");
     let whole = vec![7u8; 100_000]; // two chunks: 98,304 + 1,696 bytes
@@ -194,7 +194,7 @@ fn image_chunks_are_checked_and_a_study_that_stops_arriving_is_marked_partial_wi
 #[test]
 fn prior_ecgs_are_found_by_identifier_or_as_possible_by_name_and_birth_date() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut db = Db::open(&dir.path().join("y.db")).expect("db");
+    let mut db = Db::open_test(dir.path()).expect("db");
     let key = SigningKey::generate().expect("key");
     let birth = Date::new(1958, 3, 2).expect("date");
     let person = |uid: &str, id: &str, name: &str, at: i64| {

@@ -263,12 +263,26 @@ async fn kill_9_of_the_agent_at_random_moments_leaves_a_consistent_spool_and_rep
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_of_the_hub_before_and_after_its_commit_loses_and_duplicates_nothing() -> anyhow::Result<()> {
+    kill_9_of_the_hub(None).await
+}
+
+/// The same kills with the store in PostgreSQL: a commit there is as final as SQLite's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_a_hub_on_postgresql_loses_and_duplicates_nothing() -> anyhow::Result<()> {
+    let Some(server) = yilian_hub::store::testing::postgres_server() else {
+        eprintln!("skipped: set {} to a PostgreSQL server to run it", yilian_hub::store::testing::POSTGRES_ENV);
+        return Ok(());
+    };
+    kill_9_of_the_hub(Some(yilian_hub::store::testing::fresh_postgres_database(&server)?)).await
+}
+
+async fn kill_9_of_the_hub(store: Option<String>) -> anyhow::Result<()> {
     let _one = ONE_AT_A_TIME.lock().await;
     init_logs();
     let tmp = tempfile::tempdir()?;
     // The hub process runs its embedded broker, so each kill also restarts the broker with
     // messages in flight.
-    let mut hub = HubProc::start(&tmp.path().join("hub"), None, Some("after-commit:3")).await?;
+    let mut hub = HubProc::start_on(&tmp.path().join("hub"), None, Some("after-commit:3"), store.as_deref()).await?;
     let mut clinic = Clinic::prepare(&tmp.path().join("clinics"), "xz-hk", "cart-hk", &hub.hub_key, &hub.broker_url)?;
     hub.enroll("xz-hk", "cart-hk", &clinic.public_key)?;
     clinic.config.ack_timeout_secs = 3;

@@ -63,7 +63,10 @@ impl Db {
     /// When outbox `name` began (the first call's `now_ms`, kept): reports signed before it are
     /// not sent, so connecting a HIS or PACS does not replay years of history.
     pub fn outbox_since(&mut self, name: &str, now_ms: i64) -> Result<i64, StoreError> {
-        self.conn.execute("INSERT OR IGNORE INTO counters (name, value) VALUES (?1, ?2)", params![name, now_ms])?;
+        self.conn.execute(
+            "INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![name, now_ms],
+        )?;
         Ok(self.conn.query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| r.get(0))?)
     }
 
@@ -130,9 +133,9 @@ impl Db {
     ) -> Result<(), StoreError> {
         let sealed = self.key.seal("hl7_outbox", "message", report_id, message)?;
         self.conn.execute(
-            "INSERT OR IGNORE INTO hl7_outbox (report_id, control_id, message, state, attempts, last_error,
+            "INSERT INTO hl7_outbox (report_id, control_id, message, state, attempts, last_error,
                  next_attempt_ms, created_at_ms)
-             VALUES (?1, ?2, ?3, 'pending', 0, '', ?4, ?4)",
+             VALUES (?1, ?2, ?3, 'pending', 0, '', ?4, ?4) ON CONFLICT DO NOTHING",
             params![report_id, control_id, sealed, now_ms],
         )?;
         Ok(())

@@ -51,8 +51,8 @@ pub(super) fn store_manifest(
     now_ms: i64,
 ) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT OR IGNORE INTO image_studies (study_uid, device_id, site_id, priority, modality, patient_name, patient_id,
-         calling_ae, parts, first_seen_ms, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+        "INSERT INTO image_studies (study_uid, device_id, site_id, priority, modality, patient_name, patient_id,
+         calling_ae, parts, first_seen_ms, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) ON CONFLICT DO NOTHING",
         params![
             m.study_uid,
             device,
@@ -67,13 +67,13 @@ pub(super) fn store_manifest(
         ],
     )?;
     tx.execute(
-        "INSERT OR IGNORE INTO image_manifest_parts (study_uid, part, device_id) VALUES (?1, ?2, ?3)",
+        "INSERT INTO image_manifest_parts (study_uid, part, device_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
         params![m.study_uid, m.part, device],
     )?;
     for i in &m.instances {
         tx.execute(
-            "INSERT OR IGNORE INTO image_instances (study_uid, sop_uid, series_uid, sop_class_uid, transfer_syntax, size, sha256, chunks)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO image_instances (study_uid, sop_uid, series_uid, sop_class_uid, transfer_syntax, size, sha256, chunks)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
             params![m.study_uid, i.sop_instance_uid, i.series_uid, i.sop_class_uid, i.transfer_syntax, i.size as i64, i.sha256.to_vec(), i.chunks],
         )?;
     }
@@ -132,7 +132,7 @@ pub(super) fn store_chunk(
 ) -> Result<(), StoreError> {
     let row = format!("{}/{}/{}", c.study_uid, c.sop_instance_uid, c.index);
     tx.execute(
-        "INSERT OR IGNORE INTO image_chunks (study_uid, sop_uid, idx, device_id, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO image_chunks (study_uid, sop_uid, idx, device_id, bytes) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
         params![c.study_uid, c.sop_instance_uid, c.index, device, key.seal("image_chunks", "bytes", &row, &c.bytes)?],
     )?;
     tx.execute("UPDATE image_studies SET last_seen_ms = ?2 WHERE study_uid = ?1", params![c.study_uid, now_ms])?;
@@ -319,7 +319,7 @@ impl Db {
                     (SELECT COUNT(*) FROM image_instances i WHERE i.study_uid = s.study_uid AND i.stored_at_ms IS NOT NULL),
                     (SELECT COALESCE(SUM(size), 0) FROM image_instances i WHERE i.study_uid = s.study_uid),
                     s.first_seen_ms, s.completed_at_ms, s.missing, s.claimed_by, s.report_id, s.delivered_at_ms
-             FROM image_studies s WHERE (?2 IS NULL OR s.study_uid = ?2) ORDER BY s.priority, s.first_seen_ms LIMIT ?1",
+             FROM image_studies s WHERE (CAST(?2 AS TEXT) IS NULL OR s.study_uid = ?2) ORDER BY s.priority, s.first_seen_ms LIMIT ?1",
         )?;
         let key = &self.key;
         let rows = stmt.query_map(params![limit as i64, uid], |r| {

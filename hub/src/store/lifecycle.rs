@@ -369,8 +369,8 @@ impl Db {
         let mut new = 0;
         {
             let mut stmt = tx.prepare(
-                "INSERT OR IGNORE INTO quarantine (device_id, seq, digest, kind, reason, received_at_ms, envelope)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO quarantine (device_id, seq, digest, kind, reason, received_at_ms, envelope)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
             )?;
             for q in items {
                 // The envelope holds the whole signed study: sealed like `messages.envelope`.

@@ -19,6 +19,7 @@ pub mod schema;
 pub mod sealed;
 pub mod sql;
 pub mod sqlite;
+pub mod testing;
 
 use crate::queue::{self, ClaimError, ClaimState};
 use sealed::StoreKey;
@@ -580,7 +581,7 @@ impl Db {
     fn bump(tx: &Conn, name: &str, by: i64) -> sql::Result<i64> {
         tx.query_row(
             "INSERT INTO counters (name, value) VALUES (?1, ?2)
-             ON CONFLICT(name) DO UPDATE SET value = value + ?2 RETURNING value",
+             ON CONFLICT(name) DO UPDATE SET value = counters.value + ?2 RETURNING value",
             params![name, by],
             |r| r.get(0),
         )
@@ -626,9 +627,9 @@ impl Db {
         self.conn.execute(
             "INSERT INTO devices (device_id, site_id, public_key, key_id, enrolled_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(device_id) DO UPDATE SET site_id = ?2, public_key = ?3, key_id = ?4, enrolled_at_ms = ?5,
-                 state = CASE WHEN ?6 THEN 'active' ELSE state END,
-                 old_public_key = CASE WHEN ?6 THEN NULL ELSE old_public_key END,
-                 old_key_until_ms = CASE WHEN ?6 THEN NULL ELSE old_key_until_ms END",
+                 state = CASE WHEN ?6 THEN 'active' ELSE devices.state END,
+                 old_public_key = CASE WHEN ?6 THEN NULL ELSE devices.old_public_key END,
+                 old_key_until_ms = CASE WHEN ?6 THEN NULL ELSE devices.old_key_until_ms END",
             params![device, site, key.to_hex(), key.id().to_string(), now_ms, replace],
         )?;
         Ok(())
@@ -872,7 +873,7 @@ impl Db {
         let part = key.seal("study_parts", "part", &format!("{}/{}", p.study_uid, p.index), &part)?;
         // The same part may come again under a new seq (the cart resent the study): keep the first.
         tx.execute(
-            "INSERT OR IGNORE INTO study_parts (study_uid, idx, count, device_id, seq, part) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO study_parts (study_uid, idx, count, device_id, seq, part) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
             params![p.study_uid, p.index, p.count, device, seq, part],
         )?;
         let have: i64 =
@@ -1150,7 +1151,7 @@ impl Db {
         let mut stmt = self.conn.prepare(
             "SELECT report_id, study_uid, device_id, site_id, specialist_id, findings, conclusion, reported_at_ms,
                     published_at_ms, receipt_at_ms, envelope
-             FROM reports WHERE receipt_at_ms IS NULL AND (?1 IS NULL OR device_id = ?1)
+             FROM reports WHERE receipt_at_ms IS NULL AND (CAST(?1 AS TEXT) IS NULL OR device_id = ?1)
                  AND device_id NOT IN (SELECT device_id FROM devices WHERE state IN ('revoked', 'rejected'))
              ORDER BY reported_at_ms",
         )?;
@@ -1371,9 +1372,9 @@ impl Db {
     pub fn counts(&self, now_ms: i64) -> Result<Counts, StoreError> {
         let (studies, reported, delivered, claimed): (i64, i64, i64, i64) = self.conn.query_row(
             "SELECT COUNT(*),
-                    COALESCE(SUM(reported_at_ms IS NOT NULL AND delivered_at_ms IS NULL), 0),
-                    COALESCE(SUM(delivered_at_ms IS NOT NULL), 0),
-                    COALESCE(SUM(reported_at_ms IS NULL AND claimed_by IS NOT NULL AND claim_expires_ms > ?1), 0)
+                    COALESCE(SUM(CASE WHEN reported_at_ms IS NOT NULL AND delivered_at_ms IS NULL THEN 1 ELSE 0 END), 0),
+                    COALESCE(SUM(CASE WHEN delivered_at_ms IS NOT NULL THEN 1 ELSE 0 END), 0),
+                    COALESCE(SUM(CASE WHEN reported_at_ms IS NULL AND claimed_by IS NOT NULL AND claim_expires_ms > ?1 THEN 1 ELSE 0 END), 0)
              FROM studies",
             [now_ms],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),

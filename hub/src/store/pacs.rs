@@ -33,8 +33,8 @@ impl Db {
     /// Queues every study reported since `since_ms` that is not queued yet.
     pub fn pacs_enqueue_new(&mut self, since_ms: i64, now_ms: i64) -> Result<usize, StoreError> {
         Ok(self.conn.execute(
-            "INSERT OR IGNORE INTO pacs_outbox (study_uid, state, attempts, last_error, next_attempt_ms, created_at_ms)
-             SELECT study_uid, 'pending', 0, '', ?2, ?2 FROM reports WHERE reported_at_ms >= ?1",
+            "INSERT INTO pacs_outbox (study_uid, state, attempts, last_error, next_attempt_ms, created_at_ms)
+             SELECT study_uid, 'pending', 0, '', ?2, ?2 FROM reports WHERE reported_at_ms >= ?1 ON CONFLICT DO NOTHING",
             params![since_ms, now_ms],
         )?)
     }

@@ -18,7 +18,8 @@ pub const MIGRATE_LOCK: i64 = 0x5969_6c69_616f;
 
 /// A PostgreSQL connection with its statement cache.
 pub struct Postgres {
-    client: postgres::Client,
+    /// Always `Some` until dropped (see the `Drop` impl).
+    client: Option<postgres::Client>,
     statements: HashMap<String, postgres::Statement>,
 }
 
@@ -26,7 +27,11 @@ impl Postgres {
     /// Connects to `url` (`postgres://user@host:port/db`).
     pub fn connect(url: &str) -> Result<Self> {
         let client = off_runtime(|| postgres::Client::connect(url, postgres::NoTls))?;
-        Ok(Self { client, statements: HashMap::new() })
+        Ok(Self { client: Some(client), statements: HashMap::new() })
+    }
+
+    fn client(&mut self) -> Result<&mut postgres::Client> {
+        self.client.as_mut().ok_or_else(|| SqlError::Param("connection closed".into()))
     }
 
     fn statement(&mut self, sql: &str) -> Result<postgres::Statement> {
@@ -34,7 +39,7 @@ impl Postgres {
             return Ok(s.clone());
         }
         let translated = dialect(sql);
-        let client = &mut self.client;
+        let client = self.client()?;
         let s = off_runtime(|| client.prepare(&translated))?;
         self.statements.insert(sql.to_string(), s.clone());
         Ok(s)
@@ -80,6 +85,15 @@ pub fn dialect(sql: &str) -> String {
     out.replace(" AS INTEGER)", " AS BIGINT)")
 }
 
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // Closing blocks on the client's runtime too.
+        if let Some(client) = self.client.take() {
+            off_runtime(move || drop(client));
+        }
+    }
+}
+
 impl Backend for Postgres {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
@@ -88,7 +102,7 @@ impl Backend for Postgres {
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<usize> {
         let stmt = self.statement(sql)?;
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        let client = &mut self.client;
+        let client = self.client()?;
         let n = off_runtime(|| client.execute(&stmt, &refs))?;
         Ok(n as usize)
     }
@@ -96,7 +110,7 @@ impl Backend for Postgres {
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
         let stmt = self.statement(sql)?;
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        let client = &mut self.client;
+        let client = self.client()?;
         let rows = off_runtime(|| client.query(&stmt, &refs))?;
         rows.iter()
             .map(|r| {
@@ -109,7 +123,7 @@ impl Backend for Postgres {
     }
 
     fn batch(&mut self, sql: &str) -> Result<()> {
-        let client = &mut self.client;
+        let client = self.client()?;
         Ok(off_runtime(|| client.batch_execute(sql))?)
     }
 
@@ -228,14 +242,14 @@ mod tests {
     fn numerics_decode() {
         // 123456789 = 1·10000² + 2345·10000 + 6789
         let raw: Vec<u8> = [3u16, 2, 0, 0, 1, 2345, 6789].iter().flat_map(|w| w.to_be_bytes()).collect();
-        assert_eq!(numeric(&raw).unwrap(), Value::Int(123_456_789));
+        assert_eq!(numeric(&raw).expect("numeric"), Value::Int(123_456_789));
         let neg: Vec<u8> = [1u16, 0, 0x4000, 0, 42].iter().flat_map(|w| w.to_be_bytes()).collect();
-        assert_eq!(numeric(&neg).unwrap(), Value::Int(-42));
+        assert_eq!(numeric(&neg).expect("numeric"), Value::Int(-42));
         let zero: Vec<u8> = [0u16, 0, 0, 0].iter().flat_map(|w| w.to_be_bytes()).collect();
-        assert_eq!(numeric(&zero).unwrap(), Value::Int(0));
+        assert_eq!(numeric(&zero).expect("numeric"), Value::Int(0));
         // 1.5 = 1 + 5000·10000⁻¹, dscale 1
         let frac: Vec<u8> = [2u16, 0, 0, 1, 1, 5000].iter().flat_map(|w| w.to_be_bytes()).collect();
-        assert_eq!(numeric(&frac).unwrap(), Value::Real(1.5));
+        assert_eq!(numeric(&frac).expect("numeric"), Value::Real(1.5));
         assert!(numeric(&[0, 1]).is_err());
     }
 }

@@ -46,8 +46,8 @@ impl Db {
             return Ok(Err(format!("quality override for {}, a study of another device", o.study_uid)));
         }
         let n = tx.execute(
-            "INSERT OR IGNORE INTO quality_overrides (study_uid, device_id, clinician, reason, overridden_at_ms, received_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO quality_overrides (study_uid, device_id, clinician, reason, overridden_at_ms, received_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
             params![o.study_uid, device, clinician, o.reason.trim(), o.overridden_at_ms.min(now_ms), now_ms],
         )?;
         if n == 1 {

@@ -5,9 +5,12 @@ use super::{Db, StoreError};
 use crate::retention::Kind;
 use yilian_protocol::message::kind;
 
+/// An emptied envelope (a literal would be written differently by each database).
+const EMPTY: [u8; 0] = [];
+
 /// Empties the envelope of `(device, seq)`; the row stays as the dedupe key.
 fn blank(tx: &Conn, device: &str, seq: i64) -> super::sql::Result<usize> {
-    tx.execute("UPDATE messages SET envelope = X'' WHERE device_id = ?1 AND seq = ?2", params![device, seq])
+    tx.execute("UPDATE messages SET envelope = ?3 WHERE device_id = ?1 AND seq = ?2", params![device, seq, EMPTY])
 }
 
 fn keys(tx: &Conn, sql: &str, cutoff: i64, batch: usize) -> super::sql::Result<Vec<(String, i64)>> {
@@ -121,8 +124,8 @@ impl Db {
                 if list.len() < batch {
                     // The signed manifests name the patient; they are as old as their studies.
                     tx.execute(
-                        "UPDATE messages SET envelope = X'' WHERE kind = ?1 AND received_at_ms < ?2 AND length(envelope) > 0",
-                        params![kind::IMAGE_MANIFEST, cutoff_ms],
+                        "UPDATE messages SET envelope = ?3 WHERE kind = ?1 AND received_at_ms < ?2 AND length(envelope) > 0",
+                        params![kind::IMAGE_MANIFEST, cutoff_ms, EMPTY],
                     )?;
                 }
                 images = list;

@@ -703,7 +703,7 @@ mod tests {
 
     fn db_with(devices: usize) -> (tempfile::TempDir, Db) {
         let tmp = tempfile::tempdir().expect("tmp");
-        let mut db = Db::open(&tmp.path().join("y.db")).expect("db");
+        let mut db = Db::open_test(tmp.path()).expect("db");
         for d in ids(devices) {
             let key = yilian_protocol::keys::SigningKey::generate().expect("key");
             db.enroll("xz", &d, &key.public_key(), false, 0).expect("enrol");

@@ -1,0 +1,52 @@
+//! A fresh store for a test, on the database the test run asks for: PostgreSQL when
+//! `YILIAN_TEST_POSTGRES` names a server (each store gets its own new database there), SQLite
+//! in the test's directory otherwise. The same tests thus run against both backends.
+
+use super::{Db, Location, Store, StoreError, sealed};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The environment variable naming the PostgreSQL server tests use (`postgres://user@host:port/db`).
+pub const POSTGRES_ENV: &str = "YILIAN_TEST_POSTGRES";
+
+/// The PostgreSQL server the tests should use, if any.
+pub fn postgres_server() -> Option<String> {
+    std::env::var(POSTGRES_ENV).ok().filter(|u| !u.is_empty())
+}
+
+/// A new, empty database on the PostgreSQL server at `server_url`; returns its URL.
+pub fn fresh_postgres_database(server_url: &str) -> Result<String, StoreError> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let name = format!("yl_test_{}_{}_{nanos}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let conn = super::sql::Conn::new(Box::new(super::postgres::Postgres::connect(server_url)?));
+    // C collation: text sorts by bytes, as in SQLite.
+    conn.execute_batch(&format!(
+        "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
+    ))?;
+    let base = server_url.split_once('?').map_or(server_url, |(b, _)| b);
+    let prefix = base.rsplit_once('/').filter(|(p, _)| p.contains("//") && !p.ends_with('/')).map_or(base, |(p, _)| p);
+    Ok(format!("{prefix}/{name}"))
+}
+
+/// Where a test's store goes: a fresh PostgreSQL database, or `dir/y.db`.
+pub fn location(dir: &Path) -> Result<Location, StoreError> {
+    Ok(match postgres_server() {
+        Some(server) => Location::Postgres(fresh_postgres_database(&server)?),
+        None => Location::Sqlite(dir.join("y.db")),
+    })
+}
+
+impl Db {
+    /// A fresh store for a test (see the module docs); its key goes in `dir/keys`.
+    pub fn open_test(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_at(&location(dir)?, &sealed::default_key_path(&dir.join("y.db")))
+    }
+}
+
+impl Store {
+    /// A fresh store for a test (see the module docs); its key goes in `dir/keys`.
+    pub fn open_test(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_at(&location(dir)?, &sealed::default_key_path(&dir.join("y.db")))
+    }
+}
