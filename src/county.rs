@@ -42,6 +42,12 @@ pub fn mosquitto_enabled() -> bool {
 /// Starts a Mosquitto for the hub whose data folder is `hub_dir`, configured by
 /// [`yilian_hub::mosquitto::write_config`] from that hub's county CA, on a free port.
 pub async fn mosquitto_for(hub_dir: &Path) -> anyhow::Result<crate::procs::Mosquitto> {
+    mosquitto_for_hubs(hub_dir, &[]).await
+}
+
+/// Like [`mosquitto_for`], for several hub processes named `hub_instances` (see
+/// `yilian-hub run --instance`) sharing one store.
+pub async fn mosquitto_for_hubs(hub_dir: &Path, hub_instances: &[String]) -> anyhow::Result<crate::procs::Mosquitto> {
     std::fs::create_dir_all(hub_dir)?;
     let ca = yilian_hub::ca::CountyCa::load_or_create(hub_dir)?;
     let port = broker::free_port()?;
@@ -59,6 +65,7 @@ pub async fn mosquitto_for(hub_dir: &Path) -> anyhow::Result<crate::procs::Mosqu
         run_as,
         &[],
         yilian_hub::clock::now_ms(),
+        hub_instances,
     )?;
     crate::procs::Mosquitto::start_with_config(&files.conf, port).await
 }
@@ -395,6 +402,17 @@ impl HubProc {
         failpoint: Option<&str>,
         store: Option<&str>,
     ) -> anyhow::Result<Self> {
+        Self::start_with(data_dir, external, failpoint, store, &[]).await
+    }
+
+    /// Like [`HubProc::start_on`], with more arguments for `yilian-hub run` (e.g. `--instance`).
+    pub async fn start_with(
+        data_dir: &Path,
+        external: Option<&str>,
+        failpoint: Option<&str>,
+        store: Option<&str>,
+        run_args: &[&str],
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         if let Some(url) = store {
             std::fs::write(data_dir.join(STORE_URL_FILE), url)?;
@@ -406,6 +424,7 @@ impl HubProc {
             args.extend(["--store".into(), url.to_string()]);
         }
         args.extend(["run".into(), "--http".into(), http.to_string()]);
+        args.extend(run_args.iter().map(|a| a.to_string()));
         let broker_url = match external {
             Some(url) => {
                 args.extend(["--broker".into(), url.to_string()]);
@@ -442,7 +461,8 @@ impl HubProc {
         let bin = workspace_bin("yilian-hub")?;
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         let log = self.data_dir.join(format!("hub-{}.log", self.starts));
-        let mut env = vec![("RUST_LOG", "info,rumqttd=off")];
+        // Each stored envelope is logged (debug), so a test can tell which hub stored what.
+        let mut env = vec![("RUST_LOG", "info,rumqttd=off,yilian_hub::ingest=debug")];
         if let Some(f) = failpoint {
             env.push(("YILIAN_FAILPOINT", f));
         }
@@ -914,7 +934,7 @@ impl HubHandle {
         o.set_max_packet_size(yilian_protocol::limits::MQTT_MAX_PACKET, yilian_protocol::limits::MQTT_MAX_PACKET);
         if self.base_url.starts_with("https://") {
             let ca = yilian_hub::ca::CountyCa::load_or_create(&self.data_dir)?;
-            let cert = ca.issue_hub_client(&key.public_key())?;
+            let cert = ca.issue_hub_client(&key.public_key(), yilian_hub::ca::HUB_IDENTITY)?;
             let cfg = yilian_protocol::tls::mqtt_client_config(ca.ca_pem().as_bytes(), cert.as_bytes(), key.pkcs8())?;
             o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(cfg)));
         }

@@ -20,6 +20,12 @@ use yilian_protocol::keys::PublicKey;
 /// The certificate identity (CN) of the hub's own MQTT connection.
 pub const HUB_IDENTITY: &str = "yilian-hub";
 
+/// The broker identity (certificate CN, user name, client id) of hub process `instance` among
+/// several sharing one store; a lone hub is [`HUB_IDENTITY`].
+pub fn hub_identity(instance: Option<&str>) -> String {
+    instance.map_or_else(|| HUB_IDENTITY.to_string(), |i| format!("{HUB_IDENTITY}-{i}"))
+}
+
 /// The CA could not be made, loaded or used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -253,14 +259,19 @@ impl CountyCa {
     pub fn issue_device(&self, site: &str, device: &str, key: &PublicKey) -> Result<String, CaError> {
         yilian_protocol::topic::check_slug("device", device).map_err(|_| CaError::BadName(device.into()))?;
         yilian_protocol::topic::check_slug("site", site).map_err(|_| CaError::BadName(site.into()))?;
+        // The hubs' names: a device holding one would get the hubs' rights at the broker.
+        if device == HUB_IDENTITY || device.starts_with(&format!("{HUB_IDENTITY}-")) {
+            return Err(CaError::BadName(device.into()));
+        }
         let mut p = leaf_params(device, Some(site), 3650)?;
         p.serial_number = Some(SerialNumber::from_slice(&device_serial(device, key)));
         self.issue_client(p, key)
     }
 
-    /// Issues the client certificate of the hub's own MQTT connection (CN `yilian-hub`).
-    pub fn issue_hub_client(&self, hub_key: &PublicKey) -> Result<String, CaError> {
-        self.issue_client(leaf_params(HUB_IDENTITY, None, 3650)?, hub_key)
+    /// Issues the client certificate of the hub's own MQTT connection (CN `identity`, see
+    /// [`hub_identity`]).
+    pub fn issue_hub_client(&self, hub_key: &PublicKey, identity: &str) -> Result<String, CaError> {
+        self.issue_client(leaf_params(identity, None, 3650)?, hub_key)
     }
 
     /// A certificate with CN = `device` for the hub's own key, valid ten minutes: with it the hub

@@ -1,8 +1,9 @@
 //! A test hook for crash tests: `YILIAN_FAILPOINT=NAME:N` makes the hub abort (as abruptly as
 //! `kill -9`: no flush, no acks, no goodbye) the Nth time it reaches the point NAME.
 //!
-//! Points: `before-commit` (messages received and verified, nothing stored yet) and
-//! `after-commit` (stored and committed, no ack sent yet). Unset, it costs one branch.
+//! Points: `before-commit` (messages received and verified, nothing stored yet),
+//! `after-commit` (stored and committed, no ack sent yet) and `report-signed` (a report
+//! committed, not yet published). Unset, it costs one branch.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -30,6 +31,12 @@ impl Failpoint {
             std::process::abort();
         }
     }
+}
+
+/// Hits `name` on the process's failpoint (read from the environment once).
+pub fn hit_process(name: &str) {
+    static PROCESS: std::sync::OnceLock<Option<Failpoint>> = std::sync::OnceLock::new();
+    hit(PROCESS.get_or_init(Failpoint::from_env), name);
 }
 
 /// Hits `name` on an optional failpoint.

@@ -36,6 +36,11 @@ enum Command {
         /// Use an external broker (mqtts://host:port) instead of the embedded one.
         #[arg(long)]
         broker: Option<String>,
+        /// This hub's name among several hub processes sharing one store (--store postgres://…)
+        /// and one external broker: it connects as `yilian-hub-NAME` and takes its share of the
+        /// uplink (name each one in `broker-config mosquitto --hub-instance`).
+        #[arg(long, requires = "broker")]
+        instance: Option<String>,
         /// With --broker: the CRL file the broker reads (Mosquitto `crlfile`, written by
         /// `broker-config mosquitto`); the hub keeps it listing every revoked or retired device key.
         #[arg(long, requires = "broker")]
@@ -445,6 +450,10 @@ enum BrokerConfigCommand {
         /// default: Mosquitto's own (`mosquitto`).
         #[arg(long)]
         user: Option<String>,
+        /// A hub process that will run with `run --instance NAME` beside others on one store
+        /// (repeatable): the ACL gives it the hub's rights.
+        #[arg(long = "hub-instance")]
+        hub_instances: Vec<String>,
     },
 }
 
@@ -513,6 +522,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run {
             broker,
+            instance,
             broker_crl,
             broker_reload,
             his_mllp,
@@ -550,6 +560,7 @@ fn main() -> anyhow::Result<()> {
             let mut cfg = HubConfig::new(cli.data, mode);
             cfg.store_key = cli.store_key;
             cfg.store = cli.store;
+            cfg.instance = instance;
             cfg.retention = yilian_hub::retention::Retention {
                 stream_days: retain_stream_days,
                 device_output_days: retain_device_output_days,
@@ -635,7 +646,9 @@ fn main() -> anyhow::Result<()> {
             tokio::runtime::Runtime::new()?.block_on(release(&repo, command))
         }
         Command::Rollout { command } => rollout(&cli.data, cli.store_key.as_deref(), cli.store.as_deref(), command),
-        Command::BrokerConfig { command: BrokerConfigCommand::Mosquitto { out, listen, tls_names, user } } => {
+        Command::BrokerConfig {
+            command: BrokerConfigCommand::Mosquitto { out, listen, tls_names, user, hub_instances },
+        } => {
             let ca = yilian_hub::ca::CountyCa::load_or_create(&cli.data)?;
             let now = now_ms();
             let revoked = open_db(&cli.data, cli.store_key.as_deref(), cli.store.as_deref())?.revoked_keys(now)?;
@@ -648,6 +661,7 @@ fn main() -> anyhow::Result<()> {
                 user.as_deref(),
                 &revoked,
                 now,
+                &hub_instances,
             )?;
             println!("mosquitto configuration: {} (ACL {})", files.conf.display(), files.acl.display());
             println!("start it with: mosquitto -c {}", files.conf.display());

@@ -26,36 +26,40 @@ pub struct MosquittoFiles {
     pub crl: PathBuf,
 }
 
-/// The ACL text (see the module documentation).
-pub fn acl() -> String {
-    format!(
+/// The ACL text (see the module documentation), with the rights of the hub for the lone hub
+/// and for each hub process named in `hub_instances` (several hubs sharing one store).
+pub fn acl(hub_instances: &[String]) -> String {
+    let mut hubs = vec![HUB_IDENTITY.to_string()];
+    hubs.extend(hub_instances.iter().map(|i| crate::ca::hub_identity(Some(i))));
+    let mut text = format!(
         "# Yilian county broker ACL (written by yilian-hub broker-config mosquitto).\n\
-         # %u is the client certificate's CN: the device id, or {HUB_IDENTITY} for the hub.\n\
+         # %u is the client certificate's CN: the device id, or {HUB_IDENTITY}[-NAME] for a hub.\n\
          \n\
          # Every device: its own topics only.\n\
          pattern write yl/v1/+/%u/up\n\
          pattern write yl/v1/+/%u/status\n\
          pattern read yl/v1/+/%u/ack\n\
          pattern read yl/v1/+/%u/report\n\
-         pattern read yl/v1/fleet/#\n\
-         \n\
-         # The hub: every uplink in, acks, reports and fleet manifests out.\n\
-         user {HUB_IDENTITY}\n\
-         topic read yl/v1/+/+/up\n\
-         topic readwrite yl/v1/+/+/status\n\
-         topic write yl/v1/+/+/ack\n\
-         topic write yl/v1/+/+/report\n\
-         topic readwrite yl/v1/fleet/#\n"
-    )
+         pattern read yl/v1/fleet/#\n"
+    );
+    for hub in hubs {
+        let share = crate::run::SHARE_GROUP;
+        text.push_str(&format!(
+            "\n\
+             # A hub: every uplink in (alone, or its share of it), acks, reports and fleet manifests out.\n\
+             user {hub}\n\
+             topic read yl/v1/+/+/up\n\
+             topic read $share/{share}/yl/v1/+/+/up\n\
+             topic readwrite yl/v1/+/+/status\n\
+             topic read $share/{share}/yl/v1/+/+/status\n\
+             topic write yl/v1/+/+/ack\n\
+             topic write yl/v1/+/+/report\n\
+             topic readwrite yl/v1/fleet/#\n"
+        ));
+    }
+    text
 }
 
-/// Writes `mosquitto.conf`, `acl`, the CA and the broker's certificate and key (0600) into
-/// `out`, for a TLS listener on `listen` (`host:port`, or a port alone for every interface).
-/// The broker's certificate is the hub's server certificate for `tls_names` (same CA, same
-/// names; the broker usually runs on the hub's machine). Mosquitto started as root drops to
-/// `run_as` (its default is the `mosquitto` user), which must be able to read `broker.key`.
-/// `crl.pem` starts with `revoked` ([`crate::store::Db::revoked_keys`]); from then on the hub
-/// rewrites it when given `--broker-crl` with its path.
 #[allow(clippy::too_many_arguments)]
 pub fn write_config(
     ca: &CountyCa,
@@ -66,6 +70,7 @@ pub fn write_config(
     run_as: Option<&str>,
     revoked: &[crate::ca::RevokedKey],
     now_ms: i64,
+    hub_instances: &[String],
 ) -> Result<MosquittoFiles, CaError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -94,7 +99,7 @@ pub fn write_config(
     let crl_path = out.join("crl.pem");
     ca.write_crl(&crl_path, revoked, now_ms)?;
     let acl_path = out.join("acl");
-    std::fs::write(&acl_path, acl()).map_err(io(&acl_path))?;
+    std::fs::write(&acl_path, acl(hub_instances)).map_err(io(&acl_path))?;
     let (port, bind) = match listen.rsplit_once(':') {
         Some((host, port)) => (port.to_string(), format!(" {}", host.trim_start_matches('[').trim_end_matches(']'))),
         None => (listen.to_string(), String::new()),
@@ -145,7 +150,8 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let ca = CountyCa::load_or_create(tmp.path()).expect("ca");
         let files =
-            write_config(&ca, &tmp.path().join("mq"), "127.0.0.1:8883", &[], false, None, &[], 0).expect("write");
+            write_config(&ca, &tmp.path().join("mq"), "127.0.0.1:8883", &[], false, None, &[], 0, &["b".into()])
+                .expect("write");
         let conf = std::fs::read_to_string(&files.conf).expect("conf");
         for line in [
             "listener 8883 127.0.0.1",
@@ -160,5 +166,7 @@ mod tests {
         let acl = std::fs::read_to_string(&files.acl).expect("acl");
         assert!(acl.contains("pattern write yl/v1/+/%u/up\n"));
         assert!(!acl.contains("pattern write yl/v1/+/+/"), "no device may write another's topics");
+        assert!(acl.contains("user yilian-hub\n") && acl.contains("user yilian-hub-b\n"), "the lone hub and hub b");
+        assert!(acl.contains("topic read $share/yilian-hubs/yl/v1/+/+/up\n"), "hubs may share the uplink");
     }
 }

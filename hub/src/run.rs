@@ -27,6 +27,9 @@ pub enum BrokerMode {
     External(String),
 }
 
+/// The MQTT shared-subscription group of hub processes sharing one store.
+pub const SHARE_GROUP: &str = "yilian-hubs";
+
 /// Hub settings.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -36,8 +39,13 @@ pub struct HubConfig {
     pub broker: BrokerMode,
     /// How long a specialist's claim lasts.
     pub claim_ttl: Duration,
-    /// MQTT client id of this hub process.
+    /// MQTT client id of this hub process (with an external broker it is the hub's identity:
+    /// see `instance`).
     pub client_id: String,
+    /// This hub's name among several hub processes sharing one store and one external broker;
+    /// `None`: the only hub. With a name, the hub connects as `yilian-hub-NAME` and takes its
+    /// share of the uplink through the MQTT shared subscription [`SHARE_GROUP`].
+    pub instance: Option<String>,
     /// The signer id in the hub's envelopes.
     pub hub_id: String,
     /// Per-device rate and size limits.
@@ -87,6 +95,7 @@ impl HubConfig {
             broker,
             claim_ttl: Duration::from_secs(15 * 60),
             client_id: "yilian-hub".into(),
+            instance: None,
             hub_id: "hub".into(),
             limits: crate::ratelimit::Limits::default(),
             wait_targets: crate::http::console::WAIT_TARGETS.map(|m| Duration::from_secs(m * 60)),
@@ -149,6 +158,9 @@ pub enum HubError {
     /// TLS configuration trouble.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// Several hubs need an external broker to share.
+    #[error("--instance needs an external broker (--broker): hubs share the uplink through it")]
+    InstanceWithoutBroker,
     /// A plaintext broker URL without `insecure_plaintext`.
     #[error("broker {0} is plaintext (mqtt://); use mqtts:// or, for debugging only, --insecure-plaintext")]
     PlaintextRefused(String),
@@ -184,8 +196,16 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     } else {
         info!(ca = %ca.ca_pem_path().display(), "TLS on; {}", crate::ca::trust_hint(&ca.ca_pem_path()));
     }
+    if cfg.instance.is_some() && matches!(cfg.broker, BrokerMode::Embedded(_)) {
+        return Err(HubError::InstanceWithoutBroker);
+    }
+    if let Some(i) = &cfg.instance {
+        yilian_protocol::topic::check_slug("hub instance", i)?;
+    }
+    let identity = crate::ca::hub_identity(cfg.instance.as_deref());
+    let client_id = if cfg.instance.is_some() { identity.clone() } else { cfg.client_id.clone() };
     let client_tls = {
-        let hub_client = ca.issue_hub_client(&key.public_key())?;
+        let hub_client = ca.issue_hub_client(&key.public_key(), &identity)?;
         let path = cfg.data_dir.join("ca").join("hub-client.pem");
         std::fs::write(&path, &hub_client)
             .map_err(|source| HubError::Io { what: "writing the hub client certificate", source })?;
@@ -221,7 +241,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
             (u.host, u.port, u.tls)
         }
     };
-    let mut opts = MqttOptions::new(cfg.client_id.clone(), host.clone(), port);
+    let mut opts = MqttOptions::new(client_id.clone(), host.clone(), port);
     if tls {
         opts.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(client_tls.clone())));
     }
@@ -229,9 +249,12 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     let password = |key: &yilian_protocol::keys::SigningKey, client_id: &str| {
         yilian_protocol::connect::connect_password(key, client_id, crate::clock::now_ms())
     };
-    opts.set_credentials(crate::ca::HUB_IDENTITY, password(&key, &cfg.client_id));
+    opts.set_credentials(identity.clone(), password(&key, &client_id));
     opts.set_keep_alive(Duration::from_secs(15));
-    opts.set_clean_session(false);
+    // A lone hub keeps its session, so the broker holds the uplink while it restarts. Hubs
+    // sharing the uplink must not: a stopped hub's session would keep taking its share into a
+    // queue nobody reads. The other hubs take everything; agents resend what was never acked.
+    opts.set_clean_session(cfg.instance.is_some());
     // PUBACKs go out on receipt. Durability rests on the agent's spool and the hub's signed
     // application ack after commit; holding PUBACKs back would add nothing but the risk that one
     // lost PUBACK keeps a slot of the broker's small inflight window (Mosquitto: 20) forever.
@@ -271,7 +294,8 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     ));
     let poll_token = shutdown.child_token();
     let (poll_store, poll_pub) = (store.clone(), publisher.clone());
-    let (poll_key, poll_client_id) = (key.clone(), cfg.client_id.clone());
+    let (poll_key, poll_client_id, poll_identity) = (key.clone(), client_id.clone(), identity.clone());
+    let shared = cfg.instance.is_some();
     let poll_task = tokio::spawn(async move {
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -284,6 +308,9 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
                     info!(broker = %format!("{host}:{port}"), "hub connected to broker");
                     backoff = Duration::from_millis(200);
                     for f in [UP_FILTER, STATUS_FILTER] {
+                        // Hubs sharing the store share the uplink: each message goes to one of them.
+                        let f = if shared { format!("$share/{SHARE_GROUP}/{f}") } else { f.to_string() };
+                        let f = f.as_str();
                         if let Err(e) = poll_pub_subscribe(&poll_pub, f) {
                             warn!(error = %e, filter = f, "subscribe failed");
                         }
@@ -310,9 +337,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
                 Err(e) => {
                     warn!(error = %e, "broker connection lost; retrying");
                     // The password carries its time: a reconnect needs a fresh one.
-                    eventloop
-                        .mqtt_options
-                        .set_credentials(crate::ca::HUB_IDENTITY, password(&poll_key, &poll_client_id));
+                    eventloop.mqtt_options.set_credentials(poll_identity.clone(), password(&poll_key, &poll_client_id));
                     tokio::select! {
                         _ = poll_token.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
@@ -329,6 +354,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
         cfg.image_partial_after,
         shutdown.child_token(),
     ));
+    let orphans_task = tokio::spawn(orphaned_reports_loop(store.clone(), publisher.clone(), shutdown.child_token()));
     let retention_task = tokio::spawn(retention_loop(
         store.clone(),
         images.clone(),
@@ -417,6 +443,7 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     let _ = ingest_task.await;
     let _ = imaging_task.await;
     let _ = retention_task.await;
+    let _ = orphans_task.await;
     let _ = tuf_task.await;
     let _ = rollout_task.await;
     let _ = critical_task.await;
@@ -428,6 +455,39 @@ pub async fn run(cfg: HubConfig, http: tokio::net::TcpListener, shutdown: Cancel
     let _ = client.try_disconnect();
     info!("hub stopped");
     served.map_err(|source| HubError::Io { what: "http server", source })
+}
+
+/// How long a signed report may stay unpublished before another hub sends it: the signing hub
+/// publishes within milliseconds unless it stopped in between.
+const ORPHAN_GRACE: Duration = Duration::from_secs(10);
+
+/// Publishes, every few seconds, reports whose signing hub stopped before it published them
+/// (with several hubs on one store, the others take over; a lone hub finds them after restart).
+async fn orphaned_reports_loop(store: Store, publisher: Publisher, token: CancellationToken) {
+    let mut tick = tokio::time::interval(ORPHAN_GRACE / 2);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let before = crate::clock::now_ms() - ORPHAN_GRACE.as_millis() as i64;
+        let rows = match store.call(move |db| db.unpublished_reports(before)).await {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(e)) => {
+                warn!(error = %e, "cannot list unpublished reports");
+                continue;
+            }
+            Err(_) => return,
+        };
+        for r in rows {
+            if publisher.publish_report(&r.site_id, &r.device_id, r.envelope.clone()) {
+                info!(report = %r.report_id, device = %r.device_id, "report its signing hub did not publish is published");
+                let id = r.report_id;
+                let _ = store.call(move |db| db.mark_published(&id, crate::clock::now_ms())).await;
+            }
+        }
+    }
 }
 
 /// Sweeps expired data now and then every `every` (see [`crate::retention`]).

@@ -717,3 +717,131 @@ async fn a_flooding_device_cannot_starve_the_others() -> anyhow::Result<()> {
     clinic.shutdown(&hub.broker_url).await?;
     hub.stop().await
 }
+
+/// Copies what makes a hub the county's hub (its signing key, the county CA, the store key) from
+/// one hub process's folder to another's, as county IT does when it adds a hub.
+fn share_hub_identity(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(to)?;
+        for e in std::fs::read_dir(from)? {
+            let e = e?;
+            let dest = to.join(e.file_name());
+            if e.file_type()?.is_dir() {
+                copy_dir(&e.path(), &dest)?;
+            } else {
+                std::fs::copy(e.path(), &dest)?;
+            }
+        }
+        Ok(())
+    }
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with("hub.") {
+            std::fs::copy(e.path(), to.join(&name))?;
+        }
+    }
+    copy_dir(&from.join("ca"), &to.join("ca"))?;
+    copy_dir(&from.join("keys"), &to.join("keys"))
+}
+
+/// Two hub processes on one PostgreSQL and one Mosquitto share the uplink; one is killed -9 the
+/// moment it has signed a report and before it could send it, while the cart streams on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hubs_share_the_work_and_one_killed_mid_stream_loses_duplicates_and_withholds_nothing() -> anyhow::Result<()>
+{
+    let Some(server) = yilian_hub::store::testing::postgres_server() else {
+        eprintln!("skipped: set {} to a PostgreSQL server to run it", yilian_hub::store::testing::POSTGRES_ENV);
+        return Ok(());
+    };
+    if !county::mosquitto_enabled() {
+        eprintln!("skipped: set YILIAN_TEST_MOSQUITTO=1 (hubs share the uplink through an external broker)");
+        return Ok(());
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    init_logs();
+    let tmp = tempfile::tempdir()?;
+    let (dir_a, dir_b) = (tmp.path().join("hub-a"), tmp.path().join("hub-b"));
+    let store = yilian_hub::store::testing::fresh_postgres_database(&server)?;
+    let instances = ["a".to_string(), "b".to_string()];
+    let mosquitto = county::mosquitto_for_hubs(&dir_a, &instances).await?;
+    let url = mosquitto.url();
+    let mut hub_a =
+        HubProc::start_with(&dir_a, Some(&url), Some("report-signed:1"), Some(&store), &["--instance", "a"]).await?;
+    share_hub_identity(&dir_a, &dir_b)?;
+    let hub_b = HubProc::start_with(&dir_b, Some(&url), None, Some(&store), &["--instance", "b"]).await?;
+    assert_eq!(hub_a.hub_key, hub_b.hub_key, "one county hub key");
+    let mut clinic = Clinic::prepare(&tmp.path().join("clinics"), "xz-2h", "cart-2h", &hub_a.hub_key, &url)?;
+    hub_a.enroll("xz-2h", "cart-2h", &clinic.public_key)?;
+    clinic.config.ack_timeout_secs = 3;
+    clinic.start_agent().await?;
+    // One specialist, signed in at both hubs (the same account: the store is shared).
+    let token = county::add_specialist_in(&dir_a, "li.na", "李娜")?;
+    let ca = std::fs::read(yilian_hub::ca::ca_pem_path(&dir_a))?;
+    let api_a = Api::new(&hub_a.base_url, Some(&ca), &token)?;
+    let api_b = Api::new(&hub_b.base_url, Some(&ca), &token)?;
+
+    let rec = records::mitdb("119")?;
+    let ptb = records::ptb_12_lead()?;
+    let mut next = stream(&clinic, &rec, 0, 30, Duration::from_millis(20)).await?;
+    let acquired = now_ms();
+    let p = ptb.clone();
+    clinic.cart(move |c| c.study(&p, 0, 10_000, &sim::demo_visit(1), acquired)).await?;
+    let first = wait_for("the first study, listed by either hub", WAIT, || {
+        let api = api_b.clone();
+        async move { api.queue().await.ok()?.into_iter().next() }
+    })
+    .await?;
+    let first = uid_of(&first).to_string();
+    api_a.claim(&first).await?;
+    // Hub a dies right after its commit of the report, before it sends it to the clinic.
+    let _ = api_a.report(&first, "窦性心律", "未见明显异常").await;
+    wait_for("hub a to stop at its failpoint", WAIT, || {
+        let running = hub_a.running();
+        async move { (!running).then_some(()) }
+    })
+    .await?;
+    let log_a = hub_a.log();
+    // The cart streams on, and records again, while only hub b is left.
+    next = stream(&clinic, &rec, next, 30, Duration::from_millis(20)).await?;
+    let p = ptb.clone();
+    clinic.cart(move |c| c.study(&p, 2_000, 10_000, &sim::demo_visit(2), acquired + 60_000)).await?;
+    let second = wait_for("the second study at hub b", WAIT, || {
+        let (api, first) = (api_b.clone(), first.clone());
+        async move { api.queue().await.ok()?.into_iter().find(|s| uid_of(s) != first) }
+    })
+    .await?;
+    let second = uid_of(&second).to_string();
+    api_b.claim(&second).await?;
+    api_b.report(&second, "窦性心律", "ST 段未见异常").await?;
+    for uid in [&first, &second] {
+        wait_for(&format!("report on {uid} delivered to the clinic"), WAIT, || {
+            let (api, uid) = (api_b.clone(), uid.clone());
+            async move { study_row(&api, &uid).await.filter(|r| r["state"] == "delivered") }
+        })
+        .await?;
+    }
+    wait_complete(&api_b, "cart-2h", next, Duration::from_secs(120)).await?;
+    check_exact(&api_b, "cart-2h", &rec).await?;
+    let stats = api_b.stats().await?;
+    assert_eq!(rejected(&stats, "seq reused"), 0, "a sequence number was used twice");
+    let studies = api_b.studies().await?;
+    assert_eq!(studies.len(), 2, "each study stored once: {studies:?}");
+    // Both hubs did their share before hub a stopped (each stored envelope is a debug line).
+    let log_b = hub_b.log();
+    let stored = |log: &str| log.lines().filter(|l| l.contains("stored") && l.contains("dup")).count();
+    assert!(stored(&log_a) > 0, "hub a stored nothing:\n{log_a}");
+    assert!(stored(&log_b) > 0, "hub b stored nothing:\n{log_b}");
+    assert!(log_b.contains("report its signing hub did not publish is published"), "hub b sent hub a's report");
+    eprintln!(
+        "two hubs: a stored {} envelopes before its kill -9, b {}; all {next} samples per lead once; {} duplicates acked again",
+        stored(&log_a),
+        stored(&log_b),
+        stats["studies"]["duplicates"]
+    );
+    clinic.stop_agent().await?;
+    drop(hub_b);
+    drop(mosquitto);
+    Ok(())
+}

@@ -336,6 +336,7 @@ pub async fn submit_report(
     })
     .await??;
     info!(specialist = %who.user, study = %uid, report = %row.report_id, "report signed");
+    crate::failpoint::hit_process("report-signed");
     // A critical result's first step in the audit log: who marked it, on which report.
     let detail = if critical { format!("{} critical", row.report_id) } else { row.report_id.clone() };
     actor::record(s, who, "report", uid, crate::store::audit::RESULT_OK, &detail).await?;

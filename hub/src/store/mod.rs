@@ -1148,15 +1148,25 @@ impl Db {
 
     /// Reports whose receipt has not come, for one device or all.
     pub fn unreceipted_reports(&self, device: Option<&str>) -> Result<Vec<ReportRow>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        self.report_rows("receipt_at_ms IS NULL AND (CAST(?1 AS TEXT) IS NULL OR device_id = ?1)", [device])
+    }
+
+    /// Reports signed before `before_ms` that no hub has published yet (the hub that signed one
+    /// stopped before it could): any hub sharing the store sends them.
+    pub fn unpublished_reports(&self, before_ms: i64) -> Result<Vec<ReportRow>, StoreError> {
+        self.report_rows("published_at_ms IS NULL AND receipt_at_ms IS NULL AND reported_at_ms < ?1", [before_ms])
+    }
+
+    fn report_rows(&self, filter: &str, params: impl sql::Params) -> Result<Vec<ReportRow>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT report_id, study_uid, device_id, site_id, specialist_id, findings, conclusion, reported_at_ms,
                     published_at_ms, receipt_at_ms, envelope
-             FROM reports WHERE receipt_at_ms IS NULL AND (CAST(?1 AS TEXT) IS NULL OR device_id = ?1)
+             FROM reports WHERE {filter}
                  AND device_id NOT IN (SELECT device_id FROM devices WHERE state IN ('revoked', 'rejected'))
-             ORDER BY reported_at_ms",
-        )?;
+             ORDER BY reported_at_ms"
+        ))?;
         let rows = stmt
-            .query_map([device], |r| {
+            .query_map(params, |r| {
                 let id: String = r.get(0)?;
                 Ok(ReportRow {
                     study_uid: r.get(1)?,
