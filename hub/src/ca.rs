@@ -445,6 +445,19 @@ mod tests {
     }
 
     #[test]
+    fn no_device_gets_a_hubs_name() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let ca = CountyCa::load_or_create(tmp.path()).expect("ca");
+        let key = yilian_protocol::keys::SigningKey::generate().expect("key").public_key();
+        for name in ["yilian-hub", "yilian-hub-a", "yilian-hub-2"] {
+            assert!(matches!(ca.issue_device("s1", name, &key), Err(CaError::BadName(_))), "{name}");
+        }
+        assert!(ca.issue_device("s1", "yilian-hubcart", &key).is_ok(), "only the hubs' own names are kept back");
+        assert_eq!(hub_identity(Some("b")), "yilian-hub-b");
+        assert_eq!(hub_identity(None), HUB_IDENTITY);
+    }
+
+    #[test]
     fn the_crl_names_the_certificates_of_revoked_keys_and_only_those() {
         let tmp = tempfile::tempdir().expect("tmp");
         let ca = CountyCa::load_or_create(tmp.path()).expect("ca");
