@@ -11,7 +11,7 @@
 //! cargo run --release --example loadgen -- --ramp --brokers embedded,mosquitto
 //! ```
 //!
-//! `--ramp` doubles N from `--agents` until p99 (chunk due → committed) passes 1.5 s or anything is
+//! `--ramp` doubles N from `--agents` (the brokers taking turns at each N) until p99 (chunk due → committed) passes 1.5 s or anything is
 //! lost or rejected, then halves the gap `--refine` times, and reports the last good N and what
 //! limited it. Prints Markdown tables; writes `target/bench/loadgen.json`.
 
@@ -120,83 +120,90 @@ async fn main() -> anyhow::Result<()> {
         }),
     };
     println!("{}", load::TABLE_HEADER);
-    for broker in brokers {
-        let cfg = |agents: usize| LoadConfig {
-            agents,
-            duration: args.duration,
-            study_every: (!args.study_every.is_zero()).then_some(args.study_every),
-            broker: broker.clone(),
-            console_watch: args.console_watch,
-            drain: args.drain,
-        };
-        if !args.ramp {
-            let r = load::run_load(root.path(), &cfg(args.agents)).await?;
+    let cfg = |broker: &BenchBroker, agents: usize| LoadConfig {
+        agents,
+        duration: args.duration,
+        study_every: (!args.study_every.is_zero()).then_some(args.study_every),
+        broker: broker.clone(),
+        console_watch: args.console_watch,
+        drain: args.drain,
+    };
+    if !args.ramp {
+        for broker in &brokers {
+            let r = load::run_load(root.path(), &cfg(broker, args.agents)).await?;
             print_row(&r);
             out.runs.push(r);
             out.save(&path)?;
-            continue;
         }
-        let at = out.ramps.len();
-        out.ramps.push(Ramp {
-            broker: broker.name(),
-            steps: vec![],
-            last_good: None,
-            first_bad: None,
-            limiter: String::new(),
-        });
+    } else {
+        // The brokers take turns at each N, so whatever else the machine does at the time
+        // weighs on both alike.
+        for b in &brokers {
+            out.ramps.push(Ramp {
+                broker: b.name(),
+                steps: vec![],
+                last_good: None,
+                first_bad: None,
+                limiter: String::new(),
+            });
+        }
         let mut n = args.agents.max(1);
         loop {
-            let r = load::run_load(root.path(), &cfg(n)).await?;
-            print_row(&r);
-            let ok = r.ok;
-            let ramp = &mut out.ramps[at];
-            if ok {
-                ramp.last_good = Some(n);
-            } else {
-                ramp.first_bad = Some(n);
-            }
-            ramp.limiter = r.limiter.clone();
-            ramp.steps.push(r);
-            out.save(&path)?;
-            if !ok {
-                break;
+            for (at, broker) in brokers.iter().enumerate() {
+                if out.ramps[at].first_bad.is_some() {
+                    continue;
+                }
+                let r = load::run_load(root.path(), &cfg(broker, n)).await?;
+                print_row(&r);
+                let ramp = &mut out.ramps[at];
+                if r.ok {
+                    ramp.last_good = Some(n);
+                } else {
+                    ramp.first_bad = Some(n);
+                }
+                ramp.limiter = r.limiter.clone();
+                ramp.steps.push(r);
+                out.save(&path)?;
             }
             let next = match args.step {
                 Some(step) => n + step.max(1),
                 None => ((n as f64 * args.factor).round() as usize).max(n + 1),
             };
-            if next > args.max_agents {
+            if out.ramps.iter().all(|r| r.first_bad.is_some()) || next > args.max_agents {
                 break;
             }
             n = next;
         }
-        // Narrow the gap between the last good and the first failing N.
+        // Narrow the gap between each broker's last good and first failing N.
         for _ in 0..args.refine {
-            let (Some(good), Some(bad)) = (out.ramps[at].last_good, out.ramps[at].first_bad) else { break };
-            let mid = (good + bad) / 2;
-            if mid <= good || mid >= bad {
-                break;
+            for (at, broker) in brokers.iter().enumerate() {
+                let (Some(good), Some(bad)) = (out.ramps[at].last_good, out.ramps[at].first_bad) else { continue };
+                let mid = (good + bad) / 2;
+                if mid <= good || mid >= bad {
+                    continue;
+                }
+                let r = load::run_load(root.path(), &cfg(broker, mid)).await?;
+                print_row(&r);
+                let ramp = &mut out.ramps[at];
+                if r.ok {
+                    ramp.last_good = Some(mid);
+                } else {
+                    ramp.first_bad = Some(mid);
+                    ramp.limiter = r.limiter.clone();
+                }
+                ramp.steps.push(r);
+                out.save(&path)?;
             }
-            let r = load::run_load(root.path(), &cfg(mid)).await?;
-            print_row(&r);
-            let ramp = &mut out.ramps[at];
-            if r.ok {
-                ramp.last_good = Some(mid);
-            } else {
-                ramp.first_bad = Some(mid);
-                ramp.limiter = r.limiter.clone();
-            }
-            ramp.steps.push(r);
-            out.save(&path)?;
         }
-        let ramp = &out.ramps[at];
-        println!(
-            "ramp on {}: last good N = {}, first failing N = {}; {}",
-            ramp.broker,
-            ramp.last_good.map_or("none".into(), |n| n.to_string()),
-            ramp.first_bad.map_or_else(|| format!("none up to {}", args.max_agents), |n| n.to_string()),
-            ramp.limiter
-        );
+        for ramp in &out.ramps {
+            println!(
+                "ramp on {}: last good N = {}, first failing N = {}; {}",
+                ramp.broker,
+                ramp.last_good.map_or("none".into(), |n| n.to_string()),
+                ramp.first_bad.map_or_else(|| format!("none up to {}", args.max_agents), |n| n.to_string()),
+                ramp.limiter
+            );
+        }
     }
     if !out.ramps.is_empty() {
         println!("\n| broker | last good N | first failing N | what limited it |\n| --- | ---: | ---: | --- |");

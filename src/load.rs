@@ -1002,17 +1002,13 @@ pub fn judge(r: &RunReport) -> (bool, String) {
             ("other processes", others),
         ];
         parts.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let shares: Vec<String> = parts.iter().map(|(who, pct)| format!("{who} {pct:.0}%")).collect();
+        // Where the delay built up: before the chunk was on the cart's spool, or after.
         format!(
-            "CPU: the machine was {:.0}% busy of {cores:.0}% ({} {:.0}%, {} {:.0}%, {} {:.0}%, {} {:.0}%)",
+            "CPU: the machine was {:.0}% busy of {cores:.0}% ({}); chunk due -> on the cart's spool p99 {} ms",
             x.machine_busy_pct,
-            parts[0].0,
-            parts[0].1,
-            parts[1].0,
-            parts[1].1,
-            parts[2].0,
-            parts[2].1,
-            parts[3].0,
-            parts[3].1
+            shares.join(", "),
+            r.latency_spool.p99_ms
         )
     } else if r.latency_spool.p99_ms > P99_LIMIT_MS / 2 {
         format!("the carts' side: chunk to spool p99 {} ms", r.latency_spool.p99_ms)
