@@ -508,14 +508,7 @@ impl HubProc {
 /// `issued_at_ms`.
 pub fn enrol_token_in(data_dir: &Path, site: &str, ttl_ms: i64, issued_at_ms: i64) -> anyhow::Result<String> {
     let t = yilian_hub::lifecycle::new_token().map_err(|_| anyhow::anyhow!("rng"))?;
-    hub_db(data_dir)?.add_enrol_token(
-        &t.id,
-        &t.secret_sha256,
-        site,
-        "test",
-        issued_at_ms + ttl_ms,
-        issued_at_ms,
-    )?;
+    hub_db(data_dir)?.add_enrol_token(&t.id, &t.secret_sha256, site, "test", issued_at_ms + ttl_ms, issued_at_ms)?;
     Ok(t.token)
 }
 

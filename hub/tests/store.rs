@@ -248,3 +248,52 @@ fn prior_ecgs_are_found_by_identifier_or_as_possible_by_name_and_birth_date() {
     assert_eq!((priors[0].row.study_uid.as_str(), priors[0].matched), ("old-4", IdOnly));
     assert!(db.priors("other", 0, 10).expect("priors").is_empty());
 }
+
+/// Two hub processes (two connections to one store) race for the same study many times: each
+/// time exactly one specialist holds it, and the same envelopes stored by both count once.
+#[test]
+fn two_connections_racing_for_one_study_give_it_to_exactly_one_and_store_each_envelope_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let location = yilian_hub::store::testing::location(dir.path()).expect("location");
+    let key_path = yilian_hub::store::sealed::default_key_path(&dir.path().join("y.db"));
+    let mut a = Db::open_at(&location, &key_path).expect("db a");
+    let key = SigningKey::generate().expect("key");
+    let parts = study("dev-race-1", 1).split().expect("split");
+    let batch: Vec<Incoming> =
+        parts.iter().enumerate().map(|(i, p)| incoming(&key, i as u64 + 1, Payload::StudyPart(p.clone()))).collect();
+    let b_location = location.clone();
+    let b_key_path = key_path.clone();
+    // The same messages reach both hubs (a redelivery after a hub stopped): one stores, one dedupes.
+    let other = std::thread::spawn(move || {
+        let mut b = Db::open_at(&b_location, &b_key_path).expect("db b");
+        let batch: Vec<Incoming> = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| incoming(&key, i as u64 + 1, Payload::StudyPart(p.clone())))
+            .collect();
+        b.ingest(&batch, 0).expect("ingest b")
+    });
+    let mine = a.ingest(&batch, 0).expect("ingest a");
+    let theirs = other.join().expect("thread");
+    for (x, y) in mine.iter().zip(&theirs) {
+        assert!(
+            matches!((x, y), (Stored::New, Stored::Duplicate) | (Stored::Duplicate, Stored::New)),
+            "each envelope stored by exactly one: {mine:?} / {theirs:?}"
+        );
+    }
+    assert_eq!(a.studies(0, 10).expect("studies").len(), 1);
+    for round in 0..20i64 {
+        let now = 1_000_000 * (round + 1);
+        let (loc, kp) = (location.clone(), key_path.clone());
+        let rival = std::thread::spawn(move || {
+            let mut b = Db::open_at(&loc, &kp).expect("db b");
+            b.claim("dev-race-1", "wang", now, 60_000).expect("claim b")
+        });
+        let me = a.claim("dev-race-1", "li", now, 60_000).expect("claim a");
+        let them = rival.join().expect("thread");
+        assert!(me.is_ok() != them.is_ok(), "round {round}: exactly one holds the study ({me:?}, {them:?})");
+        let holder = a.queue(now).expect("queue")[0].claimed_by.clone();
+        assert_eq!(holder.as_deref(), Some(if me.is_ok() { "li" } else { "wang" }), "round {round}");
+        // The claim runs out before the next round.
+    }
+}

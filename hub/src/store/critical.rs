@@ -164,10 +164,12 @@ impl Db {
 
     /// Records that `report_id` was escalated, with an audit entry.
     pub fn critical_escalated(&mut self, report_id: &str, detail: &str, now_ms: i64) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE critical_results SET escalated_at_ms = ?2 WHERE report_id = ?1 AND escalated_at_ms IS NULL",
-            params![report_id, now_ms],
-        )?;
-        self.audit("hub", "critical-escalated", report_id, detail, now_ms)
+        self.in_transaction(|db| {
+            db.conn.execute(
+                "UPDATE critical_results SET escalated_at_ms = ?2 WHERE report_id = ?1 AND escalated_at_ms IS NULL",
+                params![report_id, now_ms],
+            )?;
+            db.audit("hub", "critical-escalated", report_id, detail, now_ms)
+        })
     }
 }

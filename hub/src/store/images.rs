@@ -270,36 +270,38 @@ impl Db {
 
     /// Studies still receiving with nothing new for `quiet_ms` become "partial", with what is missing.
     pub fn image_mark_partial(&mut self, now_ms: i64, quiet_ms: i64) -> Result<Vec<String>, StoreError> {
-        let stale: Vec<String> = {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT study_uid FROM image_studies WHERE state = 'receiving' AND last_seen_ms < ?1")?;
-            stmt.query_map([now_ms - quiet_ms], |r| r.get(0))?.collect::<Result<_, _>>()?
-        };
-        for study in &stale {
-            let (parts, have): (i64, i64) = self.conn.query_row(
-                "SELECT s.parts, (SELECT COUNT(*) FROM image_manifest_parts p WHERE p.study_uid = s.study_uid)
-                 FROM image_studies s WHERE s.study_uid = ?1",
-                [study],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            let (instances, chunks_missing): (i64, i64) = self.conn.query_row(
-                "SELECT COUNT(*), COALESCE(SUM(i.chunks - (SELECT COUNT(*) FROM image_chunks c
-                     WHERE c.study_uid = i.study_uid AND c.sop_uid = i.sop_uid)), 0)
-                 FROM image_instances i WHERE i.study_uid = ?1 AND i.stored_at_ms IS NULL",
-                [study],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            let missing = format!(
-                "{} of {parts} manifest parts missing; {instances} instances incomplete ({chunks_missing} chunks missing)",
-                parts - have
-            );
-            self.conn.execute(
-                "UPDATE image_studies SET state = 'partial', missing = ?2 WHERE study_uid = ?1",
-                params![study, missing],
-            )?;
-        }
-        Ok(stale)
+        self.in_transaction(|db| {
+            let stale: Vec<String> = {
+                let mut stmt = db
+                    .conn
+                    .prepare("SELECT study_uid FROM image_studies WHERE state = 'receiving' AND last_seen_ms < ?1")?;
+                stmt.query_map([now_ms - quiet_ms], |r| r.get(0))?.collect::<Result<_, _>>()?
+            };
+            for study in &stale {
+                let (parts, have): (i64, i64) = db.conn.query_row(
+                    "SELECT s.parts, (SELECT COUNT(*) FROM image_manifest_parts p WHERE p.study_uid = s.study_uid)
+                     FROM image_studies s WHERE s.study_uid = ?1",
+                    [study],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                let (instances, chunks_missing): (i64, i64) = db.conn.query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(i.chunks - (SELECT COUNT(*) FROM image_chunks c
+                         WHERE c.study_uid = i.study_uid AND c.sop_uid = i.sop_uid)), 0)
+                     FROM image_instances i WHERE i.study_uid = ?1 AND i.stored_at_ms IS NULL",
+                    [study],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                let missing = format!(
+                    "{} of {parts} manifest parts missing; {instances} instances incomplete ({chunks_missing} chunks missing)",
+                    parts - have
+                );
+                db.conn.execute(
+                    "UPDATE image_studies SET state = 'partial', missing = ?2 WHERE study_uid = ?1",
+                    params![study, missing],
+                )?;
+            }
+            Ok(stale)
+        })
     }
 
     /// Image studies, most urgent then oldest first.

@@ -513,38 +513,40 @@ impl Db {
         user: &str,
         now_ms: i64,
     ) -> Result<Result<(), ActionError>, StoreError> {
-        let row: Option<(String, String)> = self
-            .conn
-            .query_row("SELECT public_key, state FROM devices WHERE device_id = ?1", [device], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        let Some((current, state)) = row else { return Ok(Err(ActionError::UnknownDevice(device.to_string()))) };
-        let state = state_of(device, &state)?;
-        if !state.may_act() {
-            return Ok(Err(ActionError::WrongState {
-                device: device.to_string(),
-                state: state.as_str(),
-                action: "rotate the key of",
-            }));
-        }
-        if current == new_key.to_hex() {
-            return Ok(Ok(()));
-        }
-        self.conn.execute(
-            "UPDATE devices SET old_public_key = public_key, old_key_until_ms = ?3, public_key = ?2, key_id = ?4
-             WHERE device_id = ?1",
-            params![device, new_key.to_hex(), old_until_ms, new_key.id().to_string()],
-        )?;
-        let old = key_of(device, &current)?;
-        self.audit(
-            user,
-            "device-rotate-key",
-            device,
-            &format!("key id {} → {}, old key valid until {old_until_ms}", old.id(), new_key.id()),
-            now_ms,
-        )?;
-        Ok(Ok(()))
+        self.in_transaction(|db| {
+            let row: Option<(String, String)> = db
+                .conn
+                .query_row("SELECT public_key, state FROM devices WHERE device_id = ?1", [device], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            let Some((current, state)) = row else { return Ok(Err(ActionError::UnknownDevice(device.to_string()))) };
+            let state = state_of(device, &state)?;
+            if !state.may_act() {
+                return Ok(Err(ActionError::WrongState {
+                    device: device.to_string(),
+                    state: state.as_str(),
+                    action: "rotate the key of",
+                }));
+            }
+            if current == new_key.to_hex() {
+                return Ok(Ok(()));
+            }
+            db.conn.execute(
+                "UPDATE devices SET old_public_key = public_key, old_key_until_ms = ?3, public_key = ?2, key_id = ?4
+                 WHERE device_id = ?1",
+                params![device, new_key.to_hex(), old_until_ms, new_key.id().to_string()],
+            )?;
+            let old = key_of(device, &current)?;
+            db.audit(
+                user,
+                "device-rotate-key",
+                device,
+                &format!("key id {} → {}, old key valid until {old_until_ms}", old.id(), new_key.id()),
+                now_ms,
+            )?;
+            Ok(Ok(()))
+        })
     }
 }
 

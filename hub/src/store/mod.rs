@@ -128,6 +128,7 @@ impl Store {
                     // later one: the caller of that request sees `Closed`, the rest go on.
                     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut db))).is_err() {
                         error!("a store request panicked; it was abandoned");
+                        db.conn.abandon();
                     }
                 }
             })
@@ -573,6 +574,22 @@ impl Db {
         Ok(db)
     }
 
+    /// Runs `f` in one transaction (a savepoint inside one), committed if it returns `Ok`: what
+    /// it reads cannot change before it writes, whichever hub or command writes at the same time.
+    pub fn in_transaction<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let depth = self.conn.begin_nested()?;
+        match f(self) {
+            Ok(r) => {
+                self.conn.finish(depth, true)?;
+                Ok(r)
+            }
+            Err(e) => {
+                let _ = self.conn.finish(depth, false);
+                Err(e)
+            }
+        }
+    }
+
     /// Which database this store runs on.
     pub fn dialect(&self) -> sql::Dialect {
         self.conn.dialect()
@@ -604,35 +621,37 @@ impl Db {
         replace: bool,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let existing: Option<(String, String)> = self
-            .conn
-            .query_row("SELECT public_key, state FROM devices WHERE device_id = ?1", [device], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        if let Some((k, _)) = &existing
-            && *k != key.to_hex()
-            && !replace
-        {
-            return Err(StoreError::AlreadyEnrolled(device.to_string()));
-        }
-        // A stolen cart's key must never come back to life by being enrolled again.
-        if let Some((k, state)) = &existing
-            && matches!(state.as_str(), "revoked" | "rejected")
-            && (*k == key.to_hex() || !replace)
-        {
-            return Err(StoreError::Revoked(device.to_string()));
-        }
-        // Pre-provisioning from the CLI is county IT's own act: a replaced key is active at once.
-        self.conn.execute(
-            "INSERT INTO devices (device_id, site_id, public_key, key_id, enrolled_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(device_id) DO UPDATE SET site_id = ?2, public_key = ?3, key_id = ?4, enrolled_at_ms = ?5,
-                 state = CASE WHEN ?6 THEN 'active' ELSE devices.state END,
-                 old_public_key = CASE WHEN ?6 THEN NULL ELSE devices.old_public_key END,
-                 old_key_until_ms = CASE WHEN ?6 THEN NULL ELSE devices.old_key_until_ms END",
-            params![device, site, key.to_hex(), key.id().to_string(), now_ms, replace],
-        )?;
-        Ok(())
+        self.in_transaction(|db| {
+            let existing: Option<(String, String)> = db
+                .conn
+                .query_row("SELECT public_key, state FROM devices WHERE device_id = ?1", [device], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            if let Some((k, _)) = &existing
+                && *k != key.to_hex()
+                && !replace
+            {
+                return Err(StoreError::AlreadyEnrolled(device.to_string()));
+            }
+            // A stolen cart's key must never come back to life by being enrolled again.
+            if let Some((k, state)) = &existing
+                && matches!(state.as_str(), "revoked" | "rejected")
+                && (*k == key.to_hex() || !replace)
+            {
+                return Err(StoreError::Revoked(device.to_string()));
+            }
+            // Pre-provisioning from the CLI is county IT's own act: a replaced key is active at once.
+            db.conn.execute(
+                "INSERT INTO devices (device_id, site_id, public_key, key_id, enrolled_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(device_id) DO UPDATE SET site_id = ?2, public_key = ?3, key_id = ?4, enrolled_at_ms = ?5,
+                     state = CASE WHEN ?6 THEN 'active' ELSE devices.state END,
+                     old_public_key = CASE WHEN ?6 THEN NULL ELSE devices.old_public_key END,
+                     old_key_until_ms = CASE WHEN ?6 THEN NULL ELSE devices.old_key_until_ms END",
+                params![device, site, key.to_hex(), key.id().to_string(), now_ms, replace],
+            )?;
+            Ok(())
+        })
     }
 
     /// The site and current key of a device that may act now (pending or active); `None` for an
@@ -1032,35 +1051,39 @@ impl Db {
         now_ms: i64,
         ttl_ms: i64,
     ) -> Result<Result<i64, ClaimError>, StoreError> {
-        let Some(c) = Self::claim_of(&self.conn, &self.key, uid)? else {
-            return Ok(Err(ClaimError::NotFound));
-        };
-        if let Err(e) = queue::can_claim(c.by.as_deref(), c.until, c.reported, who, now_ms) {
-            return Ok(Err(e));
-        }
-        let expires = now_ms + ttl_ms;
-        let table = Self::table_of(&self.conn, uid)?.unwrap_or("studies");
-        self.conn.execute(
-            &format!("UPDATE {table} SET claimed_by = ?1, claim_expires_ms = ?2 WHERE study_uid = ?3"),
-            params![who, expires, uid],
-        )?;
-        Ok(Ok(expires))
+        self.in_transaction(|db| {
+            let Some(c) = Self::claim_of(&db.conn, &db.key, uid)? else {
+                return Ok(Err(ClaimError::NotFound));
+            };
+            if let Err(e) = queue::can_claim(c.by.as_deref(), c.until, c.reported, who, now_ms) {
+                return Ok(Err(e));
+            }
+            let expires = now_ms + ttl_ms;
+            let table = Self::table_of(&db.conn, uid)?.unwrap_or("studies");
+            db.conn.execute(
+                &format!("UPDATE {table} SET claimed_by = ?1, claim_expires_ms = ?2 WHERE study_uid = ?3"),
+                params![who, expires, uid],
+            )?;
+            Ok(Ok(expires))
+        })
     }
 
     /// Releases `who`'s claim.
     pub fn release(&mut self, uid: &str, who: &str, now_ms: i64) -> Result<Result<(), ClaimError>, StoreError> {
-        let Some(c) = Self::claim_of(&self.conn, &self.key, uid)? else {
-            return Ok(Err(ClaimError::NotFound));
-        };
-        if let Err(e) = queue::can_release(c.by.as_deref(), c.until, c.reported, who, now_ms) {
-            return Ok(Err(e));
-        }
-        let table = Self::table_of(&self.conn, uid)?.unwrap_or("studies");
-        self.conn.execute(
-            &format!("UPDATE {table} SET claimed_by = NULL, claim_expires_ms = NULL WHERE study_uid = ?1"),
-            [uid],
-        )?;
-        Ok(Ok(()))
+        self.in_transaction(|db| {
+            let Some(c) = Self::claim_of(&db.conn, &db.key, uid)? else {
+                return Ok(Err(ClaimError::NotFound));
+            };
+            if let Err(e) = queue::can_release(c.by.as_deref(), c.until, c.reported, who, now_ms) {
+                return Ok(Err(e));
+            }
+            let table = Self::table_of(&db.conn, uid)?.unwrap_or("studies");
+            db.conn.execute(
+                &format!("UPDATE {table} SET claimed_by = NULL, claim_expires_ms = NULL WHERE study_uid = ?1"),
+                [uid],
+            )?;
+            Ok(Ok(()))
+        })
     }
 
     /// Records a specialist's report, signing it with `sign(report, hub seq, site, device)`

@@ -505,30 +505,32 @@ impl Db {
 
     /// County IT acts on a rollout. Returns its new state.
     pub fn rollout_action(&mut self, id: i64, action: Action, by: &str, now_ms: i64) -> Result<String, StoreError> {
-        let r = self.rollout(id)?.ok_or_else(|| bad(format!("no rollout {id}")))?;
-        let refuse = || bad(format!("rollout {id} is {}; it cannot be {}", r.state, verb(action)));
-        match action {
-            Action::Pause if matches!(r.state.as_str(), "running" | "waiting") => {
-                self.set_rollout_state(id, "paused", "paused by county IT", now_ms)?;
+        self.in_transaction(|db| {
+            let r = db.rollout(id)?.ok_or_else(|| bad(format!("no rollout {id}")))?;
+            let refuse = || bad(format!("rollout {id} is {}; it cannot be {}", r.state, verb(action)));
+            match action {
+                Action::Pause if matches!(r.state.as_str(), "running" | "waiting") => {
+                    db.set_rollout_state(id, "paused", "paused by county IT", now_ms)?;
+                }
+                Action::Resume if matches!(r.state.as_str(), "paused" | "halted") => {
+                    // The failures that halted it are accepted; new ones count from here.
+                    let failed = db.stage_figures(id, r.stage)?.failed;
+                    db.conn.execute(
+                        "UPDATE rollouts SET state = 'running', reason = '', accepted_failures = ?2,
+                             stage_started_ms = ?3, updated_at_ms = ?3 WHERE rollout_id = ?1",
+                        params![id, failed, now_ms],
+                    )?;
+                }
+                Action::Approve if r.state == "waiting" => db.open_next_stage(id, r.stage, r.stages.len(), now_ms)?,
+                Action::Abort if !matches!(r.state.as_str(), "aborted" | "completed") => {
+                    db.set_rollout_state(id, "aborted", "aborted by county IT", now_ms)?;
+                }
+                _ => return Err(refuse()),
             }
-            Action::Resume if matches!(r.state.as_str(), "paused" | "halted") => {
-                // The failures that halted it are accepted; new ones count from here.
-                let failed = self.stage_figures(id, r.stage)?.failed;
-                self.conn.execute(
-                    "UPDATE rollouts SET state = 'running', reason = '', accepted_failures = ?2,
-                         stage_started_ms = ?3, updated_at_ms = ?3 WHERE rollout_id = ?1",
-                    params![id, failed, now_ms],
-                )?;
-            }
-            Action::Approve if r.state == "waiting" => self.open_next_stage(id, r.stage, r.stages.len(), now_ms)?,
-            Action::Abort if !matches!(r.state.as_str(), "aborted" | "completed") => {
-                self.set_rollout_state(id, "aborted", "aborted by county IT", now_ms)?;
-            }
-            _ => return Err(refuse()),
-        }
-        let state = self.rollout(id)?.map(|r| r.state).unwrap_or_default();
-        self.audit(by, &format!("rollout-{}", action.as_str()), &format!("rollout {id}"), &state, now_ms)?;
-        Ok(state)
+            let state = db.rollout(id)?.map(|r| r.state).unwrap_or_default();
+            db.audit(by, &format!("rollout-{}", action.as_str()), &format!("rollout {id}"), &state, now_ms)?;
+            Ok(state)
+        })
     }
 
     fn set_rollout_state(&self, id: i64, state: &str, reason: &str, now_ms: i64) -> Result<(), StoreError> {
@@ -570,83 +572,88 @@ impl Db {
     /// failures, times a stage out, and opens the next stage (or waits for approval) once enough
     /// devices committed. Returns what changed, for the log.
     pub fn rollout_tick(&mut self, now_ms: i64) -> Result<Vec<String>, StoreError> {
-        let running: Vec<Running> = {
-            let mut stmt = self.conn.prepare(
-                "SELECT rollout_id, stage, stage_started_ms, stage_timeout_ms, advance_at_pct, halt_at_pct,
-                        approval, stages, accepted_failures
-                 FROM rollouts WHERE state = 'running'",
-            )?;
-            stmt.query_map([], |r| {
-                Ok(Running {
-                    id: r.get(0)?,
-                    stage: usize::try_from(r.get::<i64>(1)?).unwrap_or(0),
-                    started: r.get(2)?,
-                    timeout: r.get(3)?,
-                    advance_at: r.get(4)?,
-                    halt_at: r.get(5)?,
-                    approval: r.get(6)?,
-                    stages: r.get(7)?,
-                    accepted: r.get(8)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?
-        };
-        let mut changes = Vec::new();
-        for Running { id, stage, started, timeout, advance_at, halt_at, approval, stages, accepted } in running {
-            let names: StageNames = serde_json::from_str(&stages).map_err(|e| StoreError::Damaged(e.to_string()))?;
-            let name = names.0.get(stage).cloned().unwrap_or_default();
-            // Keep outcomes as first seen: a device that committed and later moved on still
-            // committed in this rollout.
-            for d in self.rollout_devices(id)? {
-                if d.stage <= stage && matches!(d.state.as_str(), "committed" | "rolled back") {
-                    self.conn.execute(
-                        "UPDATE rollout_devices SET outcome = ?3, detail = ?4, finished_at_ms = ?5
-                         WHERE rollout_id = ?1 AND device_id = ?2 AND outcome IS NULL",
-                        params![id, d.device_id, d.state, d.detail, now_ms],
+        self.in_transaction(|db| {
+            let running: Vec<Running> = {
+                let mut stmt = db.conn.prepare(
+                    "SELECT rollout_id, stage, stage_started_ms, stage_timeout_ms, advance_at_pct, halt_at_pct,
+                            approval, stages, accepted_failures
+                     FROM rollouts WHERE state = 'running'",
+                )?;
+                stmt.query_map([], |r| {
+                    Ok(Running {
+                        id: r.get(0)?,
+                        stage: usize::try_from(r.get::<i64>(1)?).unwrap_or(0),
+                        started: r.get(2)?,
+                        timeout: r.get(3)?,
+                        advance_at: r.get(4)?,
+                        halt_at: r.get(5)?,
+                        approval: r.get(6)?,
+                        stages: r.get(7)?,
+                        accepted: r.get(8)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?
+            };
+            let mut changes = Vec::new();
+            for Running { id, stage, started, timeout, advance_at, halt_at, approval, stages, accepted } in running {
+                let names: StageNames =
+                    serde_json::from_str(&stages).map_err(|e| StoreError::Damaged(e.to_string()))?;
+                let name = names.0.get(stage).cloned().unwrap_or_default();
+                // Keep outcomes as first seen: a device that committed and later moved on still
+                // committed in this rollout.
+                for d in db.rollout_devices(id)? {
+                    if d.stage <= stage && matches!(d.state.as_str(), "committed" | "rolled back") {
+                        db.conn.execute(
+                            "UPDATE rollout_devices SET outcome = ?3, detail = ?4, finished_at_ms = ?5
+                             WHERE rollout_id = ?1 AND device_id = ?2 AND outcome IS NULL",
+                            params![id, d.device_id, d.state, d.detail, now_ms],
+                        )?;
+                    }
+                }
+                let timed_out = now_ms - started > timeout;
+                if timed_out {
+                    db.conn.execute(
+                        "UPDATE rollout_devices SET outcome = 'timed out', detail = ?3, finished_at_ms = ?4
+                         WHERE rollout_id = ?1 AND stage = ?2 AND outcome IS NULL",
+                        params![id, stage as i64, format!("not committed within {} s", timeout / 1000), now_ms],
                     )?;
                 }
-            }
-            let timed_out = now_ms - started > timeout;
-            if timed_out {
-                self.conn.execute(
-                    "UPDATE rollout_devices SET outcome = 'timed out', detail = ?3, finished_at_ms = ?4
-                     WHERE rollout_id = ?1 AND stage = ?2 AND outcome IS NULL",
-                    params![id, stage as i64, format!("not committed within {} s", timeout / 1000), now_ms],
-                )?;
-            }
-            let f = self.stage_figures(id, stage)?;
-            let failed = (f.failed - accepted).max(0);
-            if failed * 100 > i64::from(halt_at) * f.devices {
-                let why = format!(
-                    "stage {name}: {failed} of {} devices failed, over the {halt_at}% error threshold",
-                    f.devices
-                );
-                self.set_rollout_state(id, "halted", &why, now_ms)?;
-                self.audit("hub", "rollout-halt", &format!("rollout {id}"), &why, now_ms)?;
-                changes.push(format!("rollout {id} halted: {why}"));
-            } else if (f.committed + accepted.min(f.failed)) * 100 >= i64::from(advance_at) * f.devices {
-                // Failures county IT accepted on resuming count as done, or the stage could
-                // never pass.
-                if approval && stage + 1 < names.0.len() {
+                let f = db.stage_figures(id, stage)?;
+                let failed = (f.failed - accepted).max(0);
+                if failed * 100 > i64::from(halt_at) * f.devices {
                     let why = format!(
-                        "stage {name} passed ({} of {} committed); waiting for approval",
+                        "stage {name}: {failed} of {} devices failed, over the {halt_at}% error threshold",
+                        f.devices
+                    );
+                    db.set_rollout_state(id, "halted", &why, now_ms)?;
+                    db.audit("hub", "rollout-halt", &format!("rollout {id}"), &why, now_ms)?;
+                    changes.push(format!("rollout {id} halted: {why}"));
+                } else if (f.committed + accepted.min(f.failed)) * 100 >= i64::from(advance_at) * f.devices {
+                    // Failures county IT accepted on resuming count as done, or the stage could
+                    // never pass.
+                    if approval && stage + 1 < names.0.len() {
+                        let why = format!(
+                            "stage {name} passed ({} of {} committed); waiting for approval",
+                            f.committed, f.devices
+                        );
+                        db.set_rollout_state(id, "waiting", &why, now_ms)?;
+                        changes.push(format!("rollout {id}: {why}"));
+                    } else {
+                        db.open_next_stage(id, stage, names.0.len(), now_ms)?;
+                        changes.push(format!("rollout {id}: stage {name} passed"));
+                    }
+                } else if timed_out {
+                    let why = format!(
+                        "stage {name} timed out: {} of {} committed, {advance_at}% needed",
                         f.committed, f.devices
                     );
-                    self.set_rollout_state(id, "waiting", &why, now_ms)?;
-                    changes.push(format!("rollout {id}: {why}"));
-                } else {
-                    self.open_next_stage(id, stage, names.0.len(), now_ms)?;
-                    changes.push(format!("rollout {id}: stage {name} passed"));
+                    db.set_rollout_state(id, "halted", &why, now_ms)?;
+                    db.audit("hub", "rollout-halt", &format!("rollout {id}"), &why, now_ms)?;
+                    changes.push(format!("rollout {id} halted: {why}"));
                 }
-            } else if timed_out {
-                let why =
-                    format!("stage {name} timed out: {} of {} committed, {advance_at}% needed", f.committed, f.devices);
-                self.set_rollout_state(id, "halted", &why, now_ms)?;
-                self.audit("hub", "rollout-halt", &format!("rollout {id}"), &why, now_ms)?;
-                changes.push(format!("rollout {id} halted: {why}"));
             }
-        }
-        Ok(changes)
+            Ok(changes)
+        })
     }
 }
 

@@ -395,6 +395,13 @@ impl Conn {
 
     /// Starts a transaction, or a savepoint inside one; it rolls back unless committed.
     pub fn transaction(&self) -> Result<Tx<'_>> {
+        let depth = self.begin_nested()?;
+        Ok(Tx { conn: self, depth, done: false })
+    }
+
+    /// Starts a transaction (or a savepoint inside one) without a guard; returns its depth, to
+    /// pass to [`Conn::finish`]. For callers that need `&mut` access to their owner meanwhile.
+    pub fn begin_nested(&self) -> Result<u32> {
         let depth = self.depth.get();
         if depth == 0 {
             self.backend.borrow_mut().begin()?;
@@ -402,7 +409,29 @@ impl Conn {
             self.execute_batch(&format!("SAVEPOINT sp{depth}"))?;
         }
         self.depth.set(depth + 1);
-        Ok(Tx { conn: self, depth, done: false })
+        Ok(depth)
+    }
+
+    /// Commits or rolls back what [`Conn::begin_nested`] started at `depth`.
+    pub fn finish(&self, depth: u32, commit: bool) -> Result<()> {
+        self.depth.set(depth);
+        match (depth, commit) {
+            (0, true) => self.execute_batch("COMMIT").inspect_err(|_| {
+                let _ = self.execute_batch("ROLLBACK");
+            }),
+            (0, false) => self.execute_batch("ROLLBACK"),
+            (d, true) => self.execute_batch(&format!("RELEASE SAVEPOINT sp{d}")),
+            (d, false) => self.execute_batch(&format!("ROLLBACK TO SAVEPOINT sp{d}; RELEASE SAVEPOINT sp{d}")),
+        }
+    }
+
+    /// Rolls back a transaction a panic left open, so the next operation starts clean.
+    pub fn abandon(&self) {
+        if self.depth.get() > 0
+            && let Err(e) = self.finish(0, false)
+        {
+            tracing::error!(error = %e, "rollback after a panic failed");
+        }
     }
 
     /// Same as [`Conn::transaction`] (inside a transaction it is a savepoint).
@@ -470,14 +499,7 @@ impl Tx<'_> {
     /// Commits (or releases the savepoint).
     pub fn commit(mut self) -> Result<()> {
         self.done = true;
-        self.conn.depth.set(self.depth);
-        if self.depth == 0 {
-            self.conn.execute_batch("COMMIT").inspect_err(|_| {
-                let _ = self.conn.execute_batch("ROLLBACK");
-            })
-        } else {
-            self.conn.execute_batch(&format!("RELEASE SAVEPOINT sp{}", self.depth))
-        }
+        self.conn.finish(self.depth, true)
     }
 }
 
@@ -493,13 +515,7 @@ impl Drop for Tx<'_> {
         if self.done {
             return;
         }
-        self.conn.depth.set(self.depth);
-        let sql = if self.depth == 0 {
-            "ROLLBACK".to_string()
-        } else {
-            format!("ROLLBACK TO SAVEPOINT sp{0}; RELEASE SAVEPOINT sp{0}", self.depth)
-        };
-        if let Err(e) = self.conn.execute_batch(&sql) {
+        if let Err(e) = self.conn.finish(self.depth, false) {
             tracing::error!(error = %e, "rollback failed");
         }
     }
