@@ -150,6 +150,20 @@ pub enum CodecError {
         /// Extra whole bytes.
         extra: usize,
     },
+    /// The first byte names no sample format this build can read.
+    #[error("unknown sample format: first byte {marker:#04x}")]
+    UnknownFormat {
+        /// The first byte of the data.
+        marker: u8,
+    },
+    /// The range-coded data holds a value no encoder writes.
+    #[error("corrupt compressed data at sample {index}: {reason}")]
+    Corrupt {
+        /// Index of the sample being decoded.
+        index: u32,
+        /// What was wrong.
+        reason: &'static str,
+    },
 }
 
 /// An MQTT topic or id is not of the Yilian layout.

@@ -6,8 +6,14 @@
 //!
 //! To bless new files after an intended change (a new protocol version):
 //! `YILIAN_BLESS=1 cargo test -p yilian-protocol --test golden`.
+//!
+//! Kinds that carry compressed samples have two files. `<name>.bin` was sealed when the sample
+//! codec wrote format 1; it is kept unchanged as a decode-only fixture, and the test proves that
+//! it still verifies and that its samples decode to the same values. `<name>-codec2.bin` holds
+//! the same payload as sealed today (codec format 2). Blessing writes only the current ones.
 
 use std::path::PathBuf;
+use yilian_protocol::codec;
 use yilian_protocol::envelope::{Envelope, Header, seal};
 use yilian_protocol::frame::{self, Frame, StreamSamples, StudyStart};
 use yilian_protocol::keys::SigningKey;
@@ -298,6 +304,40 @@ fn payloads() -> Vec<(&'static str, Channel, Lane, Payload)> {
     ]
 }
 
+/// Kinds whose payload carries compressed samples (see the module doc).
+const WITH_SAMPLES: [&str; 2] = ["stream_chunk", "study_part"];
+
+/// Every compressed sample stream in `p` (a study part is assembled first).
+fn sample_streams(p: &Payload) -> Vec<EncodedSamples> {
+    match p {
+        Payload::StreamChunk(c) => c.leads.iter().map(|l| l.samples.clone()).collect(),
+        Payload::StudyPart(part) => {
+            let s = assemble(std::slice::from_ref(part)).expect("a one-part study");
+            let beat = s.median_beat.iter().flat_map(|b| &b.leads);
+            s.leads.iter().chain(beat).map(|l| l.samples.clone()).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// `p` with every sample stream decoded and compressed again by today's codec.
+fn recompressed(p: &Payload) -> Payload {
+    let again = |e: &mut EncodedSamples| *e = codec::encode(&codec::decode(e, u32::MAX).expect("samples decode"));
+    match p.clone() {
+        Payload::StreamChunk(mut c) => {
+            c.leads.iter_mut().for_each(|l| again(&mut l.samples));
+            Payload::StreamChunk(c)
+        }
+        Payload::StudyPart(part) => {
+            let mut s = assemble(&[part]).expect("a one-part study");
+            s.leads.iter_mut().for_each(|l| again(&mut l.samples));
+            s.median_beat.iter_mut().flat_map(|b| &mut b.leads).for_each(|l| again(&mut l.samples));
+            Payload::StudyPart(s.split().expect("split").remove(0))
+        }
+        other => other,
+    }
+}
+
 #[test]
 fn every_envelope_kind_matches_its_golden_bytes_and_still_verifies() {
     let key = key();
@@ -307,9 +347,32 @@ fn every_envelope_kind_matches_its_golden_bytes_and_still_verifies() {
         let mut header = Header::new(&key, signer, 42, T, lane);
         header.epoch = if channel.is_uplink() { 0x5eed } else { 0 };
         let bytes = seal(&key, header, &topic, &payload).expect("seal");
-        check(name, &bytes);
+        if WITH_SAMPLES.contains(&name) {
+            assert!(sample_streams(&payload).iter().all(|e| e.data.first() == Some(&0xFF)), "{name}: format 2");
+            check(&format!("{name}-codec2"), &bytes);
+        } else {
+            check(name, &bytes);
+        }
         let v = Envelope::decode(&bytes).expect("decode").verify(&key.public_key(), &topic, Some(T)).expect("verify");
         assert_eq!(v.payload(), &payload, "{name}");
+    }
+}
+
+#[test]
+fn envelopes_sealed_with_codec_format_1_still_verify_and_decode_to_the_same_samples() {
+    let key = key();
+    for (name, channel, _, payload) in payloads().into_iter().filter(|p| WITH_SAMPLES.contains(&p.0)) {
+        let path = dir().join(format!("{name}.bin"));
+        let old = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let topic = Topic::new("xiangzhen-1", "cart-1", channel).expect("topic");
+        let v = Envelope::decode(&old).expect("decode").verify(&key.public_key(), &topic, Some(T)).expect("verify");
+        let streams = sample_streams(v.payload());
+        assert!(!streams.is_empty(), "{name}: no samples");
+        for e in &streams {
+            // Format 2 starts with 0xFF; format 1 with its order and Rice parameter (k <= 40).
+            assert_ne!(e.data.first(), Some(&0xFF), "{name}: the fixture should hold format-1 samples");
+        }
+        assert_eq!(recompressed(v.payload()), payload, "{name}: same fields and the same sample values");
     }
 }
 
