@@ -2,12 +2,14 @@
 //! for the real recordings in `../shared/data`, checks every round trip, and puts the usual
 //! alternatives beside it, computed in the same run on the same samples:
 //! - FLAC -8, each lead as a mono 16-bit stream (and 2-lead records also as one stereo stream,
-//!   the smaller counting), as `flac` from the Debian package compresses them;
+//!   the smaller counting), as `flac` from the Debian package compresses them, without the 8 KiB
+//!   padding block and the seek table it adds by default (room for tags and seeking, not samples);
 //! - xz -9e, zstd -19 and gzip -9 over the raw 16-bit little-endian samples, leads interleaved;
 //! - WFDB format 212 (12 bits a sample, what PhysioNet stores these records in): 75% by definition.
 //!
-//! A tool that is not installed shows `—`. Figures go to stdout and, as JSON, to
-//! `target/bench/codec_ratio.json`.
+//! "ours" compresses each lead whole; "ours 1 s" compresses it in one-second chunks, as the agent
+//! streams it, each chunk with its 4-byte sample count. A tool that is not installed shows `—`.
+//! Figures go to stdout and, as JSON, to `target/bench/codec_ratio.json`.
 //!
 //! ```text
 //! cargo run --release --example codec_ratio
@@ -44,14 +46,28 @@ fn le16(samples: impl Iterator<Item = i16>) -> Vec<u8> {
 /// FLAC -8 of raw 16-bit little-endian samples with `channels` interleaved channels.
 fn flac(raw: &[u8], channels: usize, rate_hz: u16) -> Option<usize> {
     let (ch, sr) = (format!("--channels={channels}"), format!("--sample-rate={rate_hz}"));
-    let args = ["-8", "-s", "-c", "--force-raw-format", "--endian=little", "--sign=signed", "--bps=16", &ch, &sr, "-"];
+    let args = [
+        "-8",
+        "-s",
+        "-c",
+        "--no-padding",
+        "--no-seektable",
+        "--force-raw-format",
+        "--endian=little",
+        "--sign=signed",
+        "--bps=16",
+        &ch,
+        &sr,
+        "-",
+    ];
     through("flac", &args, raw)
 }
 
-/// One record's sizes in bytes: (raw 16-bit, ours, FLAC, xz, zstd, gzip).
+/// One record's sizes in bytes: (raw 16-bit, ours, ours in 1 s chunks, FLAC, xz, zstd, gzip).
 struct Sizes {
     raw: usize,
     ours: usize,
+    ours_1s: usize,
     flac: Option<usize>,
     xz: Option<usize>,
     zstd: Option<usize>,
@@ -71,6 +87,7 @@ fn peers(rec: &Recording) -> Sizes {
     Sizes {
         raw: interleaved.len(),
         ours: 0,
+        ours_1s: 0,
         flac,
         xz: through("xz", &["-9e", "-c"], &interleaved),
         zstd: through("zstd", &["-19", "-c", "-q"], &interleaved),
@@ -89,12 +106,13 @@ fn main() -> anyhow::Result<()> {
         recs.push((format!("mitdb/{r}"), records::mitdb(r)?));
     }
     println!(
-        "{:<16} {:>5} {:>5} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
+        "{:<16} {:>5} {:>5} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
         "record",
         "leads",
         "Hz",
         "samples",
         "ours",
+        "ours 1 s",
         "FLAC -8",
         "xz -9e",
         "zstd-19",
@@ -104,10 +122,11 @@ fn main() -> anyhow::Result<()> {
         "dec MS/s"
     );
     let mut json = Vec::new();
-    let mut total = Sizes { raw: 0, ours: 0, flac: Some(0), xz: Some(0), zstd: Some(0), gzip: Some(0) };
+    let mut total = Sizes { raw: 0, ours: 0, ours_1s: 0, flac: Some(0), xz: Some(0), zstd: Some(0), gzip: Some(0) };
     let add = |a: Option<usize>, b: Option<usize>| Some(a? + b?);
+    let (mut smaller, mut compared) = (0, 0);
     for (name, rec) in &recs {
-        let (mut ours, mut n) = (0usize, 0usize);
+        let (mut ours, mut ours_1s, mut n) = (0usize, 0usize, 0usize);
         let (mut t_enc, mut t_dec) = (0f64, 0f64);
         for (_, lead) in &rec.leads {
             let samples: Vec<i32> = lead.iter().map(|v| i32::from(*v)).collect();
@@ -119,16 +138,26 @@ fn main() -> anyhow::Result<()> {
             t_dec += t.elapsed().as_secs_f64();
             anyhow::ensure!(back == samples, "{name}: round trip differs");
             ours += e.data.len() + 4;
+            for chunk in samples.chunks(usize::from(rec.sample_rate_hz)) {
+                let e = codec::encode(chunk);
+                anyhow::ensure!(codec::decode(&e, u32::MAX)? == chunk, "{name}: 1 s round trip differs");
+                ours_1s += e.data.len() + 4;
+            }
             n += samples.len();
         }
-        let s = Sizes { ours, ..peers(rec) };
+        let s = Sizes { ours, ours_1s, ..peers(rec) };
+        if let Some(flac) = s.flac {
+            compared += 1;
+            smaller += usize::from(s.ours < flac);
+        }
         println!(
-            "{:<16} {:>5} {:>5} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9.1} {:>9.1}",
+            "{:<16} {:>5} {:>5} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9.1} {:>9.1}",
             name,
             rec.leads.len(),
             rec.sample_rate_hz,
             n,
             pct(Some(s.ours), s.raw),
+            pct(Some(s.ours_1s), s.raw),
             pct(s.flac, s.raw),
             pct(s.xz, s.raw),
             pct(s.zstd, s.raw),
@@ -139,12 +168,13 @@ fn main() -> anyhow::Result<()> {
         );
         json.push(serde_json::json!({
             "record": name, "leads": rec.leads.len(), "sample_rate_hz": rec.sample_rate_hz, "samples": n,
-            "raw16_bytes": s.raw, "ours_bytes": s.ours, "flac8_bytes": s.flac, "xz9e_bytes": s.xz,
+            "raw16_bytes": s.raw, "ours_bytes": s.ours, "ours_1s_bytes": s.ours_1s, "flac8_bytes": s.flac, "xz9e_bytes": s.xz,
             "zstd19_bytes": s.zstd, "gzip9_bytes": s.gzip,
         }));
         total = Sizes {
             raw: total.raw + s.raw,
             ours: total.ours + s.ours,
+            ours_1s: total.ours_1s + s.ours_1s,
             flac: add(total.flac, s.flac),
             xz: add(total.xz, s.xz),
             zstd: add(total.zstd, s.zstd),
@@ -152,18 +182,22 @@ fn main() -> anyhow::Result<()> {
         };
     }
     println!(
-        "{:<16} {:>5} {:>5} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "{:<16} {:>5} {:>5} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "all",
         "",
         "",
         "",
         pct(Some(total.ours), total.raw),
+        pct(Some(total.ours_1s), total.raw),
         pct(total.flac, total.raw),
         pct(total.xz, total.raw),
         pct(total.zstd, total.raw),
         pct(total.gzip, total.raw),
         "75.0%"
     );
+    if compared > 0 {
+        println!("ours is smaller than FLAC -8 on {smaller} of {compared} records");
+    }
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("codec_ratio.json"), serde_json::to_vec_pretty(&json)?)?;
