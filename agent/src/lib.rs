@@ -13,6 +13,7 @@
 //! - [`spool`]: the durable spool and seq leases.
 //! - [`quota`]: what gives way when the spool's disk is full.
 //! - [`uplink`]: sealing, publishing, acks, reports and receipts.
+//! - [`window`]: how much is in flight on the link, so a STAT study never waits behind a backlog.
 //! - [`rotation`]: device key rotation (next key file, hand-over after the hub acks).
 //! - [`reports`]: received reports on disk.
 //! - [`image_uplink`]: complete image studies → signed manifest + chunks on the bulk lanes.
@@ -54,6 +55,7 @@ pub mod stats;
 pub mod supervise;
 pub mod update;
 pub mod uplink;
+pub mod window;
 
 pub use config::AgentConfig;
 pub use run::run;

@@ -470,6 +470,12 @@ impl Spool {
         self.order.keys().copied()
     }
 
+    /// Waiting seqs in sending order with their size on disk (the sealed record: the envelope
+    /// and a few dozen bytes).
+    pub fn pending_sized(&self) -> impl Iterator<Item = (Lane, u64, u64)> + '_ {
+        self.order.iter().map(|(&(lane, seq), &len)| (lane, seq, len))
+    }
+
     /// Number of envelopes waiting.
     pub fn len(&self) -> usize {
         self.order.len()

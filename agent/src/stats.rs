@@ -2,7 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Live counters of one agent. All monotonic except `spool_entries`/`spool_bytes`.
+/// Live counters of one agent. All monotonic except `spool_entries`/`spool_bytes` and the
+/// in-flight gauges.
 #[derive(Debug, Default)]
 pub struct AgentStats {
     /// Frames or lines decoded from serial ports.
@@ -43,6 +44,11 @@ pub struct AgentStats {
     pub connects: AtomicU64,
     /// When a verified message last came from the hub, Unix ms (0: never since start).
     pub hub_heard_at_ms: AtomicU64,
+    /// Bytes published and not yet acked by the hub now (everything a STAT study published now
+    /// arrives after).
+    pub inflight_bytes: AtomicU64,
+    /// The routine lanes' in-flight byte budget now (see `window`).
+    pub inflight_budget: AtomicU64,
     /// Since when messages have been waiting for the hub's ack with no word from the hub, Unix
     /// ms (0: nothing waiting, or the hub answered since). The broker can be up while the hub
     /// is not.

@@ -13,8 +13,9 @@ use crate::quota;
 use crate::reports::ReportStore;
 use crate::spool::{Spool, SpoolError};
 use crate::stats::AgentStats;
+use crate::window::{LinkWindow, is_priority};
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, Publish, QoS};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -27,9 +28,7 @@ use yilian_protocol::limits;
 use yilian_protocol::message::{Ack, Lane, LinkState, Payload, RefusalReason, ReportReceipt, Status};
 use yilian_protocol::topic::{Channel, Topic};
 
-/// Image chunks published and not yet acknowledged, at most (about 200 KB: under half a second
-/// of a 4 Mbit/s uplink ahead of an ECG).
-pub const BULK_WINDOW: usize = 2;
+pub use crate::window::BULK_WINDOW;
 
 /// Something to send to the hub.
 #[derive(Debug, Clone)]
@@ -67,7 +66,7 @@ pub struct UplinkConfig {
     pub ack_timeout: Duration,
     /// Status heartbeat interval.
     pub heartbeat: Duration,
-    /// Unacked envelopes in flight at most.
+    /// Unacked envelopes in flight at most (fewer on a slow link: see [`crate::window`]).
     pub window: usize,
     /// Spool quota in bytes (see [`crate::quota`]).
     pub spool_max_bytes: u64,
@@ -105,7 +104,8 @@ struct Uplink {
     client: AsyncClient,
     up: Topic,
     status: Topic,
-    inflight: HashMap<u64, Instant>,
+    /// Published and not yet acked, and what the link has shown it carries.
+    window: LinkWindow,
     connected: bool,
     last_problem: String,
     /// Bodies whose spool write failed (disk full), retried in order before anything new.
@@ -236,6 +236,7 @@ pub async fn run(
     let (link_tx, mut link_rx) = mpsc::channel(256);
     let poll_token = CancellationToken::new();
     let poller = tokio::spawn(poll_loop(eventloop, key.clone(), link_tx, poll_token.clone()));
+    let window = cfg.window;
     let mut u = Uplink {
         cfg,
         key,
@@ -247,7 +248,7 @@ pub async fn run(
         client,
         status,
         up,
-        inflight: HashMap::new(),
+        window: LinkWindow::new(window, Instant::now()),
         connected: false,
         last_problem: String::new(),
         unspooled: VecDeque::new(),
@@ -394,11 +395,17 @@ impl Uplink {
     /// "hub not answering").
     fn note_silence(&self) {
         let silent = &self.stats.hub_silent_since_ms;
-        if self.inflight.is_empty() {
+        if self.window.is_empty() {
             silent.store(0, std::sync::atomic::Ordering::Relaxed);
         } else if silent.load(std::sync::atomic::Ordering::Relaxed) == 0 {
             silent.store(now_ms().max(1) as u64, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    fn update_window_stats(&self) {
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        self.stats.inflight_bytes.store(self.window.bytes(), relaxed);
+        self.stats.inflight_budget.store(self.window.budget(Instant::now()), relaxed);
     }
 
     fn update_spool_stats(&self) {
@@ -421,7 +428,7 @@ impl Uplink {
         let now = now_ms();
         let item = o.clone();
         let max = self.cfg.spool_max_bytes;
-        let protected: HashSet<u64> = self.inflight.keys().copied().collect();
+        let protected: HashSet<u64> = self.window.seqs().collect();
         let result = blocking(move || -> Result<Spooled, SpoolError> {
             let mut s = lock(&spool);
             let seq = s.allocate_seq()?;
@@ -528,45 +535,47 @@ impl Uplink {
         }
     }
 
-    /// Publishes spooled envelopes in lane order while the window has room.
+    /// Publishes spooled envelopes in lane order while the window has room (see
+    /// [`crate::window`]: the routine lanes get a byte budget sized to the link, so a STAT study
+    /// spooled now goes out ahead of a backlog, not behind it).
     async fn pump(&mut self) {
         if !self.connected {
             return;
         }
         let now = Instant::now();
-        let timeout = self.cfg.ack_timeout;
-        self.inflight.retain(|_, sent| now.duration_since(*sent) < timeout);
-        let room = self.cfg.window.saturating_sub(self.inflight.len());
-        if room == 0 {
+        let expired = self.window.expire(now, self.cfg.ack_timeout);
+        if expired > 0 {
+            debug!(expired, "no ack in time; sending again");
+        }
+        let mut admission = self.window.admission(now);
+        if admission.closed() {
             return;
         }
         let spool = self.spool.clone();
-        let skip: std::collections::HashSet<u64> = self.inflight.keys().copied().collect();
+        let skip: HashSet<u64> = self.window.seqs().collect();
         let batch = blocking(move || {
             let mut s = lock(&spool);
-            // Image chunks get a small share of the window: on a slow link, whatever is in flight
-            // is ahead of a STAT ECG that arrives now, so only a little of it may be image data.
-            let mut bulk = skip.iter().filter(|seq| s.lane_of(**seq).is_some_and(Lane::is_bulk)).count();
-            let seqs: Vec<u64> = s
-                .pending()
-                .filter(|(_, seq)| !skip.contains(seq))
-                .filter(|(lane, _)| {
-                    if !lane.is_bulk() {
-                        return true;
-                    }
-                    bulk += 1;
-                    bulk <= BULK_WINDOW
-                })
-                .map(|(_, seq)| seq)
-                .take(room)
-                .collect();
+            let mut chosen = Vec::new();
+            for (lane, seq, size) in s.pending_sized() {
+                // Lanes come in priority order: past the priority lanes, a full routine budget
+                // ends the search.
+                if admission.closed() || (!is_priority(lane) && admission.routine_closed()) {
+                    break;
+                }
+                if !skip.contains(&seq) && admission.admit(lane, size) {
+                    chosen.push((lane, seq));
+                }
+            }
             // A record that fails to open is quarantined by `read` and skipped; the rest go.
-            let batch = seqs.into_iter().filter_map(|seq| s.read(seq).ok().flatten().map(|b| (seq, b))).collect();
+            let batch = chosen
+                .into_iter()
+                .filter_map(|(lane, seq)| s.read(seq).ok().flatten().map(|b| (lane, seq, b)))
+                .collect();
             (batch, s.tampered())
         })
         .await
         .unwrap_or_default();
-        let (batch, tampered): (Vec<(u64, Vec<u8>)>, u64) = batch;
+        let (batch, tampered): (Vec<(Lane, u64, Vec<u8>)>, u64) = batch;
         self.stats.spool_tampered.store(tampered, std::sync::atomic::Ordering::Relaxed);
         if tampered > self.tampered_reported {
             let new = tampered - self.tampered_reported;
@@ -576,13 +585,15 @@ impl Uplink {
             ));
         }
         let topic = self.up.to_string();
-        for (seq, bytes) in batch {
+        for (lane, seq, bytes) in batch {
+            let len = bytes.len() as u64;
             if self.client.try_publish(topic.clone(), QoS::AtLeastOnce, false, bytes).is_err() {
                 break; // request channel full: retry on the next tick
             }
-            self.inflight.insert(seq, Instant::now());
+            self.window.sent(seq, lane, len, Instant::now());
             AgentStats::add(&self.stats.publishes, 1);
         }
+        self.update_window_stats();
     }
 
     fn publish_status(&self, state: LinkState) {
@@ -607,7 +618,7 @@ impl Uplink {
                 self.stats.connected.store(1, std::sync::atomic::Ordering::Relaxed);
                 AgentStats::add(&self.stats.connects, 1);
                 // Whatever was in flight may be lost with a broker restart: send it all again.
-                self.inflight.clear();
+                self.window.reconnected();
                 for ch in [Channel::Ack, Channel::Report] {
                     let t = self.up.with_channel(ch).to_string();
                     if let Err(e) = self.client.try_subscribe(t, QoS::AtLeastOnce) {
@@ -629,6 +640,8 @@ impl Uplink {
     }
 
     async fn on_ack(&mut self, ack: Ack) {
+        // The round trip ends now, not after the spool files are removed.
+        let arrived = Instant::now();
         let spool = self.spool.clone();
         let epoch = lock(&spool).epoch();
         if ack.epoch != epoch {
@@ -683,7 +696,12 @@ impl Uplink {
         })
         .await;
         if let Some((removed, ack, notes)) = result {
-            self.inflight.retain(|seq, _| !ack.contains(*seq) && !ack.refused.iter().any(|r| r.seq == *seq));
+            for r in &ack.refused {
+                self.window.forget(r.seq);
+            }
+            let acked: Vec<u64> = self.window.seqs().filter(|seq| ack.contains(*seq)).collect();
+            self.window.acked(acked, arrived);
+            self.update_window_stats();
             if let Some((_, seq)) = &self.rotation {
                 if ack.contains(*seq) {
                     self.finish_rotation().await;
