@@ -454,6 +454,26 @@ async fn a_cable_pulled_during_a_study_is_reported_and_the_resent_study_arrives_
     hub.stop().await
 }
 
+/// Distinct stream chunks of `c` that its agent has spooled (stream lane files) or the hub has
+/// stored, by seq (an envelope can be in both at once).
+fn stream_chunks_kept(hub_dir: &std::path::Path, c: &Clinic) -> anyhow::Result<usize> {
+    let db = yilian_hub::store::Db::open(&hub_dir.join("yilian.db"))?;
+    let chunk = i64::from(yilian_protocol::message::kind::STREAM_CHUNK);
+    let mut seqs: std::collections::HashSet<u64> = db
+        .arrivals(&c.device)?
+        .into_iter()
+        .filter(|(_, kind, _)| *kind == chunk)
+        .map(|(seq, _, _)| seq as u64)
+        .collect();
+    let lane = yilian_protocol::message::Lane::Stream.index();
+    for entry in std::fs::read_dir(c.config.spool_dir.join("q"))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        let seq = name.strip_prefix(&format!("{lane}-")).and_then(|n| n.strip_suffix(".env"));
+        seqs.extend(seq.and_then(|n| n.parse::<u64>().ok()));
+    }
+    Ok(seqs.len())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn agents_whose_clocks_are_hours_off_keep_order_and_dedupe() -> anyhow::Result<()> {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -517,7 +537,18 @@ async fn agents_whose_clocks_are_hours_off_keep_order_and_dedupe() -> anyhow::Re
         ["cart-ahead", "cart-behind"]
     );
     // kill -9 right after streaming (some envelopes unacked), restart under yet another wrong
-    // clock: whatever is resent is recognised by (device, seq), never by time.
+    // clock: whatever is resent is recognised by (device, seq), never by time. The kill waits
+    // until each agent has spooled every chunk its cart sent: frames read but not yet spooled
+    // die with the process (as they would at a clinic), which is not what this test is about,
+    // and on a loaded machine the kill came first often enough to fail it.
+    for c in &clinics {
+        let data_dir = hub.data_dir.clone();
+        wait_for(&format!("{}'s stream spooled or stored", c.device), WAIT, || {
+            let kept = stream_chunks_kept(&data_dir, c);
+            async move { kept.ok().filter(|n| *n >= 5) }
+        })
+        .await?;
+    }
     for c in &mut clinics {
         c.kill9_agent();
         c.start_agent_process(&skewed("+3h")).await?;
