@@ -876,3 +876,122 @@ async fn two_hubs_share_the_work_and_one_killed_mid_stream_loses_duplicates_and_
     drop(mosquitto);
     Ok(())
 }
+
+/// The PTB 12-lead record at 500 Hz (every other sample), as carts record resting ECGs.
+fn ptb_500() -> anyhow::Result<Recording> {
+    let ptb = records::ptb_12_lead()?;
+    Ok(Recording {
+        name: "ptb-500".into(),
+        sample_rate_hz: 500,
+        resolution_nv: ptb.resolution_nv,
+        leads: ptb.leads.iter().map(|(c, x)| (*c, x.iter().step_by(2).copied().collect())).collect(),
+    })
+}
+
+/// Issue 11: on a slow link (1 Mbit/s each way, 300 ms round trip) with a routine backlog far
+/// larger than the link carries meanwhile, a STAT study overtakes the backlog on the link, not
+/// only in the worklist; afterwards every study and every monitoring sample arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stat_study_overtakes_a_routine_backlog_on_a_slow_link() -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use yilian_protocol::message::Priority;
+    const ROUTINE: usize = 80;
+    let _one = ONE_AT_A_TIME.lock().await;
+    init_logs();
+    let tmp = tempfile::tempdir()?;
+    let hub = HubHandle::start(&tmp.path().join("hub"), county::test_broker()?).await?;
+    let (proxy, mut clinic) = clinic_behind_proxy(&hub, &tmp.path().join("clinics"), "xz-slow", "cart-slow").await?;
+    clinic.start_agent().await?;
+    let slow = LinkMode::Shape { bytes_per_s: 125_000, one_way_delay: Duration::from_millis(150) };
+    proxy.set(slow);
+    let (mon, ptb) = (records::mitdb("119")?, ptb_500()?);
+
+    // The cart monitors in real time throughout, whole 1 s chunks at a time.
+    let live = Arc::new(AtomicBool::new(true));
+    let monitor = {
+        let (cart, rec, live) = (clinic.cart.clone(), mon.clone(), live.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+            let mut next = 0;
+            while live.load(Ordering::Relaxed) {
+                for _ in 0..10 {
+                    let t = 1_764_000_000_000 + next as i64 * 1000 / 360;
+                    cart.lock().map_err(|_| anyhow::anyhow!("cart lock poisoned"))?.stream(0, &rec, next, 36, t)?;
+                    next += FRAME;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            Ok(next)
+        })
+    };
+
+    // An outage while the clinic records routine studies: 80 of 43 kB, half a minute of the slow
+    // link once it is back.
+    proxy.set(LinkMode::Blackhole);
+    let r = ptb.clone();
+    let routine: Vec<String> = clinic
+        .cart(move |c| -> anyhow::Result<Vec<String>> {
+            (0..ROUTINE)
+                .map(|k| {
+                    let acquired = now_ms();
+                    let visit = sim::Visit { priority: Priority::Routine, ..sim::demo_visit(k) };
+                    let (id, _) = c.study(&r, k * 50, 5000, &visit, acquired)?;
+                    Ok(format!("cart-slow-{acquired}-{id}-"))
+                })
+                .collect()
+        })
+        .await?;
+    let stats = clinic.stats.clone();
+    wait_for("the routine backlog in the spool", WAIT, || {
+        let s = stats.clone();
+        async move { (AgentStats::get(&s.studies) >= ROUTINE as u64).then_some(()) }
+    })
+    .await?;
+
+    // The link comes back, slow, and a STAT study is recorded at once.
+    proxy.set(slow);
+    let acquired = now_ms();
+    let visit = sim::Visit { priority: Priority::Stat, ..sim::demo_visit(0) };
+    let r = ptb.clone();
+    let (id, _) = clinic.cart(move |c| c.study(&r, 0, 5000, &visit, acquired)).await?;
+    let stat = format!("cart-slow-{acquired}-{id}-");
+    let api = hub.api.clone();
+    let (worklist, spool_left) = wait_for("the STAT study in the worklist", Duration::from_secs(300), || {
+        let (api, stat, stats) = (api.clone(), stat.clone(), stats.clone());
+        async move {
+            let q = api.queue().await.ok()?;
+            let spool = AgentStats::get(&stats.spool_entries);
+            q.iter().any(|s| uid_of(s).starts_with(&stat)).then_some((q, spool))
+        }
+    })
+    .await?;
+    let routine_there = worklist.iter().filter(|s| s["priority"] == "routine").count();
+    eprintln!(
+        "slow link: the STAT study reached the worklist with {routine_there} of {ROUTINE} routine studies there and \
+         {spool_left} envelopes still in the agent's spool"
+    );
+    // It overtook the backlog: the agent had handed the link only a little of it. (The agent
+    // before issue 11 kept 32 envelopes in flight whatever their size; here the STAT study came
+    // after 22 routine studies with it.)
+    assert!(routine_there < ROUTINE / 8, "the STAT study arrived behind {routine_there} of {ROUTINE} routine studies");
+    assert!(worklist.first().map(uid_of).is_some_and(|u| u.starts_with(&stat)), "STAT heads the worklist");
+    assert!(spool_left as usize > ROUTINE / 2, "only {spool_left} envelopes were left in the spool");
+
+    // Then the link opens: everything arrives, once.
+    live.store(false, Ordering::Relaxed);
+    let end = monitor.await??;
+    proxy.set(LinkMode::Pass);
+    clinic.wait_drained(Duration::from_secs(300)).await?;
+    wait_complete(&api, "cart-slow", end, Duration::from_secs(120)).await?;
+    check_exact(&api, "cart-slow", &mon).await?;
+    let queue = api.queue().await?;
+    assert_eq!(queue.len(), ROUTINE + 1, "studies in the worklist");
+    for prefix in routine.iter().chain([&stat]) {
+        let n = queue.iter().filter(|s| uid_of(s).starts_with(prefix.as_str())).count();
+        assert_eq!(n, 1, "study {prefix}… is in the worklist {n} times");
+    }
+    let stats = api.stats().await?;
+    assert_eq!(rejected(&stats, "seq reused"), 0);
+    clinic.shutdown(&hub.broker_url).await?;
+    hub.stop().await
+}
