@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -103,6 +104,8 @@ pub struct FaultProxy {
     addr: SocketAddr,
     mode: watch::Sender<LinkMode>,
     stop: CancellationToken,
+    /// Bytes delivered towards the target (up) and back to the clients (down).
+    delivered: Arc<[AtomicU64; 2]>,
 }
 
 impl Drop for FaultProxy {
@@ -119,6 +122,8 @@ impl FaultProxy {
         let (mode, rx) = watch::channel(LinkMode::Pass);
         let stop = CancellationToken::new();
         let token = stop.clone();
+        let delivered = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let counts = delivered.clone();
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -130,7 +135,7 @@ impl FaultProxy {
                     let _ = client.set_zero_linger();
                     continue; // dropped with linger 0: the peer sees a reset
                 }
-                let (rx, token) = (rx.clone(), token.clone());
+                let (rx, token, counts) = (rx.clone(), token.clone(), counts.clone());
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(target).await else { return };
                     let _ = client.set_nodelay(true);
@@ -138,8 +143,8 @@ impl FaultProxy {
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
                     let conn = CancellationToken::new();
-                    let a = tokio::spawn(direction(cr, sw, rx.clone(), conn.clone()));
-                    let b = tokio::spawn(direction(sr, cw, rx, conn.clone()));
+                    let a = tokio::spawn(direction(cr, sw, rx.clone(), conn.clone(), (counts.clone(), 0)));
+                    let b = tokio::spawn(direction(sr, cw, rx, conn.clone(), (counts, 1)));
                     tokio::select! {
                         _ = token.cancelled() => conn.cancel(),
                         _ = conn.cancelled() => {}
@@ -149,7 +154,7 @@ impl FaultProxy {
                 });
             }
         });
-        Ok(Self { addr, mode, stop })
+        Ok(Self { addr, mode, stop, delivered })
     }
 
     /// The address agents should connect to.
@@ -162,6 +167,16 @@ impl FaultProxy {
         format!("mqtt://{}", self.addr)
     }
 
+    /// Bytes delivered so far from the clients to the target, over every connection.
+    pub fn bytes_up(&self) -> u64 {
+        self.delivered[0].load(Ordering::Relaxed)
+    }
+
+    /// Bytes delivered so far from the target back to the clients, over every connection.
+    pub fn bytes_down(&self) -> u64 {
+        self.delivered[1].load(Ordering::Relaxed)
+    }
+
     /// Changes what the link does, for every connection at once.
     pub fn set(&self, mode: LinkMode) {
         let _ = self.mode.send(mode);
@@ -171,6 +186,9 @@ impl FaultProxy {
 /// Bytes on their way, and when they may be written out.
 type Segment = (Instant, Vec<u8>);
 
+/// Where a direction counts what it delivered: the proxy's counters and which one.
+type Counter = (Arc<[AtomicU64; 2]>, usize);
+
 /// One direction of a connection: a reader that applies the mode, and a writer that delivers
 /// each segment at its time, in order (a shaped link keeps bytes "on the wire" while the reader
 /// goes on reading).
@@ -179,10 +197,11 @@ async fn direction(
     to: tokio::net::tcp::OwnedWriteHalf,
     mode: watch::Receiver<LinkMode>,
     conn: CancellationToken,
+    counter: Counter,
 ) {
     // Bounded, so a receiver that stops reading holds the sender back (as TCP's window does).
     let (tx, rx) = mpsc::channel::<Segment>(256);
-    let writer = tokio::spawn(deliver(rx, to, mode.clone(), conn.clone()));
+    let writer = tokio::spawn(deliver(rx, to, mode.clone(), conn.clone(), counter));
     pump(from, tx, mode, conn.clone()).await;
     // The sender closed (or failed): what is on the wire still arrives, then both directions end.
     let _ = writer.await;
@@ -297,6 +316,7 @@ async fn deliver(
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut mode: watch::Receiver<LinkMode>,
     conn: CancellationToken,
+    (counts, which): Counter,
 ) {
     let mut peeked: Option<Segment> = None;
     loop {
@@ -330,6 +350,7 @@ async fn deliver(
             conn.cancel();
             return;
         }
+        counts[which].fetch_add(out.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -433,6 +454,7 @@ mod tests {
         let mut got = Vec::new();
         server.read_to_end(&mut got).await?;
         assert_eq!(got.len(), sent.len());
+        assert_eq!((proxy.bytes_up(), proxy.bytes_down()), (50_000, 0));
         Ok(())
     }
 
