@@ -9,7 +9,8 @@
 //! So the routine lanes (monitoring, routine studies, images) may only fill a byte budget sized
 //! to the link: twice its bandwidth-delay product, measured as BBR measures it (the highest
 //! delivery rate acks showed in the last 10 s, times the lowest round trip of the last 30 s),
-//! or what the link delivers in [`QUEUE_TIME`] if that is more, and never under [`MIN_BUDGET`].
+//! or what the link delivers in [`QUEUE_TIME`] if that is more, and never under [`MIN_BUDGET`];
+//! two routine messages may always be out ([`PIPELINE`]), however large.
 //! The priority lanes (STAT, urgent) have a budget of the same size of their own, so they go out
 //! at once whatever the routine lanes hold.
 //!
@@ -46,6 +47,11 @@ pub const RATE_WINDOW: Duration = Duration::from_secs(10);
 pub const RTT_WINDOW: Duration = Duration::from_secs(30);
 /// With no round trip measured on an empty window for this long, measure one.
 pub const PROBE_AFTER: Duration = Duration::from_secs(10);
+/// Routine messages that may always be in flight, whatever their size: one on the wire and the
+/// next behind it, so that a link carrying large messages (96 kB image chunks and study parts)
+/// is not idle while the hub acks the one before. A budget sized on small messages alone let
+/// only one image chunk out at a time and left a 4 Mbit/s link a third idle.
+pub const PIPELINE: usize = 2;
 /// Messages sent more than once are remembered, at most, so their acks give no samples.
 const RESENT_MAX: usize = 4096;
 
@@ -105,16 +111,16 @@ impl Admission {
     /// True once the routine lanes can take nothing more.
     pub fn routine_closed(&self) -> bool {
         self.routine_messages >= self.max_routine_messages
-            || self.all_bytes >= self.budget
+            || (self.all_bytes >= self.budget && self.routine_messages >= PIPELINE)
             || (self.probing && self.messages > 0)
     }
 
     /// Whether a message of `bytes` in `lane` may go now; if so it is counted.
     ///
     /// Priority lanes may fill their own budget whatever else is in flight. The other lanes
-    /// share what is left of one budget with them, and image chunks are at most
-    /// [`BULK_WINDOW`]. A lane with room may overshoot its budget by one message, so a message
-    /// larger than the budget still goes when the window is empty.
+    /// share what is left of one budget with them (but may always have [`PIPELINE`] messages
+    /// out), and image chunks are at most [`BULK_WINDOW`]. A lane with room may overshoot its
+    /// budget by one message, so a message larger than the budget still goes.
     pub fn admit(&mut self, lane: Lane, bytes: u64) -> bool {
         if self.messages >= self.max_messages {
             return false;
@@ -419,11 +425,12 @@ mod tests {
     }
 
     #[test]
-    fn a_message_larger_than_the_budget_still_goes_alone_and_images_keep_their_small_share() {
+    fn messages_larger_than_the_budget_still_go_two_at_a_time_and_images_keep_their_small_share() {
         let t0 = Instant::now();
         let w = LinkWindow::new(32, t0);
         let mut a = w.admission(t0);
         assert!(a.admit(Lane::Routine, 120_000));
+        assert!(a.admit(Lane::Routine, 120_000), "two may always be out, so the link is never idle");
         assert!(!a.admit(Lane::Routine, 10));
         let mut a = w.admission(t0);
         assert!(a.admit(Lane::Bulk, 10));
