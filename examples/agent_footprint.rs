@@ -12,7 +12,7 @@
 use clap::Parser;
 use std::time::{Duration, Instant};
 use yilian::county::{Broker, Clinic, HubHandle};
-use yilian::records::{self, Recording};
+use yilian::records;
 
 #[derive(Parser)]
 struct Args {
@@ -51,14 +51,7 @@ async fn main() -> anyhow::Result<()> {
     clinic.start_agent_process(&[]).await?;
     let startup = started.elapsed();
     let pid = clinic.agent_pid().ok_or_else(|| anyhow::anyhow!("no agent process"))?;
-    // 12 leads at 500 Hz: every other sample of the 1000 Hz PTB record.
-    let ptb = records::ptb_12_lead()?;
-    let rec = Recording {
-        name: "ptb-500".into(),
-        sample_rate_hz: 500,
-        resolution_nv: ptb.resolution_nv,
-        leads: ptb.leads.iter().map(|(c, x)| (*c, x.iter().step_by(2).copied().collect())).collect(),
-    };
+    let rec = records::ptb_12_lead_500hz()?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (idle_ticks, idle_rss, _) = usage(pid)?;
     let t0 = Instant::now();

@@ -47,18 +47,6 @@ struct Args {
 
 const DEVICE: &str = "cart-slow";
 
-/// The PTB 12-lead record at 500 Hz (every other sample), as carts record resting ECGs and
-/// monitor.
-fn ptb_500() -> anyhow::Result<Recording> {
-    let ptb = records::ptb_12_lead()?;
-    Ok(Recording {
-        name: "ptb-500".into(),
-        sample_rate_hz: 500,
-        resolution_nv: ptb.resolution_nv,
-        leads: ptb.leads.iter().map(|(c, x)| (*c, x.iter().step_by(2).copied().collect())).collect(),
-    })
-}
-
 fn visit(n: usize, priority: Priority) -> sim::Visit {
     sim::Visit { priority, ..sim::demo_visit(n) }
 }
@@ -99,24 +87,6 @@ async fn stat_run(clinic: &Clinic, api: &Api, rec: &Recording, n: usize) -> anyh
     })
 }
 
-fn machine() -> Value {
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let meminfo = read("/proc/meminfo");
-    let mem_kb = meminfo
-        .lines()
-        .find(|l| l.starts_with("MemTotal:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    let cpuinfo = read("/proc/cpuinfo");
-    let model = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("");
-    json!({
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "memory_gb": (mem_kb as f64 / 1024.0 / 1024.0 * 10.0).round() / 10.0,
-        "cpu": model.trim(),
-    })
-}
-
 fn summary(xs: &[f64]) -> Value {
     let mut s = xs.to_vec();
     s.sort_by(f64::total_cmp);
@@ -140,7 +110,7 @@ async fn main() -> anyhow::Result<()> {
     hub.enroll("xz-slow", DEVICE, &clinic.public_key)?;
     clinic.start_agent().await?;
     proxy.set(LinkMode::Shape { bytes_per_s, one_way_delay: one_way });
-    let rec = ptb_500()?;
+    let rec = records::ptb_12_lead_500hz()?;
 
     // The cart monitors 12 leads at 500 Hz in real time, 100 ms frames, for the whole run.
     let live = Arc::new(AtomicBool::new(true));
@@ -304,7 +274,7 @@ async fn main() -> anyhow::Result<()> {
         "hub_duplicates": duplicates,
         "drained_after_link_opened_s": drained_s,
         "studies_once_each": total,
-        "machine": machine(),
+        "machine": yilian::load::machine(),
     });
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&dir)?;

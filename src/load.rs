@@ -409,17 +409,6 @@ impl CpuSample {
     }
 }
 
-/// The stream the carts send: the PTB 12-lead record at 500 Hz (every other sample of 1000 Hz).
-pub fn stream_record() -> anyhow::Result<Recording> {
-    let ptb = records::ptb_12_lead()?;
-    Ok(Recording {
-        name: format!("{}-500", ptb.name),
-        sample_rate_hz: 500,
-        resolution_nv: ptb.resolution_nv,
-        leads: ptb.leads.iter().map(|(c, x)| (*c, x.iter().step_by(2).copied().collect())).collect(),
-    })
-}
-
 /// A hub process and its broker, for one run.
 struct Bench {
     hub: HubProc,
@@ -809,7 +798,7 @@ async fn watch_studies(
 pub async fn run_load(root: &Path, cfg: &LoadConfig) -> anyhow::Result<RunReport> {
     std::fs::create_dir_all(root)?;
     let dir = tempfile::tempdir_in(root)?;
-    let rec = Arc::new(stream_record()?);
+    let rec = Arc::new(records::ptb_12_lead_500hz()?);
     let bench = Bench::start(dir.path(), &cfg.broker).await?;
     let hub = &bench.hub;
     let carts_dir: PathBuf = dir.path().join("carts");

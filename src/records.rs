@@ -84,6 +84,18 @@ pub fn ptb_12_lead() -> anyhow::Result<Recording> {
     load_wfdb(&shared_data().join("wfdb/ptbdb"), "s0010_re")
 }
 
+/// The PTB 12-lead record at 500 Hz (every other sample of its 1000 Hz), as carts record resting
+/// ECGs and monitor.
+pub fn ptb_12_lead_500hz() -> anyhow::Result<Recording> {
+    let ptb = ptb_12_lead()?;
+    Ok(Recording {
+        name: format!("{}-500", ptb.name),
+        sample_rate_hz: 500,
+        resolution_nv: ptb.resolution_nv,
+        leads: ptb.leads.iter().map(|(c, x)| (*c, x.iter().step_by(2).copied().collect())).collect(),
+    })
+}
+
 /// An MIT-BIH Arrhythmia record: 2 leads, 360 Hz, 5000 nV (monitoring streams).
 pub fn mitdb(record: &str) -> anyhow::Result<Recording> {
     load_wfdb(&shared_data().join("wfdb/mitdb"), record)

@@ -120,10 +120,16 @@ impl Publisher {
                 return;
             }
         };
+        self.publish_and_mark(store, rows, "report (re)published").await;
+    }
+
+    /// Publishes each report of `rows` and marks those the broker took as published; `what` is
+    /// the log line for each.
+    pub async fn publish_and_mark(&self, store: &Store, rows: Vec<crate::store::ReportRow>, what: &'static str) {
         for r in rows {
             if self.publish_report(&r.site_id, &r.device_id, r.envelope.clone()) {
-                info!(report = %r.report_id, device = %r.device_id, "report (re)published");
-                let id = r.report_id.clone();
+                info!(report = %r.report_id, device = %r.device_id, "{what}");
+                let id = r.report_id;
                 let _ = store.call(move |db| db.mark_published(&id, now_ms())).await;
             }
         }

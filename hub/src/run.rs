@@ -480,13 +480,7 @@ async fn orphaned_reports_loop(store: Store, publisher: Publisher, token: Cancel
             }
             Err(_) => return,
         };
-        for r in rows {
-            if publisher.publish_report(&r.site_id, &r.device_id, r.envelope.clone()) {
-                info!(report = %r.report_id, device = %r.device_id, "report its signing hub did not publish is published");
-                let id = r.report_id;
-                let _ = store.call(move |db| db.mark_published(&id, crate::clock::now_ms())).await;
-            }
-        }
+        publisher.publish_and_mark(&store, rows, "report its signing hub did not publish is published").await;
     }
 }
 

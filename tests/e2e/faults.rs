@@ -877,17 +877,6 @@ async fn two_hubs_share_the_work_and_one_killed_mid_stream_loses_duplicates_and_
     Ok(())
 }
 
-/// The PTB 12-lead record at 500 Hz (every other sample), as carts record resting ECGs.
-fn ptb_500() -> anyhow::Result<Recording> {
-    let ptb = records::ptb_12_lead()?;
-    Ok(Recording {
-        name: "ptb-500".into(),
-        sample_rate_hz: 500,
-        resolution_nv: ptb.resolution_nv,
-        leads: ptb.leads.iter().map(|(c, x)| (*c, x.iter().step_by(2).copied().collect())).collect(),
-    })
-}
-
 /// Issue 11: on a slow link (1 Mbit/s each way, 300 ms round trip) with a routine backlog far
 /// larger than the link carries meanwhile, a STAT study overtakes the backlog on the link, not
 /// only in the worklist; afterwards every study and every monitoring sample arrives once.
@@ -905,7 +894,7 @@ async fn a_stat_study_overtakes_a_routine_backlog_on_a_slow_link() -> anyhow::Re
     clinic.start_agent().await?;
     let slow = LinkMode::Shape { bytes_per_s: 125_000, one_way_delay: Duration::from_millis(150) };
     proxy.set(slow);
-    let (mon, ptb) = (records::mitdb("119")?, ptb_500()?);
+    let (mon, ptb) = (records::mitdb("119")?, records::ptb_12_lead_500hz()?);
 
     // The cart monitors in real time throughout, whole 1 s chunks at a time.
     let live = Arc::new(AtomicBool::new(true));

@@ -42,19 +42,6 @@ impl SqlError {
     pub fn column(index: usize, reason: impl fmt::Display) -> Self {
         Self::Column { index, reason: reason.to_string() }
     }
-
-    /// Whether the database refused a write for a unique or primary key (another writer got
-    /// there first).
-    pub fn is_unique_violation(&self) -> bool {
-        match self {
-            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
-                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-            }
-            Self::Postgres(e) => e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION),
-            _ => false,
-        }
-    }
 }
 
 /// Result of a database operation.
