@@ -9,6 +9,7 @@
 //! cargo build --release --workspace --bins
 //! cargo run --release --example loadgen -- --agents 50 --duration 60s
 //! cargo run --release --example loadgen -- --ramp --brokers embedded,mosquitto
+//! cargo run --release --example loadgen -- --agents 160 --brokers mosquitto --store postgres://postgres@127.0.0.1/postgres
 //! ```
 //!
 //! `--ramp` doubles N from `--agents` (the brokers taking turns at each N) until p99 (chunk due → committed) passes 1.5 s or anything is
@@ -59,6 +60,10 @@ struct Args {
     /// How long to wait after the last chunk for everything to be committed (`60s`).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     drain: Duration,
+    /// Keep the hub's store on this PostgreSQL server (`postgres://user@host:port/db`; each run
+    /// makes a new database there) instead of SQLite in the hub's folder.
+    #[arg(long)]
+    store: Option<String>,
     /// Where the JSON goes (default `target/bench/loadgen.json`).
     #[arg(long)]
     out: Option<std::path::PathBuf>,
@@ -117,6 +122,7 @@ async fn main() -> anyhow::Result<()> {
         args: json!({
             "agents": args.agents, "duration_s": args.duration.as_secs(), "study_every_s": args.study_every.as_secs(),
             "ramp": args.ramp, "console_watch": args.console_watch, "drain_s": args.drain.as_secs(),
+            "store": if args.store.is_some() { "PostgreSQL" } else { "SQLite" },
         }),
     };
     println!("{}", load::TABLE_HEADER);
@@ -127,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
         broker: broker.clone(),
         console_watch: args.console_watch,
         drain: args.drain,
+        store: args.store.clone(),
     };
     if !args.ramp {
         for broker in &brokers {

@@ -12,7 +12,7 @@
 //! Latency is measured from the moment the chunk's last sample was due at the cart (the chunk
 //! closes then; its first sample is 1 s older) to:
 //! - **committed**: the chunk's spool entry is gone, which happens when the hub's signed ack
-//!   arrives; the hub acks only after its SQLite commit (`hub::ingest::Ingest::handle_batch`).
+//!   arrives; the hub acks only after its store committed (`hub::ingest::Ingest::handle_batch`).
 //!   Each cart looks every 20 ms, so this carries up to 20 ms of polling.
 //! - **console**: the chunk shows in `GET /api/devices/{device}/streams`, polled every 200 ms for
 //!   a few carts, so this carries up to 200 ms of polling (studies: `GET /api/studies`, every
@@ -108,6 +108,9 @@ pub struct LoadConfig {
     /// How long to wait after the last chunk for everything to be committed; what is still
     /// uncommitted then counts as lost.
     pub drain: Duration,
+    /// A PostgreSQL server (`postgres://user@host:port/db`) on which each run makes a new
+    /// database for the hub's store; `None` keeps the store in SQLite in the hub's folder.
+    pub store: Option<String>,
 }
 
 /// Latency percentiles, ms.
@@ -154,8 +157,10 @@ pub struct Resources {
     pub hub_cpu_pct: f64,
     /// The hub process without the embedded broker's threads.
     pub hub_only_cpu_pct: f64,
-    /// The hub's store thread (the one SQLite connection).
+    /// The hub's store thread (its one database connection).
     pub store_cpu_pct: f64,
+    /// The PostgreSQL server's processes (0 on SQLite, whose work is the store thread's).
+    pub database_cpu_pct: f64,
     /// The broker: the embedded broker's threads inside the hub process, or the Mosquitto process.
     pub broker_cpu_pct: f64,
     /// Whether the broker's figure is part of the hub process's.
@@ -177,6 +182,8 @@ pub struct Resources {
 pub struct RunReport {
     /// Broker name.
     pub broker: String,
+    /// `SQLite` or `PostgreSQL`.
+    pub store: String,
     /// Simulated carts.
     pub agents: usize,
     /// Streaming time, s.
@@ -328,6 +335,18 @@ fn thread_ticks(pid: u32) -> HashMap<String, u64> {
     out
 }
 
+/// Clock ticks of every `postgres` process on the machine (the server and its backends).
+fn postgres_ticks() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    dir.flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())))
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .map(|stat| stat_ticks(&stat))
+        .filter(|(name, _)| name == "postgres")
+        .map(|(_, ticks)| ticks)
+        .sum()
+}
+
 /// (busy, total) jiffies of the whole machine.
 fn machine_ticks() -> (u64, u64) {
     let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -363,17 +382,19 @@ struct CpuSample {
     hub_threads: HashMap<String, u64>,
     hub_total: u64,
     mosquitto: u64,
+    database: u64,
     me: u64,
     machine: (u64, u64),
 }
 
 impl CpuSample {
-    fn take(hub: Option<u32>, mosquitto: Option<u32>) -> Self {
+    fn take(hub: Option<u32>, mosquitto: Option<u32>, database: bool) -> Self {
         Self {
             at: std::time::Instant::now(),
             hub_threads: hub.map(thread_ticks).unwrap_or_default(),
             hub_total: hub.map_or(0, |p| process_ticks(&p.to_string())),
             mosquitto: mosquitto.map_or(0, |p| process_ticks(&p.to_string())),
+            database: if database { postgres_ticks() } else { 0 },
             me: process_ticks("self"),
             machine: machine_ticks(),
         }
@@ -400,6 +421,7 @@ impl CpuSample {
             hub_cpu_pct: pct(hub),
             hub_only_cpu_pct: pct(hub.saturating_sub(in_hub_broker)),
             store_cpu_pct: pct(delta(&|n| n == "yilian-store")),
+            database_cpu_pct: pct(later.database.saturating_sub(self.database)),
             broker_cpu_pct: pct(broker),
             broker_in_hub_process: embedded,
             agents_cpu_pct: pct(later.me.saturating_sub(self.me)),
@@ -416,7 +438,7 @@ struct Bench {
 }
 
 impl Bench {
-    async fn start(dir: &Path, broker: &BenchBroker) -> anyhow::Result<Self> {
+    async fn start(dir: &Path, broker: &BenchBroker, store: Option<&str>) -> anyhow::Result<Self> {
         let hub_dir = dir.join("hub");
         let (mosquitto, external) = match broker {
             BenchBroker::Embedded => (None, None),
@@ -427,7 +449,14 @@ impl Bench {
             }
             BenchBroker::External(url) => (None, Some(url.clone())),
         };
-        let hub = HubProc::start(&hub_dir, external.as_deref(), None).await?;
+        let store = match store {
+            Some(server) => Some(
+                yilian_hub::store::testing::fresh_postgres_database(server)
+                    .with_context(|| format!("making the hub's database on {server}"))?,
+            ),
+            None => None,
+        };
+        let hub = HubProc::start_on(&hub_dir, external.as_deref(), None, store.as_deref()).await?;
         Ok(Self { hub, mosquitto })
     }
 }
@@ -799,7 +828,7 @@ pub async fn run_load(root: &Path, cfg: &LoadConfig) -> anyhow::Result<RunReport
     std::fs::create_dir_all(root)?;
     let dir = tempfile::tempdir_in(root)?;
     let rec = Arc::new(records::ptb_12_lead_500hz()?);
-    let bench = Bench::start(dir.path(), &cfg.broker).await?;
+    let bench = Bench::start(dir.path(), &cfg.broker, cfg.store.as_deref()).await?;
     let hub = &bench.hub;
     let carts_dir: PathBuf = dir.path().join("carts");
     let enrol_hub = EnrolHub {
@@ -867,14 +896,14 @@ pub async fn run_load(root: &Path, cfg: &LoadConfig) -> anyhow::Result<RunReport
     let hub_pid = hub.pid();
     let mosq_pid = bench.mosquitto.as_ref().and_then(Mosquitto::pid);
     tokio::time::sleep_until(start).await;
-    let before = CpuSample::take(hub_pid, mosq_pid);
+    let before = CpuSample::take(hub_pid, mosq_pid, cfg.store.is_some());
     let mut drivers = Vec::new();
     let devices: Vec<String> = carts.iter().map(|c| c.device.clone()).collect();
     for (cart, plan) in carts.into_iter().zip(plans.iter().cloned()) {
         drivers.push(tokio::spawn(drive(cart, plan, rec.clone(), ends.clone(), cfg.drain)));
     }
     tokio::time::sleep_until(window_end).await;
-    let after = CpuSample::take(hub_pid, mosq_pid);
+    let after = CpuSample::take(hub_pid, mosq_pid, cfg.store.is_some());
     let mut resources = before.since(&after, cfg.broker == BenchBroker::Embedded);
     (resources.hub_rss_mb, resources.hub_peak_rss_mb) = hub_pid.map_or((0.0, 0.0), rss_mb);
     resources.broker_rss_mb = mosq_pid.map_or(0.0, |p| rss_mb(p).0);
@@ -924,6 +953,7 @@ pub async fn run_load(root: &Path, cfg: &LoadConfig) -> anyhow::Result<RunReport
     let publish = if envelope > 0.0 { envelope + (1 + 2 + 2 + topic.len() + 2) as f64 } else { 0.0 };
     let mut report = RunReport {
         broker: cfg.broker.name(),
+        store: if cfg.store.is_some() { "PostgreSQL" } else { "SQLite" }.into(),
         agents: cfg.agents,
         duration_s: chunks as f64,
         chunks_sent: sum(&|r| r.chunks_sent),
@@ -976,11 +1006,12 @@ pub fn judge(r: &RunReport) -> (bool, String) {
     let others = (x.machine_busy_pct
         - x.hub_cpu_pct
         - x.agents_cpu_pct
+        - x.database_cpu_pct
         - if x.broker_in_hub_process { 0.0 } else { x.broker_cpu_pct })
     .max(0.0);
     // A single-threaded part near a whole core limits first; otherwise the machine as a whole.
     let why = if x.store_cpu_pct >= 80.0 {
-        format!("the hub's store (its one SQLite thread at {:.0}% of a core)", x.store_cpu_pct)
+        format!("the hub's store (its one {} connection at {:.0}% of a core)", r.store, x.store_cpu_pct)
     } else if x.broker_cpu_pct >= 80.0 && !x.broker_in_hub_process {
         format!("the broker (Mosquitto, one thread, at {:.0}% of a core)", x.broker_cpu_pct)
     } else if x.machine_busy_pct >= 0.85 * cores {
@@ -988,10 +1019,11 @@ pub fn judge(r: &RunReport) -> (bool, String) {
             ("the hub", x.hub_only_cpu_pct),
             ("the broker", x.broker_cpu_pct),
             ("the simulated carts", x.agents_cpu_pct),
+            ("PostgreSQL", x.database_cpu_pct),
             ("other processes", others),
         ];
         parts.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let shares: Vec<String> = parts.iter().map(|(who, pct)| format!("{who} {pct:.0}%")).collect();
+        let shares: Vec<String> = parts.iter().filter(|(_, pct)| *pct > 0.0).map(|(who, pct)| format!("{who} {pct:.0}%")).collect();
         // Where the delay built up: before the chunk was on the cart's spool, or after.
         format!(
             "CPU: the machine was {:.0}% busy of {cores:.0}% ({}); chunk due -> on the cart's spool p99 {} ms",
@@ -1003,8 +1035,8 @@ pub fn judge(r: &RunReport) -> (bool, String) {
         format!("the carts' side: chunk to spool p99 {} ms", r.latency_spool.p99_ms)
     } else {
         format!(
-            "no resource saturated (machine {:.0}% of {cores:.0}%, hub {:.0}%, broker {:.0}%, store {:.0}%)",
-            x.machine_busy_pct, x.hub_cpu_pct, x.broker_cpu_pct, x.store_cpu_pct
+            "no resource saturated (machine {:.0}% of {cores:.0}%, hub {:.0}%, broker {:.0}%, store {:.0}%, PostgreSQL {:.0}%)",
+            x.machine_busy_pct, x.hub_cpu_pct, x.broker_cpu_pct, x.store_cpu_pct, x.database_cpu_pct
         )
     };
     if failed.is_empty() { (true, why) } else { (false, format!("{}; limited by {why}", failed.join(", "))) }
@@ -1019,7 +1051,11 @@ pub fn table_row(r: &RunReport) -> String {
     let p = |p: &Percentiles| format!("{} / {} / {}", p.p50_ms, p.p99_ms, p.p999_ms);
     format!(
         "| {} | {} | {:.1} | {:.0} | {} | {} | {}/{} ({}) | {} | {} | {:.0} | {:.0} | {:.0}{} | {:.0} |",
-        r.broker,
+        if r.store == "SQLite" {
+            r.broker.clone()
+        } else {
+            format!("{}, {} ({:.0}% CPU)", r.broker, r.store, x.database_cpu_pct)
+        },
         r.agents,
         r.chunks_per_s,
         r.samples_per_s,

@@ -6,6 +6,7 @@ use crate::common::*;
 use std::time::Duration;
 use yilian::county::{self, Broker};
 use yilian::load::{self, BenchBroker, BenchOutput, LoadConfig};
+use yilian_hub::store::testing;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_load_generator_commits_every_chunk_exactly_once_and_writes_its_report() -> anyhow::Result<()> {
@@ -20,6 +21,10 @@ async fn the_load_generator_commits_every_chunk_exactly_once_and_writes_its_repo
             // A shared external broker does not trust each run's fresh county CA.
             Broker::External(_) => continue,
         };
+        // With Mosquitto, the hub's store is on PostgreSQL when the test run has one (as with
+        // several hubs at scale); the embedded broker keeps the embedded SQLite.
+        let store = if broker == BenchBroker::Mosquitto { testing::postgres_server() } else { None };
+        let on_postgres = store.is_some();
         let cfg = LoadConfig {
             agents: 3,
             duration: Duration::from_secs(4),
@@ -28,9 +33,11 @@ async fn the_load_generator_commits_every_chunk_exactly_once_and_writes_its_repo
             broker,
             console_watch: 3,
             drain: WAIT,
+            store,
         };
         let r = load::run_load(tmp.path(), &cfg).await?;
-        let what = format!("{}: {r:#?}", r.broker);
+        let what = format!("{} on {}: {r:#?}", r.broker, r.store);
+        assert_eq!(r.store, if on_postgres { "PostgreSQL" } else { "SQLite" }, "{what}");
         assert_eq!(r.chunks_sent, 3 * 4, "{what}");
         assert_eq!(r.chunks_committed, r.chunks_sent, "every chunk acked: {what}");
         assert_eq!(r.chunks_lost, 0, "{what}");
