@@ -1023,7 +1023,8 @@ pub fn judge(r: &RunReport) -> (bool, String) {
             ("other processes", others),
         ];
         parts.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let shares: Vec<String> = parts.iter().filter(|(_, pct)| *pct > 0.0).map(|(who, pct)| format!("{who} {pct:.0}%")).collect();
+        let shares: Vec<String> =
+            parts.iter().filter(|(_, pct)| *pct > 0.0).map(|(who, pct)| format!("{who} {pct:.0}%")).collect();
         // Where the delay built up: before the chunk was on the cart's spool, or after.
         format!(
             "CPU: the machine was {:.0}% busy of {cores:.0}% ({}); chunk due -> on the cart's spool p99 {} ms",
