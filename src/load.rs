@@ -1036,8 +1036,12 @@ pub fn judge(r: &RunReport) -> (bool, String) {
         format!("the carts' side: chunk to spool p99 {} ms", r.latency_spool.p99_ms)
     } else {
         format!(
-            "no resource saturated (machine {:.0}% of {cores:.0}%, hub {:.0}%, broker {:.0}%, store {:.0}%, PostgreSQL {:.0}%)",
-            x.machine_busy_pct, x.hub_cpu_pct, x.broker_cpu_pct, x.store_cpu_pct, x.database_cpu_pct
+            "no resource saturated (machine {:.0}% of {cores:.0}%, hub {:.0}%, broker {:.0}%, store {:.0}%{})",
+            x.machine_busy_pct,
+            x.hub_cpu_pct,
+            x.broker_cpu_pct,
+            x.store_cpu_pct,
+            if r.store == "SQLite" { String::new() } else { format!(", {} {:.0}%", r.store, x.database_cpu_pct) }
         )
     };
     if failed.is_empty() { (true, why) } else { (false, format!("{}; limited by {why}", failed.join(", "))) }
