@@ -10,7 +10,8 @@
 //! - [`enrol`]: enrolment requests with a bootstrap token and proof of key possession.
 //! - [`keys`]: Ed25519 keys (PKCS#8 files, hex public keys, key ids).
 //! - [`connect`]: the MQTT CONNECT password (a fresh signature over client id and time).
-//! - [`codec`]: lossless ECG sample compression (fixed linear prediction + Rice coding).
+//! - [`codec`]: lossless ECG sample compression (fixed linear prediction, a sign-sign LMS stage,
+//!   adaptive Rice coding; format-1 streams still decode).
 //! - [`topic`]: the MQTT topic layout `yl/v1/{site}/{device}/{up|ack|report|status}`.
 //! - [`frame`]: the serial framing spoken by ECG front ends (COBS + CRC-32), documented there.
 //! - `tls` (feature `tls`): rustls client settings pinned to the county CA.
