@@ -162,14 +162,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 let r = load::run_load(root.path(), &cfg(broker, n)).await?;
                 print_row(&r);
-                let ramp = &mut out.ramps[at];
-                if r.ok {
-                    ramp.last_good = Some(n);
-                } else {
-                    ramp.first_bad = Some(n);
-                }
-                ramp.limiter = r.limiter.clone();
-                ramp.steps.push(r);
+                out.ramps[at].record(n, r);
                 out.save(&path)?;
             }
             let next = match args.step {
@@ -191,14 +184,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 let r = load::run_load(root.path(), &cfg(broker, mid)).await?;
                 print_row(&r);
-                let ramp = &mut out.ramps[at];
-                if r.ok {
-                    ramp.last_good = Some(mid);
-                } else {
-                    ramp.first_bad = Some(mid);
-                    ramp.limiter = r.limiter.clone();
-                }
-                ramp.steps.push(r);
+                out.ramps[at].record(mid, r);
                 out.save(&path)?;
             }
         }

@@ -264,6 +264,23 @@ pub struct Ramp {
     pub limiter: String,
 }
 
+impl Ramp {
+    /// Adds the run at `n` carts: it moves the last good or the first failing N, and the
+    /// limiter follows the first failing run (or the latest run while none has failed).
+    pub fn record(&mut self, n: usize, run: RunReport) {
+        if run.ok {
+            self.last_good = Some(n);
+            if self.first_bad.is_none() {
+                self.limiter = run.limiter.clone();
+            }
+        } else {
+            self.first_bad = Some(n);
+            self.limiter = run.limiter.clone();
+        }
+        self.steps.push(run);
+    }
+}
+
 /// Everything one bench invocation measured, as written to `target/bench/loadgen.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchOutput {
