@@ -302,19 +302,9 @@ impl LinkWindow {
         self.inflight.clear();
     }
 
-    /// True if `seq` is in flight.
-    pub fn contains(&self, seq: u64) -> bool {
-        self.inflight.contains_key(&seq)
-    }
-
     /// The seqs in flight.
     pub fn seqs(&self) -> impl Iterator<Item = u64> + '_ {
         self.inflight.keys().copied()
-    }
-
-    /// Messages in flight.
-    pub fn len(&self) -> usize {
-        self.inflight.len()
     }
 
     /// True if nothing is in flight.
