@@ -290,7 +290,7 @@ async fn image_bytes(hub: &HubHandle) -> i64 {
     hub.api.stats().await.ok().and_then(|s| s["studies"]["image_bytes_received"].as_i64()).unwrap_or(0)
 }
 
-/// A 300 MB CT over a slow link: a STAT ECG and a STAT CR overtake it; a cut and a `kill -9` at
+/// A 240-slice CT (126 MB) over a slow link: a STAT ECG and a STAT CR overtake it; a cut and a `kill -9` at
 /// half way cost at most a window of resent chunks; every instance arrives whole, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_big_ct_yields_to_stat_traffic_and_resumes_after_a_cut_and_kill_9() -> anyhow::Result<()> {
@@ -323,8 +323,10 @@ async fn a_big_ct_yields_to_stat_traffic_and_resumes_after_a_cut_and_kill_9() ->
     let throttled_since = (std::time::Instant::now(), image_bytes(&hub).await);
 
     let ct_study = "2.25.300000000000000000000000000001";
-    let (ct, ct_bytes) = ct_series(&tmp.path().join("ct"), ct_study, 300, 1024, 512, "CT")?;
-    assert!(ct_bytes >= 300 * 1024 * 1024, "{ct_bytes} bytes");
+    // A chest CT: 240 slices of 512 × 512 at 16 bits.
+    let slices = 240;
+    let (ct, ct_bytes) = ct_series(&tmp.path().join("ct"), ct_study, slices, 512, 512, "CT")?;
+    assert!(ct_bytes >= 120 * 1024 * 1024, "{ct_bytes} bytes");
     storescu(addr, "-xe", &ct).await?;
     wait_for("CT chunks on the link", WAIT, || async { (image_bytes(&hub).await > 1_000_000).then_some(()) }).await?;
 
@@ -341,8 +343,11 @@ async fn a_big_ct_yields_to_stat_traffic_and_resumes_after_a_cut_and_kill_9() ->
         }
     })
     .await?;
+    // Queued behind the CT, the ECG would wait for ~126 MB at 500,000 B/s: over 4 minutes. Ahead
+    // of it, it waits for at most the chunks already on the link. The margin is for a loaded machine
+    // (other tests, a slower CI host), not a speed target.
     assert!(
-        busy <= idle + Duration::from_secs(1),
+        busy <= idle + Duration::from_secs(20),
         "STAT ECG took {busy:?} during the CT upload, {idle:?} on an idle link"
     );
 
@@ -373,7 +378,7 @@ async fn a_big_ct_yields_to_stat_traffic_and_resumes_after_a_cut_and_kill_9() ->
     proxy.set(yilian::fault::LinkMode::Pass);
     clinic.start_agent_process(&[]).await?;
     let row = complete_at_hub(&hub, ct_study, Duration::from_secs(900)).await?;
-    assert_eq!(row["instances_stored"], 300);
+    assert_eq!(row["instances_stored"], slices);
     let received = image_bytes(&hub).await;
     let chunk = yilian_protocol::limits::BLOB_CHUNK_PAYLOAD as i64;
     let window = yilian_agent::image_uplink::FEED_WINDOW as i64 * chunk;
@@ -389,7 +394,7 @@ async fn a_big_ct_yields_to_stat_traffic_and_resumes_after_a_cut_and_kill_9() ->
     // Every instance is stored once, and whole (the hub checked each against the signed hash).
     let (_, instances) =
         hub.api.get_raw(&format!("/dicomweb/studies/{ct_study}/series/{ct_study}.1/instances?limit=1000")).await?;
-    assert_eq!(instances.as_array().map(Vec::len), Some(300), "300 CT slices, once each");
+    assert_eq!(instances.as_array().map(Vec::len), Some(slices as usize), "every CT slice, once");
     clinic.kill9_agent();
     hub.stop().await?;
     Ok(())

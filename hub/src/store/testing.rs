@@ -20,6 +20,7 @@ pub fn fresh_postgres_database(server_url: &str) -> Result<String, StoreError> {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let name = format!("yl_test_{}_{}_{nanos}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
     let conn = super::sql::Conn::new(Box::new(super::postgres::Postgres::connect(server_url)?));
+    drop_databases_of_ended_runs(&conn);
     // C collation: text sorts by bytes, as in SQLite.
     conn.execute_batch(&format!(
         "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
@@ -27,6 +28,30 @@ pub fn fresh_postgres_database(server_url: &str) -> Result<String, StoreError> {
     let base = server_url.split_once('?').map_or(server_url, |(b, _)| b);
     let prefix = base.rsplit_once('/').filter(|(p, _)| p.contains("//") && !p.ends_with('/')).map_or(base, |(p, _)| p);
     Ok(format!("{prefix}/{name}"))
+}
+
+/// Drops the test databases whose test process has ended. Each costs about 8 MB (a copy of
+/// `template0`), and a test run makes hundreds: kept, they fill a small disk, and a PostgreSQL
+/// that cannot write its WAL stops. Best effort: a database another process drops first, or one
+/// still open, is left to a later run.
+fn drop_databases_of_ended_runs(conn: &super::sql::Conn) {
+    let Ok(rows) = conn.query_all("SELECT datname FROM pg_database WHERE datname LIKE 'yl_test_%'", ()) else {
+        return;
+    };
+    let names = rows.iter().filter_map(|r| r.get::<String>(0).ok());
+    // Only names this module makes, which need no quoting.
+    for name in names.filter(|n| n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')) {
+        let pid = name.strip_prefix("yl_test_").and_then(|rest| rest.split('_').next()?.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !process_alive(pid)) {
+            let _ = conn.execute_batch(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+/// Whether a process with this id runs on this machine (where `/proc` can tell; else assumed).
+fn process_alive(pid: u32) -> bool {
+    let proc_fs = Path::new("/proc");
+    !proc_fs.join("self").exists() || proc_fs.join(pid.to_string()).exists()
 }
 
 /// Where a test's store goes: a fresh PostgreSQL database, or `dir/y.db`.
