@@ -270,12 +270,7 @@ impl Db {
         if !bool::from(stored.as_slice().ct_eq(&secret_sha256[..])) {
             return Ok(Err(TokenError::Unknown));
         }
-        let existing: Option<(String, String)> = self
-            .conn
-            .query_row("SELECT public_key, state FROM devices WHERE device_id = ?1", [device], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
+        let existing = self.device_key_and_state(device)?;
         if used_at.is_some() {
             if used_by.as_deref() == Some(device)
                 && let Some((k, state)) = &existing
@@ -514,12 +509,7 @@ impl Db {
         now_ms: i64,
     ) -> Result<Result<(), ActionError>, StoreError> {
         self.in_transaction(|db| {
-            let row: Option<(String, String)> = db
-                .conn
-                .query_row("SELECT public_key, state FROM devices WHERE device_id = ?1", [device], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()?;
+            let row = db.device_key_and_state(device)?;
             let Some((current, state)) = row else { return Ok(Err(ActionError::UnknownDevice(device.to_string()))) };
             let state = state_of(device, &state)?;
             if !state.may_act() {

@@ -612,6 +612,16 @@ impl Db {
             .unwrap_or(0))
     }
 
+    /// A device's enrolled key (hex) and lifecycle state, if it is enrolled.
+    fn device_key_and_state(&self, device: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT public_key, state FROM devices WHERE device_id = ?1", [device], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?)
+    }
+
     /// Enrols a device. Re-enrolling with the same key is a no-op; another key needs `replace`.
     pub fn enroll(
         &mut self,
@@ -622,12 +632,7 @@ impl Db {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         self.in_transaction(|db| {
-            let existing: Option<(String, String)> = db
-                .conn
-                .query_row("SELECT public_key, state FROM devices WHERE device_id = ?1", [device], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()?;
+            let existing = db.device_key_and_state(device)?;
             if let Some((k, _)) = &existing
                 && *k != key.to_hex()
                 && !replace
