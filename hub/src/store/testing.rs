@@ -31,9 +31,9 @@ pub fn fresh_postgres_database(server_url: &str) -> Result<String, StoreError> {
 }
 
 /// Drops the test databases whose test process has ended. Each costs about 8 MB (a copy of
-/// `template0`), and a test run makes hundreds: kept, they fill a small disk, and a PostgreSQL
-/// that cannot write its WAL stops. Best effort: a database another process drops first, or one
-/// still open, is left to a later run.
+/// `template0`) and a workspace test run makes about thirty: kept, run after run fills the disk,
+/// and a PostgreSQL that cannot write its WAL stops. Best effort: a database another process
+/// drops first, or one still open, is left to a later run.
 fn drop_databases_of_ended_runs(conn: &super::sql::Conn) {
     let Ok(rows) = conn.query_all("SELECT datname FROM pg_database WHERE datname LIKE 'yl_test_%'", ()) else {
         return;
