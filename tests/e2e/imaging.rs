@@ -290,8 +290,8 @@ async fn image_bytes(hub: &HubHandle) -> i64 {
     hub.api.stats().await.ok().and_then(|s| s["studies"]["image_bytes_received"].as_i64()).unwrap_or(0)
 }
 
-/// A 240-slice CT (126 MB) over a slow link: a STAT ECG and a STAT CR overtake it; a cut and a `kill -9` at
-/// half way cost at most a window of resent chunks; every instance arrives whole, once.
+/// A 240-slice CT (126 MB) over a slow link: a STAT ECG and a STAT CR overtake it; a cut and a
+/// `kill -9` at half way cost at most a window of resent chunks; every instance arrives whole, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_big_ct_yields_to_stat_traffic_and_resumes_after_a_cut_and_kill_9() -> anyhow::Result<()> {
     let _one = ONE_AT_A_TIME.lock().await;
